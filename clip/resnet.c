@@ -252,8 +252,7 @@ Tensor *clip_resnet_positional_embedding(const ClipResNet *v, int64_t h, int64_t
     return tensor_concat(parts, 2, 0);
 }
 
-/* x (B, C, H, W) -> *embedding (B, E) and, when dense is non-NULL, *dense (B, S, E). */
-static void attnpool_forward(const ClipResNet *v, Tensor *x, Tensor **embedding, Tensor **dense) {
+void clip_resnet_attnpool(const ClipResNet *v, Tensor *x, Tensor **embedding, Tensor **dense) {
     const int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t NH = v->cfg.heads;
     Tensor *mean = tensor_reshape(tensor_spatial_mean(x), 3, SHAPE(B, 1, C));
@@ -299,7 +298,7 @@ void clip_resnet_encode(const ClipResNet *v, Tensor *images, Tensor **embedding,
     use(caller);
     Tensor *out[2] = {NULL, NULL};
     ClipWorkScope s = clip_work_begin(v->work, st.a_mark);
-    attnpool_forward(v, x, &out[0], dense ? &out[1] : NULL);
+    clip_resnet_attnpool(v, x, &out[0], dense ? &out[1] : NULL);
     clip_work_end(&s, out, dense ? 2 : 1);
     *embedding = out[0];
     if (dense) *dense = out[1];

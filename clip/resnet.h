@@ -65,6 +65,13 @@ void clip_resnet_fill(ClipResNet *v, const ParamStore *sd);
  * (uses the tower's work arena). Bad shapes are CHECK failures. */
 void clip_resnet_encode(const ClipResNet *v, Tensor *images, Tensor **embedding, Tensor **dense);
 
+/* The attention pool alone: layer4's output x (B, C, H, W) -> *embedding (B, E) and, when dense
+ * is non-NULL, *dense (B, H*W + 1, E). Reads only the pool's tensors of v (cfg.heads, cfg.grid,
+ * positional_embedding, q/k/v/c weights and biases). Records a tape when grad mode is on and an
+ * input requires a gradient (pretraining, clip/pretrain.c); the grid must then be the native one
+ * (the positional-embedding resize has no backward). From the current arena. */
+void clip_resnet_attnpool(const ClipResNet *v, Tensor *x, Tensor **embedding, Tensor **dense);
+
 /* The positional embedding (H*W + 1, C) for an H x W grid: row 0 unchanged, rows 1.. resized
  * from the native g x g grid with PyTorch's bicubic (align_corners=False); the stored tensor
  * itself when H = W = g. From the current arena; grad mode must be off (CHECKed by the resize). */

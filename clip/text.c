@@ -39,6 +39,14 @@ static Tensor *declare(ParamStore *ps, const char *name, int ndim, const int64_t
     return param_add(ps, name, DT_F32, ndim, shape, false);
 }
 
+/* The float32 tensor `name` of a finalized store (CHECKed present). */
+static Tensor *bind(const ParamStore *ps, const char *name) {
+    Tensor *x = param_find(ps, name);
+    CHECK(x && x->dtype == DT_F32, "clip_text_bind: '%s' %s", name,
+          x ? "is not float32" : "is missing");
+    return x;
+}
+
 /* The tensors of block i, in state-dict order, with their (name suffix, slot). */
 typedef struct {
     const char *suffix;
@@ -88,6 +96,24 @@ void clip_text_declare(ClipText *t, const ClipTextConfig *cfg, ParamStore *ps) {
     t->ln_final_weight = declare(ps, "ln_final.weight", 1, SHAPE(C));
     t->ln_final_bias = declare(ps, "ln_final.bias", 1, SHAPE(C));
     t->text_projection = declare(ps, "text_projection", 2, SHAPE(C, cfg->embed_dim));
+}
+
+void clip_text_bind(ClipText *t, const ClipTextConfig *cfg, const ParamStore *ps) {
+    t->cfg = *cfg;
+    t->token_embedding = bind(ps, "token_embedding.weight");
+    t->positional_embedding = bind(ps, "positional_embedding");
+    t->blocks = xcalloc((size_t)cfg->layers, sizeof(ClipTextBlock));
+    for (int64_t i = 0; i < cfg->layers; i++) {
+        for (int f = 0; f < N_BLOCK_FIELDS; f++) {
+            char name[160];
+            snprintf(name, sizeof name, "transformer.resblocks.%lld.%s", (long long)i,
+                     block_fields[f].suffix);
+            *block_slot(&t->blocks[i], f) = bind(ps, name);
+        }
+    }
+    t->ln_final_weight = bind(ps, "ln_final.weight");
+    t->ln_final_bias = bind(ps, "ln_final.bias");
+    t->text_projection = bind(ps, "text_projection");
 }
 
 void clip_text_fill(ClipText *t, const ParamStore *sd) {

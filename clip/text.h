@@ -51,6 +51,11 @@ void clip_text_declare(ClipText *t, const ClipTextConfig *cfg, ParamStore *ps);
  * float32. sd must already have passed clip_state_dict_check (clip/model.h). */
 void clip_text_fill(ClipText *t, const ParamStore *sd);
 
+/* Point t at the tower's float32 tensors of an already finalized store that holds them under
+ * their state-dict names (CHECKs each is present), e.g. the trainable store of clip/pretrain.h.
+ * Gradients then reach the weights that require one. t->work is left for the caller to set. */
+void clip_text_bind(ClipText *t, const ClipTextConfig *cfg, const ParamStore *ps);
+
 /* The end-of-text position of each sequence of ids (B, T) int64: the index of its largest id
  * (the first one on ties, as torch.argmax). Returns a (B) int64 tensor from the current arena. */
 Tensor *clip_text_eot_positions(const Tensor *ids);

@@ -54,6 +54,25 @@ double ds_average_precision(double *ap, const double *scores, const double *targ
     return 100.0 * sum_ap / (double)nc;
 }
 
+double ds_chance_map(const double *targets, int64_t n, int64_t nc) {
+    CHECK(targets && n > 0 && nc > 0, "ds_chance_map: bad arguments (n %lld, nc %lld)",
+          (long long)n, (long long)nc);
+    double hn = 0.0; /* H_N, the N-th harmonic number */
+    for (int64_t r = 1; r <= n; r++) hn += 1.0 / (double)r;
+    double sum = 0.0;
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t p = 0;
+        for (int64_t i = 0; i < n; i++) p += targets[i * nc + c] == 1.0;
+        if (p == 0) continue; /* AP 0 whatever the scores */
+        /* A positive at rank r (uniform on 1..N) has, in expectation, (r-1)(P-1)/(N-1) other
+         * positives above it, so E[precision at its rank] = (1 + (r-1)(P-1)/(N-1)) / r;
+         * averaging over r: (H_N + (P-1)(N - H_N)/(N-1)) / N, the same for every positive. */
+        const double N = (double)n, P = (double)p;
+        sum += n > 1 ? (hn + (P - 1) * (N - hn) / (N - 1)) / N : 1.0;
+    }
+    return 100.0 * sum / (double)nc;
+}
+
 static double ratio_or_zero(double num, double den) { return den > 0 ? num / den : 0.0; }
 
 static double harmonic(double p, double r) { return p + r > 0 ? 2.0 * p * r / (p + r) : 0.0; }

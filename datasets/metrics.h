@@ -37,6 +37,10 @@ typedef struct {
  * here; ds_metrics checks). Allocates O(N) scratch. */
 double ds_average_precision(double *ap, const double *scores, const double *targets, int64_t n,
                             int64_t nc);
+/* The chance level of mAP (percent): the expected mAP of scores that rank the images uniformly
+ * at random (ties aside), exactly, from the number of positives per class. Slightly above the
+ * mean positive rate, by about ln(N)/N. */
+double ds_chance_map(const double *targets, int64_t n, int64_t nc);
 /* CP..OF1 at DS_METRICS_THRESHOLD; top_k > 0 lets only each image's top_k scores count. */
 void ds_threshold_metrics(ThresholdMetrics *m, const double *scores, const double *targets,
                           int64_t n, int64_t nc, int top_k);

@@ -10,6 +10,7 @@
 
 #include "datasets/csv.h"
 #include "datasets/metrics.h"
+#include "tensor/tensor.h"
 #include "test/test.h"
 
 /* Metrics are specified to 1e-6 (percent); everything here is float64 on identical inputs. */
@@ -316,4 +317,34 @@ TEST(metrics_command_json) {
     remove(t2);
     rmdir(dir);
     free(dir);
+}
+
+/* The chance level: hand values, and the mean AP of many random rankings. */
+TEST(metrics_chance_map) {
+    /* N = 2, one positive: AP is 1 or 1/2 with equal odds -> 75 %. All positive -> 100 %. */
+    const double t2[2] = {1, -1}, t3[3] = {1, 1, 1};
+    EXPECT_NEAR("N=2 P=1", ds_chance_map(t2, 2, 1), 75.0);
+    EXPECT_NEAR("N=3 P=3", ds_chance_map(t3, 3, 1), 100.0);
+    /* 40 images, 3 classes with 1, 7 and 20 positives (0 = unknown counts as not positive). */
+    enum { N = 40, C = 3, TRIALS = 20000 };
+    double targets[N * C], scores[N * C], ap[C];
+    for (int i = 0; i < N; i++) {
+        targets[i * C + 0] = i == 5 ? 1 : -1;
+        targets[i * C + 1] = i % 6 == 0 ? 1 : (i % 6 == 1 ? 0 : -1);
+        targets[i * C + 2] = i % 2 ? 1 : -1;
+    }
+    Rng r;
+    rng_seed(&r, 11);
+    double mean = 0;
+    for (int t = 0; t < TRIALS; t++) {
+        for (int i = 0; i < N * C; i++) scores[i] = rng_uniform(&r);
+        mean += ds_average_precision(ap, scores, targets, N, C) / TRIALS;
+    }
+    /* The per-trial mAP has a standard deviation of about 10 points here, so the mean of 20000
+     * trials is within 0.3 of the expectation with overwhelming probability. */
+    const double chance = ds_chance_map(targets, N, C);
+    EXPECT(fabs(mean - chance) < 0.3, "mean mAP of %d random rankings %.4f, chance %.4f", TRIALS,
+           mean, chance);
+    const double rate = (1.0 / N + 7.0 / N + 20.0 / N) / 3 * 100;
+    EXPECT(chance > rate, "chance %.4f not above the mean positive rate %.4f", chance, rate);
 }
