@@ -92,6 +92,9 @@ Status clip_pretrain_config_validate(ClipPretrainConfig *c) {
             (long long)t->width);
     REQUIRE(t->layers >= 1 && t->layers <= 64, "text_layers = %lld: expected 1..64",
             (long long)t->layers);
+    /* The tokenizer's vocabulary and context (tests use smaller ones; no config key sets them). */
+    REQUIRE(t->vocab >= 2 && t->context >= 2 && t->context <= 77, "text vocab %lld, context %lld",
+            (long long)t->vocab, (long long)t->context);
     REQUIRE(c->clip.embed_dim >= 1 && c->clip.embed_dim <= 4096,
             "embed_dim = %lld: expected 1..4096", (long long)c->clip.embed_dim);
     REQUIRE(c->batch >= 2 && c->batch <= 65536, "batch = %lld: expected 2..65536",
@@ -118,8 +121,6 @@ Status clip_pretrain_config_validate(ClipPretrainConfig *c) {
     v->grid = c->input_size / 32;
     v->embed_dim = c->clip.embed_dim;
     t->embed_dim = c->clip.embed_dim;
-    t->context = 77;
-    t->vocab = 49408;
     return STATUS_OK;
 }
 
