@@ -156,7 +156,9 @@ bench: $(BUILD)/trmml
 deps:
 	scripts/install-deps.sh
 
-# The main job: make train DATASET=voc2007 RATIO=0.3 [METHOD=trmml|dualcoop|baseline]
+# Without DATASET: the embedded default (scripts/embedded.sh, docs/embedded.md): the synthetic
+# world, a small CLIP pretrained on it, zero-shot CLIP and every method at RATIO, one table.
+# The main job: make train DATASET=voc2007 RATIO=0.3 [METHOD=trmml|dualcoop|baseline|pvlr]
 #   [DATA_ROOT=data] [CLIP_MODEL=models/RN101.pt] [DEVICE=auto] [SIZE=448] [RUN=runs/NAME]
 # Extracts the frozen image tower's features of both splits once (build/features/), then trains
 # into runs/<dataset>-<method>-<ratio>/ (docs/training.md); a run that already has a checkpoint
@@ -169,9 +171,7 @@ train: $(BUILD)/trmml
 	data='$(or $(DATA_ROOT),data)'; model='$(or $(CLIP_MODEL),models/RN101.pt)'; \
 	device='$(or $(DEVICE),auto)'; size='$(or $(SIZE),448)'; \
 	if [ -z "$$dataset" ]; then \
-	  echo "make train: give DATASET=voc2007|voc2012|coco2014|nuswide|vg200|cub and RATIO=0.1..0.9," >&2; \
-	  echo "  e.g. make train DATASET=voc2007 RATIO=0.3. The download-free default (the embedded" >&2; \
-	  echo "  synthetic world) arrives with issue #6." >&2; exit 2; fi; \
+	  TRMML=./$(BUILD)/trmml exec scripts/embedded.sh train --ratio "$$ratio" $(if $(METHOD),--methods "$(METHOD)"); fi; \
 	case "$$dataset" in \
 	  voc2007) root="$$data"; tr=trainval; te=test; look="$$data/VOCdevkit/VOC2007";; \
 	  voc2012) root="$$data"; tr=train; te=val; look="$$data/VOCdevkit/VOC2012";; \
@@ -207,6 +207,13 @@ train: $(BUILD)/trmml
 	    --cached "build/features/$$tag-$$tr.feat" --cached-test "build/features/$$tag-$$te.feat"; \
 	fi; \
 	echo "== $$run: log.txt, metrics.jsonl, ap.csv, checkpoint.safetensors; evaluate with: build/trmml eval $$run"
+
+# The embedded default's full grid: ratios x seeds x methods and TRM-ML's Table-3 components,
+# summarised in docs/results.md and docs/results-map.png (hours on 2 cores; docs/embedded.md).
+.PHONY: results
+results: $(BUILD)/trmml
+	TRMML=./$(BUILD)/trmml scripts/embedded.sh results --ratios "$(or $(RESULTS_RATIOS),0.1 0.3 0.5 0.7 0.9)" \
+	  --seeds "$(or $(RESULTS_SEEDS),0 1 2)"
 
 clean:
 	rm -rf build build-debug

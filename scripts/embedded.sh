@@ -25,7 +25,10 @@ ratios="0.1 0.3 0.5 0.7 0.9"
 seeds="0 1 2"
 world_train=${WORLD_TRAIN:-4000}
 world_test=${WORLD_TEST:-1000}
+# Overrides for a miniature run (test/test_embedded.c): world size, pretraining steps and batch,
+# epochs per method. Unset: the configuration files' values.
 pretrain_steps=${PRETRAIN_STEPS:-}
+pretrain_batch=${PRETRAIN_BATCH:-}
 epochs=${EPOCHS:-}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -65,11 +68,12 @@ ds=(--dataset voc2007 --root "$world" --class-list "$world/classes.txt")
 
 # 2. The small CLIP (minutes): CLIP's contrastive objective on the world's captions.
 clip="$OUT/clip-small.safetensors"
-ckey=$( (cat "$CONF/clip-small.conf" "$world/synth.txt"; echo "$version ${pretrain_steps}") | sha256sum | cut -c1-16)
+ckey=$( (cat "$CONF/clip-small.conf" "$world/synth.txt"; echo "$version $pretrain_steps $pretrain_batch") | sha256sum | cut -c1-16)
 if ! fresh "$clip" "$ckey"; then
   say "pretraining the small CLIP on image-caption pairs ($CONF/clip-small.conf) [$(elapsed)]"
   steps_flag=()
-  [ -n "$pretrain_steps" ] && steps_flag=(--steps "$pretrain_steps")
+  [ -n "$pretrain_steps" ] && steps_flag+=(--steps "$pretrain_steps")
+  [ -n "$pretrain_batch" ] && steps_flag+=(--batch "$pretrain_batch")
   "$TRMML" pretrain-clip --data "$world" --out "$clip" --config "$CONF/clip-small.conf" "${steps_flag[@]}"
   seal "$clip" "$ckey"
   rm -f "$OUT"/zeroshot.json "$OUT"/*.feat "$OUT"/*.feat.stamp
@@ -92,7 +96,7 @@ for resample in bicubic bilinear; do
     if ! fresh "$f" "$ckey-$size"; then
       say "extracting $split features ($resample, $size px) [$(elapsed)]"
       "$TRMML" extract --model "$clip" "${ds[@]}" --split "$split" --size "$size" \
-        --resample "$resample" --out "$f" | tail -1
+        --resample "$resample" --out "$f" 2>&1 | tail -1
       seal "$f" "$ckey-$size"
     fi
   done
@@ -108,6 +112,7 @@ run_one() {
   if fresh "$run/eval.json" "$key"; then return 0; fi
   say "training $tag at ratio $r, seed $s [$(elapsed)]"
   rm -rf "$run"
+  mkdir -p "$OUT/runs"
   local ep=()
   [ -n "$epochs" ] && ep=(--epochs "$epochs")
   "$TRMML" train --method "$method" "${ds[@]}" --ratio "$r" --seed "$s" --model "$clip" \
@@ -161,6 +166,8 @@ for r in $ratios; do
     done
   done
 done
-"$TRMML" results --runs "$OUT/runs" --zeroshot "$zs" --chance "$(sed -n 's/.*chance-level mAP \([0-9.]*\).*/\1/p' "$OUT/zeroshot.log")" \
-  --ratios "$ratios" --seeds "$seeds" --out docs/results.md --plot docs/results-map.png
+chance=$(sed -n 's/.*chance-level mAP \([0-9.]*\).*/\1/p' "$OUT/zeroshot.log")
+"$TRMML" results --runs "$OUT/runs" --zeroshot "$zs" --chance "$chance" --ratios "$ratios" \
+  --seeds "$seeds" --out docs/results.md --plot docs/results-map.png \
+  --command "make results RESULTS_RATIOS='$ratios' RESULTS_SEEDS='$seeds'"
 say "wrote docs/results.md and docs/results-map.png [$(elapsed)]"

@@ -1,0 +1,94 @@
+/* test_embedded.c — the embedded default end to end in miniature (scripts/embedded.sh, issue 6):
+ * a tiny world, a few pretraining steps, one epoch of each method, the table; then a second
+ * invocation that reuses every cached product; and `trmml results` on the runs. What this
+ * proves is that the path works (files, caching, the table's shape), not the numbers: those
+ * come from the full-size run recorded in docs/embedded.md and docs/results.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clip/tokenizer.h"
+#include "test/test.h"
+
+static int count(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+TEST(embedded_miniature_train_and_results) {
+    char exe[512];
+    if (!test_trmml_path(exe, sizeof exe)) {
+        test_skip("build/trmml not built next to the test binary");
+        return;
+    }
+    ClipTokenizer *tok = NULL;
+    if (clip_tokenizer_load(clip_vocab_path(NULL), &tok) != STATUS_OK) {
+        test_skip("the CLIP vocabulary (../shared/clip/) is not available");
+        return;
+    }
+    clip_tokenizer_free(tok);
+    char dir[] = "/tmp/trmml_embedded_XXXXXX";
+    EXPECT(mkdtemp(dir) != NULL, "mkdtemp");
+    char env[1024], cmd[2048];
+    snprintf(env, sizeof env,
+             "TRMML=%s EMBEDDED_DIR=%s WORLD_TRAIN=48 WORLD_TEST=24 PRETRAIN_STEPS=3 "
+             "PRETRAIN_BATCH=16 EPOCHS=1",
+             exe, dir);
+    snprintf(cmd, sizeof cmd, "%s scripts/embedded.sh train --ratio 0.5 2>&1", env);
+    static char out[1 << 16];
+    int rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 0, "embedded.sh train: exit %d\n%s", rc, out);
+    if (rc != 0) return;
+    /* The stages ran, and the table has the five rows with three numbers each. */
+    EXPECT(strstr(out, "generating the synthetic world") && strstr(out, "pretraining the small CLIP") &&
+               strstr(out, "zero-shot evaluation") && strstr(out, "extracting test features"),
+           "missing stages:\n%s", out);
+    const char *rows[] = {"zero-shot CLIP", "baseline (Table 3)", "DualCoOp", "TRM-ML", "PVLR"};
+    for (int i = 0; i < 5; i++) {
+        const char *p = strstr(out, rows[i]);
+        double a = -1, b = -1, c = -1;
+        EXPECT(p && sscanf(p + strlen(rows[i]), "%lf %lf %lf", &a, &b, &c) == 3 && a >= 0 &&
+                   a <= 100 && b >= 0 && b <= 100 && c >= 0 && c <= 100,
+               "row '%s' lacks three percentages:\n%s", rows[i], out);
+    }
+    EXPECT(strstr(out, "chance-level mAP"), "no chance level:\n%s", out);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/clip-small.safetensors", dir);
+    struct stat st;
+    EXPECT(stat(path, &st) == 0 && st.st_size > 0, "no %s", path);
+
+    /* Second run: every product is cached, nothing is recomputed. */
+    rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 0 && count(out, "== ") == 0 && strstr(out, "TRM-ML"),
+           "second run recomputed something (exit %d):\n%s", rc, out);
+
+    /* The results summary over the one ratio and seed present. */
+    snprintf(cmd, sizeof cmd,
+             "%s results --runs %s/runs --zeroshot %s/zeroshot.json --chance 25 --ratios 0.5 "
+             "--seeds 0 --out %s/results.md --plot %s/results.png 2>&1",
+             exe, dir, dir, dir, dir);
+    rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 0, "trmml results: exit %d\n%s", rc, out);
+    snprintf(path, sizeof path, "%s/results.md", dir);
+    FILE *f = fopen(path, "rb");
+    static char md[1 << 16];
+    size_t n = f ? fread(md, 1, sizeof md - 1, f) : 0;
+    if (f) fclose(f);
+    md[n] = 0;
+    EXPECT(strstr(md, "| TRM-ML |") && strstr(md, "| + KD |") && strstr(md, "chance-level mAP 25.00"),
+           "results.md:\n%s", md);
+    snprintf(path, sizeof path, "%s/results.png", dir);
+    EXPECT(stat(path, &st) == 0 && st.st_size > 1000, "no plot %s", path);
+    /* Bad input: a missing zero-shot file is named, exit 1. */
+    snprintf(cmd, sizeof cmd,
+             "%s results --runs %s/runs --zeroshot %s/none.json --chance 25 --ratios 0.5 "
+             "--seeds 0 --out %s/r.md --plot %s/r.png 2>&1",
+             exe, dir, dir, dir, dir);
+    rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 1 && strstr(out, "none.json"), "missing zero-shot file: exit %d: %s", rc, out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    EXPECT(system(cmd) == 0, "cleanup");
+}
