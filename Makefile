@@ -77,6 +77,11 @@ else
 CUDA ?= 1
 endif
 ifeq ($(CUDA),1)
+# SASS for A100 (sm_80) and H100 (sm_90), plus compute_90 PTX that newer GPUs JIT-compile.
+# cuBLAS is linked as a shared library (the toolkit ships no static libcublas); the rpath points
+# at the toolkit, so the binary starts wherever it was built. cudart is static, and the driver
+# (libcuda) is loaded only at the first CUDA call: a machine with no GPU and no driver runs the
+# CPU backend (docs/cuda.md).
 CFLAGS += -DTRMML_CUDA
 NVCCFLAGS := -O3 -std=c++17 -I. -DTRMML_CUDA -Xcompiler -Wall,-Wno-unused-parameter \
 	-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
@@ -84,7 +89,12 @@ NVCCFLAGS := -O3 -std=c++17 -I. -DTRMML_CUDA -Xcompiler -Wall,-Wno-unused-parame
 ifeq ($(WERROR),1)
 NVCCFLAGS += -Werror all-warnings -Xcompiler -Werror
 endif
-LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+ifeq ($(DEBUG),1)
+# Synchronise after every launch so a fault is reported at the kernel that caused it.
+NVCCFLAGS += -g -DTRMML_CUDA_DEBUG_SYNC
+endif
+LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt \
+	-lstdc++
 endif
 
 $(info trmml: CC=$(CC) OpenMP=$(if $(HAVE_OMP),on,off) OpenBLAS=$(if $(HAVE_BLAS),on,off) CUDA=$(if $(filter 1,$(CUDA)),on ($(NVCC)),off) DEBUG=$(DEBUG) -> $(BUILD)/)

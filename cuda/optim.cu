@@ -47,7 +47,7 @@ void adamw_step_cuda(float *param, float *exp_avg, float *exp_avg_sq, const floa
 // One block: the caller's out[0] is accumulated into without a second kernel or scratch. A
 // parameter of a few million elements is a few thousand loads per thread.
 #define SUMSQ_THREADS 1024
-__global__ void sum_squares_kernel(double *out, const float *x, int64_t n) {
+__global__ void __launch_bounds__(SUMSQ_THREADS) sum_squares_kernel(double *out, const float *x, int64_t n) {
     __shared__ double sh[SUMSQ_THREADS];
     double acc = 0.0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += (double)x[i] * x[i];
