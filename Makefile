@@ -116,17 +116,27 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 .PHONY: all test fixtures bench clean deps train fuzz fuzz-run
 all: $(BUILD)/libtrmml.a $(BUILD)/trmml
 
-$(BUILD)/obj/%.o: %.c
+# The build configuration (CUDA on/off, flags) in a stamp file that changes only when the
+# configuration does: switching CUDA=0 <-> CUDA=1 in one build folder rebuilds everything instead
+# of linking objects and an archive made under the other setting.
+CONFIG_STAMP := $(BUILD)/config.stamp
+CONFIG_LINE := CUDA=$(CUDA) CC=$(CC) CFLAGS=$(CFLAGS) NVCCFLAGS=$(NVCCFLAGS)
+.PHONY: FORCE
+$(CONFIG_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CONFIG_LINE)' | cmp -s - $@ || echo '$(CONFIG_LINE)' > $@
+
+$(BUILD)/obj/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.cu.o: %.cu
+$(BUILD)/obj/%.cu.o: %.cu $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libtrmml.a: $(LIB_OBJ)
+$(BUILD)/libtrmml.a: $(LIB_OBJ) $(CONFIG_STAMP)
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(LIB_OBJ)
 
 $(BUILD)/trmml: $(TOOL_OBJ) $(BUILD)/libtrmml.a
 	$(CC) $(LDSAN) -o $@ $(TOOL_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
