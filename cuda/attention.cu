@@ -31,8 +31,8 @@ __global__ void attention_softmax_forward_kernel(float *probs, int64_t BH, int64
 
 void attention_softmax_forward_cuda(float *probs, int64_t BH, int64_t T, int64_t S, bool causal) {
     /* probs (BH,T,S): scaled scores on entry, probabilities on return — assigns, in place */
-    LAUNCH(attention_softmax_forward_kernel, row_grid(BH * T), CUDA_REDUCE_THREADS, probs, BH, T,
-           S, causal);
+    LAUNCH(attention_softmax_forward_kernel, row_grid(BH * T), CUDA_REDUCE_THREADS, probs, BH, T, S,
+           causal);
 }
 
 __global__ void attention_softmax_backward_kernel(float *dscores, const float *dprobs,
@@ -69,8 +69,10 @@ __global__ void heads_copy_kernel(float *dst, const float *src, int64_t B, int64
         int64_t head_off = e, flat_off = (b * T + t) * W + col0 + h * HS + i;
         float *d = dst + (to_heads ? head_off : flat_off);
         float s = src[to_heads ? flat_off : head_off];
-        if (accumulate) *d += s;
-        else *d = s;
+        if (accumulate)
+            *d += s;
+        else
+            *d = s;
     }
 }
 

@@ -5,11 +5,10 @@
 // Backward: a block per channel reduces sum(g) and sum(g * xhat) in double, then writes dx.
 #include "cuda/common.cuh"
 
-__global__ void batchnorm_forward_kernel(float *out, float *mean, float *rstd,
-                                         float *running_mean, float *running_var,
-                                         const float *inp, const float *weight, const float *bias,
-                                         int64_t N, int64_t C, int64_t HW, bool training,
-                                         float momentum, float eps) {
+__global__ void batchnorm_forward_kernel(float *out, float *mean, float *rstd, float *running_mean,
+                                         float *running_var, const float *inp, const float *weight,
+                                         const float *bias, int64_t N, int64_t C, int64_t HW,
+                                         bool training, float momentum, float eps) {
     __shared__ double sh[CUDA_REDUCE_THREADS];
     __shared__ float sc[2]; // mean, rstd as floats, shared with the whole block
     const int64_t M = N * HW;
@@ -61,9 +60,9 @@ void batchnorm_forward_cuda(float *out, float *mean, float *rstd, float *running
     /* out (N,C,HW), mean (C), rstd (C), running_mean (C) or NULL, running_var (C) or NULL,
      * inp (N,C,HW), weight (C) or NULL, bias (C) or NULL — assigns out/mean/rstd; training
      * updates the running stats in place */
-    LAUNCH(batchnorm_forward_kernel, C < CUDA_MAX_BLOCKS ? C : CUDA_MAX_BLOCKS,
-           CUDA_REDUCE_THREADS, out, mean, rstd, running_mean, running_var, inp, weight, bias, N,
-           C, HW, training, momentum, eps);
+    LAUNCH(batchnorm_forward_kernel, C < CUDA_MAX_BLOCKS ? C : CUDA_MAX_BLOCKS, CUDA_REDUCE_THREADS,
+           out, mean, rstd, running_mean, running_var, inp, weight, bias, N, C, HW, training,
+           momentum, eps);
 }
 
 __global__ void batchnorm_backward_kernel(float *dinp, float *dweight, float *dbias,
@@ -102,8 +101,7 @@ __global__ void batchnorm_backward_kernel(float *dinp, float *dweight, float *db
 
 void batchnorm_backward_cuda(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *mean, const float *rstd,
-                             const float *weight, int64_t N, int64_t C, int64_t HW,
-                             bool training) {
+                             const float *weight, int64_t N, int64_t C, int64_t HW, bool training) {
     /* dinp (N,C,HW) or NULL, dweight (C) or NULL, dbias (C) or NULL, dout (N,C,HW),
      * inp (N,C,HW), mean (C), rstd (C), weight (C) or NULL — accumulates */
     LAUNCH(batchnorm_backward_kernel, C < CUDA_MAX_BLOCKS ? C : CUDA_MAX_BLOCKS,

@@ -33,10 +33,10 @@ typedef struct CacheBlock {
 typedef struct {
     void *(*raw_alloc)(size_t bytes); /* NULL on failure */
     void (*raw_free)(void *p);
-    CacheBlock *live;                 /* blocks handed out */
+    CacheBlock *live; /* blocks handed out */
     CacheBlock *free_list[CACHE_ALLOC_BUCKETS];
     size_t live_bytes, cached_bytes;
-    uint64_t raw_allocs, hits;        /* counters, for tests and the summary */
+    uint64_t raw_allocs, hits; /* counters, for tests and the summary */
 } CacheAlloc;
 
 static inline size_t cache_alloc_round(size_t bytes) {

@@ -27,34 +27,34 @@ extern "C" {
 }
 
 // Every CUDA runtime call: abort with the statement text and CUDA's message (STYLE.md §5).
-#define CUDA_CHECK(stmt)                                                                   \
-    do {                                                                                   \
-        cudaError_t err_ = (stmt);                                                         \
-        CHECK(err_ == cudaSuccess, "%s: %s", #stmt, cudaGetErrorString(err_));              \
+#define CUDA_CHECK(stmt)                                                                           \
+    do {                                                                                           \
+        cudaError_t err_ = (stmt);                                                                 \
+        CHECK(err_ == cudaSuccess, "%s: %s", #stmt, cudaGetErrorString(err_));                     \
     } while (0)
 
 // After every launch: a bad configuration shows up here, at the launch that caused it. With
 // cuda_sync_each_launch() (DEBUG builds, or TRMML_CUDA_SYNC=1) the launch is also waited for, so
 // an illegal address is reported against the kernel that made it instead of a later call.
 extern "C" bool cuda_sync_each_launch(void);
-#define CUDA_LAUNCH_CHECK(kname)                                                           \
-    do {                                                                                   \
-        cudaError_t err_ = cudaGetLastError();                                             \
-        CHECK(err_ == cudaSuccess, "launch of %s: %s", kname, cudaGetErrorString(err_));    \
-        if (cuda_sync_each_launch()) {                                                     \
-            err_ = cudaDeviceSynchronize();                                                \
-            CHECK(err_ == cudaSuccess, "%s (synchronised after launch): %s", kname,        \
-                  cudaGetErrorString(err_));                                               \
-        }                                                                                  \
+#define CUDA_LAUNCH_CHECK(kname)                                                                   \
+    do {                                                                                           \
+        cudaError_t err_ = cudaGetLastError();                                                     \
+        CHECK(err_ == cudaSuccess, "launch of %s: %s", kname, cudaGetErrorString(err_));           \
+        if (cuda_sync_each_launch()) {                                                             \
+            err_ = cudaDeviceSynchronize();                                                        \
+            CHECK(err_ == cudaSuccess, "%s (synchronised after launch): %s", kname,                \
+                  cudaGetErrorString(err_));                                                       \
+        }                                                                                          \
     } while (0)
 
 // Launch `kern<<<grid, block>>>(args...)` and check it. Nothing is launched for an empty grid.
-#define LAUNCH(kern, grid, block, ...)                                                     \
-    do {                                                                                   \
-        if ((grid) > 0) {                                                                  \
-            kern<<<(unsigned)(grid), (block)>>>(__VA_ARGS__);                              \
-            CUDA_LAUNCH_CHECK(#kern);                                                      \
-        }                                                                                  \
+#define LAUNCH(kern, grid, block, ...)                                                             \
+    do {                                                                                           \
+        if ((grid) > 0) {                                                                          \
+            kern<<<(unsigned)(grid), (block)>>>(__VA_ARGS__);                                      \
+            CUDA_LAUNCH_CHECK(#kern);                                                              \
+        }                                                                                          \
     } while (0)
 
 #define CUDA_THREADS 256        // threads per block of the element-wise (grid-stride) kernels
@@ -68,8 +68,8 @@ static inline int64_t cuda_blocks(int64_t n) {
 }
 
 // Grid-stride loop over [0, n) with int64 indices (tensors may exceed 2^31 elements).
-#define GRID_LOOP(i, n)                                                                    \
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);              \
+#define GRID_LOOP(i, n)                                                                            \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
          i += (int64_t)gridDim.x * blockDim.x)
 
 // Row-per-block loop: block b handles rows b, b + gridDim.x, ...

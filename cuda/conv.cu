@@ -20,8 +20,8 @@ static bool conv_pointwise(const ConvGeom *g) {
 // col (K, nb*T), T = rows*OW: image i of the block fills columns [i*T, (i+1)*T); row
 // k = (c*KH + kh)*KW + kw, column i*T + r*OW + ow holds x[n0+i, c, (oh0+r)*sh - ph + kh,
 // ow*sw - pw + kw], zero in the padding — assigns.
-__global__ void conv_im2col_kernel(float *col, const float *inp, ConvGeom g, int64_t n0,
-                                   int64_t nb, int64_t oh0, int64_t rows) {
+__global__ void conv_im2col_kernel(float *col, const float *inp, ConvGeom g, int64_t n0, int64_t nb,
+                                   int64_t oh0, int64_t rows) {
     const int64_t T = rows * g.ow, ld = nb * T, K = g.c * g.kh * g.kw;
     GRID_LOOP(t, K * ld) {
         int64_t k = t / ld, rem = t % ld;
@@ -76,8 +76,8 @@ __global__ void conv_fill_bias_kernel(float *y, const float *bias, int64_t count
 
 static void fill_bias(float *y, const float *bias, int64_t count, int64_t gstride, int64_t O,
                       int64_t T, int64_t ld) {
-    LAUNCH(conv_fill_bias_kernel, cuda_blocks(count * O * T), CUDA_THREADS, y, bias, count,
-           gstride, O, T, ld);
+    LAUNCH(conv_fill_bias_kernel, cuda_blocks(count * O * T), CUDA_THREADS, y, bias, count, gstride,
+           O, T, ld);
 }
 
 // buf (O, nb*P) <-> images [n0, n0+nb) of an (N,O,P) tensor: image i owns columns [i*P, (i+1)*P).
@@ -139,11 +139,11 @@ void conv2d_forward_cuda(float *out, const float *inp, const float *weight, cons
                 // One image: the GEMM writes the (O, T) block of out in place, rows P apart.
                 float *y = out + n0 * out_img + oh0 * g->ow;
                 if (bias) fill_bias(y, bias, 1, 0, g->o, T, P);
-                gemm_cuda(y, weight, col, 1, g->o, T, K, false, false, 1.0f, bias ? 1.0f : 0.0f,
-                          K, T, P, 0, 0, 0);
+                gemm_cuda(y, weight, col, 1, g->o, T, K, false, false, 1.0f, bias ? 1.0f : 0.0f, K,
+                          T, P, 0, 0, 0);
             } else {
-                gemm_cuda(ybuf, weight, col, 1, g->o, ld, K, false, false, 1.0f, 0.0f, K, ld, ld,
-                          0, 0, 0);
+                gemm_cuda(ybuf, weight, col, 1, g->o, ld, K, false, false, 1.0f, 0.0f, K, ld, ld, 0,
+                          0, 0);
                 LAUNCH(conv_block_scatter_kernel, cuda_blocks(b.nb * g->o * P), CUDA_THREADS, out,
                        ybuf, bias, n0, b.nb, g->o, P);
             }
@@ -184,8 +184,8 @@ void conv2d_backward_cuda(float *dinp, float *dweight, float *dbias, float *col,
                 gemm_cuda(dweight, dout + n * out_img, inp + n * in_img, 1, g->o, g->c, P, false,
                           true, 1.0f, 1.0f, P, P, g->c, 0, 0, 0);
         if (dinp)
-            gemm_cuda(dinp, weight, dout, g->n, g->c, P, g->o, true, false, 1.0f, 1.0f, g->c, P,
-                      P, 0, out_img, in_img);
+            gemm_cuda(dinp, weight, dout, g->n, g->c, P, g->o, true, false, 1.0f, 1.0f, g->c, P, P,
+                      0, out_img, in_img);
         return;
     }
     for (int64_t n0 = 0; n0 < g->n; n0 += g->tile_imgs) {
@@ -195,23 +195,23 @@ void conv2d_backward_cuda(float *dinp, float *dweight, float *dbias, float *col,
             const float *dy = dout + n0 * out_img + oh0 * g->ow;
             int64_t ldy = P;
             if (b.nb > 1) {
-                LAUNCH(conv_block_gather_kernel, cuda_blocks(b.nb * g->o * P), CUDA_THREADS,
-                       dybuf, dout, n0, b.nb, g->o, P);
+                LAUNCH(conv_block_gather_kernel, cuda_blocks(b.nb * g->o * P), CUDA_THREADS, dybuf,
+                       dout, n0, b.nb, g->o, P);
                 dy = dybuf;
                 ldy = ld;
             }
             if (dweight) {
                 // out_block = weight @ col: dweight (O,K) += dy (O,nb*T) @ col^T (nb*T,K)
                 im2col_block(col, inp, g, &b);
-                gemm_cuda(dweight, dy, col, 1, g->o, K, ld, false, true, 1.0f, 1.0f, ldy, ld, K,
-                          0, 0, 0);
+                gemm_cuda(dweight, dy, col, 1, g->o, K, ld, false, true, 1.0f, 1.0f, ldy, ld, K, 0,
+                          0, 0);
             }
             if (dinp) {
                 // dcol (K,nb*T) = weight^T (K,O) @ dy (O,nb*T), then gathered onto the pixels
-                gemm_cuda(dcol, weight, dy, 1, K, ld, g->o, true, false, 1.0f, 0.0f, K, ldy, ld,
-                          0, 0, 0);
-                LAUNCH(conv_col2im_kernel, cuda_blocks(b.nb * in_img), CUDA_THREADS, dinp, dcol,
-                       *g, n0, b.nb, oh0, b.rows);
+                gemm_cuda(dcol, weight, dy, 1, K, ld, g->o, true, false, 1.0f, 0.0f, K, ldy, ld, 0,
+                          0, 0);
+                LAUNCH(conv_col2im_kernel, cuda_blocks(b.nb * in_img), CUDA_THREADS, dinp, dcol, *g,
+                       n0, b.nb, oh0, b.rows);
             }
         }
     }

@@ -26,8 +26,7 @@ __global__ void dropout_forward_kernel(float *out, float *mask, const float *inp
 void dropout_forward_cuda(float *out, float *mask, const float *inp, int64_t n, float p,
                           float scale, uint64_t seed) {
     /* out (n), mask (n), inp (n) — assigns */
-    LAUNCH(dropout_forward_kernel, cuda_blocks(n), CUDA_THREADS, out, mask, inp, n, p, scale,
-           seed);
+    LAUNCH(dropout_forward_kernel, cuda_blocks(n), CUDA_THREADS, out, mask, inp, n, p, scale, seed);
 }
 
 __global__ void dropout_backward_kernel(float *dinp, const float *dout, const float *mask,

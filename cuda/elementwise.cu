@@ -48,7 +48,8 @@ static int64_t geom_numel(const BroadcastGeom *g) {
 // the output's shape then), and b does not overlap out (the wrapper checks).
 __global__ void binary_forward_kernel(float *out, const float *a, const float *b, BroadcastGeom g,
                                       BinaryOp op, int64_t n) {
-    GRID_LOOP(i, n) out[i] = binary_apply(op, a[bc_offset(i, g, g.astride)], b[bc_offset(i, g, g.bstride)]);
+    GRID_LOOP(i, n)
+    out[i] = binary_apply(op, a[bc_offset(i, g, g.astride)], b[bc_offset(i, g, g.bstride)]);
 }
 
 void binary_forward_cuda(float *out, const float *a, const float *b, const BroadcastGeom *g,
@@ -139,11 +140,19 @@ static void binary_backward_operand(float *dx, bool is_a, const float *dout, con
     r.nk = r.nr = 0;
     int64_t nkeep = 1, nred = 1;
     for (int d = 0; d < g->ndim; d++) {
-        if (xs[d] != 0 || g->shape[d] == 1) { r.kd[r.nk++] = d; nkeep *= g->shape[d]; }
-        else { r.rd[r.nr++] = d; nred *= g->shape[d]; }
+        if (xs[d] != 0 || g->shape[d] == 1) {
+            r.kd[r.nk++] = d;
+            nkeep *= g->shape[d];
+        } else {
+            r.rd[r.nr++] = d;
+            nred *= g->shape[d];
+        }
     }
     int64_t s = 1;
-    for (int d = g->ndim - 1; d >= 0; d--) { r.ostride[d] = s; s *= g->shape[d]; }
+    for (int d = g->ndim - 1; d >= 0; d--) {
+        r.ostride[d] = s;
+        s *= g->shape[d];
+    }
     if (nred >= 64 && nkeep < (int64_t)1 << 20)
         LAUNCH(binary_backward_block_kernel, nkeep < CUDA_MAX_BLOCKS ? nkeep : CUDA_MAX_BLOCKS,
                CUDA_REDUCE_THREADS, dx, is_a, dout, a, b, *g, r, op, nkeep, nred);
@@ -199,23 +208,23 @@ void unary_forward_cuda(float *out, const float *inp, int64_t n, UnaryOp op, flo
 
 __device__ inline float unary_grad(UnaryOp op, float x, float y, float alpha, float beta) {
     switch (op) {
-    case UNARY_EXP: return y;                                   // d exp(x) = exp(x)
+    case UNARY_EXP: return y; // d exp(x) = exp(x)
     case UNARY_LOG: return 1.0f / x;
     case UNARY_SQRT: return 0.5f / y;                           // d sqrt(x) = 1/(2 sqrt(x))
-    case UNARY_ABS: return x > 0 ? 1.0f : x < 0 ? -1.0f : 0.0f;  // sign(x), 0 at 0 as torch
+    case UNARY_ABS: return x > 0 ? 1.0f : x < 0 ? -1.0f : 0.0f; // sign(x), 0 at 0 as torch
     case UNARY_RELU: return x > 0 ? 1.0f : 0.0f;
     case UNARY_SIGMOID: return y * (1.0f - y);
     case UNARY_TANH: return 1.0f - y * y;
-    case UNARY_GELU: {                                          // Phi(x) + x phi(x)
+    case UNARY_GELU: { // Phi(x) + x phi(x)
         double cdf = 0.5 * (1.0 + erf(x * M_SQRT1_2));
         double pdf = exp(-0.5 * (double)x * x) * 0.3989422804014327;
         return (float)(cdf + x * pdf);
     }
-    case UNARY_QUICK_GELU: {                                    // s + 1.702 x s (1 - s)
+    case UNARY_QUICK_GELU: { // s + 1.702 x s (1 - s)
         float s = sigmoidf_dev(1.702f * x);
         return s + 1.702f * x * s * (1.0f - s);
     }
-    case UNARY_POW:                                             // p x^(p-1); 0 when p = 0
+    case UNARY_POW: // p x^(p-1); 0 when p = 0
         return alpha == 0.0f ? 0.0f : alpha * powf(x, alpha - 1.0f);
     case UNARY_CLAMP: return (x >= alpha && x <= beta) ? 1.0f : 0.0f;
     case UNARY_AFFINE: return alpha;
@@ -233,6 +242,6 @@ __global__ void unary_backward_kernel(float *dinp, const float *dout, const floa
 void unary_backward_cuda(float *dinp, const float *dout, const float *inp, const float *out,
                          int64_t n, UnaryOp op, float alpha, float beta) {
     /* dinp (n), dout (n), inp (n), out (n) — accumulates */
-    LAUNCH(unary_backward_kernel, cuda_blocks(n), CUDA_THREADS, dinp, dout, inp, out, n, op,
-           alpha, beta);
+    LAUNCH(unary_backward_kernel, cuda_blocks(n), CUDA_THREADS, dinp, dout, inp, out, n, op, alpha,
+           beta);
 }

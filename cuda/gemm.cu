@@ -22,11 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CUBLAS_CHECK(stmt)                                                                 \
-    do {                                                                                   \
-        cublasStatus_t st_ = (stmt);                                                       \
-        CHECK(st_ == CUBLAS_STATUS_SUCCESS, "%s: %s (%d)", #stmt, cublasGetStatusString(st_), \
-              (int)st_);                                                                   \
+#define CUBLAS_CHECK(stmt)                                                                         \
+    do {                                                                                           \
+        cublasStatus_t st_ = (stmt);                                                               \
+        CHECK(st_ == CUBLAS_STATUS_SUCCESS, "%s: %s (%d)", #stmt, cublasGetStatusString(st_),      \
+              (int)st_);                                                                           \
     } while (0)
 
 static cublasHandle_t g_handle;
@@ -87,8 +87,10 @@ void gemm_cuda(float *c, const float *a, const float *b, int64_t batch, int64_t 
     /* c (batch,M,N) a (batch,M,K) or (batch,K,M) b (batch,K,N) or (batch,N,K) — assigns when
      * beta = 0 (C not read), accumulates when beta = 1 */
     if (batch <= 0 || m <= 0 || n <= 0) return;
-    CHECK(batch == 1 || stride_c != 0, "gemm: batch %lld with stride_c = 0 would race on C "
-          "(only A and B may be shared across the batch)", (long long)batch);
+    CHECK(batch == 1 || stride_c != 0,
+          "gemm: batch %lld with stride_c = 0 would race on C "
+          "(only A and B may be shared across the batch)",
+          (long long)batch);
     if (k == 0) {
         LAUNCH(gemm_scale_kernel, cuda_blocks(batch * m * n), CUDA_THREADS, c, batch, m, n, beta,
                ldc, stride_c);
@@ -102,13 +104,12 @@ void gemm_cuda(float *c, const float *a, const float *b, int64_t batch, int64_t 
     cublasOperation_t opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (batch == 1) {
-        CUBLAS_CHECK(cublasSgemm(handle(), opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb,
-                                 a, (int)lda, &beta, c, (int)ldc));
+        CUBLAS_CHECK(cublasSgemm(handle(), opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb, a,
+                                 (int)lda, &beta, c, (int)ldc));
     } else {
-        CUBLAS_CHECK(cublasSgemmStridedBatched(handle(), opb, opa, (int)n, (int)m, (int)k, &alpha,
-                                               b, (int)ldb, (long long)stride_b, a, (int)lda,
-                                               (long long)stride_a, &beta, c, (int)ldc,
-                                               (long long)stride_c, (int)batch));
+        CUBLAS_CHECK(cublasSgemmStridedBatched(
+            handle(), opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb, (long long)stride_b, a,
+            (int)lda, (long long)stride_a, &beta, c, (int)ldc, (long long)stride_c, (int)batch));
     }
     if (cuda_sync_each_launch()) CUDA_CHECK(cudaDeviceSynchronize());
 }
@@ -122,9 +123,7 @@ void accumulate_cuda(float *out, const float *in, int64_t n) {
     LAUNCH(accumulate_kernel, cuda_blocks(n), CUDA_THREADS, out, in, n);
 }
 
-__global__ void fill_kernel(float *out, float v, int64_t n) {
-    GRID_LOOP(i, n) out[i] = v;
-}
+__global__ void fill_kernel(float *out, float v, int64_t n) { GRID_LOOP(i, n) out[i] = v; }
 
 void fill_cuda(float *out, float v, int64_t n) {
     /* out (n) = v — assigns */

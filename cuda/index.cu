@@ -62,8 +62,8 @@ void gather_rows_backward_cuda(float *dinp, const float *dout, const int64_t *id
 }
 
 __global__ void write_rows_forward_kernel(float *out, const float *base, const float *src,
-                                          int64_t N, int64_t T, int64_t D, int64_t K,
-                                          int64_t start, bool shared) {
+                                          int64_t N, int64_t T, int64_t D, int64_t K, int64_t start,
+                                          bool shared) {
     GRID_LOOP(e, N * T * D) {
         int64_t n = e / (T * D), t = (e / D) % T, d = e % D;
         if (t >= start && t < start + K)
@@ -73,8 +73,8 @@ __global__ void write_rows_forward_kernel(float *out, const float *base, const f
     }
 }
 
-void write_rows_forward_cuda(float *out, const float *base, const float *src, int64_t N,
-                             int64_t T, int64_t D, int64_t K, int64_t start, bool shared) {
+void write_rows_forward_cuda(float *out, const float *base, const float *src, int64_t N, int64_t T,
+                             int64_t D, int64_t K, int64_t start, bool shared) {
     /* out (N,T,D), base (N,T,D), src (N,K,D), or (1,K,D) when shared — assigns */
     LAUNCH(write_rows_forward_kernel, cuda_blocks(N * T * D), CUDA_THREADS, out, base, src, N, T, D,
            K, start, shared);
@@ -97,8 +97,8 @@ __global__ void write_rows_dsrc_kernel(float *dsrc, const float *dout, int64_t N
     }
 }
 
-__global__ void write_rows_dsrc_shared_kernel(float *dsrc, const float *dout, int64_t N,
-                                              int64_t T, int64_t D, int64_t K, int64_t start) {
+__global__ void write_rows_dsrc_shared_kernel(float *dsrc, const float *dout, int64_t N, int64_t T,
+                                              int64_t D, int64_t K, int64_t start) {
     // Every n read the same rows: their gradients sum in double, in n order.
     GRID_LOOP(j, K * D) {
         double acc = 0.0;
@@ -129,8 +129,8 @@ __device__ inline bool topk_before(float a, int64_t ia, float b, int64_t ib) {
     return a > b || (a == b && ia < ib);
 }
 
-__global__ void topk_forward_kernel(float *values, int64_t *indices, const float *inp,
-                                    int64_t rows, int64_t L, int64_t k) {
+__global__ void topk_forward_kernel(float *values, int64_t *indices, const float *inp, int64_t rows,
+                                    int64_t L, int64_t k) {
     GRID_LOOP(r, rows) {
         const float *x = inp + r * L;
         float *v = values + r * k;

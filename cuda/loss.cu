@@ -38,9 +38,9 @@ __device__ double reduction_scale(const float *targets, int64_t n, int64_t c, Lo
     }
 }
 
-__global__ void __launch_bounds__(LOSS_THREADS) bce_with_logits_forward_kernel(float *loss, const float *logits,
-                                               const float *targets, int64_t n, int64_t c,
-                                               LossReduction reduction) {
+__global__ void __launch_bounds__(LOSS_THREADS)
+    bce_with_logits_forward_kernel(float *loss, const float *logits, const float *targets,
+                                   int64_t n, int64_t c, LossReduction reduction) {
     __shared__ double sh[LOSS_THREADS];
     __shared__ int64_t shi[LOSS_THREADS];
     double acc = 0.0;
@@ -53,15 +53,16 @@ __global__ void __launch_bounds__(LOSS_THREADS) bce_with_logits_forward_kernel(f
     if (threadIdx.x == 0) loss[0] = (float)(acc * scale);
 }
 
-void bce_with_logits_forward_cuda(float *loss, const float *logits, const float *targets,
-                                  int64_t n, int64_t c, LossReduction reduction) {
+void bce_with_logits_forward_cuda(float *loss, const float *logits, const float *targets, int64_t n,
+                                  int64_t c, LossReduction reduction) {
     /* loss (1), logits (N,C), targets (N,C) — assigns */
     LAUNCH(bce_with_logits_forward_kernel, 1, LOSS_THREADS, loss, logits, targets, n, c, reduction);
 }
 
-__global__ void __launch_bounds__(LOSS_THREADS) bce_with_logits_backward_kernel(float *dlogits, const float *dloss,
-                                                const float *logits, const float *targets,
-                                                int64_t n, int64_t c, LossReduction reduction) {
+__global__ void __launch_bounds__(LOSS_THREADS)
+    bce_with_logits_backward_kernel(float *dlogits, const float *dloss, const float *logits,
+                                    const float *targets, int64_t n, int64_t c,
+                                    LossReduction reduction) {
     __shared__ int64_t shi[LOSS_THREADS];
     double g = dloss[0] * reduction_scale(targets, n, c, reduction, shi);
     for (int64_t i = threadIdx.x; i < n * c; i += blockDim.x) {
@@ -113,9 +114,10 @@ __device__ inline double asl_x(const float *logit_pos, const float *logit_neg, i
     return logit_neg ? (double)logit_pos[i] - (double)logit_neg[i] : (double)logit_pos[i];
 }
 
-__global__ void __launch_bounds__(LOSS_THREADS) asl_forward_kernel(float *loss, const float *logit_pos, const float *logit_neg,
-                                   const float *targets, int64_t n, int64_t c, AslParams params,
-                                   LossReduction reduction) {
+__global__ void __launch_bounds__(LOSS_THREADS)
+    asl_forward_kernel(float *loss, const float *logit_pos, const float *logit_neg,
+                       const float *targets, int64_t n, int64_t c, AslParams params,
+                       LossReduction reduction) {
     __shared__ double sh[LOSS_THREADS];
     __shared__ int64_t shi[LOSS_THREADS];
     double acc = 0.0;
@@ -137,10 +139,10 @@ void asl_forward_cuda(float *loss, const float *logit_pos, const float *logit_ne
            reduction);
 }
 
-__global__ void __launch_bounds__(LOSS_THREADS) asl_backward_kernel(float *dlogit_pos, float *dlogit_neg, const float *dloss,
-                                    const float *logit_pos, const float *logit_neg,
-                                    const float *targets, int64_t n, int64_t c, AslParams params,
-                                    LossReduction reduction) {
+__global__ void __launch_bounds__(LOSS_THREADS)
+    asl_backward_kernel(float *dlogit_pos, float *dlogit_neg, const float *dloss,
+                        const float *logit_pos, const float *logit_neg, const float *targets,
+                        int64_t n, int64_t c, AslParams params, LossReduction reduction) {
     __shared__ int64_t shi[LOSS_THREADS];
     double g = dloss[0] * reduction_scale(targets, n, c, reduction, shi);
     for (int64_t i = threadIdx.x; i < n * c; i += blockDim.x) {
@@ -173,10 +175,10 @@ __device__ inline double lse_strided(const float *x, int64_t k, int64_t stride, 
 }
 
 // One block; a thread per row (o, j) computes the row's two log-sum-exps and KL term.
-__global__ void __launch_bounds__(LOSS_THREADS) kl_div_softmax_forward_kernel(float *loss, float *lse_student, float *lse_teacher,
-                                              const float *student, const float *teacher,
-                                              int64_t outer, int64_t k, int64_t inner,
-                                              float temperature) {
+__global__ void __launch_bounds__(LOSS_THREADS)
+    kl_div_softmax_forward_kernel(float *loss, float *lse_student, float *lse_teacher,
+                                  const float *student, const float *teacher, int64_t outer,
+                                  int64_t k, int64_t inner, float temperature) {
     __shared__ double sh[LOSS_THREADS];
     const int64_t rows = outer * inner;
     const double inv_t = 1.0 / temperature;
@@ -227,16 +229,17 @@ __global__ void kl_div_softmax_backward_kernel(float *dstudent, const float *dlo
 
 void kl_div_softmax_backward_cuda(float *dstudent, const float *dloss, const float *student,
                                   const float *teacher, const float *lse_student,
-                                  const float *lse_teacher, int64_t outer, int64_t k,
-                                  int64_t inner, float temperature) {
+                                  const float *lse_teacher, int64_t outer, int64_t k, int64_t inner,
+                                  float temperature) {
     /* dstudent (outer,k,inner), dloss (1), student (outer,k,inner), teacher (outer,k,inner),
      * lse_student (outer*inner), lse_teacher (outer*inner) — accumulates */
     LAUNCH(kl_div_softmax_backward_kernel, cuda_blocks(outer * k * inner), CUDA_THREADS, dstudent,
            dloss, student, teacher, lse_student, lse_teacher, outer, k, inner, temperature);
 }
 
-__global__ void __launch_bounds__(LOSS_THREADS) cross_entropy_forward_kernel(float *loss, float *lse, const float *logits,
-                                             const int64_t *target, int64_t n, int64_t k) {
+__global__ void __launch_bounds__(LOSS_THREADS)
+    cross_entropy_forward_kernel(float *loss, float *lse, const float *logits,
+                                 const int64_t *target, int64_t n, int64_t k) {
     __shared__ double sh[LOSS_THREADS];
     double acc = 0.0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
@@ -248,8 +251,8 @@ __global__ void __launch_bounds__(LOSS_THREADS) cross_entropy_forward_kernel(flo
     if (threadIdx.x == 0) loss[0] = (float)(acc / (double)n);
 }
 
-void cross_entropy_forward_cuda(float *loss, float *lse, const float *logits,
-                                const int64_t *target, int64_t n, int64_t k) {
+void cross_entropy_forward_cuda(float *loss, float *lse, const float *logits, const int64_t *target,
+                                int64_t n, int64_t k) {
     /* loss (1), lse (N), logits (N,K), target (N) — assigns */
     LAUNCH(cross_entropy_forward_kernel, 1, LOSS_THREADS, loss, lse, logits, target, n, k);
 }
@@ -274,9 +277,9 @@ void cross_entropy_backward_cuda(float *dlogits, const float *dloss, const float
 
 // One block, a thread per row (the CPU's per-row code), then the block sums the rows' terms and
 // counts the rows with a positive.
-__global__ void __launch_bounds__(LOSS_THREADS) info_nce_forward_kernel(float *loss, float *neg_max, float *neg_sum,
-                                        const float *logits, const float *pos_mask, int64_t n,
-                                        int64_t k, float temperature) {
+__global__ void __launch_bounds__(LOSS_THREADS)
+    info_nce_forward_kernel(float *loss, float *neg_max, float *neg_sum, const float *logits,
+                            const float *pos_mask, int64_t n, int64_t k, float temperature) {
     __shared__ double sh[LOSS_THREADS];
     __shared__ int64_t shi[LOSS_THREADS];
     const double inv_t = 1.0 / temperature;
@@ -295,14 +298,16 @@ __global__ void __launch_bounds__(LOSS_THREADS) info_nce_forward_kernel(float *l
         double sum = 0.0;
         int64_t npos = 0;
         for (int64_t j = 0; j < k; j++) {
-            if (mask[j] == 0.0f) sum += exp(l[j] * inv_t - mx);
-            else npos++;
+            if (mask[j] == 0.0f)
+                sum += exp(l[j] * inv_t - mx);
+            else
+                npos++;
         }
         neg_max[i] = mx;
         neg_sum[i] = (float)sum;
         if (npos == 0) continue; // a row without positives is ignored
         valid++;
-        if (!any_neg) continue;  // every term is -log(1) = 0
+        if (!any_neg) continue; // every term is -log(1) = 0
         double lse_neg = mx + log((double)(float)sum), row = 0.0;
         for (int64_t j = 0; j < k; j++)
             if (mask[j] != 0.0f) row += softplus_d(lse_neg - l[j] * inv_t);
@@ -320,16 +325,19 @@ void info_nce_forward_cuda(float *loss, float *neg_max, float *neg_sum, const fl
            temperature);
 }
 
-__global__ void __launch_bounds__(LOSS_THREADS) info_nce_backward_kernel(float *dlogits, const float *dloss, const float *logits,
-                                         const float *pos_mask, const float *neg_max,
-                                         const float *neg_sum, int64_t n, int64_t k,
-                                         float temperature) {
+__global__ void __launch_bounds__(LOSS_THREADS)
+    info_nce_backward_kernel(float *dlogits, const float *dloss, const float *logits,
+                             const float *pos_mask, const float *neg_max, const float *neg_sum,
+                             int64_t n, int64_t k, float temperature) {
     __shared__ int64_t shi[LOSS_THREADS];
     const double inv_t = 1.0 / temperature;
     int64_t valid = 0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
         for (int64_t j = 0; j < k; j++)
-            if (pos_mask[i * k + j] != 0.0f) { valid++; break; }
+            if (pos_mask[i * k + j] != 0.0f) {
+                valid++;
+                break;
+            }
     valid = block_sum(valid, shi);
     if (valid == 0) return;
     const double g = dloss[0] * inv_t / (double)valid; // d s / d l = 1 / tau

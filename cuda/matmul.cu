@@ -2,8 +2,7 @@
 // (specification: tensor/ops/matmul.c). The products go through gemm_cuda (cuda/gemm.cu).
 #include "cuda/common.cuh"
 
-__global__ void linear_bias_forward_kernel(float *out, const float *bias, int64_t rows,
-                                           int64_t n) {
+__global__ void linear_bias_forward_kernel(float *out, const float *bias, int64_t rows, int64_t n) {
     GRID_LOOP(i, rows * n) out[i] = bias[i % n];
 }
 

@@ -41,8 +41,8 @@ void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *i
                             const float *weight, const float *bias, int64_t n, int64_t c,
                             float eps) {
     /* out (N,C), mean (N), rstd (N), inp (N,C), weight (C) or NULL, bias (C) or NULL — assigns */
-    LAUNCH(layernorm_forward_kernel, row_grid(n), CUDA_REDUCE_THREADS, out, mean, rstd, inp,
-           weight, bias, n, c, eps);
+    LAUNCH(layernorm_forward_kernel, row_grid(n), CUDA_REDUCE_THREADS, out, mean, rstd, inp, weight,
+           bias, n, c, eps);
 }
 
 __global__ void layernorm_backward_dinp_kernel(float *dinp, const float *dout, const float *inp,
@@ -104,12 +104,14 @@ __global__ void l2_normalize_forward_kernel(float *out, float *norm, const float
         int64_t base = (r / inner) * dim * inner + r % inner;
         const float *x = inp + base;
         double s = 0.0;
-        for (int64_t k = threadIdx.x; k < dim; k += blockDim.x) s += (double)x[k * inner] * x[k * inner];
+        for (int64_t k = threadIdx.x; k < dim; k += blockDim.x)
+            s += (double)x[k * inner] * x[k * inner];
         s = block_sum(s, sh);
         float nr = (float)sqrt(s);
         if (threadIdx.x == 0) norm[r] = nr;
         float den = fmaxf(nr, eps);
-        for (int64_t k = threadIdx.x; k < dim; k += blockDim.x) out[base + k * inner] = x[k * inner] / den;
+        for (int64_t k = threadIdx.x; k < dim; k += blockDim.x)
+            out[base + k * inner] = x[k * inner] / den;
     }
 }
 
@@ -145,9 +147,8 @@ __global__ void l2_normalize_backward_kernel(float *dinp, const float *dout, con
     }
 }
 
-void l2_normalize_backward_cuda(float *dinp, const float *dout, const float *inp,
-                                const float *norm, int64_t outer, int64_t dim, int64_t inner,
-                                float eps) {
+void l2_normalize_backward_cuda(float *dinp, const float *dout, const float *inp, const float *norm,
+                                int64_t outer, int64_t dim, int64_t inner, float eps) {
     /* dinp (outer,dim,inner), dout (outer,dim,inner), inp (outer,dim,inner),
      * norm (outer,inner) — accumulates */
     LAUNCH(l2_normalize_backward_kernel, row_grid(outer * inner), CUDA_REDUCE_THREADS, dinp, dout,

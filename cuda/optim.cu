@@ -37,8 +37,8 @@ __global__ void adamw_step_kernel(float *param, float *exp_avg, float *exp_avg_s
     }
 }
 
-void adamw_step_cuda(float *param, float *exp_avg, float *exp_avg_sq, const float *grad,
-                     int64_t n, const AdamWStep *h) {
+void adamw_step_cuda(float *param, float *exp_avg, float *exp_avg_sq, const float *grad, int64_t n,
+                     const AdamWStep *h) {
     /* param (n), exp_avg (n), exp_avg_sq (n), grad (n) — updates param and both moments */
     LAUNCH(adamw_step_kernel, cuda_blocks(n), CUDA_THREADS, param, exp_avg, exp_avg_sq, grad, n,
            *h);
@@ -47,7 +47,8 @@ void adamw_step_cuda(float *param, float *exp_avg, float *exp_avg_sq, const floa
 // One block: the caller's out[0] is accumulated into without a second kernel or scratch. A
 // parameter of a few million elements is a few thousand loads per thread.
 #define SUMSQ_THREADS 1024
-__global__ void __launch_bounds__(SUMSQ_THREADS) sum_squares_kernel(double *out, const float *x, int64_t n) {
+__global__ void __launch_bounds__(SUMSQ_THREADS)
+    sum_squares_kernel(double *out, const float *x, int64_t n) {
     __shared__ double sh[SUMSQ_THREADS];
     double acc = 0.0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += (double)x[i] * x[i];
@@ -60,9 +61,7 @@ void sum_squares_cuda(double *out, const float *x, int64_t n) {
     LAUNCH(sum_squares_kernel, 1, SUMSQ_THREADS, out, x, n);
 }
 
-__global__ void scale_inplace_kernel(float *x, int64_t n, float s) {
-    GRID_LOOP(i, n) x[i] *= s;
-}
+__global__ void scale_inplace_kernel(float *x, int64_t n, float s) { GRID_LOOP(i, n) x[i] *= s; }
 
 void scale_inplace_cuda(float *x, int64_t n, float s) {
     /* x (n) — in place */

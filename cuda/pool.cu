@@ -36,8 +36,8 @@ __global__ void avg_pool2d_backward_kernel(float *dinp, const float *dout, int64
 void avg_pool2d_backward_cuda(float *dinp, const float *dout, int64_t N, int64_t C, int64_t H,
                               int64_t W, int64_t k) {
     /* dinp (N,C,H,W), dout (N,C,H/k,W/k) — accumulates */
-    LAUNCH(avg_pool2d_backward_kernel, cuda_blocks(N * C * H * W), CUDA_THREADS, dinp, dout,
-           N * C, H, W, k);
+    LAUNCH(avg_pool2d_backward_kernel, cuda_blocks(N * C * H * W), CUDA_THREADS, dinp, dout, N * C,
+           H, W, k);
 }
 
 // A block per row, double accumulation (HW reaches 112*112).

@@ -24,8 +24,8 @@ __global__ void sum_forward_block_kernel(float *out, const float *inp, int64_t o
     }
 }
 
-__global__ void sum_forward_thread_kernel(float *out, const float *inp, int64_t outer,
-                                          int64_t dim, int64_t inner, int64_t divisor) {
+__global__ void sum_forward_thread_kernel(float *out, const float *inp, int64_t outer, int64_t dim,
+                                          int64_t inner, int64_t divisor) {
     GRID_LOOP(r, outer * inner) {
         const float *p = inp + (r / inner) * dim * inner + r % inner;
         double acc = 0.0;
@@ -82,13 +82,16 @@ __global__ void max_forward_block_kernel(float *out, int64_t *argmax, const floa
         float best = 0.0f;
         int64_t bi = -1; // none yet
         for (int64_t k = threadIdx.x; k < dim; k += blockDim.x)
-            if (max_before(p[k * inner], k, best, bi)) { best = p[k * inner]; bi = k; }
+            if (max_before(p[k * inner], k, best, bi)) {
+                best = p[k * inner];
+                bi = k;
+            }
         sv[threadIdx.x] = best;
         si[threadIdx.x] = bi;
         __syncthreads();
         for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-            if (threadIdx.x < s &&
-                max_before(sv[threadIdx.x + s], si[threadIdx.x + s], sv[threadIdx.x], si[threadIdx.x])) {
+            if (threadIdx.x < s && max_before(sv[threadIdx.x + s], si[threadIdx.x + s],
+                                              sv[threadIdx.x], si[threadIdx.x])) {
                 sv[threadIdx.x] = sv[threadIdx.x + s];
                 si[threadIdx.x] = si[threadIdx.x + s];
             }
@@ -149,8 +152,9 @@ void max_backward_cuda(float *dinp, const float *dout, const int64_t *argmax, in
 // One block: count the tied maxima, then share dout among them (the count must be complete
 // before any update, and one block needs no second kernel or scratch for it).
 #define MAX_ALL_THREADS 1024
-__global__ void __launch_bounds__(MAX_ALL_THREADS) max_all_backward_kernel(float *dinp, const float *dout, const float *inp,
-                                        const float *out, int64_t n) {
+__global__ void __launch_bounds__(MAX_ALL_THREADS)
+    max_all_backward_kernel(float *dinp, const float *dout, const float *inp, const float *out,
+                            int64_t n) {
     __shared__ int64_t sh[MAX_ALL_THREADS];
     float m = out[0];
     bool m_nan = isnan(m);

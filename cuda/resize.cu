@@ -78,14 +78,14 @@ static void separable_resize(float *out, float *scratch, const float *inp, int64
                              int64_t H, int64_t W, int64_t OH, int64_t OW, bool cubic) {
     // PyTorch's scale for an explicit output size: in / out in float32
     float sx = (float)W / (float)OW, sy = (float)H / (float)OH;
-    LAUNCH(resize_rows_kernel, cuda_blocks(planes * H * OW), CUDA_THREADS, scratch, inp,
-           planes * H, W, OW, sx, cubic);
-    LAUNCH(resize_cols_kernel, cuda_blocks(planes * OH * OW), CUDA_THREADS, out, scratch, planes,
-           H, OH, OW, sy, cubic);
+    LAUNCH(resize_rows_kernel, cuda_blocks(planes * H * OW), CUDA_THREADS, scratch, inp, planes * H,
+           W, OW, sx, cubic);
+    LAUNCH(resize_cols_kernel, cuda_blocks(planes * OH * OW), CUDA_THREADS, out, scratch, planes, H,
+           OH, OW, sy, cubic);
 }
 
-void resize_bicubic_forward_cuda(float *out, float *scratch, const float *inp, int64_t N,
-                                 int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW) {
+void resize_bicubic_forward_cuda(float *out, float *scratch, const float *inp, int64_t N, int64_t C,
+                                 int64_t H, int64_t W, int64_t OH, int64_t OW) {
     /* out (N,C,OH,OW), scratch (N,C,H,OW), inp (N,C,H,W) — assigns */
     separable_resize(out, scratch, inp, N * C, H, W, OH, OW, true);
 }

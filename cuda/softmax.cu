@@ -17,9 +17,8 @@ __device__ inline int64_t mask_offset(const SoftmaxMask &mg, int64_t lin) {
     return off;
 }
 
-__global__ void softmax_rows_kernel(float *out, const float *inp, const float *mask,
-                                    SoftmaxMask mg, int64_t outer, int64_t dim, int64_t inner,
-                                    bool log_out) {
+__global__ void softmax_rows_kernel(float *out, const float *inp, const float *mask, SoftmaxMask mg,
+                                    int64_t outer, int64_t dim, int64_t inner, bool log_out) {
     __shared__ float shf[CUDA_REDUCE_THREADS];
     __shared__ double shd[CUDA_REDUCE_THREADS];
     const int64_t mst = mask ? mg.stride[mg.axis] : 0;

@@ -270,7 +270,8 @@ static void par_compare(const ParCase *c, Par *ref, Par *got) {
             int64_t n = (int64_t)(r->bytes / sizeof(float));
             float *a = r->host, *b = g->host;
             for (int64_t j = 0; j < n; j++)
-                if ((isnan(a[j]) && isnan(b[j])) || (isinf(a[j]) && a[j] == b[j])) a[j] = b[j] = 0.0f;
+                if ((isnan(a[j]) && isnan(b[j])) || (isinf(a[j]) && a[j] == b[j]))
+                    a[j] = b[j] = 0.0f;
             EXPECT_CLOSE_N(what, b, a, n, atol, c->rtol);
         } else if (r->type == PB_I64) {
             const int64_t *a = r->host, *b = g->host;
@@ -413,24 +414,60 @@ static void conv_case(Par *p, ConvGeom g, bool bias) {
     float *dout = pin(p, "dout", g.n * g.o * g.oh * g.ow, -1, 1);
     float *dx = pacc(p, "dx", g.n * g.c * g.h * g.w), *dw = pacc(p, "dw", g.o * K);
     float *db = pacc(p, "db", g.o);
-    KP(p, conv2d_backward)(dx, dw, db, pscratch(p, colsz), pscratch(p, colsz), pscratch(p, ysz),
-                           dout, x, w, &g);
+    KP(p, conv2d_backward)
+    (dx, dw, db, pscratch(p, colsz), pscratch(p, colsz), pscratch(p, ysz), dout, x, w, &g);
 }
 static void c_conv_strided(Par *p) {
-    ConvGeom g = {.n = 2, .c = 3, .h = 11, .w = 9, .o = 5, .kh = 3, .kw = 3, .oh = 6, .ow = 5,
-                  .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .tile_rows = 4,
+    ConvGeom g = {.n = 2,
+                  .c = 3,
+                  .h = 11,
+                  .w = 9,
+                  .o = 5,
+                  .kh = 3,
+                  .kw = 3,
+                  .oh = 6,
+                  .ow = 5,
+                  .stride_h = 2,
+                  .stride_w = 2,
+                  .pad_h = 1,
+                  .pad_w = 1,
+                  .tile_rows = 4,
                   .tile_imgs = 1};
     conv_case(p, g, true);
 }
 static void c_conv_images(Par *p) {
-    ConvGeom g = {.n = 3, .c = 4, .h = 7, .w = 6, .o = 6, .kh = 3, .kw = 2, .oh = 5, .ow = 5,
-                  .stride_h = 1, .stride_w = 1, .pad_h = 0, .pad_w = 0, .tile_rows = 5,
+    ConvGeom g = {.n = 3,
+                  .c = 4,
+                  .h = 7,
+                  .w = 6,
+                  .o = 6,
+                  .kh = 3,
+                  .kw = 2,
+                  .oh = 5,
+                  .ow = 5,
+                  .stride_h = 1,
+                  .stride_w = 1,
+                  .pad_h = 0,
+                  .pad_w = 0,
+                  .tile_rows = 5,
                   .tile_imgs = 2};
     conv_case(p, g, false);
 }
 static void c_conv_pointwise(Par *p) {
-    ConvGeom g = {.n = 2, .c = 7, .h = 5, .w = 3, .o = 4, .kh = 1, .kw = 1, .oh = 5, .ow = 3,
-                  .stride_h = 1, .stride_w = 1, .pad_h = 0, .pad_w = 0, .tile_rows = 5,
+    ConvGeom g = {.n = 2,
+                  .c = 7,
+                  .h = 5,
+                  .w = 3,
+                  .o = 4,
+                  .kh = 1,
+                  .kw = 1,
+                  .oh = 5,
+                  .ow = 3,
+                  .stride_h = 1,
+                  .stride_w = 1,
+                  .pad_h = 0,
+                  .pad_w = 0,
+                  .tile_rows = 5,
                   .tile_imgs = 1};
     conv_case(p, g, true);
 }
@@ -439,8 +476,8 @@ static void c_conv_pointwise(Par *p) {
 static void c_pool(Par *p) {
     float *x = pin(p, "x", 2 * 3 * 8 * 6, -1, 1), *y = pout(p, "y", 2 * 3 * 4 * 3);
     KP(p, avg_pool2d_forward)(y, x, 2, 3, 8, 6, 2);
-    KP(p, avg_pool2d_backward)(pacc(p, "dx", 2 * 3 * 8 * 6), pin(p, "dy", 2 * 3 * 4 * 3, -1, 1), 2,
-                               3, 8, 6, 2);
+    KP(p, avg_pool2d_backward)
+    (pacc(p, "dx", 2 * 3 * 8 * 6), pin(p, "dy", 2 * 3 * 4 * 3, -1, 1), 2, 3, 8, 6, 2);
     float *m = pout(p, "mean", 6);
     KP(p, spatial_mean_forward)(m, pin(p, "x2", 6 * 555, -1, 1), 6, 555);
     KP(p, spatial_mean_backward)(pacc(p, "dx2", 6 * 555), pin(p, "dm", 6, -1, 1), 6, 555);
@@ -457,15 +494,16 @@ static void c_batchnorm(Par *p) {
         float *rv = par_f32(p, "running_var", PB_ACC, C, 0.5f, 2.0f);
         KP(p, batchnorm_forward)(out, mean, rstd, rm, rv, x, w, b, N, C, HW, training, 0.1f, 1e-5f);
         float *dout = pin(p, "dout", N * C * HW, -1, 1);
-        KP(p, batchnorm_backward)(pacc(p, "dx", N * C * HW), pacc(p, "dw", C), pacc(p, "db", C),
-                                  dout, x, mean, rstd, w, N, C, HW, training);
+        KP(p, batchnorm_backward)
+        (pacc(p, "dx", N * C * HW), pacc(p, "dw", C), pacc(p, "db", C), dout, x, mean, rstd, w, N,
+         C, HW, training);
     }
     enum { O = 4, K = 27 };
     float *cw = pin(p, "conv_w", O * K, -1, 1), *cb = pin(p, "conv_b", O, -1, 1);
     float *wo = pout(p, "w_out", O * K), *bo = pout(p, "b_out", O);
-    KP(p, batchnorm_fold_forward)(wo, bo, cw, cb, pin(p, "bn_w", O, 0.5f, 1.5f),
-                                  pin(p, "bn_b", O, -1, 1), pin(p, "rm", O, -1, 1),
-                                  pin(p, "rv", O, 0.5f, 2), O, K, 1e-5f);
+    KP(p, batchnorm_fold_forward)
+    (wo, bo, cw, cb, pin(p, "bn_w", O, 0.5f, 1.5f), pin(p, "bn_b", O, -1, 1),
+     pin(p, "rm", O, -1, 1), pin(p, "rv", O, 0.5f, 2), O, K, 1e-5f);
 }
 
 /* resize: down and up, both filters */
@@ -474,10 +512,10 @@ static void c_resize(Par *p) {
     for (int i = 0; i < 2; i++) {
         int64_t H = sz[i][0], W = sz[i][1], OH = sz[i][2], OW = sz[i][3];
         float *x = pin(p, "x", 2 * 3 * H * W, 0, 1);
-        KP(p, resize_bicubic_forward)(pout(p, "bicubic", 2 * 3 * OH * OW), pscratch(p, 6 * H * OW),
-                                      x, 2, 3, H, W, OH, OW);
-        KP(p, resize_bilinear_forward)(pout(p, "bilinear", 2 * 3 * OH * OW),
-                                       pscratch(p, 6 * H * OW), x, 2, 3, H, W, OH, OW);
+        KP(p, resize_bicubic_forward)
+        (pout(p, "bicubic", 2 * 3 * OH * OW), pscratch(p, 6 * H * OW), x, 2, 3, H, W, OH, OW);
+        KP(p, resize_bilinear_forward)
+        (pout(p, "bilinear", 2 * 3 * OH * OW), pscratch(p, 6 * H * OW), x, 2, 3, H, W, OH, OW);
     }
 }
 
@@ -505,7 +543,8 @@ static void c_softmax(Par *p) {
     enum { O = 3, D = 6, I = 4 };
     /* mask (1, D, I) broadcast over the outer dim; one column fully masked */
     float mh[D * I];
-    for (int i = 0; i < D * I; i++) mh[i] = (i % I == 3) ? -INFINITY : (i % 5 == 0 ? -INFINITY : 0.3f * (i % 3));
+    for (int i = 0; i < D * I; i++)
+        mh[i] = (i % I == 3) ? -INFINITY : (i % 5 == 0 ? -INFINITY : 0.3f * (i % 3));
     float *mask = praw(p, "mask", mh, sizeof mh);
     SoftmaxMask mg = {.ndim = 3, .shape = {O, D, I}, .stride = {0, I, 1}, .axis = 1};
     float *x = pin(p, "x", O * D * I, -3, 3), *y = pout(p, "y", O * D * I);
@@ -513,8 +552,8 @@ static void c_softmax(Par *p) {
     KP(p, softmax_backward)(pacc(p, "dx", O * D * I), pin(p, "dy", O * D * I, -1, 1), y, O, D, I);
     float *ly = pout(p, "logy", 7 * 300);
     KP(p, log_softmax_forward)(ly, pin(p, "x2", 7 * 300, -5, 5), NULL, NULL, 7, 300, 1);
-    KP(p, log_softmax_backward)(pacc(p, "dx2", 7 * 300), pin(p, "dy2", 7 * 300, -1, 1), ly, 7, 300,
-                                1);
+    KP(p, log_softmax_backward)
+    (pacc(p, "dx2", 7 * 300), pin(p, "dy2", 7 * 300, -1, 1), ly, 7, 300, 1);
     KP(p, causal_mask)(pout(p, "causal", 9 * 9), 9);
 }
 
@@ -523,27 +562,33 @@ static void c_layernorm(Par *p) {
     enum { N = 11, C = 300 };
     for (int affine = 0; affine < 2; affine++) {
         float *x = pin(p, "x", N * C, -2, 4);
-        float *w = affine ? pin(p, "w", C, 0.5f, 1.5f) : NULL, *b = affine ? pin(p, "b", C, -1, 1) : NULL;
+        float *w = affine ? pin(p, "w", C, 0.5f, 1.5f) : NULL,
+              *b = affine ? pin(p, "b", C, -1, 1) : NULL;
         float *y = pout(p, "y", N * C), *mean = pout(p, "mean", N), *rstd = pout(p, "rstd", N);
         KP(p, layernorm_forward)(y, mean, rstd, x, w, b, N, C, 1e-5f);
-        KP(p, layernorm_backward)(pacc(p, "dx", N * C), affine ? pacc(p, "dw", C) : NULL,
-                                  affine ? pacc(p, "db", C) : NULL, pin(p, "dy", N * C, -1, 1), x,
-                                  w, mean, rstd, N, C);
+        KP(p, layernorm_backward)
+        (pacc(p, "dx", N * C), affine ? pacc(p, "dw", C) : NULL, affine ? pacc(p, "db", C) : NULL,
+         pin(p, "dy", N * C, -1, 1), x, w, mean, rstd, N, C);
     }
 }
 static void c_l2_normalize(Par *p) {
     enum { O = 3, D = 33, I = 2 };
-    float *x = pin(p, "x", O * D * I, -1, 1), *y = pout(p, "y", O * D * I), *nrm = pout(p, "norm", O * I);
+    float *x = pin(p, "x", O * D * I, -1, 1), *y = pout(p, "y", O * D * I),
+          *nrm = pout(p, "norm", O * I);
     KP(p, l2_normalize_forward)(y, nrm, x, O, D, I, 1e-12f);
-    KP(p, l2_normalize_backward)(pacc(p, "dx", O * D * I), pin(p, "dy", O * D * I, -1, 1), x, nrm, O,
-                                 D, I, 1e-12f);
+    KP(p, l2_normalize_backward)
+    (pacc(p, "dx", O * D * I), pin(p, "dy", O * D * I, -1, 1), x, nrm, O, D, I, 1e-12f);
     KP(p, l2_normalize_apply)(pout(p, "apply", O * D * I), x, nrm, O, D, I, 1e-12f);
 }
 
 /* shape: a permute (2,3,4) -> (4,2,3) into a larger buffer at an offset */
 static void c_strided_copy(Par *p) {
-    StridedCopyGeom g = {.ndim = 3, .shape = {4, 2, 3}, .in_stride = {1, 12, 4},
-                         .out_stride = {6, 3, 1}, .in_offset = 0, .out_offset = 5};
+    StridedCopyGeom g = {.ndim = 3,
+                         .shape = {4, 2, 3},
+                         .in_stride = {1, 12, 4},
+                         .out_stride = {6, 3, 1},
+                         .in_offset = 0,
+                         .out_offset = 5};
     float *x = pin(p, "x", 24, -1, 1);
     KP(p, strided_copy_forward)(par_f32(p, "out", PB_ACC, 30, -1, 1), x, &g);
     KP(p, strided_copy_backward)(pacc(p, "dx", 24), pin(p, "dout", 30, -1, 1), &g);
@@ -557,15 +602,15 @@ static void c_index(Par *p) {
     KP(p, embedding_backward)(pacc(p, "dw", V * D), pin(p, "demb", NI * D, -1, 1), ids, NI, D);
     int64_t *idx = pidx(p, "idx", B, 0, T);
     KP(p, gather_rows_forward)(pout(p, "rows", B * D), pin(p, "x", B * T * D, -1, 1), idx, B, T, D);
-    KP(p, gather_rows_backward)(pacc(p, "dx", B * T * D), pin(p, "drows", B * D, -1, 1), idx, B, T,
-                                D);
+    KP(p, gather_rows_backward)
+    (pacc(p, "dx", B * T * D), pin(p, "drows", B * D, -1, 1), idx, B, T, D);
     for (int shared = 0; shared < 2; shared++) {
         float *base = pin(p, "base", B * T * D, -1, 1);
         float *src = pin(p, "src", (shared ? 1 : B) * K * D, -1, 1);
         KP(p, write_rows_forward)(pout(p, "written", B * T * D), base, src, B, T, D, K, 2, shared);
-        KP(p, write_rows_backward)(pacc(p, "dbase", B * T * D),
-                                   pacc(p, "dsrc", (shared ? 1 : B) * K * D),
-                                   pin(p, "dwritten", B * T * D, -1, 1), B, T, D, K, 2, shared);
+        KP(p, write_rows_backward)
+        (pacc(p, "dbase", B * T * D), pacc(p, "dsrc", (shared ? 1 : B) * K * D),
+         pin(p, "dwritten", B * T * D, -1, 1), B, T, D, K, 2, shared);
     }
     const float vals[5] = {0.5f, 1.0f, 1.0f, 2.0f, NAN};
     float *s = pchoice(p, "scores", PB_IN, 6 * 20, vals, 5);
@@ -592,11 +637,11 @@ static void c_attention(Par *p) {
     KP(p, attention_softmax_backward)(dp, dp, pr2, B * NH, T, 7);
     float *flat = pin(p, "flat", B * T * W, -1, 1), *heads = pout(p, "heads", B * NH * T * HS);
     KP(p, attention_heads_split_forward)(heads, flat, B, T, W, 5, NH, HS);
-    KP(p, attention_heads_split_backward)(pacc(p, "dflat", B * T * W), pin(p, "dheads", B * NH * T * HS, -1, 1),
-                                          B, T, W, 5, NH, HS);
+    KP(p, attention_heads_split_backward)
+    (pacc(p, "dflat", B * T * W), pin(p, "dheads", B * NH * T * HS, -1, 1), B, T, W, 5, NH, HS);
     KP(p, attention_heads_merge_forward)(pout(p, "merged", B * T * NH * HS), heads, B, T, NH, HS);
-    KP(p, attention_heads_merge_backward)(pacc(p, "dheads2", B * NH * T * HS),
-                                          pin(p, "dmerged", B * T * NH * HS, -1, 1), B, T, NH, HS);
+    KP(p, attention_heads_merge_backward)
+    (pacc(p, "dheads2", B * NH * T * HS), pin(p, "dmerged", B * T * NH * HS, -1, 1), B, T, NH, HS);
 }
 
 /* loss */
@@ -611,8 +656,8 @@ static void c_loss(Par *p) {
     }
     AslParams ap = {.gamma_pos = 1.0f, .gamma_neg = 4.0f, .clip = 0.05f, .eps = 1e-8f};
     KP(p, asl_forward)(pout(p, "asl", 1), z, zn, y, N, C, &ap, LOSS_MEAN);
-    KP(p, asl_backward)(pacc(p, "dasl_pos", N * C), pacc(p, "dasl_neg", N * C), dl, z, zn, y, N, C,
-                        &ap, LOSS_MEAN);
+    KP(p, asl_backward)
+    (pacc(p, "dasl_pos", N * C), pacc(p, "dasl_neg", N * C), dl, z, zn, y, N, C, &ap, LOSS_MEAN);
     AslParams ap0 = {.gamma_pos = 0.0f, .gamma_neg = 2.0f, .clip = 0.0f, .eps = 1e-8f};
     KP(p, asl_forward)(pout(p, "asl1", 1), z, NULL, y, N, C, &ap0, LOSS_SUM);
     KP(p, asl_backward)(pacc(p, "dasl1", N * C), NULL, dl, z, NULL, y, N, C, &ap0, LOSS_SUM);
@@ -636,16 +681,22 @@ static void c_loss(Par *p) {
 static void c_optim(Par *p) {
     enum { N = 1031 };
     float *g = pin(p, "grad", N, -1, 1);
-    SgdStep s0 = {.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-4f, .nesterov = true, .first = true};
+    SgdStep s0 = {
+        .lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-4f, .nesterov = true, .first = true};
     float *prm = par_f32(p, "param", PB_ACC, N, -1, 1), *buf = pacc(p, "momentum", N);
     KP(p, sgd_step)(prm, buf, g, N, &s0);
     s0.first = false;
     KP(p, sgd_step)(prm, buf, g, N, &s0);
     SgdStep s1 = {.lr = 0.05f};
     KP(p, sgd_step)(par_f32(p, "param_plain", PB_ACC, N, -1, 1), NULL, g, N, &s1);
-    AdamWStep a = {.decay = 1.0f - 1e-3f * 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
-                   .one_minus_beta1 = 0.1f, .one_minus_beta2 = 0.001f, .eps = 1e-8f,
-                   .step_size = 1e-3f / (1.0f - 0.9f), .bias_correction2_sqrt = sqrtf(0.001f)};
+    AdamWStep a = {.decay = 1.0f - 1e-3f * 0.01f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.999f,
+                   .one_minus_beta1 = 0.1f,
+                   .one_minus_beta2 = 0.001f,
+                   .eps = 1e-8f,
+                   .step_size = 1e-3f / (1.0f - 0.9f),
+                   .bias_correction2_sqrt = sqrtf(0.001f)};
     float *pa = par_f32(p, "param_adamw", PB_ACC, N, -1, 1);
     float *m = pacc(p, "exp_avg", N), *v = par_f32(p, "exp_avg_sq", PB_ACC, N, 0, 1);
     KP(p, adamw_step)(pa, m, v, g, N, &a);
@@ -740,14 +791,15 @@ TEST(cuda_parity_optim) { parity_family("optim"); }
 
 /* Every family of cases[] has its TEST above (a new family needs one more line there). */
 TEST(cuda_parity_families_registered) {
-    static const char *registered[] = {"core", "elementwise", "matmul", "conv", "pool",
-                                       "batchnorm", "resize", "reduce", "softmax", "norm",
-                                       "shape", "index", "dropout", "attention", "loss", "optim"};
+    static const char *registered[] = {
+        "core",    "elementwise", "matmul", "conv",  "pool",    "batchnorm", "resize", "reduce",
+        "softmax", "norm",        "shape",  "index", "dropout", "attention", "loss",   "optim"};
     for (int i = 0; i < N_CASES; i++) {
         bool found = false;
         for (size_t j = 0; j < sizeof registered / sizeof registered[0]; j++)
             found |= strcmp(cases[i].family, registered[j]) == 0;
-        EXPECT(found, "case %s: family %s has no cuda_parity_ TEST", cases[i].name, cases[i].family);
+        EXPECT(found, "case %s: family %s has no cuda_parity_ TEST", cases[i].name,
+               cases[i].family);
     }
 }
 
@@ -812,10 +864,12 @@ TEST(cuda_clip_model_equivalence) {
     clip_encode_image(gpu, gimg, &gemb, &gdense);
     Tensor *gtxt = clip_encode_text(gpu, gtid);
     float *h1 = to_host(gemb), *h2 = to_host(gdense), *h3 = to_host(gtxt);
-    EXPECT_CLOSE_N("image embedding", h1, tensor_f32(emb), emb->numel, TOL_MODEL_ATOL, TOL_MODEL_RTOL);
+    EXPECT_CLOSE_N("image embedding", h1, tensor_f32(emb), emb->numel, TOL_MODEL_ATOL,
+                   TOL_MODEL_RTOL);
     EXPECT_CLOSE_N("dense features", h2, tensor_f32(dense), dense->numel, TOL_MODEL_ATOL,
                    TOL_MODEL_RTOL);
-    EXPECT_CLOSE_N("text embedding", h3, tensor_f32(txt), txt->numel, TOL_MODEL_ATOL, TOL_MODEL_RTOL);
+    EXPECT_CLOSE_N("text embedding", h3, tensor_f32(txt), txt->numel, TOL_MODEL_ATOL,
+                   TOL_MODEL_RTOL);
     free(h1), free(h2), free(h3);
     ag_set_grad_enabled(g);
     clip_model_free(gpu);
