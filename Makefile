@@ -6,7 +6,8 @@
 #   make fixtures      regenerate test/fixtures/*.bin with PyTorch (installs python3-torch)
 #   make bench         benchmarks; writes docs/benchmarks.md
 #   make clean
-# Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), WERROR=0, THREADS=N (bench/test).
+# Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), WERROR=0, THREADS=N (bench/test),
+#          DEVICE=auto|cpu|cuda[:N] (train, bench; docs/cuda.md says what runs on the GPU yet).
 
 CC ?= cc
 ifeq ($(CC),cc)
@@ -170,6 +171,8 @@ fixtures:
 	@for s in scripts/fixtures_*.py; do echo "== $$s"; $(PYTHON) $$s || exit 1; done
 
 bench: $(BUILD)/trmml
+	@case '$(or $(DEVICE),auto)' in auto|cpu) ;; *) echo "make bench: DEVICE=$(DEVICE): the" \
+	  "benchmarks measure the CPU only so far (docs/cuda.md, Left out)" >&2; exit 2;; esac
 	@$(PYTHON) -c 'import torch' 2>/dev/null || scripts/install-deps.sh --torch || true
 	scripts/bench.sh $(BUILD)/trmml $${THREADS:-2}
 
