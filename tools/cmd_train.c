@@ -19,8 +19,9 @@ static int fail(const char *cmd, Status st) {
     return st == STATUS_ERR_USAGE ? 2 : 1;
 }
 
-/* The engine's CUDA op kernels are not written yet (issue #7): only the CPU runs, so `auto`
- * means the CPU here and an explicit CUDA device is refused. */
+/* The training pipeline (trmml/) keeps its parameters, labels and MMCP state on the CPU and has
+ * not been ported to the CUDA backend (docs/cuda.md), so `auto` means the CPU here and an
+ * explicit CUDA device is refused. */
 static Status cpu_only(void) {
     if (strcmp(tool_device(), "auto") == 0) return STATUS_OK;
     DeviceKind dev;
@@ -28,8 +29,9 @@ static Status cpu_only(void) {
     Status st = device_parse(tool_device(), &dev, &idx);
     if (st == STATUS_OK && dev != DEVICE_CPU)
         st = error_set(STATUS_ERR_DEVICE,
-                       "--device %s: the CUDA op kernels are not written yet "
-                       "(issue #7); use --device cpu",
+                       "--device %s: training runs on the CPU only (the CUDA backend's "
+                       "kernels exist, but trmml/ is not ported to it: docs/cuda.md); use "
+                       "--device cpu",
                        tool_device());
     return st;
 }
