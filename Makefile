@@ -6,7 +6,8 @@
 #   make fixtures      regenerate test/fixtures/*.bin with PyTorch (installs python3-torch)
 #   make bench         benchmarks; writes docs/benchmarks.md
 #   make clean
-# Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), WERROR=0, THREADS=N (bench/test).
+# Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), WERROR=0, THREADS=N (bench/test),
+#          DEVICE=auto|cpu|cuda[:N] (train, bench; docs/cuda.md says what runs on the GPU yet).
 
 CC ?= cc
 ifeq ($(CC),cc)
@@ -77,6 +78,11 @@ else
 CUDA ?= 1
 endif
 ifeq ($(CUDA),1)
+# SASS for A100 (sm_80) and H100 (sm_90), plus compute_90 PTX that newer GPUs JIT-compile.
+# cuBLAS is linked as a shared library (the toolkit ships no static libcublas); the rpath points
+# at the toolkit, so the binary starts wherever it was built. cudart is static, and the driver
+# (libcuda) is loaded only at the first CUDA call: a machine with no GPU and no driver runs the
+# CPU backend (docs/cuda.md).
 CFLAGS += -DTRMML_CUDA
 NVCCFLAGS := -O3 -std=c++17 -I. -DTRMML_CUDA -Xcompiler -Wall,-Wno-unused-parameter \
 	-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
@@ -84,7 +90,12 @@ NVCCFLAGS := -O3 -std=c++17 -I. -DTRMML_CUDA -Xcompiler -Wall,-Wno-unused-parame
 ifeq ($(WERROR),1)
 NVCCFLAGS += -Werror all-warnings -Xcompiler -Werror
 endif
-LDLIBS += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+ifeq ($(DEBUG),1)
+# Synchronise after every launch so a fault is reported at the kernel that caused it.
+NVCCFLAGS += -g -DTRMML_CUDA_DEBUG_SYNC
+endif
+LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt \
+	-lstdc++
 endif
 
 $(info trmml: CC=$(CC) OpenMP=$(if $(HAVE_OMP),on,off) OpenBLAS=$(if $(HAVE_BLAS),on,off) CUDA=$(if $(filter 1,$(CUDA)),on ($(NVCC)),off) DEBUG=$(DEBUG) -> $(BUILD)/)
@@ -106,17 +117,27 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 .PHONY: all test fixtures bench clean deps train fuzz fuzz-run
 all: $(BUILD)/libtrmml.a $(BUILD)/trmml
 
-$(BUILD)/obj/%.o: %.c
+# The build configuration (CUDA on/off, flags) in a stamp file that changes only when the
+# configuration does: switching CUDA=0 <-> CUDA=1 in one build folder rebuilds everything instead
+# of linking objects and an archive made under the other setting.
+CONFIG_STAMP := $(BUILD)/config.stamp
+CONFIG_LINE := CUDA=$(CUDA) CC=$(CC) CFLAGS=$(CFLAGS) NVCCFLAGS=$(NVCCFLAGS)
+.PHONY: FORCE
+$(CONFIG_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CONFIG_LINE)' | cmp -s - $@ || echo '$(CONFIG_LINE)' > $@
+
+$(BUILD)/obj/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.cu.o: %.cu
+$(BUILD)/obj/%.cu.o: %.cu $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libtrmml.a: $(LIB_OBJ)
+$(BUILD)/libtrmml.a: $(LIB_OBJ) $(CONFIG_STAMP)
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(LIB_OBJ)
 
 $(BUILD)/trmml: $(TOOL_OBJ) $(BUILD)/libtrmml.a
 	$(CC) $(LDSAN) -o $@ $(TOOL_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
@@ -150,6 +171,8 @@ fixtures:
 	@for s in scripts/fixtures_*.py; do echo "== $$s"; $(PYTHON) $$s || exit 1; done
 
 bench: $(BUILD)/trmml
+	@case '$(or $(DEVICE),auto)' in auto|cpu) ;; *) echo "make bench: DEVICE=$(DEVICE): the" \
+	  "benchmarks measure the CPU only so far (docs/cuda.md, Left out)" >&2; exit 2;; esac
 	@$(PYTHON) -c 'import torch' 2>/dev/null || scripts/install-deps.sh --torch || true
 	scripts/bench.sh $(BUILD)/trmml $${THREADS:-2}
 

@@ -4,7 +4,8 @@
  * A random CLIP cannot learn the task, so these tests check mechanics and exact properties:
  *   - the learnable-parameter counts of SPEC §10 on COCO/RN101 shapes;
  *   - the micro-batched TRM-ML step (pass 0 + whole-batch InfoNCE + per-micro-batch heads +
- *     chunked text backward) gives the gradients of the plain one-pass loss of docs/trmml.md;
+ *     chunked text backward) gives the gradients of the plain one-pass loss of docs/trmml.md,
+ *     and PVLR's step (label side as a leaf, micro-batches, label-side and text backward) too;
  *   - the training loss on a fixed batch decreases over 20 steps for each method;
  *   - every method runs end to end, and a run stopped after one epoch and resumed ends with the
  *     same checkpoint bytes and the same metrics.jsonl as the uninterrupted run;
@@ -41,6 +42,7 @@ TEST(train_e2e_param_counts) {
         {TRMML_METHOD_TRMML, 80, 512, 7129089},
         {TRMML_METHOD_BASELINE, 80, 512, 1310721},
         {TRMML_METHOD_TRMML, 20, 512, 6115329}, /* VOC */
+        {TRMML_METHOD_PVLR, 80, 512, 14457425}, /* SPEC §5.8, counted in test_pvlr.c */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         RunConfig rc = run_config_default(cases[i].method, "coco2014");
@@ -212,6 +214,67 @@ TEST(train_e2e_micro_batch_step_is_exact) {
     world_close(&w);
 }
 
+/* PVLR's step (label side once as a leaf, micro-batches, label-side backward, chunked text
+ * backward) gives the gradients of the plain one-pass loss. */
+TEST(train_e2e_pvlr_micro_batch_step_is_exact) {
+    World w;
+    if (!world_open(&w)) return;
+    RunConfig rc = mini_config(&w, TRMML_METHOD_PVLR);
+    rc.tc.dropout = 0; /* the two forms draw dropout differently */
+    TrmmlModel m;
+    CHECK(trmml_model_create(&m, &rc, w.clip, w.tok, w.train->class_names, w.train->c) == STATUS_OK,
+          "%s", error_last());
+    /* W_K starts at 0, which would hide its path: give it values. */
+    Rng r;
+    rng_seed(&r, 4);
+    float *wk = xmalloc((size_t)m.pvlr.kap_weight->numel * sizeof(float));
+    rng_fill_normal(&r, wk, m.pvlr.kap_weight->numel, 0, 0.1f);
+    tensor_copy_from_host(m.pvlr.kap_weight, wk);
+    free(wk);
+    FeatureCache fc;
+    CHECK(feature_cache_open(w.train_feat, &fc) == STATUS_OK, "%s", error_last());
+    const int64_t B = 7, idx[7] = {0, 1, 2, 3, 4, 5, 6};
+    const int np = param_count(m.ps);
+    float **ref = xcalloc((size_t)np, sizeof *ref);
+    Tensor *dense = feature_cache_batch(&fc, idx, B);
+    Tensor *y = first_labels(w.train, B);
+    for (int64_t i = 0; i < B * 16; i += 5) tensor_f32(y)[i] = 0; /* some unknowns */
+    param_zero_grad(m.ps);
+    Tensor *gp, *gn;
+    trmml_prompt_features(&m.prompt, w.clip, 0, &gp, &gn);
+    EXPECT(gn == NULL, "PVLR's prompt learner produced negative features");
+    PvlrOut out;
+    pvlr_forward(&m.pvlr, dense, gp, true, NULL, &out);
+    Tensor *loss = pvlr_loss(&m.pvlr, out.logits, y);
+    const float ref_loss = tensor_f32(loss)[0];
+    ag_backward(loss);
+    for (int i = 0; i < np; i++) {
+        Tensor *p = param_at(m.ps, i);
+        ref[i] = xmalloc((size_t)p->numel * sizeof(float));
+        tensor_copy_to_host(ref[i], p->grad);
+    }
+    tensor_step_end();
+    TrmmlOptim *o = trmml_optim_create(&m);
+    dense = feature_cache_batch(&fc, idx, B);
+    y = first_labels(w.train, B);
+    for (int64_t i = 0; i < B * 16; i += 5) tensor_f32(y)[i] = 0;
+    TrmmlStepStats st;
+    EXPECT(trmml_train_step(&m, o, dense, y, false, 1, &st), "step: loss %g", st.loss);
+    EXPECT(fabs(st.loss - ref_loss) <= 1e-4 * fabs(ref_loss) + 1e-5, "loss %.7g, one-pass %.7g",
+           st.loss, ref_loss);
+    for (int i = 0; i < np; i++) {
+        Tensor *p = param_at(m.ps, i);
+        EXPECT_CLOSE_N(p->name, tensor_f32(p->grad), ref[i], p->numel, 1e-5, 1e-3);
+        free(ref[i]);
+    }
+    free(ref);
+    tensor_step_end();
+    trmml_optim_free(o);
+    feature_cache_close(&fc);
+    trmml_model_free(&m);
+    world_close(&w);
+}
+
 /* Each method lowers its training loss on one fixed batch (random CLIP features still carry
  * information the heads can fit). */
 TEST(train_e2e_loss_decreases_on_a_fixed_batch) {
@@ -220,7 +283,7 @@ TEST(train_e2e_loss_decreases_on_a_fixed_batch) {
     FeatureCache fc;
     CHECK(feature_cache_open(w.train_feat, &fc) == STATUS_OK, "%s", error_last());
     const int64_t B = 8, idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    for (int method = 0; method < 3; method++) {
+    for (int method = 0; method < TRMML_METHOD_COUNT; method++) {
         RunConfig rc = mini_config(&w, method);
         rc.tc.dropout = 0;
         TrmmlModel m;
@@ -243,7 +306,8 @@ TEST(train_e2e_loss_decreases_on_a_fixed_batch) {
             if (s == 0) first = st.loss;
             last = st.loss;
         }
-        /* Measured: trmml 2.52 -> 1.07, dualcoop 0.58 -> 0.26, baseline 1.24 -> 0.65 (roughly). */
+        /* Measured: trmml 2.52 -> 1.07, dualcoop 0.58 -> 0.26, baseline 1.24 -> 0.65, pvlr
+         * 5.61 -> 2.07 (roughly). */
         EXPECT(last < 0.8 * first, "%s: loss %g after 20 steps, %g at the first",
                trmml_method_name(method), last, first);
         trmml_optim_free(o);
@@ -279,7 +343,7 @@ static bool same_file(const char *a, const char *b) {
 TEST(train_e2e_runs_resume_and_eval) {
     World w;
     if (!world_open(&w)) return;
-    for (int method = 0; method < 3; method++) {
+    for (int method = 0; method < TRMML_METHOD_COUNT; method++) {
         const char *name = trmml_method_name(method);
         RunConfig rc = mini_config(&w, method);
         char full[256], cut[256], a[320], b[320];
@@ -401,6 +465,23 @@ TEST(train_e2e_commands) {
     EXPECT(test_run_capture(cmd, out, sizeof out) == 1 && strstr(out, "none.pt") &&
                strstr(out, "HINT"),
            "missing model: %s", out);
+    /* PVLR from the feature caches, then its text->visual attention maps. */
+    snprintf(cmd, sizeof cmd,
+             "'%s' --threads 1 train --method pvlr --dataset voc2007 --root '%s' --class-list '%s' "
+             "--model '%s' --out '%s/pvlr' --cached '%s' --cached-test '%s' --epochs 1 --batch 10 "
+             "--no-dma-v2t --set input_size=64 --set ffn_hidden=32 --set pvlr_heads=4 2>&1",
+             exe, w.root, w.classes, w.model, run, w.train_feat, w.test_feat);
+    int prc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(prc == 0 && strstr(out, "model method=pvlr") && strstr(out, "eval stage=1 epoch=1 mAP="),
+           "pvlr train exit %d: %.2000s", prc, out);
+    snprintf(cmd, sizeof cmd, "'%s' --threads 1 visualize '%s/pvlr' '%s' --out '%s' --top 2 2>&1",
+             exe, run, ds_image_path(w.train, 0), png);
+    prc = test_run_capture(cmd, out, sizeof out);
+    Image pim = {0};
+    EXPECT(prc == 0 && strncmp(out, "0\t", 2) == 0 && image_load(png, &pim, NULL) == STATUS_OK &&
+               pim.w == 2 * 64 && pim.h == 64,
+           "pvlr visualize exit %d (%dx%d): %.500s", prc, pim.w, pim.h, out);
+    image_free(&pim);
     /* TRM-ML through the image tower (augmented training, test transform for the evaluation). */
     snprintf(
         cmd, sizeof cmd,
@@ -456,7 +537,7 @@ TEST(train_e2e_commands) {
 TEST(train_e2e_non_finite_loss_is_not_applied) {
     World w;
     if (!world_open(&w)) return;
-    for (int method = 0; method < 3; method++) {
+    for (int method = 0; method < TRMML_METHOD_COUNT; method++) {
         RunConfig rc = mini_config(&w, method);
         TrmmlModel m;
         CHECK(trmml_model_create(&m, &rc, w.clip, w.tok, w.train->class_names, w.train->c) ==

@@ -19,8 +19,9 @@ static int fail(const char *cmd, Status st) {
     return st == STATUS_ERR_USAGE ? 2 : 1;
 }
 
-/* The engine's CUDA op kernels are not written yet (issue #7): only the CPU runs, so `auto`
- * means the CPU here and an explicit CUDA device is refused. */
+/* The training pipeline (trmml/) keeps its parameters, labels and MMCP state on the CPU and has
+ * not been ported to the CUDA backend (docs/cuda.md), so `auto` means the CPU here and an
+ * explicit CUDA device is refused. */
 static Status cpu_only(void) {
     if (strcmp(tool_device(), "auto") == 0) return STATUS_OK;
     DeviceKind dev;
@@ -28,8 +29,9 @@ static Status cpu_only(void) {
     Status st = device_parse(tool_device(), &dev, &idx);
     if (st == STATUS_OK && dev != DEVICE_CPU)
         st = error_set(STATUS_ERR_DEVICE,
-                       "--device %s: the CUDA op kernels are not written yet "
-                       "(issue #7); use --device cpu",
+                       "--device %s: training runs on the CPU only (the CUDA backend's "
+                       "kernels exist, but trmml/ is not ported to it: docs/cuda.md); use "
+                       "--device cpu",
                        tool_device());
     return st;
 }
@@ -55,6 +57,11 @@ static const struct {
     {"--no-kd", offsetof(TrmmlConfig, use_kd), false},
     {"--no-mmcp", offsetof(TrmmlConfig, use_mmcp), false},
     {"--no-mmcl", offsetof(TrmmlConfig, use_mmcl), false},
+    {"--no-kap", offsetof(TrmmlConfig, pvlr_use_kap), false},
+    {"--no-cap", offsetof(TrmmlConfig, pvlr_use_cap), false},
+    {"--no-ifm", offsetof(TrmmlConfig, pvlr_use_ifm), false},
+    {"--no-dma-t2v", offsetof(TrmmlConfig, pvlr_use_t2v), false},
+    {"--no-dma-v2t", offsetof(TrmmlConfig, pvlr_use_v2t), false},
 };
 
 /* Flags with a value that name a configuration key, and flags with a path. */
@@ -129,22 +136,24 @@ static int apply_flag(RunConfig *rc, int argc, char **argv, int *i) {
 }
 
 #define TRAIN_USAGE                                                                                  \
-    "trmml train --method trmml|dualcoop|baseline --dataset NAME --root DIR --model CLIP\n"          \
+    "trmml train --method trmml|dualcoop|baseline|pvlr --dataset NAME --root DIR --model CLIP\n"     \
     "            --out RUN_DIR [--ratio R | --single-positive] [--config FILE]\n"                    \
     "            [--cached TRAIN.feat --cached-test TEST.feat] [--class-list F] [--vocab F]\n"       \
     "            [--seed S] [--epochs N] [--batch B] [--micro-batch M] [--eval-every N]\n"           \
     "            [--text-chunk K] [--no-kd] [--no-mmcp] [--no-mmcl] [--no-carl] [--set KEY=VALUE]\n" \
+    "            [--no-kap] [--no-cap] [--no-ifm] [--no-dma-t2v] [--no-dma-v2t]   (pvlr)\n"         \
     "trmml train --out RUN_DIR --resume\n"                                                           \
     "  Trains a method on the partial-label (--ratio, SPEC §6.1) or single-positive (§6.7)\n"      \
     "  protocol and evaluates on the test split every --eval-every epochs. Precedence: the\n"        \
     "  method's defaults, then --config (key = value, see config.txt of any run), then flags.\n"     \
     "  --cached/--cached-test read features written by `trmml extract`; without them the\n"          \
     "  image tower runs on augmented images. --micro-batch splits each batch for memory (same\n"     \
-    "  result). --no-carl trains the Table-3 baseline. RUN_DIR receives config.txt, log.txt,\n"      \
+    "  result). --no-carl trains the Table-3 baseline. --no-kap ... --no-dma-v2t switch PVLR's\n"     \
+    "  components off for its ablation (docs/pvlr.md). RUN_DIR receives config.txt, log.txt,\n"      \
     "  metrics.jsonl, ap.csv and checkpoint.safetensors (written every epoch); --resume\n"           \
     "  continues a run from its checkpoint with its saved configuration (docs/training.md)."
 
-COMMAND(train, "train TRM-ML, DualCoOp or the Table-3 baseline on a frozen CLIP", TRAIN_USAGE) {
+COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen CLIP", TRAIN_USAGE) {
     const char *out = NULL, *config = NULL, *method_s = "trmml", *dataset = NULL;
     bool resume = false, other = false;
     /* First pass: the flags that decide the defaults (method, dataset) and the mode. */
@@ -187,7 +196,8 @@ COMMAND(train, "train TRM-ML, DualCoOp or the Table-3 baseline on a frozen CLIP"
     } else {
         int method = trmml_method_parse(method_s);
         if (method < 0) {
-            fprintf(stderr, "trmml train: --method '%s': expected trmml, dualcoop or baseline\n",
+            fprintf(stderr,
+                    "trmml train: --method '%s': expected trmml, dualcoop, baseline or pvlr\n",
                     method_s);
             return 2;
         }
@@ -399,7 +409,8 @@ COMMAND(predict, "top classes of images under a trained run",
 COMMAND(visualize, "heat maps of the regions a trained run matches for an image's top classes",
         "trmml visualize RUN_DIR IMAGE --out PNG [--top K]\n"
         "  TRM-ML: the soft regions R = sigmoid(Phi) (SPEC §4.2, Eq. 2) of the K (default 3) most\n"
-        "  probable classes; DualCoOp: its spatial weights w (SPEC §3), scaled to a maximum of 1.\n"
+        "  probable classes; DualCoOp: its spatial weights w (SPEC §3), scaled to a maximum of 1;\n"
+        "  PVLR: the text->visual attention of DMA per class (SPEC §5.5), scaled alike.\n"
         "  The HW grid is upsampled bilinearly and blended over the image; the PNG holds the K\n"
         "  panels side by side, and stdout lists them: panel<TAB>probability<TAB>class.") {
     UseOptions o = {.top = 3};

@@ -209,6 +209,7 @@ Tensor *trmml_region_maps(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tens
     const int64_t B = dense->shape[0], T = dense->shape[1], E = dense->shape[2], C = m->C,
                   HW = T - 1;
     if (m->method == TRMML_METHOD_BASELINE) return NULL;
+    if (m->method == TRMML_METHOD_PVLR) return pvlr_attention_maps(&m->pvlr, dense, gpos);
     Tensor *out = tensor_empty(DT_F32, 3, SHAPE(B, C, HW));
     float *o = tensor_f32(out);
     bool g = ag_set_grad_enabled(false);

@@ -32,7 +32,8 @@ PromptConfig trmml_prompt_config(int64_t n_classes, int64_t width) {
 }
 
 int64_t trmml_prompt_num_params(const PromptConfig *cfg) {
-    return 2 * (cfg->class_specific ? cfg->n_classes : 1) * cfg->n_ctx * cfg->width;
+    return (cfg->positive_only ? 1 : 2) * (cfg->class_specific ? cfg->n_classes : 1) * cfg->n_ctx *
+           cfg->width;
 }
 
 void trmml_prompt_declare(PromptLearner *pl, const PromptConfig *cfg, ParamStore *ps) {
@@ -41,15 +42,11 @@ void trmml_prompt_declare(PromptLearner *pl, const PromptConfig *cfg, ParamStore
           (long long)cfg->n_ctx, (long long)cfg->width, cfg->init_std);
     memset(pl, 0, sizeof *pl);
     pl->cfg = *cfg;
-    if (cfg->class_specific) {
-        const int64_t *shape = SHAPE(cfg->n_classes, cfg->n_ctx, cfg->width);
-        pl->ctx_pos = param_add(ps, "prompt.ctx_pos", DT_F32, 3, shape, true);
-        pl->ctx_neg = param_add(ps, "prompt.ctx_neg", DT_F32, 3, shape, true);
-    } else {
-        const int64_t *shape = SHAPE(cfg->n_ctx, cfg->width);
-        pl->ctx_pos = param_add(ps, "prompt.ctx_pos", DT_F32, 2, shape, true);
-        pl->ctx_neg = param_add(ps, "prompt.ctx_neg", DT_F32, 2, shape, true);
-    }
+    const int nd = cfg->class_specific ? 3 : 2;
+    const int64_t *shape = cfg->class_specific ? SHAPE(cfg->n_classes, cfg->n_ctx, cfg->width)
+                                               : SHAPE(cfg->n_ctx, cfg->width);
+    pl->ctx_pos = param_add(ps, "prompt.ctx_pos", DT_F32, nd, shape, true);
+    if (!cfg->positive_only) pl->ctx_neg = param_add(ps, "prompt.ctx_neg", DT_F32, nd, shape, true);
 }
 
 void trmml_prompt_init(PromptLearner *pl, uint64_t seed) {
@@ -61,8 +58,10 @@ void trmml_prompt_init(PromptLearner *pl, uint64_t seed) {
     rng_seed(&rng, seed);
     rng_fill_normal(&rng, buf, n, 0.0f, pl->cfg.init_std);
     tensor_copy_from_host(pl->ctx_pos, buf);
-    rng_fill_normal(&rng, buf, n, 0.0f, pl->cfg.init_std);
-    tensor_copy_from_host(pl->ctx_neg, buf);
+    if (pl->ctx_neg) {
+        rng_fill_normal(&rng, buf, n, 0.0f, pl->cfg.init_std);
+        tensor_copy_from_host(pl->ctx_neg, buf);
+    }
     free(buf);
 }
 
@@ -188,22 +187,22 @@ Tensor *trmml_prompt_embeddings(const PromptLearner *pl, int64_t c0, int64_t n, 
     /* A header over the frozen templates of the chunk: a constant, so no gradient reaches it. */
     Tensor *base = tensor_wrap(DT_F32, dev, 3, SHAPE(n, T, W),
                                (float *)pl->template_emb->data + c0 * T * W);
-    Tensor *parts[2] = {
-        tensor_write_rows(base, context_rows(pl, pl->ctx_pos, c0, n), 1),
-        tensor_write_rows(base, context_rows(pl, pl->ctx_neg, c0, n), 1),
-    };
+    const int sides = pl->ctx_neg ? 2 : 1;
+    Tensor *parts[2] = {tensor_write_rows(base, context_rows(pl, pl->ctx_pos, c0, n), 1), NULL};
+    if (pl->ctx_neg) parts[1] = tensor_write_rows(base, context_rows(pl, pl->ctx_neg, c0, n), 1);
     if (eot) {
-        *eot = tensor_empty(DT_I64, 1, SHAPE(2 * n));
+        *eot = tensor_empty(DT_I64, 1, SHAPE(sides * n));
         const size_t bytes = (size_t)n * sizeof(int64_t);
-        device_table(dev)->copy_h2d((int64_t *)(*eot)->data, pl->eot + c0, bytes);
-        device_table(dev)->copy_h2d((int64_t *)(*eot)->data + n, pl->eot + c0, bytes);
+        for (int s = 0; s < sides; s++)
+            device_table(dev)->copy_h2d((int64_t *)(*eot)->data + s * n, pl->eot + c0, bytes);
     }
-    return tensor_concat(parts, 2, 0);
+    return sides == 1 ? parts[0] : tensor_concat(parts, 2, 0);
 }
 
 /* ---- features ----------------------------------------------------------------------------- */
 
-/* L2-normalised features (2n, E) of classes [c0, c0 + n): positives, then negatives. */
+/* L2-normalised features (2n, E) of classes [c0, c0 + n): positives, then negatives (only the
+ * n positives when positive_only). */
 static Tensor *encode_chunk(const PromptLearner *pl, const ClipModel *m, int64_t c0, int64_t n) {
     CHECK(m->cfg.text.width == pl->cfg.width, "prompt: contexts of width %lld for a text tower of "
           "width %lld", (long long)pl->cfg.width, (long long)m->cfg.text.width);
@@ -224,19 +223,25 @@ void trmml_prompt_features(const PromptLearner *pl, const ClipModel *m, int64_t 
     for (int i = 0; i < nch; i++) {
         const int64_t c0 = i * K, n = C - c0 < K ? C - c0 : K;
         Tensor *halves[2];
-        tensor_split(encode_chunk(pl, m, c0, n), 0, SHAPE(n, n), 2, halves);
+        if (pl->ctx_neg) {
+            tensor_split(encode_chunk(pl, m, c0, n), 0, SHAPE(n, n), 2, halves);
+        } else {
+            halves[0] = encode_chunk(pl, m, c0, n);
+            halves[1] = NULL;
+        }
         pos[i] = halves[0];
         neg[i] = halves[1];
     }
     *gpos = nch == 1 ? pos[0] : tensor_concat(pos, nch, 0);
-    *gneg = nch == 1 ? neg[0] : tensor_concat(neg, nch, 0);
+    *gneg = !pl->ctx_neg ? NULL : nch == 1 ? neg[0] : tensor_concat(neg, nch, 0);
 }
 
 void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
                                     Tensor **gpos, Tensor **gneg) {
     const int64_t C = pl->cfg.n_classes, K = chunk_size(pl, chunk), E = m->cfg.embed_dim;
     const DeviceTable *dt = device_table(pl->template_emb ? pl->template_emb->device : DEVICE_CPU);
-    Tensor *gp = tensor_empty(DT_F32, 2, SHAPE(C, E)), *gn = tensor_empty(DT_F32, 2, SHAPE(C, E));
+    Tensor *gp = tensor_empty(DT_F32, 2, SHAPE(C, E));
+    Tensor *gn = pl->ctx_neg ? tensor_empty(DT_F32, 2, SHAPE(C, E)) : NULL;
     Arena *arena = tensor_arena();
     bool grad = ag_set_grad_enabled(false);
     for (int64_t c0 = 0; c0 < C; c0 += K) {
@@ -245,13 +250,13 @@ void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m,
         Tensor *g = encode_chunk(pl, m, c0, n);
         const size_t bytes = (size_t)(n * E) * sizeof(float);
         dt->copy_d2d((float *)gp->data + c0 * E, g->data, bytes);
-        dt->copy_d2d((float *)gn->data + c0 * E, (float *)g->data + n * E, bytes);
+        if (gn) dt->copy_d2d((float *)gn->data + c0 * E, (float *)g->data + n * E, bytes);
         arena_release(arena, mark);
     }
     ag_set_grad_enabled(grad);
     /* Buffers taken now, below any mark the caller sets for its micro-batches. */
     ag_set_requires_grad(gp, tensor_zeros_like(gp));
-    ag_set_requires_grad(gn, tensor_zeros_like(gn));
+    if (gn) ag_set_requires_grad(gn, tensor_zeros_like(gn));
     *gpos = gp;
     *gneg = gn;
 }
@@ -259,16 +264,19 @@ void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m,
 void trmml_prompt_backward(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
                            const Tensor *gpos, const Tensor *gneg) {
     const int64_t C = pl->cfg.n_classes, K = chunk_size(pl, chunk), E = m->cfg.embed_dim;
-    CHECK(gpos && gneg && gpos->ndim == 2 && gpos->shape[0] == C && gpos->shape[1] == E &&
-              tensor_same_shape(gpos, gneg),
+    CHECK(gpos && (gneg != NULL) == (pl->ctx_neg != NULL) && gpos->ndim == 2 &&
+              gpos->shape[0] == C && gpos->shape[1] == E && (!gneg || tensor_same_shape(gpos, gneg)),
           "prompt_backward: features must be (%lld, %lld), got %s and %s", (long long)C,
           (long long)E, gpos ? tensor_shape_str(gpos) : "NULL",
           gneg ? tensor_shape_str(gneg) : "NULL");
     CHECK(ag_tape_length() == 0, "prompt_backward: the tape holds %d nodes; run the head's "
           "backward first (this backward would consume them)", ag_tape_length());
-    CHECK(ag_grad_enabled() && pl->ctx_pos->requires_grad && pl->ctx_neg->requires_grad,
+    CHECK(ag_grad_enabled() && pl->ctx_pos->requires_grad &&
+              (!pl->ctx_neg || pl->ctx_neg->requires_grad),
           "prompt_backward: grad mode is off or the contexts are frozen");
-    if (!gpos->grad && !gneg->grad) return; /* the loss did not depend on the features */
+    const Tensor *dneg = gneg ? gneg->grad : NULL;
+    if (!gpos->grad && !dneg) return; /* the loss did not depend on the features */
+    const int sides = gneg ? 2 : 1;
     const DeviceTable *dt = device_table(pl->template_emb->device);
     Arena *arena = tensor_arena();
     for (int64_t c0 = 0; c0 < C; c0 += K) {
@@ -276,11 +284,10 @@ void trmml_prompt_backward(const PromptLearner *pl, const ClipModel *m, int64_t 
         const size_t mark = arena_mark(arena);
         Tensor *g = encode_chunk(pl, m, c0, n);
         /* dL/dg for this chunk: rows c0..c0+n of dL/dG+ above those of dL/dG- */
-        Tensor *dg = tensor_zeros(DT_F32, 2, SHAPE(2 * n, E));
+        Tensor *dg = tensor_zeros(DT_F32, 2, SHAPE(sides * n, E));
         const size_t bytes = (size_t)(n * E) * sizeof(float);
         if (gpos->grad) dt->copy_d2d(dg->data, (float *)gpos->grad->data + c0 * E, bytes);
-        if (gneg->grad)
-            dt->copy_d2d((float *)dg->data + n * E, (float *)gneg->grad->data + c0 * E, bytes);
+        if (dneg) dt->copy_d2d((float *)dg->data + n * E, (float *)dneg->data + c0 * E, bytes);
         ag_backward_with(g, dg);
         arena_release(arena, mark);
     }

@@ -39,6 +39,7 @@ typedef struct {
     int64_t n_ctx;         /* context tokens per prompt (16) */
     int64_t width;         /* Wt, the text tower's width (512) */
     bool class_specific;   /* contexts per class (C, n_ctx, Wt), else shared (n_ctx, Wt) */
+    bool positive_only;    /* PVLR's CAP: the positive prompt only (no ctx_neg, G- is NULL) */
     float init_std;        /* contexts ~ N(0, init_std^2) */
 } PromptConfig;
 
@@ -54,7 +55,8 @@ typedef struct {
 
 /* SPEC defaults: n_ctx 16, class-specific, std 0.02. */
 PromptConfig trmml_prompt_config(int64_t n_classes, int64_t width);
-/* Learnable parameters of a config: 2 * (C or 1) * n_ctx * Wt (COCO/RN101: 1,310,720). */
+/* Learnable parameters of a config: 2 * (C or 1) * n_ctx * Wt (COCO/RN101: 1,310,720); half
+ * that when positive_only. */
 int64_t trmml_prompt_num_params(const PromptConfig *cfg);
 
 /* Declare ctx_pos and ctx_neg as trainable float32 parameters in ps (before
@@ -80,11 +82,13 @@ Status trmml_prompt_set_classes(PromptLearner *pl, const ClipModel *m, const Cli
                                 const char *const *names);
 
 /* The embedded prompts of classes [c0, c0 + n): (2n, T, Wt), rows 0..n-1 positive, n..2n-1
- * negative, from the current arena; recorded on the tape when the contexts require a gradient.
+ * negative ((n, T, Wt), positives only, when positive_only), from the current arena; recorded
+ * on the tape when the contexts require a gradient.
  * *eot (may be NULL) receives the matching (2n) int64 end-of-text positions. */
 Tensor *trmml_prompt_embeddings(const PromptLearner *pl, int64_t c0, int64_t n, Tensor **eot);
 
-/* Taped features: *gpos, *gneg (C, E), L2-normalised, from the current arena, the tower run in
+/* Taped features: *gpos, *gneg (C, E), L2-normalised (*gneg NULL when positive_only), from the
+ * current arena, the tower run in
  * chunks of `chunk` classes (<= 0: all at once). Backward from anything computed from them
  * reaches the contexts. */
 void trmml_prompt_features(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
@@ -95,7 +99,8 @@ void trmml_prompt_features(const PromptLearner *pl, const ClipModel *m, int64_t 
 void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
                                     Tensor **gpos, Tensor **gneg);
 /* Recompute scheme, backward: for each chunk, re-run the tower with a tape and back-propagate
- * the chunk's rows of gpos->grad and gneg->grad (a NULL grad counts as zero) into the contexts'
+ * the chunk's rows of gpos->grad and gneg->grad (a NULL grad counts as zero; gneg NULL when
+ * positive_only) into the contexts'
  * gradients (accumulated). Needs an empty tape; releases each chunk's memory before the next. */
 void trmml_prompt_backward(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
                            const Tensor *gpos, const Tensor *gneg);

@@ -15,15 +15,15 @@
 #include "clip/safetensors.h"
 #include "datasets/image.h"
 
-static const char *const METHOD_NAMES[] = {"trmml", "dualcoop", "baseline"};
+static const char *const METHOD_NAMES[] = {"trmml", "dualcoop", "baseline", "pvlr"};
 
 const char *trmml_method_name(int method) {
-    CHECK(method >= 0 && method < 3, "unknown method %d", method);
+    CHECK(method >= 0 && method < TRMML_METHOD_COUNT, "unknown method %d", method);
     return METHOD_NAMES[method];
 }
 
 int trmml_method_parse(const char *s) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < TRMML_METHOD_COUNT; i++)
         if (strcmp(s, METHOD_NAMES[i]) == 0) return i;
     return -1;
 }
@@ -41,6 +41,11 @@ RunConfig run_config_default(int method, const char *dataset) {
     rc.loss_w = NAN;
     rc.tc = trmml_config_default();
     if (method == TRMML_METHOD_BASELINE) rc.tc.use_carl = false;
+    if (method == TRMML_METHOD_PVLR) {
+        /* SPEC §5.3, §5.7: one class-shared context; none of TRM-ML's components. */
+        rc.tc.prompt_class_specific = false;
+        rc.tc.use_carl = rc.tc.use_kd = rc.tc.use_mmcp = rc.tc.use_mmcl = false;
+    }
     if (method == TRMML_METHOD_DUALCOOP) {
         /* SPEC §3: SGD on the contexts, lr 0.002 (COCO) / 0.001 (VOC), batch 32, 50 epochs. */
         bool voc = dataset && strncmp(dataset, "voc", 3) == 0;
@@ -66,7 +71,7 @@ typedef struct {
 #define RS(k, f, ref)                                                                              \
     { k, RK_STR, offsetof(RunConfig, f), sizeof(((RunConfig *)0)->f), ref }
 static const RunKey RUN_KEYS[] = {
-    {"method", RK_METHOD, offsetof(RunConfig, method), 0, "trmml | dualcoop | baseline"},
+    {"method", RK_METHOD, offsetof(RunConfig, method), 0, "trmml | dualcoop | baseline | pvlr"},
     RS("dataset", dataset, "ds_open name, docs/datasets.md"),
     RS("root", root, "dataset root"),
     RS("train_split", train_split, "training split"),
@@ -99,8 +104,8 @@ Status run_config_set(RunConfig *rc, const char *key, const char *value) {
         int m = trmml_method_parse(value);
         if (m < 0)
             return error_set(STATUS_ERR_USAGE,
-                             "config key 'method': expected trmml, dualcoop or "
-                             "baseline, got '%s'",
+                             "config key 'method': expected trmml, dualcoop, "
+                             "baseline or pvlr, got '%s'",
                              value);
         rc->method = m;
         return STATUS_OK;

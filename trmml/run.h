@@ -30,7 +30,13 @@
 
 #define RUN_PATH_MAX 1024
 
-typedef enum { TRMML_METHOD_TRMML = 0, TRMML_METHOD_DUALCOOP, TRMML_METHOD_BASELINE } TrmmlMethod;
+typedef enum {
+    TRMML_METHOD_TRMML = 0,
+    TRMML_METHOD_DUALCOOP,
+    TRMML_METHOD_BASELINE,
+    TRMML_METHOD_PVLR,
+    TRMML_METHOD_COUNT
+} TrmmlMethod;
 
 /* The run keys (config.txt, before the TrmmlConfig keys). */
 typedef struct {
@@ -53,11 +59,12 @@ typedef struct {
 } RunConfig;
 
 const char *trmml_method_name(int method);
-/* TRMML_METHOD_* for "trmml", "dualcoop", "baseline"; -1 otherwise. */
+/* TRMML_METHOD_* for "trmml", "dualcoop", "baseline", "pvlr"; -1 otherwise. */
 int trmml_method_parse(const char *s);
 
 /* The defaults of a method: TRM-ML's recipe (SPEC §4.7) for trmml and baseline (which also sets
- * use_carl off); DualCoOp's (SPEC §3: SGD 0.9, lr 0.002, 0.001 on VOC, batch 32, 50 epochs,
+ * use_carl off); PVLR's (SPEC §5.7: the same AdamW/OneCycle recipe, class-shared contexts, the
+ * TRM-ML components off); DualCoOp's (SPEC §3: SGD 0.9, lr 0.002, 0.001 on VOC, batch 32, 50 epochs,
  * weight decay 5e-4) for dualcoop. `dataset` may be NULL. */
 RunConfig run_config_default(int method, const char *dataset);
 /* Set one key, run key or TrmmlConfig key. STATUS_ERR_USAGE naming the key otherwise. */

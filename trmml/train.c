@@ -67,8 +67,13 @@ void trmml_model_declare(TrmmlModel *m, const RunConfig *rc, int64_t C, int64_t 
     pc.n_ctx = rc->tc.prompt_ctx_len;
     pc.class_specific = rc->tc.prompt_class_specific;
     pc.init_std = (float)rc->tc.prompt_ctx_std;
-    trmml_prompt_declare(&m->prompt, &pc, m->ps);
+    pc.positive_only = m->method == TRMML_METHOD_PVLR; /* CAP: positive template only (SPEC §5.3) */
+    if (m->method != TRMML_METHOD_PVLR || rc->tc.pvlr_use_cap)
+        trmml_prompt_declare(&m->prompt, &pc, m->ps);
     if (m->method == TRMML_METHOD_TRMML) trmml_carl_declare(&m->carl, m->ps, "carl", C, d, &rc->tc);
+    if (m->method == TRMML_METHOD_PVLR)
+        pvlr_declare(&m->pvlr, m->ps, "pvlr", C, d, &rc->tc,
+                     !rc->tc.single_positive && rc->ratio >= 1.0);
     if (m->method == TRMML_METHOD_BASELINE) trmml_baseline_declare(&m->base, m->ps);
     if (m->method == TRMML_METHOD_DUALCOOP) {
         m->dc = trmml_dualcoop_config(rc->tc.single_positive ? 1.0f : (float)rc->ratio);
@@ -95,10 +100,14 @@ Status trmml_model_create(TrmmlModel *m, const RunConfig *rc, const ClipModel *c
     trmml_model_declare(m, rc, C, clip->cfg.embed_dim, clip->cfg.text.width);
     m->clip = clip;
     param_store_finalize(m->ps);
-    Status st = trmml_prompt_set_classes(&m->prompt, clip, tok, (const char *const *)names);
-    if (st == STATUS_OK && m->method == TRMML_METHOD_TRMML) {
-        trmml_mmcp_init(&m->mmcp, C, m->d, &rc->tc);
-        /* Query initialisation: CLIP text features of "a photo of a {class}." (no tape). */
+    Status st = STATUS_OK;
+    if (m->prompt.ctx_pos)
+        st = trmml_prompt_set_classes(&m->prompt, clip, tok, (const char *const *)names);
+    if (st == STATUS_OK && m->method == TRMML_METHOD_TRMML) trmml_mmcp_init(&m->mmcp, C, m->d, &rc->tc);
+    if (st == STATUS_OK && (m->method == TRMML_METHOD_TRMML ||
+                            (m->method == TRMML_METHOD_PVLR && rc->tc.pvlr_use_kap))) {
+        /* Query initialisation (trmml) / KAP's fixed prompts (pvlr): CLIP text features of
+         * "a photo of a {class}." (no tape). */
         char **texts = xcalloc((size_t)C, sizeof *texts);
         for (int64_t c = 0; c < C; c++) texts[c] = query_text(rc->tc.query_template, names[c]);
         Arena *arena = tensor_arena();
@@ -115,6 +124,7 @@ Status trmml_model_create(TrmmlModel *m, const RunConfig *rc, const ClipModel *c
         arena_release(arena, mark);
         for (int64_t c = 0; c < C; c++) free(texts[c]);
         free(texts);
+        if (st == STATUS_OK && m->method == TRMML_METHOD_PVLR) pvlr_set_knowledge(&m->pvlr, m->query_text);
     }
     if (st != STATUS_OK) {
         trmml_model_free(m);
@@ -131,7 +141,12 @@ static float clip_logit_scale(const TrmmlModel *m) {
 }
 
 void trmml_model_init(TrmmlModel *m, uint64_t seed, bool reset_prototypes) {
-    trmml_prompt_init(&m->prompt, trmml_seed_mix(seed, 1, 0, 0));
+    if (m->prompt.ctx_pos) trmml_prompt_init(&m->prompt, trmml_seed_mix(seed, 1, 0, 0));
+    if (m->method == TRMML_METHOD_PVLR) {
+        Rng rng;
+        rng_seed(&rng, trmml_seed_mix(seed, 2, 0, 0));
+        pvlr_init(&m->pvlr, &rng);
+    }
     if (m->method == TRMML_METHOD_TRMML) {
         Rng rng;
         rng_seed(&rng, trmml_seed_mix(seed, 2, 0, 0));
@@ -160,6 +175,7 @@ void trmml_model_init(TrmmlModel *m, uint64_t seed, bool reset_prototypes) {
 void trmml_model_free(TrmmlModel *m) {
     trmml_prompt_free(&m->prompt);
     if (m->method == TRMML_METHOD_TRMML) trmml_mmcp_free(&m->mmcp);
+    if (m->method == TRMML_METHOD_PVLR) pvlr_free(&m->pvlr);
     free(m->query_text);
     param_store_destroy(m->ps);
     memset(m, 0, sizeof *m);
@@ -174,6 +190,8 @@ Tensor *trmml_model_head_input(const TrmmlModel *m, Tensor *dense) {
 }
 
 void trmml_model_text_features(const TrmmlModel *m, Tensor **gpos, Tensor **gneg) {
+    *gpos = *gneg = NULL;
+    if (!m->prompt.ctx_pos) return; /* pvlr without CAP: no learned prompt */
     bool g = ag_set_grad_enabled(false);
     trmml_prompt_features(&m->prompt, m->clip, m->cfg.tc.text_chunk, gpos, gneg);
     ag_set_grad_enabled(g);
@@ -188,6 +206,10 @@ Tensor *trmml_model_probs(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tens
         Tensor *ln, *lp;
         trmml_dualcoop_forward(&m->dc, dense, gpos, gneg, &ln, &lp);
         p = trmml_dualcoop_probs(ln, lp);
+    } else if (m->method == TRMML_METHOD_PVLR) {
+        PvlrOut out;
+        pvlr_forward(&m->pvlr, dense, gpos, false, NULL, &out);
+        p = tensor_sigmoid(out.logits);
     } else {
         Tensor *s = trmml_logit_scale(m->base.logit_t);
         p = tensor_sigmoid(trmml_baseline_logits(dense, gpos, gneg, s));
@@ -382,7 +404,16 @@ struct TrmmlOptim {
 };
 
 static bool is_temperature(const char *name) {
-    return strcmp(name, "carl.logit_scale") == 0 || strcmp(name, "baseline.logit_t") == 0;
+    return strcmp(name, "carl.logit_scale") == 0 || strcmp(name, "baseline.logit_t") == 0 ||
+           strcmp(name, "pvlr.logit_scale") == 0;
+}
+
+/* SPEC §5.7: PVLR's attention and fusion layers (every "pvlr.*" tensor but t and b) train at
+ * pvlr_layer_lr; the CAP contexts, t and b at lr. A group's lr is a scale of the scheduled lr,
+ * as torch's OneCycleLR with one max_lr per group. */
+static bool pvlr_layer_param(const char *name) {
+    return strncmp(name, "pvlr.", 5) == 0 && strcmp(name, "pvlr.logit_scale") != 0 &&
+           strcmp(name, "pvlr.class_bias") != 0;
 }
 
 TrmmlOptim *trmml_optim_create(TrmmlModel *m) {
@@ -398,6 +429,8 @@ TrmmlOptim *trmml_optim_create(TrmmlModel *m) {
     for (int i = 0; i < o->n; i++) {
         const char *pn = optim_param_at(o->opt, i)->name;
         if (is_temperature(pn) && !tc->wd_temperature) optim_exclude_weight_decay(o->opt, pn);
+        if (m->method == TRMML_METHOD_PVLR && pvlr_layer_param(pn) && tc->lr > 0)
+            optim_set_lr_scale(o->opt, pn, tc->pvlr_layer_lr / tc->lr);
         size_t len = strlen(pn) + 16;
         o->names[2 * i] = xmalloc(len);
         o->names[2 * i + 1] = xmalloc(len);
@@ -582,6 +615,41 @@ static void step_baseline(TrmmlModel *m, Tensor *dense, Tensor *targets, Tensor 
     st->loss = st->cls;
 }
 
+/* PVLR (SPEC §5): the label side L0 (KAP, CAP, IFM) is image-independent, so it runs once per
+ * step without a tape as a leaf that collects dL/dL0 from every micro-batch's DMA + prediction
+ * backward; then it is re-run with a tape (same dropout masks: the generator is re-seeded) and
+ * dL/dL0 is back-propagated into its layers and T^C, the way the text tower is handled. */
+static void step_pvlr(TrmmlModel *m, Tensor *dense, Tensor *targets, uint64_t seed, Tensor *tc_feat,
+                      TrmmlStepStats *st) {
+    Arena *arena = tensor_arena();
+    const int64_t B = dense->shape[0], mb = micro_size(&m->cfg.tc, B);
+    const uint64_t label_seed = trmml_seed_mix(seed, 7, 0, 0);
+    Rng rng;
+    rng_seed(&rng, label_seed);
+    bool g = ag_set_grad_enabled(false);
+    Tensor *labels = pvlr_labels(&m->pvlr, tc_feat, true, &rng);
+    ag_set_grad_enabled(g);
+    ag_set_requires_grad(labels, tensor_zeros_like(labels));
+    rng_seed(&rng, seed);
+    for (int64_t b0 = 0; b0 < B; b0 += mb) {
+        const int64_t nb = B - b0 < mb ? B - b0 : mb;
+        size_t mark = arena_mark(arena);
+        PvlrOut out;
+        pvlr_predict(&m->pvlr, rows(dense, b0, nb), labels, true, &rng, &out);
+        Tensor *loss = pvlr_loss(&m->pvlr, out.logits, rows(targets, b0, nb));
+        const float w = (float)nb / (float)B; /* ASL: sum over classes, mean over images */
+        st->cls += w * (double)scalar(loss);
+        ag_backward(tensor_mul_scalar(loss, w));
+        arena_release(arena, mark);
+    }
+    st->loss = st->cls;
+    if (!isfinite(st->loss)) return;
+    size_t mark = arena_mark(arena);
+    rng_seed(&rng, label_seed);
+    ag_backward_with(pvlr_labels(&m->pvlr, tc_feat, true, &rng), labels->grad);
+    arena_release(arena, mark);
+}
+
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool mmcp_on,
                       uint64_t step_seed, TrmmlStepStats *st) {
     memset(st, 0, sizeof *st);
@@ -591,11 +659,14 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     const TrmmlConfig *tc = &m->cfg.tc;
     param_zero_grad(m->ps);
     /* §4.9 step 3: G+, G- once, without a tape; heads accumulate dL/dG into their buffers. */
-    Tensor *gp, *gn;
-    trmml_prompt_features_detached(&m->prompt, m->clip, tc->text_chunk, &gp, &gn);
+    Tensor *gp = NULL, *gn = NULL;
+    if (m->prompt.ctx_pos)
+        trmml_prompt_features_detached(&m->prompt, m->clip, tc->text_chunk, &gp, &gn);
     Tensor *regions = NULL, *f = NULL;
     if (m->method == TRMML_METHOD_TRMML) {
         step_trmml(m, dense, y, mmcp_on, step_seed, gp, gn, st, &regions, &f);
+    } else if (m->method == TRMML_METHOD_PVLR) {
+        step_pvlr(m, dense, trmml_mmcp_targets(y, NULL, tc->single_positive), step_seed, gp, st);
     } else {
         Tensor *targets = trmml_mmcp_targets(y, NULL, tc->single_positive);
         if (m->method == TRMML_METHOD_DUALCOOP)
@@ -605,7 +676,7 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     }
     if (!isfinite(st->loss)) return false;
     /* The text tower's backward, chunk by chunk, into the contexts. */
-    trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, gp, gn);
+    if (m->prompt.ctx_pos) trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, gp, gn);
     st->grad_norm = grad_norm(o);
     if (!isfinite(st->grad_norm)) {
         st->loss = st->grad_norm;
@@ -618,6 +689,8 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
         trmml_mmcp_push(&m->mmcp, regions, f, y);
     } else if (m->method == TRMML_METHOD_BASELINE) {
         trmml_baseline_clamp(&m->base);
+    } else if (m->method == TRMML_METHOD_PVLR) {
+        pvlr_clamp_temperature(&m->pvlr);
     }
     return true;
 }

@@ -29,6 +29,7 @@
 #include "trmml/dualcoop.h"
 #include "trmml/mmcp.h"
 #include "trmml/prompt.h"
+#include "trmml/pvlr.h"
 #include "trmml/run.h"
 
 /* ---- the model of a run ------------------------------------------------------------------- */
@@ -39,12 +40,14 @@ typedef struct {
     const ClipModel *clip;    /* frozen towers (borrowed; NULL for declare-only models) */
     int64_t C, d;             /* classes, joint width E */
     ParamStore *ps;           /* learnable parameters (owned) */
-    PromptLearner prompt;     /* every method */
+    PromptLearner prompt;     /* every method (pvlr: positive-only, declared when CAP is on) */
     TrmmlCarl carl;           /* trmml */
     BaselineHead base;        /* baseline */
     DualCoOpConfig dc;        /* dualcoop */
     TrmmlMmcp mmcp;           /* trmml: bank, prototypes, thresholds */
-    float *query_text;        /* (C, d) CLIP text features of the query template (trmml), owned */
+    PvlrHead pvlr;            /* pvlr */
+    float *query_text;        /* (C, d) CLIP text features of the query template (trmml; pvlr:
+                                 KAP's fixed prompts), owned */
 } TrmmlModel;
 
 /* Declare the learnable parameters of rc->method for C classes, joint width d and text width
@@ -63,10 +66,12 @@ void trmml_model_free(TrmmlModel *m);
 /* The dense features the method's head reads, from the cached/tower output (B, HW+1, E):
  * TRM-ML with drop_token0 the spatial tokens (B, HW, E) (a copy), otherwise dense itself. */
 Tensor *trmml_model_head_input(const TrmmlModel *m, Tensor *dense);
-/* Text features G+, G- (C, E) of the current prompts, without a tape (current arena). */
+/* Text features G+, G- (C, E) of the current prompts, without a tape (current arena); pvlr:
+ * G+ = T^C and G- NULL (both NULL with CAP off). */
 void trmml_model_text_features(const TrmmlModel *m, Tensor **gpos, Tensor **gneg);
 /* Positive-class probabilities (B, C) of dense (B, HW+1, E) given text features, no tape:
- * TRM-ML's inference path (SPEC §4.8), DualCoOp's sigmoid(z+ - z-), the baseline's sigmoid(u). */
+ * TRM-ML's inference path (SPEC §4.8), DualCoOp's sigmoid(z+ - z-), the baseline's sigmoid(u),
+ * PVLR's sigmoid(z) (SPEC §5.6). */
 Tensor *trmml_model_probs(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg);
 
 /* Named tensors of the learnable state for the checkpoint: "param.<name>" for every trainable

@@ -29,6 +29,7 @@ static const char *const STAGE_NAMES[] = {"two_stage", "single_run", NULL};
 static const char *const STAGE2_NAMES[] = {"fresh", "stage1", NULL};
 static const char *const SELECT_NAMES[] = {"last", "best", NULL};
 static const char *const ASL_RED_NAMES[] = {"sum_classes_mean_images", "sum", "mean", NULL};
+static const char *const PVLR_ASL_NAMES[] = {"auto", "full", "partial", "custom", NULL};
 
 #define F(field) offsetof(TrmmlConfig, field)
 #define B(k, field, ref) {k, KIND_BOOL, F(field), NULL, 0, 0, ref}
@@ -101,6 +102,18 @@ static const Key KEYS[] = {
     B("wd_temperature", wd_temperature, "weight decay on t, DECISION 6"),
     E("checkpoint_select", checkpoint_select, SELECT_NAMES, "DECISION 21"),
     I("seed", seed, 0, 9007199254740992.0, "initialisation and sampling"),
+    B("pvlr_kap", pvlr_use_kap, "PVLR knowledge-aware prompting, SPEC 5.2 (docs/pvlr.md: off)"),
+    B("pvlr_cap", pvlr_use_cap, "PVLR context-aware prompting, SPEC 5.3"),
+    B("pvlr_ifm", pvlr_use_ifm, "PVLR interaction and fusion, SPEC 5.4 (off: L0 = (K+Cx)/2)"),
+    B("pvlr_dma_t2v", pvlr_use_t2v, "PVLR text->visual attention, SPEC 5.5 (off: V1 = Vtok)"),
+    B("pvlr_dma_v2t", pvlr_use_v2t, "PVLR visual->text attention, SPEC 5.5 (off: L1 = L0)"),
+    B("pvlr_global", pvlr_use_global, "PVLR global term g_c in the logit, SPEC 5.6"),
+    I("pvlr_heads", pvlr_heads, 1, 4096, "PVLR attention heads (must divide d), SPEC 5"),
+    D("pvlr_kap_tau", pvlr_kap_tau, 1e-6, 1e6, "PVLR relation softmax temperature, SPEC 5.2"),
+    D("pvlr_spatial_temp", pvlr_spatial_temp, 0, 1e6, "PVLR spatial softmax scale, SPEC 5.6"),
+    D("pvlr_temp_init", pvlr_temp_init, -20, 20, "PVLR t0 (s = exp(t)), SPEC 5.6: ln 10"),
+    D("pvlr_layer_lr", pvlr_layer_lr, 0, 10, "PVLR max lr of attention/fusion layers, SPEC 5.7"),
+    E("pvlr_asl", pvlr_asl, PVLR_ASL_NAMES, "PVLR ASL setting (full 0/4, partial 1/2), SPEC 5.7"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -165,6 +178,14 @@ TrmmlConfig trmml_config_default(void) {
     c.wd_temperature = false;
     c.checkpoint_select = TRMML_SELECT_LAST;
     c.seed = 1;
+    c.pvlr_use_kap = c.pvlr_use_cap = c.pvlr_use_ifm = true;
+    c.pvlr_use_t2v = c.pvlr_use_v2t = c.pvlr_use_global = true;
+    c.pvlr_heads = 8;
+    c.pvlr_kap_tau = 0.05;
+    c.pvlr_spatial_temp = 20.0;
+    c.pvlr_temp_init = 2.302585092994046; /* ln 10 */
+    c.pvlr_layer_lr = 1e-4;
+    c.pvlr_asl = PVLR_ASL_AUTO;
     return c;
 }
 
@@ -349,6 +370,12 @@ Status trmml_config_validate(const TrmmlConfig *c) {
     if (c->single_run_stage1_epochs > c->epochs && c->stage_mode == TRMML_STAGES_SINGLE_RUN)
         return error_set(STATUS_ERR_USAGE, "config: single_run_stage1_epochs %lld > epochs %lld",
                          (long long)c->single_run_stage1_epochs, (long long)c->epochs);
+    if (!c->pvlr_use_kap && !c->pvlr_use_cap)
+        return error_set(STATUS_ERR_USAGE, "config: pvlr_kap and pvlr_cap are both off; PVLR needs "
+                                           "at least one source of label representations");
+    if (exp(c->pvlr_temp_init) > c->temp_max * (1 + 1e-6))
+        return error_set(STATUS_ERR_USAGE, "config: pvlr_temp_init %g gives a scale above temp_max %g",
+                         c->pvlr_temp_init, c->temp_max);
     return STATUS_OK;
 }
 

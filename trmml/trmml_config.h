@@ -19,6 +19,9 @@ typedef enum { TRMML_STAGES_TWO = 0, TRMML_STAGES_SINGLE_RUN } TrmmlStageMode;
 typedef enum { TRMML_STAGE2_FRESH = 0, TRMML_STAGE2_FROM_STAGE1 } TrmmlStage2Init;
 typedef enum { TRMML_SELECT_LAST = 0, TRMML_SELECT_BEST } TrmmlCheckpointSelect;
 typedef enum { TRMML_ASL_SUM_CLASSES_MEAN_IMAGES = 0, TRMML_ASL_SUM, TRMML_ASL_MEAN } TrmmlAslReduce;
+/* PVLR's ASL focusing (SPEC §5.7): auto = full when every training label is known (ratio 1, not
+ * single-positive), else partial; custom = the asl_gamma_pos / asl_gamma_neg keys. */
+typedef enum { PVLR_ASL_AUTO = 0, PVLR_ASL_FULL, PVLR_ASL_PARTIAL, PVLR_ASL_CUSTOM } PvlrAslSetting;
 
 #define TRMML_CONFIG_STR 128
 
@@ -70,6 +73,13 @@ typedef struct {
     bool wd_temperature;
     int checkpoint_select;        /* TrmmlCheckpointSelect */
     int64_t seed;
+    /* PVLR (SPEC §5, DECISION 24; docs/pvlr.md): component switches for the ablation, sizes,
+     * constants, the second learning rate of §5.7. The shared keys (ffn_hidden, ln_eps, dropout,
+     * temp_max, asl_clip, asl_eps, query_template, prompt_*, the recipe) apply to PVLR too. */
+    bool pvlr_use_kap, pvlr_use_cap, pvlr_use_ifm, pvlr_use_t2v, pvlr_use_v2t, pvlr_use_global;
+    int64_t pvlr_heads;
+    double pvlr_kap_tau, pvlr_spatial_temp, pvlr_temp_init, pvlr_layer_lr;
+    int pvlr_asl;                 /* PvlrAslSetting */
 } TrmmlConfig;
 
 /* The SPEC's values for everything (COCO/RN101 recipe). */
