@@ -668,7 +668,23 @@ static TrmmlTransform test_transform(int method) {
 
 static Status open_source(Run *r, TrmmlBatchSource *src, const char *cached, const Dataset *ds,
                           TrmmlTransform transform) {
-    if (cached[0]) return trmml_source_cache(src, cached, ds, r->clip, r->rc.tc.input_size);
+    if (cached[0]) {
+        Status st = trmml_source_cache(src, cached, ds, r->clip, r->rc.tc.input_size);
+        /* A cache holds the features of images resized with one filter: TRM-ML and the baseline
+         * resize bicubically, DualCoOp bilinearly (SPEC §2.2, §2.3). Features of the other
+         * filter are features of other images, so they are refused unless asked for. */
+        const char *want = resample_filter_name(r->rc.method == TRMML_METHOD_DUALCOOP
+                                                    ? RESAMPLE_BILINEAR
+                                                    : RESAMPLE_BICUBIC);
+        const char *got = st == STATUS_OK ? ((CacheSource *)src->ctx)->fc.resample : want;
+        if (strcmp(got, want) != 0 && !r->rc.tc.cache_any_filter)
+            st = error_set(STATUS_ERR_FORMAT,
+                           "%s: features extracted with the %s filter, but %s resizes with %s "
+                           "(SPEC §2.2/§2.3); re-extract with `trmml extract --resample %s`, or "
+                           "accept it with --cache-any-filter (cache_any_filter = true)",
+                           cached, got, trmml_method_name(r->rc.method), want, want);
+        return st;
+    }
     return trmml_source_images(src, ds, r->clip, r->rc.tc.input_size, transform,
                                strcmp(ds->name, "nuswide") == 0);
 }

@@ -101,6 +101,8 @@ static const Key KEYS[] = {
     B("wd_temperature", wd_temperature, "weight decay on t, DECISION 6"),
     E("checkpoint_select", checkpoint_select, SELECT_NAMES, "DECISION 21"),
     I("seed", seed, 0, 9007199254740992.0, "initialisation and sampling"),
+    B("cache_any_filter", cache_any_filter,
+      "accept a feature cache of another resize filter than the method's, SPEC 2.2/2.3"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 

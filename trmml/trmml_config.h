@@ -70,6 +70,9 @@ typedef struct {
     bool wd_temperature;
     int checkpoint_select;        /* TrmmlCheckpointSelect */
     int64_t seed;
+    /* feature caches (trmml/feature_cache.h): accept one extracted with another resize filter
+     * than the method's test transform (SPEC §2.2, §2.3); off = such a cache is refused */
+    bool cache_any_filter;
 } TrmmlConfig;
 
 /* The SPEC's values for everything (COCO/RN101 recipe). */
