@@ -582,9 +582,12 @@ static void step_baseline(TrmmlModel *m, Tensor *dense, Tensor *targets, Tensor 
     st->loss = st->cls;
 }
 
+static double now_s(void);
+
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool mmcp_on,
                       uint64_t step_seed, TrmmlStepStats *st) {
     memset(st, 0, sizeof *st);
+    double t = now_s(), t1;
     CHECK(dense->ndim == 3 && y->ndim == 2 && y->shape[0] == dense->shape[0] && y->shape[1] == m->C,
           "train_step: dense %s and labels %s must be (B,T,E) and (B,%lld)",
           tensor_shape_str(dense), tensor_shape_str(y), (long long)m->C);
@@ -593,6 +596,8 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     /* §4.9 step 3: G+, G- once, without a tape; heads accumulate dL/dG into their buffers. */
     Tensor *gp, *gn;
     trmml_prompt_features_detached(&m->prompt, m->clip, tc->text_chunk, &gp, &gn);
+    st->sec_text_fwd = (t1 = now_s()) - t;
+    t = t1;
     Tensor *regions = NULL, *f = NULL;
     if (m->method == TRMML_METHOD_TRMML) {
         step_trmml(m, dense, y, mmcp_on, step_seed, gp, gn, st, &regions, &f);
@@ -604,8 +609,12 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
             step_baseline(m, dense, targets, gp, gn, st);
     }
     if (!isfinite(st->loss)) return false;
+    st->sec_head = (t1 = now_s()) - t;
+    t = t1;
     /* The text tower's backward, chunk by chunk, into the contexts. */
     trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, gp, gn);
+    st->sec_text_bwd = (t1 = now_s()) - t;
+    t = t1;
     st->grad_norm = grad_norm(o);
     if (!isfinite(st->grad_norm)) {
         st->loss = st->grad_norm;
@@ -619,6 +628,7 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     } else if (m->method == TRMML_METHOD_BASELINE) {
         trmml_baseline_clamp(&m->base);
     }
+    st->sec_update = now_s() - t;
     return true;
 }
 
