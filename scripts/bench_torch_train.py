@@ -106,6 +106,7 @@ def main():
         sys.exit("usage: bench_torch_train.py THREADS [--quick]")
     torch.set_num_threads(int(sys.argv[1]))
     quick = "--quick" in sys.argv[2:]
+    print(f"meta\ttorch_version\t{torch.__version__}", flush=True)
     B, S, reps, classes = (2, 224, 1, (20,)) if quick else (32, 448, 3, (20, 80))
     gen = torch.Generator().manual_seed(3)
     model = clip_model("rn101")

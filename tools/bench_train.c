@@ -25,6 +25,7 @@
  * epoch / extraction). No checkpoint, evaluation or logging (trmml_train_run adds those).
  *
  * --quick: batch 2, 224 px, C = 20 only, one timed iteration, an epoch of 4 images. */
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,11 @@ static void bench_iteration(const TrainBench *tb, const ClipModel *clip) {
     arena_destroy(in);
 }
 
+static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
 /* One epoch over src: batches of B in dataset order, all labels known. */
 static double run_epoch(TrmmlModel *m, TrmmlOptim *o, TrmmlBatchSource *src, const Dataset *ds,
                         int64_t B) {
@@ -269,9 +275,8 @@ static void bench_epoch(const TrainBench *tb, const ClipModel *clip) {
     trmml_optim_free(o);
     trmml_model_free(&m);
     ds_free(ds);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "  bench train: could not remove %s\n", dir);
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "  bench train: could not remove %s\n", dir);
 }
 
 BENCH(train, "one TRM-ML training iteration (RN101, batch 32, 448 px, C = 20 / 80) in parts; "
