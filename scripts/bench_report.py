@@ -90,8 +90,10 @@ def main():
     old_header, old_sections = [], {}
     if args.merge and os.path.exists(args.out):
         old_header, old_sections = split_report(args.out)
+        # The report's sgemm peak serves this run only if it ran on as many threads.
+        threads = [line.split()[2] for line in old_header if line.startswith("- Threads:")]
         for line in old_header:
-            if line.startswith("- sgemm peak") and peak is None:
+            if line.startswith("- sgemm peak") and peak is None and threads == [args.threads]:
                 peak = float(line.rsplit(":", 1)[1].split()[0])
 
     model, cpus = machine()
