@@ -4,7 +4,8 @@
 #   make test          build and run every test; last line: N passed, N failed, N skipped
 #   make DEBUG=1 test  the same under AddressSanitizer + UBSan (in build-debug/)
 #   make fixtures      regenerate test/fixtures/*.bin with PyTorch (installs python3-torch)
-#   make bench         benchmarks; writes docs/benchmarks.md
+#   make bench         benchmarks; writes docs/benchmarks.md (FILTER=NAME: one benchmark of
+#                      `build/trmml bench --list`, its table replaced in docs/benchmarks.md)
 #   make clean
 # Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), WERROR=0, THREADS=N (bench/test),
 #          DEVICE=auto|cpu|cuda[:N] (train, bench; docs/cuda.md says what runs on the GPU yet).
@@ -174,7 +175,7 @@ bench: $(BUILD)/trmml
 	@case '$(or $(DEVICE),auto)' in auto|cpu) ;; *) echo "make bench: DEVICE=$(DEVICE): the" \
 	  "benchmarks measure the CPU only so far (docs/cuda.md, Left out)" >&2; exit 2;; esac
 	@$(PYTHON) -c 'import torch' 2>/dev/null || scripts/install-deps.sh --torch || true
-	scripts/bench.sh $(BUILD)/trmml $${THREADS:-2}
+	BENCH_FILTER='$(FILTER)' scripts/bench.sh $(BUILD)/trmml $${THREADS:-2}
 
 deps:
 	scripts/install-deps.sh

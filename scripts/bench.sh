@@ -3,9 +3,12 @@
 #
 #   scripts/bench.sh BIN THREADS          (make bench runs: scripts/bench.sh build/trmml 2)
 #
-# Runs `BIN --threads THREADS bench`, then scripts/bench_torch.py THREADS when torch imports
-# (the PyTorch columns stay empty otherwise), and joins the rows with scripts/bench_report.py.
+# Runs `BIN --threads THREADS bench`, then scripts/bench_torch.py and
+# scripts/bench_torch_train.py THREADS when torch imports (the PyTorch columns stay empty
+# otherwise), and joins the rows with scripts/bench_report.py.
 # Environment: BENCH_ARGS extra arguments for both (e.g. --quick for a smoke test),
+# BENCH_FILTER one benchmark of `trmml bench --list` (make bench FILTER=train): only it and its
+# PyTorch counterpart run, and its table replaces the one of that name in the report,
 # BENCH_OUT the report path (default docs/benchmarks.md), PYTHON (default /usr/bin/python3).
 set -eu
 if [ $# -ne 2 ]; then
@@ -16,6 +19,7 @@ BIN=$1
 THREADS=$2
 PY=${PYTHON:-/usr/bin/python3}
 ARGS=${BENCH_ARGS:-}
+FILTER=${BENCH_FILTER:-}
 OUT=${BENCH_OUT:-docs/benchmarks.md}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -26,30 +30,41 @@ if [ -n "${MAKELEVEL:-}" ]; then
 else
     CMD="scripts/bench.sh $BIN $THREADS"
 fi
+[ -n "$FILTER" ] && CMD="$CMD FILTER=$FILTER"
 [ -n "$ARGS" ] && CMD="BENCH_ARGS='$ARGS' $CMD"
+# Which PyTorch scripts a filtered run needs.
+runs() { [ -z "$FILTER" ] || case " $1 " in *" $FILTER "*) true;; *) false;; esac; }
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT INT TERM
 
-echo "== trmml: $BIN --threads $THREADS bench $ARGS" >&2
+echo "== trmml: $BIN --threads $THREADS bench $ARGS $FILTER" >&2
 # shellcheck disable=SC2086
-"$BIN" --threads "$THREADS" bench $ARGS >"$TMP/trmml.tsv"
+"$BIN" --threads "$THREADS" bench $ARGS $FILTER >"$TMP/trmml.tsv"
 
 : >"$TMP/torch.tsv"
 if "$PY" -c 'import torch' 2>/dev/null; then
-    echo "== PyTorch: $PY scripts/bench_torch.py $THREADS $ARGS" >&2
-    # shellcheck disable=SC2086
-    "$PY" "$HERE/bench_torch.py" "$THREADS" $ARGS >"$TMP/torch.tsv"
+    if runs "gemm conv clip"; then
+        echo "== PyTorch: $PY scripts/bench_torch.py $THREADS $ARGS" >&2
+        # shellcheck disable=SC2086
+        "$PY" "$HERE/bench_torch.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
+    fi
+    if runs "train"; then
+        echo "== PyTorch: $PY scripts/bench_torch_train.py $THREADS $ARGS" >&2
+        # shellcheck disable=SC2086
+        "$PY" "$HERE/bench_torch_train.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
+    fi
 else
     echo "== PyTorch not importable with $PY: the report has no PyTorch columns" >&2
 fi
 # The loader is compared with PIL (+ torch's DataLoader when importable) on the same images.
-if "$PY" -c 'import PIL, numpy' 2>/dev/null; then
+if runs "loader" && "$PY" -c 'import PIL, numpy' 2>/dev/null; then
     echo "== PIL loader: $PY scripts/bench_loader_torch.py $THREADS $ARGS" >&2
     # shellcheck disable=SC2086
     "$PY" "$HERE/bench_loader_torch.py" "$THREADS" $ARGS >>"$TMP/torch.tsv" || true
 fi
 
+# shellcheck disable=SC2046
 "$PY" "$HERE/bench_report.py" --trmml "$TMP/trmml.tsv" --torch "$TMP/torch.tsv" \
-    --threads "$THREADS" --command "$CMD" --out "$OUT"
+    --threads "$THREADS" --command "$CMD" --out "$OUT" $([ -n "$FILTER" ] && echo --merge)
 echo "wrote $OUT" >&2

@@ -1,17 +1,35 @@
 """bench_report.py — join trmml's and PyTorch's benchmark rows into docs/benchmarks.md.
 
 Usage (scripts/bench.sh calls it):
-    bench_report.py --trmml T.tsv [--torch P.tsv] --threads N --command CMD [--out PATH]
+    bench_report.py --trmml T.tsv [--torch P.tsv] --threads N --command CMD [--out PATH] [--merge]
 Rows are `bench <TAB> key <TAB> ms <TAB> gflop` (tools/bench.h); the first word of the key names
 the benchmark and gets one table. `meta <TAB> name <TAB> value` rows carry extra facts (PyTorch's
 version). The machine's sgemm peak is the best GFLOP/s among trmml's gemm rows; every row
-reports its fraction of it. Standard library only.
+reports its fraction of it (rows with no GFLOP count show "-"). With --merge (a run of one
+benchmark, `make bench FILTER=NAME`), the tables of this run replace those of the same name in
+the existing report, each under a line saying when and how it was measured; the rest of the
+report, its header and its sgemm peak stay. Standard library only.
 """
 import argparse
 import datetime
 import os
 import subprocess
 import sys
+
+
+# What a table measures, where its rows need more than the general note.
+NOTES = {
+    "train": "One TRM-ML training iteration (tools/bench_train.c against "
+             "scripts/bench_torch_train.py): RN101-size CLIP with random weights, batch 32 of "
+             "448 px, C = 20 and 80 classes, the full head with a full memory bank (256 entries "
+             "per class) in MMCL, stage 1, no micro-batches, the text tower in one chunk; each "
+             "part is the median of 3 iterations after a warm-up, and `iteration` is the image "
+             "tower plus the whole step. trmml's text row includes the forward it repeats for "
+             "the backward. `epoch N img`: one epoch over N synthetic images (16 classes, "
+             "batch 32) from the feature cache (`cached`) or through the image tower with the "
+             "training augmentation (`uncached`); `extract`: writing that cache once. ms per "
+             "iteration, per epoch or per extraction.",
+}
 
 
 def read_rows(path):
@@ -60,6 +78,7 @@ def main():
     ap.add_argument("--threads", required=True)
     ap.add_argument("--command", required=True)
     ap.add_argument("--out", default="docs/benchmarks.md")
+    ap.add_argument("--merge", action="store_true")
     args = ap.parse_args()
 
     ours, _ = read_rows(args.trmml)
@@ -68,6 +87,14 @@ def main():
         sys.exit(f"bench_report: no benchmark rows in {args.trmml}")
     gemm = [(gf / (ms * 1e-3), key) for key, (ms, gf) in ours.items() if key.startswith("gemm ")]
     peak, peak_key = max(gemm) if gemm else (None, None)
+    old_header, old_sections = [], {}
+    if args.merge and os.path.exists(args.out):
+        old_header, old_sections = split_report(args.out)
+        # The report's sgemm peak serves this run only if it ran on as many threads.
+        threads = [line.split()[2] for line in old_header if line.startswith("- Threads:")]
+        for line in old_header:
+            if line.startswith("- sgemm peak") and peak is None and threads == [args.threads]:
+                peak = float(line.rsplit(":", 1)[1].split()[0])
 
     model, cpus = machine()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -90,6 +117,7 @@ def main():
     out += ["", timing + " GFLOP counts a multiply-add as 2 operations. `trmml / PyTorch` "
             "below 1 means trmml is faster.", ""]
 
+    sections = {}
     benches = []
     for key in ours:
         name = key.split()[0]
@@ -100,29 +128,57 @@ def main():
         # their ms is per item.
         counted = any(gf > 0 for k, (ms, gf) in ours.items() if k.split()[0] == name)
         rate_col = "GFLOP/s | of sgemm peak" if counted else "items/s | -"
-        out += [f"## {name}", "",
-                f"| case | trmml ms | {rate_col} | PyTorch ms | trmml / PyTorch |",
+        sec = [f"## {name}", ""]
+        if name in NOTES:
+            sec += [NOTES[name], ""]
+        if args.merge:
+            sec += [f"Measured alone by `{args.command}` on {now}: threads {args.threads}, "
+                    f"trmml commit {commit()}, PyTorch {tmeta.get('torch_version', 'not available')}"
+                    + (" (smoke test, not for comparison)" if "--quick" in args.command else "")
+                    + ".", ""]
+        sec += [f"| case | trmml ms | {rate_col} | PyTorch ms | trmml / PyTorch |",
                 "|---|---:|---:|---:|---:|---:|"]
         for key, (ms, gf) in ours.items():
             if key.split()[0] != name:
                 continue
-            if counted:
-                rate = gf / (ms * 1e-3) if ms > 0 else 0.0
-                frac = f"{100 * rate / peak:.0f}%" if peak else "-"
+            if counted and gf > 0:
+                rate = f"{gf / (ms * 1e-3) if ms > 0 else 0.0:.1f}"
+                frac = f"{100 * gf / (ms * 1e-3) / peak:.0f}%" if peak and ms > 0 else "-"
+            elif counted:
+                rate, frac = "-", "-"
             else:
-                rate, frac = (1000.0 / ms if ms > 0 else 0.0), "-"
+                rate, frac = f"{1000.0 / ms if ms > 0 else 0.0:.1f}", "-"
             if key in theirs:
                 tms = theirs[key][0]
                 tcol, ratio = f"{tms:.2f}", f"{ms / tms:.2f}"
             else:
                 tcol, ratio = "-", "-"
-            out.append(f"| {key[len(name) + 1:]} | {ms:.2f} | {rate:.1f} | {frac} | {tcol} | "
+            sec.append(f"| {key[len(name) + 1:]} | {ms:.2f} | {rate} | {frac} | {tcol} | "
                        f"{ratio} |")
-        out.append("")
+        sec.append("")
+        sections[name] = sec
 
+    if old_header:
+        merged = dict(old_sections)
+        merged.update(sections)
+        text = old_header + [line for sec in merged.values() for line in sec]
+    else:
+        text = out + [line for sec in sections.values() for line in sec]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        f.write("\n".join(out))
+        f.write("\n".join(text))
+
+
+def split_report(path):
+    """An existing report as (header lines, {benchmark name: its lines}), in order."""
+    header, sections, name = [], {}, None
+    with open(path) as f:
+        for line in f.read().split("\n"):
+            if line.startswith("## "):
+                name = line[3:].strip()
+                sections[name] = []
+            (sections[name] if name else header).append(line)
+    return header, sections
 
 
 if __name__ == "__main__":

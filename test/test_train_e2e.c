@@ -9,7 +9,8 @@
  *   - the training loss on a fixed batch decreases over 20 steps for each method;
  *   - every method runs end to end, and a run stopped after one epoch and resumed ends with the
  *     same checkpoint bytes and the same metrics.jsonl as the uninterrupted run;
- *   - the run directory reopens for evaluation with the final metrics. */
+ *   - the run directory reopens for evaluation with the final metrics;
+ *   - a feature cache of the wrong resize filter is refused unless overridden. */
 #include <ftw.h>
 #include <math.h>
 #include <stdlib.h>
@@ -133,6 +134,8 @@ static RunConfig mini_config(const World *w, int method) {
     rc.tc.epochs = 2;
     rc.tc.mmcp_queue_len = 4; /* small queues fill within the run, so MMCP acts */
     rc.tc.ffn_hidden = rc.tc.head_hidden = 48;
+    /* The world's caches are bicubic; DualCoOp's filter is bilinear (SPEC §2.3). */
+    rc.tc.cache_any_filter = method == TRMML_METHOD_DUALCOOP;
     return rc;
 }
 
@@ -530,6 +533,59 @@ TEST(train_e2e_commands) {
     /* --resume of a finished run does nothing and succeeds; other flags with it are refused. */
     snprintf(cmd, sizeof cmd, "'%s' train --out '%s' --resume --epochs 3 2>&1", exe, run);
     EXPECT(test_run_capture(cmd, out, sizeof out) == 2, "resume with flags: %s", out);
+    world_close(&w);
+}
+
+/* `trmml train --cached` refuses a cache extracted with another resize filter than the method's
+ * (exit 1, naming the file and both filters, no checkpoint), unless --cache-any-filter. */
+TEST(train_e2e_cache_filter_is_checked) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) {
+        test_skip("build/trmml not built next to the test binary");
+        return;
+    }
+    World w;
+    if (!world_open(&w)) return;
+    char bilinear[200];
+    snprintf(bilinear, sizeof bilinear, "%s/train-bilinear.feat", w.dir);
+    ExtractOptions eo = {.image_size = 64, .batch = 8, .model_id = "random small",
+                         .filter = RESAMPLE_BILINEAR};
+    CHECK(feature_cache_extract(w.clip, w.train, &eo, bilinear, NULL) == STATUS_OK, "%s",
+          error_last());
+    static char out[1 << 16];
+    char cmd[8192], run[256], ckpt[300];
+    const struct {
+        const char *method, *train_cache, *extra, *got, *want;
+        int status;
+    } cases[] = {
+        {"dualcoop", w.train_feat, "", "bicubic", "bilinear", 1},
+        {"trmml", bilinear, "", "bilinear", "bicubic", 1},
+        {"dualcoop", w.train_feat, "--cache-any-filter", NULL, NULL, 0},
+    };
+    for (int i = 0; i < 3; i++) {
+        snprintf(run, sizeof run, "%s/run-filter-%d", w.dir, i);
+        snprintf(cmd, sizeof cmd,
+                 "'%s' --threads 1 train --method %s --dataset voc2007 --root '%s' "
+                 "--class-list '%s' --model '%s' --out '%s' --ratio 0.5 --epochs 1 --batch 10 "
+                 "--set input_size=64 --cached '%s' --cached-test '%s' %s 2>&1",
+                 exe, cases[i].method, w.root, w.classes, w.model, run, cases[i].train_cache,
+                 w.test_feat, cases[i].extra);
+        int rc = test_run_capture(cmd, out, sizeof out);
+        snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", run);
+        const bool has_ckpt = access(ckpt, F_OK) == 0;
+        if (cases[i].status) {
+            char want[300];
+            snprintf(want, sizeof want, "%s: features extracted with the %s filter",
+                     cases[i].train_cache, cases[i].got);
+            EXPECT(rc == 1 && strstr(out, want) && strstr(out, cases[i].want) &&
+                       strstr(out, "--cache-any-filter") && !has_ckpt,
+                   "%s with a %s cache: exit %d, checkpoint %d: %.1000s", cases[i].method,
+                   cases[i].got, rc, has_ckpt, out);
+        } else {
+            EXPECT(rc == 0 && has_ckpt, "%s %s: exit %d: %.1000s", cases[i].method,
+                   cases[i].extra, rc, out);
+        }
+    }
     world_close(&w);
 }
 

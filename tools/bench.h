@@ -10,6 +10,8 @@
 #pragma once
 #include <stdbool.h>
 
+#include "clip/model.h"
+
 typedef struct {
     int threads;
     bool quick;       /* fewer repetitions (smoke test) */
@@ -30,3 +32,6 @@ void bench_register(const char *name, const char *about, BenchFn fn);
 double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_seconds);
 /* One result row. */
 void bench_report(const char *key, double seconds, double gflop);
+/* A CLIP model of cfg's shapes with random weights scaled to keep activations in range
+ * (tools/bench_clip.c); free with clip_model_free. */
+ClipModel *bench_random_clip(ClipConfig cfg);

@@ -57,7 +57,7 @@ static void random_value_range(const Tensor *t, double *mean, double *half_width
 #undef ENDS
 }
 
-static ClipModel *random_model(ClipConfig cfg) {
+ClipModel *bench_random_clip(ClipConfig cfg) {
     ParamStore *sd = param_store_create(DEVICE_CPU, "random clip");
     clip_state_dict_declare(sd, &cfg);
     param_store_finalize(sd);
@@ -222,7 +222,7 @@ BENCH(clip, "CLIP RN50/RN101 towers: image forward (224/448, batch 1/8), text fo
     } models[2] = {{"rn50", false}, {"rn101", true}};
     for (int i = 0; i < 2; i++) {
         if (ctx->quick && models[i].rn101) continue;
-        ClipModel *m = random_model(models[i].rn101 ? clip_config_rn101() : clip_config_rn50());
+        ClipModel *m = bench_random_clip(models[i].rn101 ? clip_config_rn101() : clip_config_rn50());
         bench_images(ctx, models[i].tag, m);
         bench_text(ctx, models[i].tag, m);
         clip_model_free(m);

@@ -62,6 +62,7 @@ static const struct {
     {"--no-ifm", offsetof(TrmmlConfig, pvlr_use_ifm), false},
     {"--no-dma-t2v", offsetof(TrmmlConfig, pvlr_use_t2v), false},
     {"--no-dma-v2t", offsetof(TrmmlConfig, pvlr_use_v2t), false},
+    {"--cache-any-filter", offsetof(TrmmlConfig, cache_any_filter), true},
 };
 
 /* Flags with a value that name a configuration key, and flags with a path. */
@@ -138,7 +139,8 @@ static int apply_flag(RunConfig *rc, int argc, char **argv, int *i) {
 #define TRAIN_USAGE                                                                                  \
     "trmml train --method trmml|dualcoop|baseline|pvlr --dataset NAME --root DIR --model CLIP\n"     \
     "            --out RUN_DIR [--ratio R | --single-positive] [--config FILE]\n"                    \
-    "            [--cached TRAIN.feat --cached-test TEST.feat] [--class-list F] [--vocab F]\n"       \
+    "            [--cached TRAIN.feat --cached-test TEST.feat [--cache-any-filter]]\n"              \
+    "            [--class-list F] [--vocab F]\n"                                                     \
     "            [--seed S] [--epochs N] [--batch B] [--micro-batch M] [--eval-every N]\n"           \
     "            [--text-chunk K] [--no-kd] [--no-mmcp] [--no-mmcl] [--no-carl] [--set KEY=VALUE]\n" \
     "            [--no-kap] [--no-cap] [--no-ifm] [--no-dma-t2v] [--no-dma-v2t]   (pvlr)\n"         \
@@ -147,11 +149,13 @@ static int apply_flag(RunConfig *rc, int argc, char **argv, int *i) {
     "  protocol and evaluates on the test split every --eval-every epochs. Precedence: the\n"        \
     "  method's defaults, then --config (key = value, see config.txt of any run), then flags.\n"     \
     "  --cached/--cached-test read features written by `trmml extract`; without them the\n"          \
-    "  image tower runs on augmented images. --micro-batch splits each batch for memory (same\n"     \
-    "  result). --no-carl trains the Table-3 baseline. --no-kap ... --no-dma-v2t switch PVLR's\n"     \
-    "  components off for its ablation (docs/pvlr.md). RUN_DIR receives config.txt, log.txt,\n"      \
-    "  metrics.jsonl, ap.csv and checkpoint.safetensors (written every epoch); --resume\n"           \
-    "  continues a run from its checkpoint with its saved configuration (docs/training.md)."
+    "  image tower runs on augmented images. A cache extracted with another resize filter\n"        \
+    "  than the method's (bicubic; DualCoOp bilinear) is refused unless --cache-any-filter.\n"      \
+    "  --micro-batch splits each batch for memory (same result). --no-carl trains the Table-3\n"    \
+    "  baseline. --no-kap ... --no-dma-v2t switch PVLR's components off for its ablation\n"         \
+    "  (docs/pvlr.md). RUN_DIR receives config.txt, log.txt, metrics.jsonl, ap.csv and\n"          \
+    "  checkpoint.safetensors (written every epoch); --resume continues a run from its\n"           \
+    "  checkpoint with its saved configuration (docs/training.md)."
 
 COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen CLIP", TRAIN_USAGE) {
     const char *out = NULL, *config = NULL, *method_s = "trmml", *dataset = NULL;

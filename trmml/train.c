@@ -650,9 +650,12 @@ static void step_pvlr(TrmmlModel *m, Tensor *dense, Tensor *targets, uint64_t se
     arena_release(arena, mark);
 }
 
+static double now_s(void);
+
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool mmcp_on,
                       uint64_t step_seed, TrmmlStepStats *st) {
     memset(st, 0, sizeof *st);
+    double t = now_s(), t1;
     CHECK(dense->ndim == 3 && y->ndim == 2 && y->shape[0] == dense->shape[0] && y->shape[1] == m->C,
           "train_step: dense %s and labels %s must be (B,T,E) and (B,%lld)",
           tensor_shape_str(dense), tensor_shape_str(y), (long long)m->C);
@@ -662,6 +665,8 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     Tensor *gp = NULL, *gn = NULL;
     if (m->prompt.ctx_pos)
         trmml_prompt_features_detached(&m->prompt, m->clip, tc->text_chunk, &gp, &gn);
+    st->sec_text_fwd = (t1 = now_s()) - t;
+    t = t1;
     Tensor *regions = NULL, *f = NULL;
     if (m->method == TRMML_METHOD_TRMML) {
         step_trmml(m, dense, y, mmcp_on, step_seed, gp, gn, st, &regions, &f);
@@ -675,8 +680,12 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
             step_baseline(m, dense, targets, gp, gn, st);
     }
     if (!isfinite(st->loss)) return false;
+    st->sec_head = (t1 = now_s()) - t;
+    t = t1;
     /* The text tower's backward, chunk by chunk, into the contexts. */
     if (m->prompt.ctx_pos) trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, gp, gn);
+    st->sec_text_bwd = (t1 = now_s()) - t;
+    t = t1;
     st->grad_norm = grad_norm(o);
     if (!isfinite(st->grad_norm)) {
         st->loss = st->grad_norm;
@@ -692,6 +701,7 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     } else if (m->method == TRMML_METHOD_PVLR) {
         pvlr_clamp_temperature(&m->pvlr);
     }
+    st->sec_update = now_s() - t;
     return true;
 }
 
@@ -741,7 +751,23 @@ static TrmmlTransform test_transform(int method) {
 
 static Status open_source(Run *r, TrmmlBatchSource *src, const char *cached, const Dataset *ds,
                           TrmmlTransform transform) {
-    if (cached[0]) return trmml_source_cache(src, cached, ds, r->clip, r->rc.tc.input_size);
+    if (cached[0]) {
+        Status st = trmml_source_cache(src, cached, ds, r->clip, r->rc.tc.input_size);
+        /* A cache holds the features of images resized with one filter: TRM-ML and the baseline
+         * resize bicubically, DualCoOp bilinearly (SPEC §2.2, §2.3). Features of the other
+         * filter are features of other images, so they are refused unless asked for. */
+        const char *want = resample_filter_name(r->rc.method == TRMML_METHOD_DUALCOOP
+                                                    ? RESAMPLE_BILINEAR
+                                                    : RESAMPLE_BICUBIC);
+        const char *got = st == STATUS_OK ? ((CacheSource *)src->ctx)->fc.resample : want;
+        if (strcmp(got, want) != 0 && !r->rc.tc.cache_any_filter)
+            st = error_set(STATUS_ERR_FORMAT,
+                           "%s: features extracted with the %s filter, but %s resizes with %s "
+                           "(SPEC §2.2/§2.3); re-extract with `trmml extract --resample %s`, or "
+                           "accept it with --cache-any-filter (cache_any_filter = true)",
+                           cached, got, trmml_method_name(r->rc.method), want, want);
+        return st;
+    }
     return trmml_source_images(src, ds, r->clip, r->rc.tc.input_size, transform,
                                strcmp(ds->name, "nuswide") == 0);
 }

@@ -133,6 +133,10 @@ typedef struct {
     double cls, kd, nce;       /* TRM-ML terms (cls = L^q + alpha L^r); DualCoOp/baseline: cls */
     double grad_norm;          /* global L2 norm of the parameter gradients */
     int64_t pseudo_pos, pseudo_neg;  /* MMCP pseudo-labels of the batch */
+    /* Wall-clock seconds of the step's parts (tools/bench_train.c): the text tower's forward,
+     * the heads' forward and backward over the micro-batches, the text tower's chunked
+     * backward, and the update (gradient norm, optimizer, clamp, bank push). */
+    double sec_text_fwd, sec_head, sec_text_bwd, sec_update;
 } TrmmlStepStats;
 
 /* One training iteration (SPEC §4.9) on dense (B, HW+1, E) and labels y (B, C) float32 CPU

@@ -114,6 +114,8 @@ static const Key KEYS[] = {
     D("pvlr_temp_init", pvlr_temp_init, -20, 20, "PVLR t0 (s = exp(t)), SPEC 5.6: ln 10"),
     D("pvlr_layer_lr", pvlr_layer_lr, 0, 10, "PVLR max lr of attention/fusion layers, SPEC 5.7"),
     E("pvlr_asl", pvlr_asl, PVLR_ASL_NAMES, "PVLR ASL setting (full 0/4, partial 1/2), SPEC 5.7"),
+    B("cache_any_filter", cache_any_filter,
+      "accept a feature cache of another resize filter than the method's, SPEC 2.2/2.3"),
 };
 #define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 

@@ -80,6 +80,9 @@ typedef struct {
     int64_t pvlr_heads;
     double pvlr_kap_tau, pvlr_spatial_temp, pvlr_temp_init, pvlr_layer_lr;
     int pvlr_asl;                 /* PvlrAslSetting */
+    /* feature caches (trmml/feature_cache.h): accept one extracted with another resize filter
+     * than the method's test transform (SPEC §2.2, §2.3); off = such a cache is refused */
+    bool cache_any_filter;
 } TrmmlConfig;
 
 /* The SPEC's values for everything (COCO/RN101 recipe). */
