@@ -54,6 +54,16 @@ if "$PY" -c 'import torch' 2>/dev/null; then
         # shellcheck disable=SC2086
         "$PY" "$HERE/bench_torch_train.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
     fi
+    if runs "pretrain"; then
+        echo "== PyTorch: $PY scripts/bench_torch_pretrain.py $THREADS $ARGS" >&2
+        # shellcheck disable=SC2086
+        "$PY" "$HERE/bench_torch_pretrain.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
+    fi
+    if runs "pvlr"; then
+        echo "== PyTorch: $PY scripts/bench_pvlr_torch.py $THREADS $ARGS" >&2
+        # shellcheck disable=SC2086
+        "$PY" "$HERE/bench_pvlr_torch.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
+    fi
 else
     echo "== PyTorch not importable with $PY: the report has no PyTorch columns" >&2
 fi
