@@ -15,7 +15,7 @@ set -euo pipefail
 
 TRMML=${TRMML:-build/trmml}
 OUT=${EMBEDDED_DIR:-build/embedded}
-CONF=scripts/embedded
+CONF=${EMBEDDED_CONF:-scripts/embedded}  # configuration files (the test uses a miniature set)
 mode=${1:-train}
 shift || true
 ratio=0.3
