@@ -29,6 +29,15 @@ NOTES = {
              "batch 32) from the feature cache (`cached`) or through the image tower with the "
              "training augmentation (`uncached`); `extract`: writing that cache once. ms per "
              "iteration, per epoch or per extraction.",
+    "pretrain": "One contrastive pretraining step of the embedded default's small CLIP "
+                "(tools/bench_pretrain.c against scripts/bench_torch_pretrain.py, "
+                "docs/embedded.md): vision width 32 with one Bottleneck per stage at 64 px, "
+                "text width 128 with 4 blocks, E = 128; batch 128 image–caption pairs; "
+                "training-mode forward of both towers, CLIP's symmetric loss, backward into every "
+                "parameter, gradient clipping, AdamW. Images/s = 128 / step time.",
+    "pvlr": "One PVLR head training iteration at COCO size from cached features "
+            "(tools/bench_pvlr.c against scripts/bench_pvlr_torch.py, docs/pvlr.md): C = 80, "
+            "d = 512, HW = 196, batch 32; the CLIP text tower is in the clip table.",
 }
 
 
@@ -40,7 +49,7 @@ def read_rows(path):
         for line in f:
             parts = line.rstrip("\n").split("\t")
             if parts[0] == "bench" and len(parts) == 4:
-                rows[parts[1]] = (float(parts[2]), float(parts[3]))
+                rows[parts[1]] = (float(parts[2]), float(parts[3] or 0))  # '' = not counted
             elif parts[0] == "meta" and len(parts) == 3:
                 meta[parts[1]] = parts[2]
     return rows, meta

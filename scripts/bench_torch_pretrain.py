@@ -68,4 +68,5 @@ while len(times) < 3 or time.perf_counter() < t_end:
     times.append(time.perf_counter() - t0)
 ms = 1e3 * statistics.median(times)
 print(f"pretrain small step b{B}: {ms:.1f} ms, {B / ms * 1e3:.1f} images/s", file=sys.stderr)
+print(f"meta\ttorch_version\t{torch.__version__}")
 print(f"bench\tpretrain small step b{B}\t{ms:.2f}\t")

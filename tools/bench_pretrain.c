@@ -11,6 +11,8 @@
 #include <stdlib.h>
 
 #include "clip/pretrain.h"
+#include "clip/resnet.h"
+#include "clip/text.h"
 #include "tools/bench.h"
 
 typedef struct {
@@ -54,9 +56,14 @@ BENCH(pretrain, "one pretraining step of the embedded default's small CLIP (batc
     double s = bench_time(step, &b, 3, ctx->quick ? 0.5 : 8.0);
     fprintf(stderr, "pretrain small step b%lld: %.1f ms, %.1f images/s\n", (long long)B, 1e3 * s,
             (double)B / s);
+    /* Work: forward multiply-adds of both towers (the convolutions, the attention pool, 20 text
+     * positions), x3 for forward + backward, x2 flops per multiply-add. */
+    double conv, pool, dense;
+    clip_resnet_macs(&cfg.clip.vision, S, S, &conv, &pool, &dense);
+    const double macs = (double)B * (conv + pool + clip_text_macs(&cfg.clip.text, 20));
     char key[64];
     snprintf(key, sizeof key, "pretrain small step b%lld", (long long)B);
-    bench_report(key, s, 0);
+    bench_report(key, s, 3 * 2 * macs * 1e-9);
     clip_pretrain_free(b.p);
     param_store_destroy(in);
 }
