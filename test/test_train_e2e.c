@@ -147,6 +147,48 @@ static Tensor *first_labels(const Dataset *ds, int64_t B) {
 }
 
 /* The micro-batched step's gradients equal those of the plain loss on one taped forward. */
+/* The first B labels of the training split with every fifth entry unknown (0). */
+static Tensor *labels_with_unknowns(const Dataset *ds, int64_t B) {
+    Tensor *y = first_labels(ds, B);
+    for (int64_t i = 0; i < B * ds->c; i += 5) tensor_f32(y)[i] = 0;
+    return y;
+}
+
+/* Host copies of every parameter's gradient (the one-pass reference). */
+static float **snapshot_grads(const TrmmlModel *m) {
+    const int np = param_count(m->ps);
+    float **ref = xcalloc((size_t)np, sizeof *ref);
+    for (int i = 0; i < np; i++) {
+        Tensor *p = param_at(m->ps, i);
+        ref[i] = xmalloc((size_t)p->numel * sizeof(float));
+        tensor_copy_to_host(ref[i], p->grad);
+    }
+    return ref;
+}
+
+/* One trmml_train_step on items idx[0..B) of the cache (labels_with_unknowns) must give the
+ * one-pass reference's loss and gradients. Frees ref. */
+static void expect_step_matches_one_pass(TrmmlModel *m, FeatureCache *fc, const World *w,
+                                         const int64_t *idx, int64_t B, float **ref,
+                                         float ref_loss) {
+    TrmmlOptim *o = trmml_optim_create(m);
+    Tensor *dense = feature_cache_batch(fc, idx, B);
+    Tensor *y = labels_with_unknowns(w->train, B);
+    TrmmlStepStats st;
+    EXPECT(trmml_train_step(m, o, dense, y, false, 1, &st), "step: loss %g", st.loss);
+    EXPECT(fabs(st.loss - ref_loss) <= 1e-4 * fabs(ref_loss) + 1e-5, "loss %.7g, one-pass %.7g",
+           st.loss, ref_loss);
+    for (int i = 0; i < param_count(m->ps); i++) {
+        Tensor *p = param_at(m->ps, i);
+        /* Summation order differs (micro-batches, chunks): model-level tolerance. */
+        EXPECT_CLOSE_N(p->name, tensor_f32(p->grad), ref[i], p->numel, 1e-5, 1e-3);
+        free(ref[i]);
+    }
+    free(ref);
+    tensor_step_end();
+    trmml_optim_free(o);
+}
+
 TEST(train_e2e_micro_batch_step_is_exact) {
     World w;
     if (!world_open(&w)) return;
@@ -168,13 +210,10 @@ TEST(train_e2e_micro_batch_step_is_exact) {
     FeatureCache fc;
     CHECK(feature_cache_open(w.train_feat, &fc) == STATUS_OK, "%s", error_last());
     const int64_t B = 7, idx[7] = {0, 1, 2, 3, 4, 5, 6};
-    int np = param_count(m.ps);
-    float **ref = xcalloc((size_t)np, sizeof *ref);
 
     /* Reference: the docs/trmml.md step in one pass (taped prompts, full batch). */
     Tensor *dense = feature_cache_batch(&fc, idx, B);
-    Tensor *y = first_labels(w.train, B);
-    for (int64_t i = 0; i < B * 16; i += 5) tensor_f32(y)[i] = 0; /* some unknowns */
+    Tensor *y = labels_with_unknowns(w.train, B);
     param_zero_grad(m.ps);
     Tensor *gp, *gn;
     trmml_prompt_features(&m.prompt, w.clip, 0, &gp, &gn);
@@ -187,31 +226,11 @@ TEST(train_e2e_micro_batch_step_is_exact) {
                        &loss);
     const float ref_loss = tensor_f32(loss.total)[0];
     ag_backward(loss.total);
-    for (int i = 0; i < np; i++) {
-        Tensor *p = param_at(m.ps, i);
-        ref[i] = xmalloc((size_t)p->numel * sizeof(float));
-        tensor_copy_to_host(ref[i], p->grad);
-    }
+    float **ref = snapshot_grads(&m);
     tensor_step_end();
 
     /* The training step: micro-batches of 3 (3 + 3 + 1), text chunks of 5 classes. */
-    TrmmlOptim *o = trmml_optim_create(&m);
-    dense = feature_cache_batch(&fc, idx, B);
-    y = first_labels(w.train, B);
-    for (int64_t i = 0; i < B * 16; i += 5) tensor_f32(y)[i] = 0;
-    TrmmlStepStats st;
-    EXPECT(trmml_train_step(&m, o, dense, y, false, 1, &st), "step: loss %g", st.loss);
-    EXPECT(fabs(st.loss - ref_loss) <= 1e-4 * fabs(ref_loss) + 1e-5, "loss %.7g, one-pass %.7g",
-           st.loss, ref_loss);
-    for (int i = 0; i < np; i++) {
-        Tensor *p = param_at(m.ps, i);
-        /* Summation order differs (micro-batches, chunks): model-level tolerance. */
-        EXPECT_CLOSE_N(p->name, tensor_f32(p->grad), ref[i], p->numel, 1e-5, 1e-3);
-        free(ref[i]);
-    }
-    free(ref);
-    tensor_step_end();
-    trmml_optim_free(o);
+    expect_step_matches_one_pass(&m, &fc, &w, idx, B, ref, ref_loss);
     feature_cache_close(&fc);
     trmml_model_free(&m);
     world_close(&w);
@@ -237,11 +256,8 @@ TEST(train_e2e_pvlr_micro_batch_step_is_exact) {
     FeatureCache fc;
     CHECK(feature_cache_open(w.train_feat, &fc) == STATUS_OK, "%s", error_last());
     const int64_t B = 7, idx[7] = {0, 1, 2, 3, 4, 5, 6};
-    const int np = param_count(m.ps);
-    float **ref = xcalloc((size_t)np, sizeof *ref);
     Tensor *dense = feature_cache_batch(&fc, idx, B);
-    Tensor *y = first_labels(w.train, B);
-    for (int64_t i = 0; i < B * 16; i += 5) tensor_f32(y)[i] = 0; /* some unknowns */
+    Tensor *y = labels_with_unknowns(w.train, B);
     param_zero_grad(m.ps);
     Tensor *gp, *gn;
     trmml_prompt_features(&m.prompt, w.clip, 0, &gp, &gn);
@@ -251,28 +267,9 @@ TEST(train_e2e_pvlr_micro_batch_step_is_exact) {
     Tensor *loss = pvlr_loss(&m.pvlr, out.logits, y);
     const float ref_loss = tensor_f32(loss)[0];
     ag_backward(loss);
-    for (int i = 0; i < np; i++) {
-        Tensor *p = param_at(m.ps, i);
-        ref[i] = xmalloc((size_t)p->numel * sizeof(float));
-        tensor_copy_to_host(ref[i], p->grad);
-    }
+    float **ref = snapshot_grads(&m);
     tensor_step_end();
-    TrmmlOptim *o = trmml_optim_create(&m);
-    dense = feature_cache_batch(&fc, idx, B);
-    y = first_labels(w.train, B);
-    for (int64_t i = 0; i < B * 16; i += 5) tensor_f32(y)[i] = 0;
-    TrmmlStepStats st;
-    EXPECT(trmml_train_step(&m, o, dense, y, false, 1, &st), "step: loss %g", st.loss);
-    EXPECT(fabs(st.loss - ref_loss) <= 1e-4 * fabs(ref_loss) + 1e-5, "loss %.7g, one-pass %.7g",
-           st.loss, ref_loss);
-    for (int i = 0; i < np; i++) {
-        Tensor *p = param_at(m.ps, i);
-        EXPECT_CLOSE_N(p->name, tensor_f32(p->grad), ref[i], p->numel, 1e-5, 1e-3);
-        free(ref[i]);
-    }
-    free(ref);
-    tensor_step_end();
-    trmml_optim_free(o);
+    expect_step_matches_one_pass(&m, &fc, &w, idx, B, ref, ref_loss);
     feature_cache_close(&fc);
     trmml_model_free(&m);
     world_close(&w);
