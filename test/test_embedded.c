@@ -86,7 +86,22 @@ TEST(embedded_miniature_train_and_results) {
     struct stat st;
     EXPECT(stat(path, &st) == 0 && st.st_size > 0, "no %s", path);
 
+    /* Zero-shot with the dense token 0 as the image feature; a bad --feature is a usage error. */
+    snprintf(cmd, sizeof cmd,
+             "%s zeroshot-eval --model %s/clip-small.safetensors --dataset voc2007 --root %s/world "
+             "--class-list %s/world/classes.txt --split test --feature token0 2>&1",
+             exe, dir, dir, dir);
+    rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 0 && strstr(out, "\"mAP\":") && strstr(out, "chance-level mAP"),
+           "zeroshot-eval --feature token0: exit %d: %s", rc, out);
+    snprintf(cmd, sizeof cmd,
+             "%s zeroshot-eval --model %s/clip-small.safetensors --dataset voc2007 --root %s/world "
+             "--split test --feature mean 2>&1", exe, dir, dir);
+    rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 2 && strstr(out, "--feature 'mean'"), "bad --feature: exit %d: %s", rc, out);
+
     /* Second run: every product is cached, nothing is recomputed. */
+    snprintf(cmd, sizeof cmd, "%s scripts/embedded.sh train --ratio 0.5 2>&1", env);
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc == 0 && count(out, "== ") == 0 && strstr(out, "TRM-ML"),
            "second run recomputed something (exit %d):\n%s", rc, out);

@@ -18,14 +18,17 @@ static int fail(Status st) {
 COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a dataset split",
            "trmml zeroshot-eval --model FILE --dataset NAME --root DIR --split S [--size N]\n"
            "                    [--class-list F] [--image-dir D] [--vocab F] [--out FILE.json]\n"
+           "                    [--feature pooled|token0]\n"
            "  Scores every image with p_c = softmax over classes of exp(logit_scale) *\n"
            "  cos(image, \"a photo of a {class}.\") at N x N (default: the model's native side;\n"
            "  bicubic resize of the shorter side, centre crop) and prints the metrics JSON\n"
-           "  (datasets/metrics.h); --out also writes it to FILE.json.") {
+           "  (datasets/metrics.h); --out also writes it to FILE.json. --feature token0 scores\n"
+           "  with token 0 of the dense features (no attention) instead of the pooled embedding.") {
     const char *model_path = NULL, *name = NULL, *root = NULL, *split = NULL, *vocab = NULL;
     const char *out = NULL;
     DsOptions dopt = {0};
     int size = 0;
+    ZeroShotFeature feature = ZEROSHOT_POOLED;
     for (int i = 0; i < argc; i++) {
         if (i + 1 >= argc) {
             fprintf(stderr, "trmml zeroshot-eval: %s needs a value (see --help)\n", argv[i]);
@@ -40,6 +43,13 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
         else if (strcmp(f, "--image-dir") == 0) dopt.image_dir = v;
         else if (strcmp(f, "--vocab") == 0) vocab = v;
         else if (strcmp(f, "--out") == 0) out = v;
+        else if (strcmp(f, "--feature") == 0) {
+            if (strcmp(v, "pooled") && strcmp(v, "token0")) {
+                fprintf(stderr, "trmml zeroshot-eval: --feature '%s': expected pooled or token0\n", v);
+                return 2;
+            }
+            feature = strcmp(v, "token0") == 0 ? ZEROSHOT_TOKEN0 : ZEROSHOT_POOLED;
+        }
         else if (strcmp(f, "--size") == 0) {
             char *end;
             long n = strtol(v, &end, 10);
@@ -73,7 +83,7 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
         targets = xmalloc((size_t)(N * C) * sizeof *targets);
         ap = xmalloc((size_t)C * sizeof *ap);
         for (int64_t i = 0; i < N * C; i++) targets[i] = ds->labels[i];
-        st = trmml_zeroshot_scores(clip, tok, ds, size, 32, scores);
+        st = trmml_zeroshot_scores(clip, tok, ds, size, 32, feature, scores);
         Metrics m;
         if (st == STATUS_OK) st = ds_metrics(&m, ap, scores, targets, N, C);
         if (st == STATUS_OK) json = ds_metrics_json(&m);

@@ -12,10 +12,12 @@
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/norm.h"
+#include "tensor/ops/shape.h"
 #include "tensor/ops/softmax.h"
 
 Status trmml_zeroshot_scores(const ClipModel *clip, const ClipTokenizer *tok, const Dataset *ds,
-                             int64_t input_size, int64_t batch, double *scores) {
+                             int64_t input_size, int64_t batch, ZeroShotFeature feature,
+                             double *scores) {
     CHECK(batch >= 1 && input_size >= 32 && input_size % 32 == 0,
           "trmml_zeroshot_scores: batch %lld, input_size %lld", (long long)batch,
           (long long)input_size);
@@ -44,8 +46,11 @@ Status trmml_zeroshot_scores(const ClipModel *clip, const ClipTokenizer *tok, co
             st = image_load(ds_image_path(ds, b0 + b), &ims[b], NULL);
         if (st == STATUS_OK) {
             const size_t m2 = arena_mark(arena);
-            Tensor *emb = NULL;
-            clip_encode_image(clip, clip_preprocess_batch(ims, (int)nb, (int)input_size), &emb, NULL);
+            Tensor *emb = NULL, *dense = NULL;
+            clip_encode_image(clip, clip_preprocess_batch(ims, (int)nb, (int)input_size), &emb,
+                              feature == ZEROSHOT_TOKEN0 ? &dense : NULL);
+            if (feature == ZEROSHOT_TOKEN0) /* (nb, HW+1, E) -> row 0 of each image */
+                emb = tensor_reshape(tensor_slice(dense, 1, 0, 1), 2, SHAPE(nb, dense->shape[2]));
             Tensor *logits = tensor_matmul_t(tensor_l2_normalize(emb, -1), text, false, true);
             Tensor *prob = tensor_softmax(tensor_mul_scalar(logits, scale), -1, NULL); /* (nb, C) */
             float *p = xmalloc((size_t)(nb * C) * sizeof *p);

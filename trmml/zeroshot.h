@@ -14,8 +14,13 @@
 #include "clip/tokenizer.h"
 #include "datasets/dataset.h"
 
+/* Which image feature v is: CLIP's attention-pooled embedding, or token 0 of the dense features
+ * (the mean token through v_proj and c_proj, no attention: the Table-3 baseline's z_0). */
+typedef enum { ZEROSHOT_POOLED = 0, ZEROSHOT_TOKEN0 = 1 } ZeroShotFeature;
+
 /* scores (N x C, row-major) of every image of ds at input_size (CLIP's test transform: bicubic
  * resize of the shorter side, centre crop), batch images at a time. Errors name the image or
  * the class name that does not fit in a prompt. */
 Status trmml_zeroshot_scores(const ClipModel *clip, const ClipTokenizer *tok, const Dataset *ds,
-                             int64_t input_size, int64_t batch, double *scores);
+                             int64_t input_size, int64_t batch, ZeroShotFeature feature,
+                             double *scores);
