@@ -105,6 +105,19 @@ void ag_backward_many(Tensor *const *outs, Tensor *const *douts, int n) {
     run_tape();
 }
 
+AgTapeSaved ag_tape_stash(void) {
+    AgTapeSaved s = {g_tape, g_tape_len};
+    ag_tape_reset();
+    return s;
+}
+
+void ag_tape_restore(AgTapeSaved saved) {
+    CHECK(g_tape == NULL, "ag_tape_restore: the tape holds %d nodes recorded since the stash; "
+                          "consume them first", g_tape_len);
+    g_tape = saved.head;
+    g_tape_len = saved.len;
+}
+
 void ag_tape_reset(void) {
     g_tape = NULL;
     g_tape_len = 0;

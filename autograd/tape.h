@@ -73,6 +73,16 @@ void ag_backward_many(Tensor *const *outs, Tensor *const *douts, int n);
  * one taken from the current arena. ParamStore does this for trainable parameters. */
 void ag_set_requires_grad(Tensor *t, Tensor *grad);
 
+/* Set the recorded nodes aside and start an empty tape; ag_tape_restore puts them back (the
+ * tape must be empty again by then). Lets a graph wait while other graphs are recorded and
+ * consumed — the trainer keeps the text tower's forward graph across the head's micro-batch
+ * backward passes. The nodes' memory (the arena below the caller's later marks) must survive. */
+typedef struct {
+    Node *head;
+    int len;
+} AgTapeSaved;
+AgTapeSaved ag_tape_stash(void);
+void ag_tape_restore(AgTapeSaved saved);
 /* Forget the tape (the arena reset that follows releases its memory). */
 void ag_tape_reset(void);
 int ag_tape_length(void);

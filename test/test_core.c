@@ -8,6 +8,8 @@
 
 #include "tensor/device.h"
 #include "tensor/ops/elementwise.h"
+#include "tensor/ops/reduce.h"
+#include "autograd/tape.h"
 #include "test/test.h"
 
 /* Run fn in a child process; return its wait status and put its stderr in buf. */
@@ -271,4 +273,25 @@ TEST(core_backward_many_walks_once) {
         want[i] = 2 * tensor_f32(d1)[i] + 2 * tensor_f32(x)[i] * tensor_f32(d2)[i];
     EXPECT_CLOSE_N("dx", tensor_f32(x->grad), want, 5, TOL_ELEMENTWISE_ATOL, TOL_ELEMENTWISE_RTOL);
     EXPECT(ag_tape_length() == 0, "tape not consumed");
+}
+
+/* A graph set aside with ag_tape_stash survives another graph's record-and-backward, and its
+ * own backward after ag_tape_restore gives the gradients it would have given at once. */
+TEST(core_tape_stash_and_restore) {
+    Tensor *a = tensor_from_f32(1, SHAPE(3), (const float[]){1, 2, 3});
+    Tensor *b = tensor_from_f32(1, SHAPE(3), (const float[]){4, 5, 6});
+    ag_set_requires_grad(a, NULL);
+    ag_set_requires_grad(b, NULL);
+    Tensor *ya = tensor_sum_all(tensor_mul(a, a)); /* d/da = 2a */
+    const int n = ag_tape_length();
+    AgTapeSaved saved = ag_tape_stash();
+    EXPECT(ag_tape_length() == 0 && n >= 2, "stash left %d nodes (had %d)", ag_tape_length(), n);
+    ag_backward(tensor_sum_all(tensor_mul_scalar(b, 3))); /* another graph, consumed */
+    ag_tape_restore(saved);
+    EXPECT(ag_tape_length() == n, "restored %d nodes, expected %d", ag_tape_length(), n);
+    ag_backward(ya);
+    const float want_a[3] = {2, 4, 6}, want_b[3] = {3, 3, 3};
+    EXPECT_CLOSE_N("da", tensor_f32(a->grad), want_a, 3, 0, 0);
+    EXPECT_CLOSE_N("db", tensor_f32(b->grad), want_b, 3, 0, 0);
+    tensor_step_end();
 }

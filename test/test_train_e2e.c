@@ -236,6 +236,55 @@ TEST(train_e2e_micro_batch_step_is_exact) {
     world_close(&w);
 }
 
+/* One chunk of classes: the trainer keeps the text tower's taped forward for the backward (two
+ * passes) instead of re-running it (three); the step's loss and every gradient equal the
+ * recompute scheme's, for each method. */
+TEST(train_e2e_kept_text_graph_matches_recompute) {
+    World w;
+    if (!world_open(&w)) return;
+    const int methods[4] = {TRMML_METHOD_TRMML, TRMML_METHOD_DUALCOOP, TRMML_METHOD_BASELINE,
+                            TRMML_METHOD_PVLR};
+    FeatureCache fc;
+    CHECK(feature_cache_open(w.train_feat, &fc) == STATUS_OK, "%s", error_last());
+    const int64_t B = 7, idx[7] = {0, 1, 2, 3, 4, 5, 6};
+    for (int k = 0; k < 4; k++) {
+        float **ref = NULL, ref_loss = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            RunConfig rc = mini_config(&w, methods[k]);
+            rc.tc.dropout = 0;
+            rc.tc.text_chunk = pass == 0 ? 5 : 0; /* recompute in chunks of 5, then kept */
+            TrmmlModel m;
+            CHECK(trmml_model_create(&m, &rc, w.clip, w.tok, w.train->class_names, w.train->c) ==
+                      STATUS_OK, "%s", error_last());
+            TrmmlOptim *o = trmml_optim_create(&m);
+            TrmmlStepStats st;
+            EXPECT(trmml_train_step(&m, o, feature_cache_batch(&fc, idx, B),
+                                    labels_with_unknowns(w.train, B), false, 1, &st),
+                   "method %d: loss %g", methods[k], st.loss);
+            EXPECT(ag_tape_length() == 0, "method %d: %d nodes left on the tape", methods[k],
+                   ag_tape_length());
+            if (pass == 0) {
+                ref = snapshot_grads(&m);
+                ref_loss = (float)st.loss;
+            } else {
+                EXPECT(fabsf((float)st.loss - ref_loss) <= 1e-5f * fabsf(ref_loss) + 1e-6f,
+                       "method %d: loss %.7g kept, %.7g recomputed", methods[k], st.loss, ref_loss);
+                for (int i = 0; i < param_count(m.ps); i++) {
+                    Tensor *p = param_at(m.ps, i);
+                    EXPECT_CLOSE_N(p->name, tensor_f32(p->grad), ref[i], p->numel, 1e-6, 1e-4);
+                    free(ref[i]);
+                }
+                free(ref);
+            }
+            tensor_step_end();
+            trmml_optim_free(o);
+            trmml_model_free(&m);
+        }
+    }
+    feature_cache_close(&fc);
+    world_close(&w);
+}
+
 /* PVLR's step (label side once as a leaf, micro-batches, label-side backward, chunked text
  * backward) gives the gradients of the plain one-pass loss. */
 TEST(train_e2e_pvlr_micro_batch_step_is_exact) {

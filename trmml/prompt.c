@@ -261,6 +261,54 @@ void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m,
     *gneg = gn;
 }
 
+bool trmml_prompt_features_kept(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
+                                Tensor **gpos, Tensor **gneg, PromptGraph *graph) {
+    const int64_t C = pl->cfg.n_classes, E = m->cfg.embed_dim;
+    graph->out = NULL;
+    if (chunk_size(pl, chunk) < C || !ag_grad_enabled() || ag_tape_length() != 0) {
+        trmml_prompt_features_detached(pl, m, chunk, gpos, gneg);
+        return false;
+    }
+    Tensor *g = encode_chunk(pl, m, 0, C); /* (sides*C, E), recorded */
+    graph->out = g;
+    graph->tape = ag_tape_stash();
+    /* Leaf copies for the heads, as the detached scheme returns them. */
+    const DeviceTable *dt = device_table(g->device);
+    const size_t bytes = (size_t)(C * E) * sizeof(float);
+    Tensor *gp = tensor_empty(DT_F32, 2, SHAPE(C, E));
+    dt->copy_d2d(gp->data, g->data, bytes);
+    ag_set_requires_grad(gp, tensor_zeros_like(gp));
+    Tensor *gn = NULL;
+    if (pl->ctx_neg) {
+        gn = tensor_empty(DT_F32, 2, SHAPE(C, E));
+        dt->copy_d2d(gn->data, (float *)g->data + C * E, bytes);
+        ag_set_requires_grad(gn, tensor_zeros_like(gn));
+    }
+    *gpos = gp;
+    *gneg = gn;
+    return true;
+}
+
+void trmml_prompt_backward_kept(const PromptLearner *pl, PromptGraph *graph, const Tensor *gpos,
+                                const Tensor *gneg) {
+    CHECK(graph->out, "prompt_backward_kept: no kept graph");
+    const int64_t C = pl->cfg.n_classes, E = graph->out->shape[1];
+    ag_tape_restore(graph->tape); /* CHECKs that the heads' backward passes emptied the tape */
+    const Tensor *dneg = gneg ? gneg->grad : NULL;
+    if (!gpos->grad && !dneg) { /* the loss did not depend on the features */
+        ag_tape_reset();
+        graph->out = NULL;
+        return;
+    }
+    Tensor *dg = tensor_zeros_like(graph->out);
+    const DeviceTable *dt = device_table(dg->device);
+    const size_t bytes = (size_t)(C * E) * sizeof(float);
+    if (gpos->grad) dt->copy_d2d(dg->data, gpos->grad->data, bytes);
+    if (dneg) dt->copy_d2d((float *)dg->data + C * E, dneg->data, bytes);
+    ag_backward_with(graph->out, dg);
+    graph->out = NULL;
+}
+
 void trmml_prompt_backward(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
                            const Tensor *gpos, const Tensor *gneg) {
     const int64_t C = pl->cfg.n_classes, K = chunk_size(pl, chunk), E = m->cfg.embed_dim;

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "autograd/tape.h"
 #include "clip/model.h"
 #include "clip/tokenizer.h"
 #include "tensor/tensor.h"
@@ -98,6 +99,23 @@ void trmml_prompt_features(const PromptLearner *pl, const ClipModel *m, int64_t 
  * dL/dG into gpos->grad and gneg->grad. Nothing else stays in the arena. */
 void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
                                     Tensor **gpos, Tensor **gneg);
+/* The recompute scheme without the recompute, when every class fits in one chunk (chunk <= 0
+ * or >= C) and grad mode is on: the tower runs once WITH a tape, the tape is set aside
+ * (ag_tape_stash) into *graph, and the features are returned as leaves exactly as
+ * trmml_prompt_features_detached returns them; trmml_prompt_backward_kept then back-propagates
+ * through the kept graph: two passes of the tower per step instead of three, at the memory of
+ * one taped chunk held across the head's passes. Returns false, having done
+ * trmml_prompt_features_detached, when the classes need several chunks. */
+typedef struct {
+    Tensor *out;        /* (sides*C, E) the taped features: positive rows, then negative rows */
+    AgTapeSaved tape;
+} PromptGraph;
+bool trmml_prompt_features_kept(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
+                                Tensor **gpos, Tensor **gneg, PromptGraph *graph);
+/* Backward of the kept graph with the rows of gpos->grad and gneg->grad (NULL grads count as
+ * zero). Needs an empty tape (run the head's backward passes first). */
+void trmml_prompt_backward_kept(const PromptLearner *pl, PromptGraph *graph, const Tensor *gpos,
+                                const Tensor *gneg);
 /* Recompute scheme, backward: for each chunk, re-run the tower with a tape and back-propagate
  * the chunk's rows of gpos->grad and gneg->grad (a NULL grad counts as zero; gneg NULL when
  * positive_only) into the contexts'

@@ -663,8 +663,10 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     param_zero_grad(m->ps);
     /* §4.9 step 3: G+, G- once, without a tape; heads accumulate dL/dG into their buffers. */
     Tensor *gp = NULL, *gn = NULL;
+    PromptGraph graph = {0};
+    bool kept = false; /* one chunk: the taped forward is kept for the backward (2 passes, not 3) */
     if (m->prompt.ctx_pos)
-        trmml_prompt_features_detached(&m->prompt, m->clip, tc->text_chunk, &gp, &gn);
+        kept = trmml_prompt_features_kept(&m->prompt, m->clip, tc->text_chunk, &gp, &gn, &graph);
     st->sec_text_fwd = (t1 = now_s()) - t;
     t = t1;
     Tensor *regions = NULL, *f = NULL;
@@ -683,7 +685,10 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     st->sec_head = (t1 = now_s()) - t;
     t = t1;
     /* The text tower's backward, chunk by chunk, into the contexts. */
-    if (m->prompt.ctx_pos) trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, gp, gn);
+    if (kept)
+        trmml_prompt_backward_kept(&m->prompt, &graph, gp, gn);
+    else if (m->prompt.ctx_pos)
+        trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, gp, gn);
     st->sec_text_bwd = (t1 = now_s()) - t;
     t = t1;
     st->grad_norm = grad_norm(o);

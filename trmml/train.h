@@ -3,7 +3,8 @@
  * training iteration, and the whole run (stages, schedules, evaluation, checkpoints, resume).
  *
  * Memory (docs/training.md). A step computes the text features G+, G- once, without a tape
- * (trmml_prompt_features_detached), splits the batch into micro-batches of tc.micro_batch images
+ * (trmml_prompt_features_detached; or, when all classes fit in one chunk, with a tape that is set
+ * aside and reused in place of the recompute: trmml_prompt_features_kept), splits the batch into micro-batches of tc.micro_batch images
  * whose head forward/backward passes accumulate parameter gradients and dL/dG, back-propagates
  * dL/dG through the text tower chunk by chunk (trmml_prompt_backward, tc.text_chunk classes at a
  * time), and takes one optimizer step. Every loss term is exact under this split: the per-image
