@@ -236,8 +236,8 @@ train: $(BUILD)/trmml
 # summarised in docs/results.md and docs/results-map.png (hours on 2 cores; docs/embedded.md).
 .PHONY: results
 results: $(BUILD)/trmml
-	TRMML=./$(BUILD)/trmml scripts/embedded.sh results --ratios "$(or $(RESULTS_RATIOS),0.1 0.3 0.5 0.7 0.9)" \
-	  --seeds "$(or $(RESULTS_SEEDS),0 1 2)"
+	TRMML=./$(BUILD)/trmml RESULTS_JOBS=$(or $(RESULTS_JOBS),1) scripts/embedded.sh results \
+	  --ratios "$(or $(RESULTS_RATIOS),0.1 0.3 0.5 0.7 0.9)" --seeds "$(or $(RESULTS_SEEDS),0 1 2)"
 
 clean:
 	rm -rf build build-debug

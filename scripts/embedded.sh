@@ -3,6 +3,7 @@
 #
 #   scripts/embedded.sh train   [--ratio R] [--seed S] [--methods "baseline dualcoop trmml pvlr"]
 #   scripts/embedded.sh results [--ratios "0.1 0.3 0.5 0.7 0.9"] [--seeds "0 1 2"]
+#                               (RESULTS_JOBS=N: N cells of the grid at once, one thread each)
 #
 # train: generate the synthetic world, pretrain the small CLIP on its image–caption pairs,
 # evaluate it zero-shot, extract the frozen tower's features, train each method at ratio R from
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     *) echo "embedded.sh: unknown option '$1'" >&2; exit 2;;
   esac
 done
-case "$mode" in train|results) ;; *) echo "embedded.sh: mode '$mode': expected train or results" >&2; exit 2;; esac
+case "$mode" in train|results|cell) ;; *) echo "embedded.sh: mode '$mode': expected train or results" >&2; exit 2;; esac
 
 say() { printf '== %s\n' "$*"; }
 now() { date +%s; }
@@ -157,17 +158,33 @@ fi
 # ---- results: the grid ------------------------------------------------------------------------
 # TRM-ML's Table-3 components: the baseline, + CARL (no KD, MMCP, MMCL), + KD, + MMCP, full.
 ablations=("trmml-carl:--no-kd --no-mmcp --no-mmcl" "trmml-kd:--no-mmcp --no-mmcl" "trmml-mmcp:--no-mmcl")
-for r in $ratios; do
-  for s in $seeds; do
-    for m in $methods; do run_one "$m" "$r" "$s" "$m"; done
-    for a in "${ablations[@]}"; do
-      # shellcheck disable=SC2086
-      run_one trmml "$r" "$s" "${a%%:*}" ${a#*:}
-    done
+# One cell of the grid (one ratio, one seed): every method and component. `cell` is the mode the
+# parallel grid below runs; by hand: scripts/embedded.sh cell --ratio R --seed S.
+grid_cell() {
+  for m in $methods; do run_one "$m" "$1" "$2" "$m"; done
+  for a in "${ablations[@]}"; do
+    # shellcheck disable=SC2086
+    run_one trmml "$1" "$2" "${a%%:*}" ${a#*:}
   done
-done
+}
+if [ "$mode" = cell ]; then
+  grid_cell "$ratio" "$seed"
+  exit 0
+fi
+# RESULTS_JOBS=N runs N cells at once, each on one thread (the runs are small: on 2 cores two
+# one-thread runs finish more work than one two-thread run). Runs are independent and cached one
+# by one, so any schedule gives the same files.
+jobs=${RESULTS_JOBS:-1}
+if [ "$jobs" -gt 1 ]; then
+  for r in $ratios; do for s in $seeds; do echo "$r $s"; done; done |
+    OMP_NUM_THREADS=1 xargs -P "$jobs" -n 2 sh -c '"$0" cell --ratio "$1" --seed "$2"' "$0"
+else
+  for r in $ratios; do for s in $seeds; do grid_cell "$r" "$s"; done; done
+fi
 chance=$(sed -n 's/.*chance-level mAP \([0-9.]*\).*/\1/p' "$OUT/zeroshot.log")
+cmd="make results RESULTS_RATIOS='$ratios' RESULTS_SEEDS='$seeds'"
+[ "$jobs" -gt 1 ] && cmd="$cmd RESULTS_JOBS=$jobs"
 "$TRMML" results --runs "$OUT/runs" --zeroshot "$zs" --chance "$chance" --ratios "$ratios" \
-  --seeds "$seeds" --out docs/results.md --plot docs/results-map.png \
-  --command "make results RESULTS_RATIOS='$ratios' RESULTS_SEEDS='$seeds'"
-say "wrote docs/results.md and docs/results-map.png [$(elapsed)]"
+  --seeds "$seeds" --out "${RESULTS_MD:-docs/results.md}" --plot "${RESULTS_PNG:-docs/results-map.png}" \
+  --command "$cmd"
+say "wrote ${RESULTS_MD:-docs/results.md} and ${RESULTS_PNG:-docs/results-map.png} [$(elapsed)]"
