@@ -58,7 +58,7 @@ ClipPretrainConfig clip_pretrain_default_config(void) {
     c.clip.embed_dim = 128;
     c.input_size = 64;
     c.batch = 128;
-    c.steps = 1500;
+    c.steps = 300;
     c.warmup = 100;
     c.lr = 2e-3;
     c.min_lr = 2e-5;
@@ -114,10 +114,10 @@ Status clip_pretrain_config_validate(ClipPretrainConfig *c) {
             (long long)c->shift, (long long)(c->input_size / 2));
     REQUIRE(c->log_every >= 1, "log_every = %lld: expected >= 1", (long long)c->log_every);
 #undef REQUIRE
-    /* The released models' rules (SPEC §1.4): C = 32 w, head size 64 in the pool (at least one
-     * head), the native grid is the training side / 32. */
+    /* The released models' rules (SPEC §1.4): C = 32 w, head size 64 in the pool (w >= 2, so at
+     * least one head), the native grid is the training side / 32. */
     v->channels = 32 * v->width;
-    v->heads = v->channels >= 64 ? v->channels / 64 : 1;
+    v->heads = v->channels / 64;
     v->grid = c->input_size / 32;
     v->embed_dim = c->clip.embed_dim;
     t->embed_dim = c->clip.embed_dim;
