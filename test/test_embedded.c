@@ -43,7 +43,11 @@ TEST(embedded_miniature_train_and_results) {
     static char out[1 << 16];
     int rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc == 0, "embedded.sh train: exit %d\n%s", rc, out);
-    if (rc != 0) return;
+    if (rc != 0) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        EXPECT(system(cmd) == 0, "cleanup");
+        return;
+    }
     /* The stages ran, and the table has the five rows with three numbers each. */
     EXPECT(strstr(out, "generating the synthetic world") && strstr(out, "pretraining the small CLIP") &&
                strstr(out, "zero-shot evaluation") && strstr(out, "extracting test features"),
