@@ -127,3 +127,18 @@ Tensor *fixture_tensor(Fixture *fx, const char *name) {
 
 int fixture_count(const Fixture *fx) { return fx ? fx->n : 0; }
 const FixtureTensor *fixture_at(const Fixture *fx, int i) { return &fx->t[i]; }
+
+bool fixture_fill_params(Fixture *fx, ParamStore *ps, const char *prefix) {
+    for (int i = 0; i < param_count(ps); i++) {
+        Tensor *t = param_at(ps, i);
+        if (t->dtype != DT_F32) continue; /* BN counters and other integer buffers */
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", prefix, t->name);
+        const FixtureTensor *v = fixture_get(fx, key);
+        if (!v) return false;
+        CHECK(v->numel == t->numel, "fixture %s: %lld values for %lld", key, (long long)v->numel,
+              (long long)t->numel);
+        tensor_copy_from_host(t, v->f32);
+    }
+    return true;
+}

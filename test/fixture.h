@@ -28,5 +28,8 @@ Fixture *fixture_open(const char *family);
 const FixtureTensor *fixture_get(Fixture *fx, const char *name);
 /* The named float32 fixture tensor copied into a new arena tensor (NULL if absent). */
 Tensor *fixture_tensor(Fixture *fx, const char *name);
+/* Copy "<prefix><name>" into every float32 tensor of ps (CHECKs matching sizes). False (and the
+ * running test failed, naming the tensor) when one is absent. */
+bool fixture_fill_params(Fixture *fx, ParamStore *ps, const char *prefix);
 int fixture_count(const Fixture *fx);
 const FixtureTensor *fixture_at(const Fixture *fx, int i);

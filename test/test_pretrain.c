@@ -34,18 +34,7 @@ static ClipPretrainConfig fixture_config(void) {
 static ClipPretrain *fixture_model(Fixture *fx) {
     ClipPretrainConfig cfg = fixture_config();
     ClipPretrain *p = clip_pretrain_create(&cfg);
-    ParamStore *ps = clip_pretrain_params(p);
-    for (int i = 0; i < param_count(ps); i++) {
-        Tensor *t = param_at(ps, i);
-        if (t->dtype != DT_F32) continue;
-        char name[160];
-        snprintf(name, sizeof name, "sd/%s", t->name);
-        const FixtureTensor *ref = fixture_get(fx, name);
-        if (!ref) continue;
-        EXPECT(ref->numel == t->numel, "%s: %lld values, fixture %lld", t->name,
-               (long long)t->numel, (long long)ref->numel);
-        if (ref->numel == t->numel) tensor_copy_from_host(t, ref->f32);
-    }
+    fixture_fill_params(fx, clip_pretrain_params(p), "sd/");
     return p;
 }
 

@@ -118,16 +118,7 @@ static bool head_load(Fixture *fx, Head *h, const char *off) {
     h->ps = param_store_create(DEVICE_CPU, "pvlr");
     pvlr_declare(&h->m, h->ps, "pvlr", C, d, c, false);
     param_store_finalize(h->ps);
-    for (int i = 0; i < param_count(h->ps); i++) {
-        Tensor *t = param_at(h->ps, i);
-        char key[160];
-        snprintf(key, sizeof key, "p/%.150s", t->name);
-        const FixtureTensor *v = get(fx, key);
-        if (!v) return false;
-        CHECK(v->numel == t->numel, "fixture %s: %lld values for %lld", key, (long long)v->numel,
-              (long long)t->numel);
-        tensor_copy_from_host(t, v->f32);
-    }
+    if (!fixture_fill_params(fx, h->ps, "pvlr/p/")) return false;
     pvlr_set_knowledge(&h->m, raw->f32);
     h->dense = test_case_input(fx, "pvlr", "dense", true);
     h->text_ctx = test_case_input(fx, "pvlr", "text_ctx", true);

@@ -95,16 +95,7 @@ static bool head_load(Fixture *fx, Head *h, bool fold) {
     h->ps = param_store_create(DEVICE_CPU, "head");
     trmml_carl_declare(&h->m, h->ps, "carl", C, d, c);
     param_store_finalize(h->ps);
-    for (int i = 0; i < param_count(h->ps); i++) {
-        Tensor *t = param_at(h->ps, i);
-        char key[160];
-        snprintf(key, sizeof key, "p/%.150s", t->name);
-        const FixtureTensor *v = get(fx, key);
-        if (!v) return false;
-        CHECK(v->numel == t->numel, "fixture %s: %lld values for %lld", key, (long long)v->numel,
-              (long long)t->numel);
-        tensor_copy_from_host(t, v->f32);
-    }
+    if (!fixture_fill_params(fx, h->ps, "head/p/")) return false;
     trmml_mmcp_init(&h->mmcp, C, d, c);
     const FixtureTensor *bank = get(fx, "bank"), *fill = get(fx, "fill"), *write = get(fx, "write"),
                         *protos = get(fx, "protos"), *theta = get(fx, "theta"),
