@@ -665,6 +665,7 @@ Status clip_pairs_load(const char *dir, const ClipTokenizer *tok, int64_t size, 
         const size_t per = (size_t)size * (size_t)size * 3;
         out->pixels = xmalloc((size_t)ds->n * per);
         Status first = STATUS_OK;
+        char first_msg[512] = ""; /* the last error is per thread: carried to this one */
 #pragma omp parallel for schedule(dynamic, 4)
         for (int64_t i = 0; i < ds->n; i++) {
             Image im = {0};
@@ -679,10 +680,13 @@ Status clip_pairs_load(const char *dir, const ClipTokenizer *tok, int64_t size, 
             image_free(&im);
             if (s != STATUS_OK) {
 #pragma omp critical
-                if (first == STATUS_OK) first = error_set(s, "%s", error_last());
+                if (first == STATUS_OK) {
+                    first = s;
+                    snprintf(first_msg, sizeof first_msg, "%s", error_last());
+                }
             }
         }
-        st = first;
+        st = first == STATUS_OK ? STATUS_OK : error_set(first, "%s", first_msg);
     }
     free(texts);
     free(caps);

@@ -104,6 +104,19 @@ TEST(embedded_miniature_train_and_results) {
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc == 2 && strstr(out, "--feature 'mean'"), "bad --feature: exit %d: %s", rc, out);
 
+    /* A corrupt picture stops pretraining with its path (the error travels from the decoding
+     * thread), exit 1, and no model file. */
+    snprintf(cmd, sizeof cmd,
+             "cp -r %s/world %s/bad && printf 'not a jpeg' > %s/bad/VOCdevkit/VOC2007/JPEGImages/"
+             "000007.jpg && %s pretrain-clip --data %s/bad --out %s/bad.safetensors --steps 1 "
+             "--batch 16 2>&1",
+             dir, dir, dir, exe, dir, dir);
+    rc = test_run_capture(cmd, out, sizeof out);
+    snprintf(path, sizeof path, "%s/bad.safetensors", dir);
+    EXPECT(rc == 1 && strstr(out, "000007.jpg") && strstr(out, "not a JPEG") &&
+               stat(path, &st) != 0,
+           "corrupt picture: exit %d: %s", rc, out);
+
     /* Second run: every product is cached, nothing is recomputed. */
     snprintf(cmd, sizeof cmd, "%s scripts/embedded.sh train --ratio 0.5 2>&1", env);
     rc = test_run_capture(cmd, out, sizeof out);
