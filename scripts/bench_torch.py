@@ -1,13 +1,14 @@
 """bench_torch.py — PyTorch timings for the rows `trmml bench` reports (joined in
 docs/benchmarks.md).
 
-Usage: /usr/bin/python3 scripts/bench_torch.py THREADS [--quick]
+Usage: /usr/bin/python3 scripts/bench_torch.py THREADS [--quick] [--case TEXT]
        /usr/bin/python3 scripts/bench_torch.py THREADS --clip-memory rn50|rn101 SIDE BATCH
 Prints TSV rows `bench <TAB> key <TAB> ms <TAB> gflop` (and one `meta <TAB> torch_version <TAB> v`
 row) with the same keys and work counts as tools/bench.c (gemm), tools/bench_conv.c (conv) and
 tools/bench_clip.c (clip), timed the same way: one warm-up call, then the median of at least 5
 calls and about 1 s (3 calls for the CLIP towers, as bench_clip.c; 2 calls and 0.05 s, or 1 call
-for CLIP, with --quick).
+for CLIP, with --quick). --case TEXT runs only the rows whose key contains TEXT, as
+`trmml bench --case TEXT` does.
 
 CLIP rows run the PyTorch CLIP written below (the structure of OpenAI's model.py: eval-mode
 BatchNorm after every convolution, in-place ReLU, `out += identity`, F.multi_head_attention_forward
@@ -51,6 +52,11 @@ CONV_SHAPES = [
     (512, 1024, 1, 28), (512, 512, 3, 14), (2048, 512, 1, 14),
 ]
 BATCH = 8
+CASE = None  # --case TEXT: only the rows whose key contains TEXT
+
+
+def wanted(key):
+    return CASE is None or CASE in key
 
 
 def bench_time(fn, min_reps, min_seconds):
@@ -332,10 +338,16 @@ def bench_clip(quick, gen):
     for name in ("rn50", "rn101"):
         if quick and name != "rn50":
             continue
+        rows = [f"clip {name} img {s} b{b}" for b in (1, 8) for s in (224, 448)]
+        rows += [f"clip {name} text {k} 2x{c}" for k in ("fwd", "fwdbwd") for c in (20, 80)]
+        if not any(wanted(r) for r in rows):
+            continue
         model = clip_model(name)
         for batch in (1, 8):
             for side in (224, 448):
                 if quick and (batch, side) != (1, 224):
+                    continue
+                if not wanted(f"clip {name} img {side} b{batch}"):
                     continue
                 images = torch.rand((batch, 3, side, side), generator=gen) * 2 - 1
                 with torch.no_grad():
@@ -343,6 +355,9 @@ def bench_clip(quick, gen):
                 report(f"clip {name} img {side} b{batch}", t, clip_image_gflop(name, side, batch))
         for k in (20, 80):
             if quick and k != 20:
+                continue
+            if not wanted(f"clip {name} text fwd 2x{k}") and not wanted(
+                    f"clip {name} text fwdbwd 2x{k}"):
                 continue
             n = 2 * k
             prompts = torch.randn((n, 77, 512), generator=gen) * 0.02
@@ -377,7 +392,8 @@ def bench_clip(quick, gen):
     if not quick:
         for name in ("rn50", "rn101"):
             for batch, side in ((8, 224), (8, 448)):
-                clip_memory_subprocess(name, side, batch)
+                if wanted(f"clip {name} img {side} b{batch}"):
+                    clip_memory_subprocess(name, side, batch)
 
 
 def note(key, seconds):
@@ -420,6 +436,12 @@ def main():
         sys.exit("usage: bench_torch.py THREADS [--quick]")
     threads = int(sys.argv[1])
     quick = "--quick" in sys.argv[2:]
+    global CASE
+    if "--case" in sys.argv[2:]:
+        i = sys.argv.index("--case")
+        if i + 1 >= len(sys.argv):
+            sys.exit("bench_torch.py: --case needs a text (part of a row's key)")
+        CASE = sys.argv[i + 1]
     torch.set_num_threads(threads)
     if "--clip-memory" in sys.argv:
         i = sys.argv.index("--clip-memory")
@@ -439,6 +461,8 @@ def main():
 
     with torch.no_grad():
         for m, n, k in GEMM_SHAPES[:2] if quick else GEMM_SHAPES:
+            if not wanted(f"gemm {m}x{n}x{k}"):
+                continue
             a, b = uniform(m, k), uniform(k, n)
             c = torch.empty(m, n)
             t = bench_time(lambda: torch.mm(a, b, out=c), reps, min_s)
@@ -448,11 +472,13 @@ def main():
         if quick and hw != 14:
             continue
         pad = ks // 2
+        shape = f"{c_in}x{c_out} {ks}x{ks} {hw}"
+        if not wanted(f"conv fwd {shape}") and not wanted(f"conv bwd {shape}"):
+            continue
         x = uniform(BATCH, c_in, hw, hw)
         w = uniform(c_out, c_in, ks, ks, scale=0.05)
         b = uniform(c_out)
         gflop = 2.0 * BATCH * c_out * hw * hw * c_in * ks * ks * 1e-9
-        shape = f"{c_in}x{c_out} {ks}x{ks} {hw}"
         with torch.no_grad():
             t = bench_time(lambda: F.conv2d(x, w, b, 1, pad), reps, min_s)
         report(f"conv fwd {shape}", t, gflop)

@@ -1,5 +1,6 @@
 /* test_conv.c — conv family: conv2d forward and backward against PyTorch fixtures, finite-
  * difference gradchecks, the frozen-weight contract, and the im2col blocking. */
+#include <math.h>
 #include <string.h>
 
 #include "tensor/device.h"
@@ -36,10 +37,10 @@ static Tensor *fx_get(Fixture *fx, const char *cs, const char *name, bool requir
 }
 
 static void expect_fx(Fixture *fx, const char *cs, const char *name, const Tensor *got,
-                      double atol) {
-    char key[160], what[200];
+                      double atol, const char *note) {
+    char key[160], what[240];
     snprintf(key, sizeof key, "%s/%s", cs, name);
-    snprintf(what, sizeof what, "conv2d %s %s", cs, name);
+    snprintf(what, sizeof what, "conv2d %s %s%s", cs, name, note);
     EXPECT_TENSOR(what, got, fixture_get(fx, key), atol, TOL_MATMUL_RTOL);
 }
 
@@ -51,25 +52,39 @@ static long long conv_k(const Tensor *weight) {
 TEST(conv_fixtures) {
     Fixture *fx = fixture_open("conv");
     if (!fx) return;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    /* Every case with the default forward, then every 3x3 stride-1 case again with the Winograd
+     * forward forced (the fixtures are below its size thresholds). */
+    const ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_AUTO);
+    for (size_t j = 0; j < 2 * sizeof cases / sizeof cases[0]; j++) {
+        const size_t i = j % (sizeof cases / sizeof cases[0]);
         const ConvCase *c = &cases[i];
+        const bool forced = j >= sizeof cases / sizeof cases[0];
         Tensor *x = fx_get(fx, c->name, "x", true);
         Tensor *w = fx_get(fx, c->name, "weight", true);
         Tensor *b = c->bias ? fx_get(fx, c->name, "bias", true) : NULL;
         Tensor *dout = fx_get(fx, c->name, "dout", false);
-        if (!x || !w || !dout || (c->bias && !b)) return;
+        if (!x || !w || !dout || (c->bias && !b)) break;
+        if (forced && (w->shape[2] != 3 || w->shape[3] != 3 || c->stride_h != 1 ||
+                       c->stride_w != 1))
+            continue;
+        conv_set_winograd(forced ? CONV_WINOGRAD_ALWAYS : CONV_WINOGRAD_AUTO);
         Tensor *out = tensor_conv2d_ex(x, w, b, c->stride_h, c->stride_w, c->pad_h, c->pad_w);
         double atol_k = tol_matmul_atol(conv_k(w));
-        expect_fx(fx, c->name, "out", out, atol_k);
+        expect_fx(fx, c->name, "out", out, atol_k, forced ? " (Winograd forced)" : "");
+        if (forced) { /* the backward is the same im2col code either way */
+            ag_tape_reset();
+            continue;
+        }
         ag_backward_with(out, dout);
         /* dx sums over O*KH*KW terms, dweight and dbias over N*OH*OW. */
         long long npos = out->shape[0] * out->shape[2] * out->shape[3];
         long long taps = w->shape[0] * w->shape[2] * w->shape[3];
-        expect_fx(fx, c->name, "dx", x->grad, tol_matmul_atol(taps));
-        expect_fx(fx, c->name, "dweight", w->grad, tol_matmul_atol(npos));
-        if (b) expect_fx(fx, c->name, "dbias", b->grad, tol_matmul_atol(npos));
+        expect_fx(fx, c->name, "dx", x->grad, tol_matmul_atol(taps), "");
+        expect_fx(fx, c->name, "dweight", w->grad, tol_matmul_atol(npos), "");
+        if (b) expect_fx(fx, c->name, "dbias", b->grad, tol_matmul_atol(npos), "");
         ag_tape_reset();
     }
+    conv_set_winograd(prev);
 }
 
 TEST(conv_frozen_weight_gets_no_gradient) {
@@ -83,11 +98,11 @@ TEST(conv_frozen_weight_gets_no_gradient) {
     Tensor *dout = fx_get(fx, cs, "dout", false);
     if (!x || !w || !b || !dout) return;
     Tensor *out = tensor_conv2d(x, w, b, 1, 1);
-    expect_fx(fx, cs, "out", out, tol_matmul_atol(conv_k(w)));
+    expect_fx(fx, cs, "out", out, tol_matmul_atol(conv_k(w)), "");
     ag_backward_with(out, dout);
     EXPECT(w->grad == NULL, "frozen weight received a gradient buffer");
     EXPECT(b->grad == NULL, "frozen bias received a gradient buffer");
-    expect_fx(fx, cs, "dx", x->grad, tol_matmul_atol(w->shape[0] * w->shape[2] * w->shape[3]));
+    expect_fx(fx, cs, "dx", x->grad, tol_matmul_atol(w->shape[0] * w->shape[2] * w->shape[3]), "");
     ag_tape_reset();
     /* Nothing requires a gradient: no tape. */
     Tensor *x2 = test_randn(5, 4, SHAPE(1, 3, 5, 5));
@@ -106,7 +121,9 @@ static Tensor *gc_conv(Tensor *const *in, void *ctx) {
 
 TEST(conv_gradcheck) {
     /* Shapes no fixture has: kernel taller than wide, large stride with padding, 1x1 on the
-     * GEMM path with a one-pixel-wide image, and a kernel that covers the whole padded input. */
+     * GEMM path with a one-pixel-wide image, a kernel that covers the whole padded input, and a
+     * 32-channel 3x3 whose forward is Winograd's (finite differences of it against the im2col
+     * backward). */
     static const struct {
         int64_t n, c, h, w, o, kh, kw;
         ConvArgs a;
@@ -115,15 +132,26 @@ TEST(conv_gradcheck) {
         {2, 2, 9, 8, 3, 5, 5, {3, 3, 2, 2}},
         {3, 4, 5, 1, 2, 1, 1, {1, 1, 0, 0}},
         {1, 3, 3, 4, 2, 5, 4, {1, 1, 1, 0}},
+        {2, 32, 5, 6, 32, 3, 3, {1, 1, 1, 1}}, /* Winograd forward, im2col backward */
     };
+    /* ALWAYS: the 32-channel case is below the Winograd size thresholds (the others are not
+     * 3x3 stride 1 and stay on im2col). */
+    const ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_ALWAYS);
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
         Tensor *x = test_randn(100 + i, 4, SHAPE(g[i].n, g[i].c, g[i].h, g[i].w));
         Tensor *w = test_randn(200 + i, 4, SHAPE(g[i].o, g[i].c, g[i].kh, g[i].kw));
         Tensor *b = test_randn(300 + i, 1, SHAPE(g[i].o));
+        /* Weights of variance 1/fan_in keep the outputs O(1). With unit weights the 288-tap
+         * case's outputs are ~17, and the float32 rounding of the loss divided by the finite-
+         * difference step reaches 1e-3: one of its 544 coordinates then failed by 1.4e-3 under
+         * the Winograd forward (whose rounding is 0.7-1.6x im2col's, docs/ops/conv.md). */
+        const float scale = 1.0f / sqrtf((float)(g[i].c * g[i].kh * g[i].kw));
+        for (int64_t k = 0; k < w->numel; k++) tensor_f32(w)[k] *= scale;
         char name[64];
         snprintf(name, sizeof name, "conv2d gradcheck %zu", i);
         EXPECT_GRADCHECK(name, gc_conv, (void *)&g[i].a, ((Tensor *[]){x, w, b}), 3, NULL, NULL);
     }
+    conv_set_winograd(prev);
 }
 
 TEST(conv_blocks_match_one_block) {
@@ -172,4 +200,105 @@ TEST(conv_blocks_match_one_block) {
             EXPECT_CLOSE_N(msg, got[k], ref[k], n[k], tol_matmul_atol(K), TOL_MATMUL_RTOL);
         }
     }
+}
+
+/* The Winograd F(2x2, 3x3) forward (CPU, 3x3 stride 1, >= 32 channels in and out) against the
+ * im2col forward, kernel to kernel, on geometries that reach every edge of the tiling: odd and
+ * even output sides (the last tile row or column half outside), padding 0, 1 and 2 (patches
+ * reading padding on both sides), images wider than one 64-tile chunk, and blocks of 1, 2 and
+ * 3 tile rows (blocks that cross from one image into the next, a short last block) times output
+ * channel slices of 16, 32 and all (a short last slice), on one thread and on two, with
+ * per-thread blocks and with one shared block. */
+TEST(conv_winograd_matches_im2col) {
+    static const struct {
+        int64_t n, c, h, w, o, pad;
+        bool bias;
+    } shapes[] = {
+        {3, 32, 7, 9, 40, 1, true},   /* OH 7, OW 9: odd both ways */
+        {2, 33, 8, 6, 32, 0, false},  /* OH 6, OW 4: even, no padding */
+        {2, 32, 5, 4, 48, 2, true},   /* padding 2: OH 7, OW 6 */
+        {1, 32, 3, 133, 32, 1, true}, /* 67 tiles per row: two chunks, the second short */
+    };
+    /* tile rows per block, output channels per slice, threads, per-thread blocks (else one
+     * block of all tiles with each stage split across the threads) */
+    static const int64_t blocks[][4] = {{1, 16, 2, 1},      {2, 32, 1, 1},   {3, 1000, 2, 1},
+                                        {1000, 1000, 2, 1}, {1000, 16, 2, 0}, {1000, 1000, 2, 0}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        ConvGeom g = {.n = shapes[s].n, .c = shapes[s].c, .h = shapes[s].h, .w = shapes[s].w,
+                      .o = shapes[s].o, .kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1,
+                      .pad_h = shapes[s].pad, .pad_w = shapes[s].pad};
+        g.oh = g.h + 2 * g.pad_h - 2;
+        g.ow = g.w + 2 * g.pad_w - 2;
+        g.tile_imgs = g.n; /* the im2col reference: every image in one block */
+        g.tile_rows = g.oh;
+        const int64_t K = g.c * 9, P = g.oh * g.ow, nout = g.n * g.o * P;
+        const int64_t TH = (g.oh + 1) / 2, TW = (g.ow + 1) / 2;
+        Tensor *x = test_randn(10 + s, 4, SHAPE(g.n, g.c, g.h, g.w));
+        Tensor *w = test_randn(20 + s, 4, SHAPE(g.o, g.c, 3, 3));
+        Tensor *b = shapes[s].bias ? test_randn(30 + s, 1, SHAPE(g.o)) : NULL;
+        const float *bias = b ? tensor_f32(b) : NULL;
+        Tensor *ref = TENSOR_F32(nout), *got = TENSOR_F32(nout);
+        float *col = arena_alloc(tensor_arena(), (size_t)(K * g.n * P) * sizeof(float));
+        float *ybuf = arena_alloc(tensor_arena(), (size_t)(g.o * g.n * P) * sizeof(float));
+        KERNEL_CALL(DEVICE_CPU, conv2d_forward)(ref->data, x->data, w->data, bias, col, ybuf, &g);
+        for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++) {
+            g.wino_rows = blocks[k][0] < g.n * TH ? blocks[k][0] : g.n * TH;
+            g.wino_o = blocks[k][1] < g.o ? blocks[k][1] : g.o;
+            g.wino_threads = blocks[k][2];
+            g.wino_per_thread = blocks[k][3];
+            if (!g.wino_per_thread) g.wino_rows = g.n * TH; /* the one block holds every tile */
+            const int64_t tb = g.wino_rows * TW, th = g.wino_threads;
+            /* U, then V and M per thread; the 16 matrices of each lie < n + 32 floats apart */
+            const size_t col_floats = (size_t)(16 * (g.wino_o * g.c + 32) +
+                                               th * 16 * (g.c * tb + 32));
+            const size_t buf_floats = (size_t)(th * 16 * (g.wino_o * tb + 32));
+            float *wcol = arena_alloc(tensor_arena(), col_floats * sizeof(float));
+            float *wbuf = arena_alloc(tensor_arena(), buf_floats * sizeof(float));
+            tensor_fill(got, NAN); /* every output must be written */
+            KERNEL_CALL(DEVICE_CPU, conv2d_forward)(got->data, x->data, w->data, bias, wcol,
+                                                    wbuf, &g);
+            char msg[160];
+            snprintf(msg, sizeof msg, "winograd %lldx%lldx%lldx%lld -> %lld pad %lld, blocks of "
+                     "%lld tile rows x %lld channels, %lld threads, per thread %lld",
+                     (long long)g.n, (long long)g.c, (long long)g.h, (long long)g.w,
+                     (long long)g.o, (long long)g.pad_h, (long long)g.wino_rows,
+                     (long long)g.wino_o, (long long)g.wino_threads,
+                     (long long)g.wino_per_thread);
+            EXPECT_CLOSE_N(msg, tensor_f32(got), tensor_f32(ref), nout, tol_matmul_atol(K),
+                           TOL_MATMUL_RTOL);
+        }
+    }
+}
+
+TEST(conv_winograd_is_taken_and_switchable) {
+    /* Through the wrapper: a 3x3 stride-1 convolution with 32 channels and 2*12*10 = 240 tiles
+     * takes the Winograd path by default — its rounding differs from im2col's, so the two
+     * outputs are close but not identical — while CONV_WINOGRAD_OFF gives the im2col result bit
+     * for bit, and so does AUTO below 128 tiles. */
+    Tensor *x = test_randn(41, 4, SHAPE(2, 32, 24, 20));
+    Tensor *w = test_randn(42, 4, SHAPE(32, 32, 3, 3));
+    Tensor *b = test_randn(43, 1, SHAPE(32));
+    Tensor *small = test_randn(44, 4, SHAPE(1, 32, 9, 8)); /* 5*4 = 20 tiles */
+    const ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_OFF);
+    Tensor *im2col = tensor_conv2d(x, w, b, 1, 1);
+    Tensor *small_im2col = tensor_conv2d(small, w, b, 1, 1);
+    conv_set_winograd(CONV_WINOGRAD_AUTO);
+    Tensor *wino = tensor_conv2d(x, w, b, 1, 1);
+    Tensor *small_auto = tensor_conv2d(small, w, b, 1, 1);
+    conv_set_winograd(CONV_WINOGRAD_OFF);
+    Tensor *again = tensor_conv2d(x, w, b, 1, 1);
+    conv_set_winograd(prev);
+    double max_diff = 0;
+    for (int64_t i = 0; i < wino->numel; i++) {
+        const double d = fabs((double)tensor_f32(wino)[i] - tensor_f32(im2col)[i]);
+        if (d > max_diff) max_diff = d;
+    }
+    EXPECT(max_diff > 0, "the Winograd output equals im2col's bit for bit: was it taken?");
+    EXPECT_CLOSE_N("winograd vs im2col", tensor_f32(wino), tensor_f32(im2col), wino->numel,
+                   tol_matmul_atol(32 * 9), TOL_MATMUL_RTOL);
+    EXPECT(memcmp(again->data, im2col->data, (size_t)im2col->numel * sizeof(float)) == 0,
+           "CONV_WINOGRAD_OFF did not restore the im2col path");
+    EXPECT(memcmp(small_auto->data, small_im2col->data,
+                  (size_t)small_im2col->numel * sizeof(float)) == 0,
+           "20 tiles took the Winograd path under CONV_WINOGRAD_AUTO");
 }

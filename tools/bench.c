@@ -54,11 +54,22 @@ void bench_report(const char *key, double seconds, double gflop) {
     fflush(stdout);
 }
 
+bool bench_wanted(const BenchCtx *ctx, const char *key) {
+    return !ctx->only_case || strstr(key, ctx->only_case) != NULL;
+}
+
 int bench_main(int argc, char **argv, int threads) {
     bool quick = false, list = false;
-    const char *only = NULL;
+    const char *only = NULL, *only_case = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--case") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "trmml bench: --case needs a text (part of a row's key)\n");
+                return 2;
+            }
+            only_case = argv[++i];
+        }
         else if (strcmp(argv[i], "--list") == 0) list = true;
         else if (argv[i][0] != '-') only = argv[i];
         else {
@@ -70,7 +81,7 @@ int bench_main(int argc, char **argv, int threads) {
         for (int i = 0; i < g_nbench; i++) printf("%-12s %s\n", g_bench[i].name, g_bench[i].about);
         return 0;
     }
-    BenchCtx ctx = {.threads = threads, .quick = quick};
+    BenchCtx ctx = {.threads = threads, .quick = quick, .only_case = only_case};
     fprintf(stderr, "trmml bench: %s\n", device_summary());
     int ran = 0;
     for (int i = 0; i < g_nbench; i++) {

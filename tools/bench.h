@@ -15,7 +15,11 @@
 typedef struct {
     int threads;
     bool quick;       /* fewer repetitions (smoke test) */
+    const char *only_case; /* --case S: run only the rows whose key contains S (NULL: all) */
 } BenchCtx;
+
+/* Whether the row `key` is to be run (the --case filter); benchmarks skip the work otherwise. */
+bool bench_wanted(const BenchCtx *ctx, const char *key);
 
 typedef void (*BenchFn)(const BenchCtx *ctx);
 void bench_register(const char *name, const char *about, BenchFn fn);

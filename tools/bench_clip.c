@@ -140,6 +140,9 @@ static void bench_images(const BenchCtx *ctx, const char *tag, const ClipModel *
         for (int si = 0; si < 2; si++) {
             const int64_t B = batches[bi], side = sides[si];
             if (ctx->quick && (B != 1 || side != 224)) continue;
+            char key[96];
+            snprintf(key, sizeof key, "clip %s img %lld b%lld", tag, (long long)side, (long long)B);
+            if (!bench_wanted(ctx, key)) continue;
             /* The input in an arena of its own; a fresh caller arena per case, so its peak is
              * this case's. */
             Arena *in = arena_create(DEVICE_CPU, "bench clip input", 0);
@@ -163,8 +166,6 @@ static void bench_images(const BenchCtx *ctx, const char *tag, const ClipModel *
             const double extra = S * (double)m->cfg.vision.channels * (double)m->cfg.embed_dim;
             const double gflop = 2.0 * (double)B * (conv + pool + extra) * 1e-9;
             const double t = bench_time(run_image, &b, ctx->quick ? 1 : 3, ctx->quick ? 0 : 1.0);
-            char key[96];
-            snprintf(key, sizeof key, "clip %s img %lld b%lld", tag, (long long)side, (long long)B);
             bench_report(key, t, gflop);
             fprintf(stderr, "  %-40s arena peaks %.1f MiB (caller %.1f + work %.1f so far)", key,
                     (arena_peak(a) + arena_peak(m->work)) / 1048576.0, arena_peak(a) / 1048576.0,
@@ -185,6 +186,13 @@ static void bench_text(const BenchCtx *ctx, const char *tag, const ClipModel *m)
     const int64_t C = m->cfg.text.width, T = m->cfg.text.context;
     for (int ci = 0; ci < 2; ci++) {
         if (ctx->quick && ci > 0) continue;
+        char key[96], key_bwd[96];
+        snprintf(key, sizeof key, "clip %s text fwd 2x%lld", tag, (long long)classes[ci]);
+        snprintf(key_bwd, sizeof key_bwd, "clip %s text fwdbwd 2x%lld", tag,
+                 (long long)classes[ci]);
+        const bool want_fwd = bench_wanted(ctx, key);
+        const bool want_bwd = !ctx->quick && bench_wanted(ctx, key_bwd);
+        if (!want_fwd && !want_bwd) continue;
         const int64_t N = 2 * classes[ci];
         Arena *a = tensor_arena();
         size_t mark = arena_mark(a);
@@ -200,18 +208,26 @@ static void bench_text(const BenchCtx *ctx, const char *tag, const ClipModel *m)
         const double fwd = 2.0 * (double)N * clip_text_macs(&m->cfg.text, 23) * 1e-9;
         const int reps = ctx->quick ? 1 : 3;
         const double min_s = ctx->quick ? 0 : 1.0;
-        char key[96];
-        double t = bench_time(run_text, &b, reps, min_s);
-        snprintf(key, sizeof key, "clip %s text fwd 2x%lld", tag, (long long)classes[ci]);
-        bench_report(key, t, fwd);
-        if (!ctx->quick) {
+        if (want_fwd) bench_report(key, bench_time(run_text, &b, reps, min_s), fwd);
+        if (want_bwd) {
             ag_set_requires_grad(b.prompts, NULL);
-            t = bench_time(run_text_backward, &b, reps, min_s);
-            snprintf(key, sizeof key, "clip %s text fwdbwd 2x%lld", tag, (long long)classes[ci]);
-            bench_report(key, t, 2.0 * fwd);
+            bench_report(key_bwd, bench_time(run_text_backward, &b, reps, min_s), 2.0 * fwd);
         }
         arena_release(a, mark);
     }
+}
+
+/* Whether any row of the model `tag` passes the --case filter (the keys as written above). */
+static bool model_wanted(const BenchCtx *ctx, const char *tag) {
+    static const char *rows[] = {"img 224 b1",  "img 448 b1",    "img 224 b8",     "img 448 b8",
+                                 "text fwd 2x20", "text fwdbwd 2x20", "text fwd 2x80",
+                                 "text fwdbwd 2x80"};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char key[96];
+        snprintf(key, sizeof key, "clip %s %s", tag, rows[i]);
+        if (bench_wanted(ctx, key)) return true;
+    }
+    return false;
 }
 
 BENCH(clip, "CLIP RN50/RN101 towers: image forward (224/448, batch 1/8), text forward and "
@@ -222,6 +238,7 @@ BENCH(clip, "CLIP RN50/RN101 towers: image forward (224/448, batch 1/8), text fo
     } models[2] = {{"rn50", false}, {"rn101", true}};
     for (int i = 0; i < 2; i++) {
         if (ctx->quick && models[i].rn101) continue;
+        if (!model_wanted(ctx, models[i].tag)) continue; /* building the model takes seconds */
         ClipModel *m = bench_random_clip(models[i].rn101 ? clip_config_rn101() : clip_config_rn50());
         bench_images(ctx, models[i].tag, m);
         bench_text(ctx, models[i].tag, m);

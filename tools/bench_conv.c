@@ -40,6 +40,13 @@ BENCH(conv, "conv2d NCHW forward and backward at ResNet-50 shapes, batch 8") {
     for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {
         if (ctx->quick && shapes[s].hw != 14) continue; /* --quick: the two smallest tensors */
         const int64_t C = shapes[s].c, O = shapes[s].o, KS = shapes[s].k, HW = shapes[s].hw;
+        char key_fwd[96], key_bwd[96];
+        snprintf(key_fwd, sizeof key_fwd, "conv fwd %lldx%lld %lldx%lld %lld", (long long)C,
+                 (long long)O, (long long)KS, (long long)KS, (long long)HW);
+        snprintf(key_bwd, sizeof key_bwd, "conv bwd %lldx%lld %lldx%lld %lld", (long long)C,
+                 (long long)O, (long long)KS, (long long)KS, (long long)HW);
+        const bool want_fwd = bench_wanted(ctx, key_fwd), want_bwd = bench_wanted(ctx, key_bwd);
+        if (!want_fwd && !want_bwd) continue;
         Arena *a = tensor_arena();
         size_t mark = arena_mark(a);
         Rng r;
@@ -52,28 +59,25 @@ BENCH(conv, "conv2d NCHW forward and backward at ResNet-50 shapes, batch 8") {
         rng_fill_uniform(&r, b.weight->data, b.weight->numel, -0.05f, 0.05f);
         rng_fill_uniform(&r, b.bias->data, b.bias->numel, -1, 1);
         const double gflop = 2.0 * N * O * HW * HW * C * KS * KS * 1e-9;
-        char key[96];
         int reps = ctx->quick ? 2 : 5;
         double min_s = ctx->quick ? 0.05 : 1.0;
 
-        bool grad = ag_set_grad_enabled(false);
-        double t = bench_time(run_forward, &b, reps, min_s);
-        ag_set_grad_enabled(grad);
-        snprintf(key, sizeof key, "conv fwd %lldx%lld %lldx%lld %lld", (long long)C, (long long)O,
-                 (long long)KS, (long long)KS, (long long)HW);
-        bench_report(key, t, gflop);
-
-        ag_set_requires_grad(b.x, NULL);
-        ag_set_requires_grad(b.weight, NULL);
-        ag_set_requires_grad(b.bias, NULL);
-        Tensor *out = tensor_conv2d(b.x, b.weight, b.bias, 1, b.padding);
-        out->grad = tensor_empty_like(out);
-        rng_fill_uniform(&r, out->grad->data, out->grad->numel, -1, 1);
-        b.node = out->node;
-        t = bench_time(run_backward, &b, reps, min_s);
-        snprintf(key, sizeof key, "conv bwd %lldx%lld %lldx%lld %lld", (long long)C, (long long)O,
-                 (long long)KS, (long long)KS, (long long)HW);
-        bench_report(key, t, 2.0 * gflop);
+        if (want_fwd) {
+            bool grad = ag_set_grad_enabled(false);
+            double t = bench_time(run_forward, &b, reps, min_s);
+            ag_set_grad_enabled(grad);
+            bench_report(key_fwd, t, gflop);
+        }
+        if (want_bwd) {
+            ag_set_requires_grad(b.x, NULL);
+            ag_set_requires_grad(b.weight, NULL);
+            ag_set_requires_grad(b.bias, NULL);
+            Tensor *out = tensor_conv2d(b.x, b.weight, b.bias, 1, b.padding);
+            out->grad = tensor_empty_like(out);
+            rng_fill_uniform(&r, out->grad->data, out->grad->numel, -1, 1);
+            b.node = out->node;
+            bench_report(key_bwd, bench_time(run_backward, &b, reps, min_s), 2.0 * gflop);
+        }
         ag_tape_reset();
         arena_release(a, mark);
     }

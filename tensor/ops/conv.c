@@ -23,7 +23,11 @@
  * col is recomputed from x, which costs one im2col per block and saves K*P floats per image. */
 #include "tensor/ops/conv.h"
 
+#include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
@@ -167,6 +171,240 @@ static void im2col_block(float *col, const float *inp, const ConvGeom *g, const 
                     b->rows);
 }
 
+/* ---- Winograd F(2x2, 3x3) forward ----------------------------------------------------------
+ *
+ * For a 3x3 stride-1 convolution, each 2x2 block of outputs ("tile") at output (2ty, 2tx) needs
+ * only the 4x4 input patch d starting at input (2ty - ph, 2tx - pw), and (Lavin & Gray, 2016)
+ *     y (2x2) = A^T [ (G g G^T) .* (B^T d B) ] A
+ * with, for the 3x3 filter g of one (o, c) pair,
+ *     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]    G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+ *     A^T = [1 1 1 0; 0 1 -1 -1]
+ * The sum over input channels happens in the transformed domain, where it is a matrix product:
+ * for each of the 16 positions xi of the 4x4 transform,
+ *     M[xi] (O, T) = U[xi] (O, C) @ V[xi] (C, T),   U = G g G^T,  V = B^T d B,
+ * so a convolution becomes 16 GEMMs of C multiply-adds per element instead of one GEMM of 9C
+ * per output: 16/(4*9) = 0.44 of the multiply-adds, plus the transforms, which are additions
+ * streamed through memory. Tiles run in blocks of whole tile rows (g->wino_rows of them, across
+ * images) so V and M stay a few MiB. Outputs past an odd OH or OW are computed and dropped;
+ * patch pixels outside the image are the zero padding. Rounding differs from the im2col path
+ * (different but equally short sums: each transform adds at most 4 terms). */
+
+#define WINO_CHUNK 64 /* tiles per inner loop: a chunk's 4 input rows sit on the stack */
+
+/* The 16 matrices of U, V and M lie this many floats apart for matrices of n floats: n rounded
+ * up to a multiple of 16 plus 16 more. With exactly n (often a power of two) the 16 streams that
+ * a transform reads or writes at once fall into the same cache sets and evict each other
+ * (measured: the weight transform of a 512x512 layer ran 4x slower). */
+static inline int64_t wino_stride(int64_t n) { return (n + 15) / 16 * 16 + 16; }
+
+/* U (16, ob, C) for output channels [o0, o0 + ob) of weight (O, C, 3, 3):
+ * U[xi][o - o0][c] = (G g G^T)[xi / 4][xi % 4] with g = weight[o, c] — assigns */
+static void wino_weights(float *restrict U, const float *restrict weight, int64_t o0, int64_t ob,
+                         int64_t C) {
+    const int64_t S = wino_stride(ob * C); /* distance between successive xi */
+#pragma omp parallel for schedule(static) if (ob * C > 4096)
+    for (int64_t o = 0; o < ob; o++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *w = weight + ((o0 + o) * C + c) * 9;
+            float t[4][3]; /* G g: rows of g combined */
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = w[j];
+                t[1][j] = 0.5f * (w[j] + w[3 + j] + w[6 + j]);
+                t[2][j] = 0.5f * (w[j] - w[3 + j] + w[6 + j]);
+                t[3][j] = w[6 + j];
+            }
+            for (int i = 0; i < 4; i++) { /* (G g) G^T: columns combined */
+                float *u = U + (i * 4) * S + o * C + c;
+                u[0] = t[i][0];
+                u[S] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+                u[2 * S] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+                u[3 * S] = t[i][2];
+            }
+        }
+}
+
+/* V[xi][c][col0 + t] = (B^T d B)[xi] for the tiles tx0 .. tx0 + nt - 1 of tile row ty of one
+ * channel x (H, W) — assigns. V points at channel c's row of V[0]; rows of successive xi are
+ * cstride apart. */
+static void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
+                             const float *restrict x, const ConvGeom *g, int64_t ty, int64_t tx0,
+                             int64_t nt) {
+    float d[4][2 * WINO_CHUNK + 2];
+    const int64_t iw0 = 2 * tx0 - g->pad_w, len = 2 * nt + 2;
+    for (int i = 0; i < 4; i++) {
+        const int64_t ih = 2 * ty - g->pad_h + i;
+        if (ih < 0 || ih >= g->h) {
+            memset(d[i], 0, (size_t)len * sizeof(float));
+            continue;
+        }
+        const float *row = x + ih * g->w;
+        int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->w - iw0; /* j with 0 <= iw0 + j < W */
+        if (hi > len) hi = len;
+        if (lo > hi) lo = hi;
+        for (int64_t j = 0; j < lo; j++) d[i][j] = 0.0f;
+        memcpy(d[i] + lo, row + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
+        for (int64_t j = hi; j < len; j++) d[i][j] = 0.0f;
+    }
+    float *v[16];
+    for (int k = 0; k < 16; k++) v[k] = V + k * cstride + col0;
+    for (int64_t t = 0; t < nt; t++) {
+        float u[4][4]; /* d B: columns combined, per patch row */
+        for (int i = 0; i < 4; i++) {
+            const float *r = d[i] + 2 * t;
+            u[i][0] = r[0] - r[2];
+            u[i][1] = r[1] + r[2];
+            u[i][2] = r[2] - r[1];
+            u[i][3] = r[1] - r[3];
+        }
+        for (int j = 0; j < 4; j++) { /* B^T (d B): rows combined */
+            v[0 + j][t] = u[0][j] - u[2][j];
+            v[4 + j][t] = u[1][j] + u[2][j];
+            v[8 + j][t] = u[2][j] - u[1][j];
+            v[12 + j][t] = u[1][j] - u[3][j];
+        }
+    }
+}
+
+/* out rows 2ty, 2ty + 1 of one (n, o) plane y (OH, OW), tiles tx0 .. tx0 + nt - 1, from
+ * M[xi][o][col0 + t] (+ bias) — assigns. */
+static void wino_output_chunk(float *restrict y, const float *restrict M, int64_t ostride,
+                              int64_t col0, float bias, const ConvGeom *g, int64_t ty,
+                              int64_t tx0, int64_t nt) {
+    float r0[2 * WINO_CHUNK], r1[2 * WINO_CHUNK];
+    const float *m[16];
+    for (int k = 0; k < 16; k++) m[k] = M + k * ostride + col0;
+    for (int64_t t = 0; t < nt; t++) {
+        float s[2][4]; /* A^T m: rows combined */
+        for (int j = 0; j < 4; j++) {
+            s[0][j] = m[j][t] + m[4 + j][t] + m[8 + j][t];
+            s[1][j] = m[4 + j][t] - m[8 + j][t] - m[12 + j][t];
+        }
+        r0[2 * t] = s[0][0] + s[0][1] + s[0][2] + bias; /* (A^T m) A: columns combined */
+        r0[2 * t + 1] = s[0][1] - s[0][2] - s[0][3] + bias;
+        r1[2 * t] = s[1][0] + s[1][1] + s[1][2] + bias;
+        r1[2 * t + 1] = s[1][1] - s[1][2] - s[1][3] + bias;
+    }
+    const int64_t ow0 = 2 * tx0;
+    const int64_t w = 2 * nt < g->ow - ow0 ? 2 * nt : g->ow - ow0; /* drop a column past OW */
+    memcpy(y + 2 * ty * g->ow + ow0, r0, (size_t)w * sizeof(float));
+    if (2 * ty + 1 < g->oh) memcpy(y + (2 * ty + 1) * g->ow + ow0, r1, (size_t)w * sizeof(float));
+}
+
+/* Tiles per Winograd block: wino_rows rows of ceil(OW/2) tiles. */
+static int64_t wino_tiles_per_block(const ConvGeom *g) { return g->wino_rows * ((g->ow + 1) / 2); }
+
+/* One block of tile rows [r0, r0 + R) (flattened (n, ty)) through the whole pipeline on the
+ * calling thread: input transform into V (16, C, T), 16 single-threaded GEMMs into
+ * M (16, ob, T), output transform into out for output channels [o0, o0 + ob) — assigns. */
+static void wino_block(float *out, const float *inp, const float *bias, const float *U, float *V,
+                       float *M, const ConvGeom *g, int64_t r0, int64_t R, int64_t o0,
+                       int64_t ob) {
+    const int64_t C = g->c, TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2, T = R * TW;
+    const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
+            const float *x = inp + (n * C + c) * g->h * g->w;
+            for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
+                wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0,
+                                 TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
+        }
+    /* M[xi] (ob, T) = U[xi] (ob, C) @ V[xi] (C, T); inside the parallel region each GEMM runs
+     * on this thread alone. */
+    for (int xi = 0; xi < 16; xi++)
+        gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
+                 T, T, 0, 0, 0);
+    for (int64_t o = 0; o < ob; o++)
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
+            float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
+            const float b = bias ? bias[o0 + o] : 0.0f;
+            for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
+                wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, g, ty, tx0,
+                                  TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
+        }
+}
+
+/* The stages of wino_block for one block of all tiles, each stage split across the threads:
+ * for small images, where per-thread blocks would make the GEMMs too thin. */
+static void wino_block_shared(float *out, const float *inp, const float *bias, const float *U,
+                              float *V, float *M, const ConvGeom *g, int64_t o0, int64_t ob,
+                              bool transform_input) {
+    const int64_t C = g->c, TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2, R = g->n * TH;
+    const int64_t T = R * TW;
+    const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
+    if (transform_input) {
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t r = 0; r < R; r++) {
+                const int64_t n = r / TH, ty = r % TH;
+                const float *x = inp + (n * C + c) * g->h * g->w;
+                for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
+                    wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0,
+                                     TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
+            }
+    }
+    /* the 16 products split across the threads, each GEMM on one thread */
+#pragma omp parallel for schedule(static)
+    for (int xi = 0; xi < 16; xi++)
+        gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
+                 T, T, 0, 0, 0);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t o = 0; o < ob; o++)
+        for (int64_t r = 0; r < R; r++) {
+            const int64_t n = r / TH, ty = r % TH;
+            float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
+            const float b = bias ? bias[o0 + o] : 0.0f;
+            for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
+                wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, g, ty, tx0,
+                                  TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
+        }
+}
+
+static void conv2d_forward_winograd(float *out, const float *inp, const float *weight,
+                                    const float *bias, float *col, float *ybuf,
+                                    const ConvGeom *g) {
+    /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,3,3), bias (O) or NULL; scratch col holds
+     * U (16, wino_o, C) then V (16, C, Tb), ybuf holds M (16, wino_o, Tb), one V and one M per
+     * thread when blocks are per thread; Tb = wino_tiles_per_block, each of the 16 matrices
+     * wino_stride apart — assigns.
+     *
+     * Large images: each thread takes whole blocks of tile rows through the whole pipeline in
+     * its own V and M, so the only barriers are the two around each slice of output channels.
+     * (Splitting every stage of every block across the threads put three barriers per block,
+     * and on the development VM a barrier can cost milliseconds when a vCPU is descheduled:
+     * 2-3x slower at 224 px.) Small images (all tiles in one block): every stage is split
+     * across the threads instead, which keeps the GEMMs as wide as the whole batch. */
+    const int64_t C = g->c, O = g->o, TH = (g->oh + 1) / 2;
+    const int64_t rows_total = g->n * TH, blocks = (rows_total + g->wino_rows - 1) / g->wino_rows;
+    const int64_t tb = wino_tiles_per_block(g);
+    float *U = col, *V0 = col + 16 * wino_stride(g->wino_o * C), *M0 = ybuf;
+    for (int64_t o0 = 0; o0 < O; o0 += g->wino_o) {
+        /* Output channels in slices of wino_o so that U stays within its budget. */
+        const int64_t ob = g->wino_o < O - o0 ? g->wino_o : O - o0;
+        wino_weights(U, weight, o0, ob, C);
+        if (!g->wino_per_thread) { /* one block; its input transform serves every slice */
+            wino_block_shared(out, inp, bias, U, V0, M0, g, o0, ob, o0 == 0);
+            continue;
+        }
+#pragma omp parallel num_threads(g->wino_threads)
+        {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            float *V = V0 + tid * 16 * wino_stride(C * tb);
+            float *M = M0 + tid * 16 * wino_stride(g->wino_o * tb);
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t blk = 0; blk < blocks; blk++) {
+                const int64_t r0 = blk * g->wino_rows;
+                const int64_t R = g->wino_rows < rows_total - r0 ? g->wino_rows : rows_total - r0;
+                wino_block(out, inp, bias, U, V, M, g, r0, R, o0, ob);
+            }
+        }
+    }
+}
+
 void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const float *bias,
                         float *col, float *ybuf, const ConvGeom *g) {
     /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,KH,KW), bias (O) or NULL,
@@ -174,6 +412,10 @@ void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const
      * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns */
     const int64_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
     const int64_t in_img = g->c * g->h * g->w, out_img = g->o * P;
+    if (g->wino_rows > 0) {
+        conv2d_forward_winograd(out, inp, weight, bias, col, ybuf, g);
+        return;
+    }
     if (conv_pointwise(g)) {
         /* With a bias the output starts as bias and the GEMM accumulates onto it (beta = 1). */
         if (bias)
@@ -270,8 +512,9 @@ void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, float *col, 
 
 /* ---- Wrapper and backward rule ------------------------------------------------------------ */
 
-/* Scratch sizes in floats for the blocks of g: col (and dcol) and the block buffer ybuf (and
- * dybuf; 0 when blocks hold a single image and the GEMM writes the output in place). */
+/* Scratch sizes in floats for the im2col blocks of g: col (and dcol) and the block buffer ybuf
+ * (and dybuf; 0 when blocks hold a single image and the GEMM writes the output in place). The
+ * Winograd forward sizes its own (conv_forward_scratch). */
 static size_t conv_col_floats(const ConvGeom *g) {
     if (conv_pointwise(g)) return 0;
     return (size_t)(g->c * g->kh * g->kw * g->tile_imgs * g->tile_rows * g->ow);
@@ -279,6 +522,21 @@ static size_t conv_col_floats(const ConvGeom *g) {
 static size_t conv_ybuf_floats(const ConvGeom *g) {
     if (conv_pointwise(g) || g->tile_imgs == 1) return 0;
     return (size_t)(g->o * g->tile_imgs * g->oh * g->ow);
+}
+
+/* The forward's scratch: im2col's, or on the Winograd path col = U (16,wino_o,C) and
+ * V (16,C,Tb), ybuf = M (16,wino_o,Tb), V and M once per thread when blocks are per thread. */
+static void conv_forward_scratch(const ConvGeom *g, size_t *col, size_t *ybuf) {
+    if (g->wino_rows > 0) {
+        const int64_t tb = wino_tiles_per_block(g);
+        const int64_t copies = g->wino_per_thread ? g->wino_threads : 1;
+        *col = (size_t)(16 * wino_stride(g->wino_o * g->c) +
+                        copies * 16 * wino_stride(g->c * tb));
+        *ybuf = (size_t)(copies * 16 * wino_stride(g->wino_o * tb));
+    } else {
+        *col = conv_col_floats(g);
+        *ybuf = conv_ybuf_floats(g);
+    }
 }
 
 static float *scratch(Arena *a, size_t floats) {
@@ -322,6 +580,69 @@ static void conv_pick_blocks(ConvGeom *g) {
     if (g->tile_imgs < 1) g->tile_imgs = 1;
 }
 
+/* The Winograd mode (conv.h); starts from TRMML_CONV_WINOGRAD: "0" OFF, "always" ALWAYS,
+ * anything else (or unset) AUTO. */
+static int g_winograd = -1; /* -1: not read from the environment yet */
+
+static ConvWinograd conv_winograd_mode(void) {
+    if (g_winograd < 0) {
+        const char *env = getenv("TRMML_CONV_WINOGRAD");
+        g_winograd = CONV_WINOGRAD_AUTO;
+        if (env && strcmp(env, "0") == 0) g_winograd = CONV_WINOGRAD_OFF;
+        if (env && strcmp(env, "always") == 0) g_winograd = CONV_WINOGRAD_ALWAYS;
+    }
+    return (ConvWinograd)g_winograd;
+}
+
+ConvWinograd conv_set_winograd(ConvWinograd mode) {
+    const ConvWinograd prev = conv_winograd_mode();
+    g_winograd = mode;
+    return prev;
+}
+
+/* Whether g's CPU forward takes the Winograd path, and its blocks: output channels in slices
+ * whose transformed weights U fit WINO_U_BYTES (all of them up to 256x256 channels); one block
+ * of all tiles, stages split across threads, when its V and M fit WINO_SHARED_BYTES; otherwise
+ * per thread as many rows of tiles as keep its V and M within WINO_BYTES, but at least
+ * WINO_MIN_TILES tiles (each GEMM call packs all of U[xi], so narrower blocks pay that packing
+ * for little work: 28 tiles at 512 channels ran 1.4x im2col's time).
+ * Below WINO_MIN_CHANNELS input or output channels the 16 GEMMs (K = C) are too thin to beat
+ * im2col's one GEMM with K = 9C, and below WINO_MIN_TILES tiles in all (512 channels at 14x14,
+ * batch 1: 49) too narrow (measured 2.2x im2col's time there). */
+#define WINO_BYTES ((int64_t)2 << 20)
+#define WINO_SHARED_BYTES ((int64_t)16 << 20)
+#define WINO_U_BYTES ((int64_t)4 << 20)
+#define WINO_MIN_CHANNELS 32
+#define WINO_MIN_TILES 128
+static void conv_pick_winograd(ConvGeom *g, DeviceKind dev) {
+    g->wino_rows = g->wino_o = g->wino_threads = g->wino_per_thread = 0;
+    const ConvWinograd mode = conv_winograd_mode();
+    if (dev != DEVICE_CPU || mode == CONV_WINOGRAD_OFF || g->kh != 3 || g->kw != 3 ||
+        g->stride_h != 1 || g->stride_w != 1)
+        return;
+    const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2, F = (int64_t)sizeof(float);
+    if (mode == CONV_WINOGRAD_AUTO && (g->c < WINO_MIN_CHANNELS || g->o < WINO_MIN_CHANNELS ||
+                                       g->n * TH * TW < WINO_MIN_TILES))
+        return;
+    g->wino_threads = 1;
+#ifdef _OPENMP
+    g->wino_threads = omp_get_max_threads();
+#endif
+    g->wino_o = WINO_U_BYTES / (16 * g->c * F);
+    if (g->wino_o < WINO_MIN_CHANNELS) g->wino_o = WINO_MIN_CHANNELS;
+    if (g->wino_o > g->o) g->wino_o = g->o;
+    if (g->wino_o < 1) g->wino_o = 1;
+    const int64_t row_bytes = 16 * (g->c + g->wino_o) * TW * F; /* V and M of one tile row */
+    if (g->n * TH * row_bytes <= WINO_SHARED_BYTES) {
+        g->wino_rows = g->n * TH;
+        return;
+    }
+    g->wino_per_thread = 1;
+    g->wino_rows = WINO_BYTES / row_bytes;
+    if (g->wino_rows * TW < WINO_MIN_TILES) g->wino_rows = (WINO_MIN_TILES + TW - 1) / TW;
+    if (g->wino_rows > g->n * TH) g->wino_rows = g->n * TH;
+}
+
 Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride_h,
                          int64_t stride_w, int64_t pad_h, int64_t pad_w) {
     tensor_check_f32("conv2d", x, "x");
@@ -352,11 +673,14 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     g.oh = (g.h + 2 * pad_h - g.kh) / stride_h + 1;
     g.ow = (g.w + 2 * pad_w - g.kw) / stride_w + 1;
     conv_pick_blocks(&g);
+    conv_pick_winograd(&g, x->device);
 
     Tensor *out = tensor_empty(DT_F32, 4, SHAPE(g.n, g.o, g.oh, g.ow));
     Arena *a = tensor_arena();
     size_t mark = arena_mark(a);
-    float *col = scratch(a, conv_col_floats(&g)), *ybuf = scratch(a, conv_ybuf_floats(&g));
+    size_t col_floats, ybuf_floats;
+    conv_forward_scratch(&g, &col_floats, &ybuf_floats);
+    float *col = scratch(a, col_floats), *ybuf = scratch(a, ybuf_floats);
     KERNEL_CALL(x->device, conv2d_forward)(out->data, x->data, weight->data,
                                            bias ? bias->data : NULL, col, ybuf, &g);
     arena_release(a, mark);

@@ -14,3 +14,13 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride, i
 /* As tensor_conv2d with separate vertical (h) and horizontal (w) stride and padding. */
 Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride_h,
                          int64_t stride_w, int64_t pad_h, int64_t pad_w);
+
+/* Which CPU forward a 3x3 stride-1 convolution takes (docs/ops/conv.md). CONV_WINOGRAD_AUTO,
+ * the default: Winograd F(2x2, 3x3) where it measured faster than im2col (at least 32 input
+ * and output channels and 128 tiles of 2x2 outputs), im2col + GEMM otherwise. OFF: always
+ * im2col. ALWAYS: Winograd for every 3x3 stride-1 convolution, whatever its size (tests run
+ * small shapes through it). The environment variable TRMML_CONV_WINOGRAD=0 or =always sets
+ * OFF or ALWAYS at start.
+ * Backward and the CUDA backend always use im2col + GEMM. Returns the previous mode. */
+typedef enum { CONV_WINOGRAD_OFF, CONV_WINOGRAD_AUTO, CONV_WINOGRAD_ALWAYS } ConvWinograd;
+ConvWinograd conv_set_winograd(ConvWinograd mode);
