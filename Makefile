@@ -6,6 +6,8 @@
 #   make fixtures      regenerate test/fixtures/*.bin with PyTorch (installs python3-torch)
 #   make bench         benchmarks; writes docs/benchmarks.md (FILTER=NAME: one benchmark of
 #                      `build/trmml bench --list`, its table replaced in docs/benchmarks.md)
+#   make bench-alternate CASE="clip rn101 img 448 b8" [ROUNDS=5]
+#                      one row, trmml and PyTorch by turns (docs/benchmarks-alternating.md)
 #   make clean
 # Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), WERROR=0, THREADS=N (bench/test),
 #          DEVICE=auto|cpu|cuda[:N] (train, bench; docs/cuda.md says what runs on the GPU yet).
@@ -115,7 +117,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
-.PHONY: all test fixtures bench clean deps train fuzz fuzz-run
+.PHONY: all test fixtures bench bench-alternate clean deps train fuzz fuzz-run
 all: $(BUILD)/libtrmml.a $(BUILD)/trmml
 
 # The build configuration (CUDA on/off, flags) in a stamp file that changes only when the
@@ -176,6 +178,15 @@ bench: $(BUILD)/trmml
 	  "benchmarks measure the CPU only so far (docs/cuda.md, Left out)" >&2; exit 2;; esac
 	@$(PYTHON) -c 'import torch' 2>/dev/null || scripts/install-deps.sh --torch || true
 	BENCH_FILTER='$(FILTER)' scripts/bench.sh $(BUILD)/trmml $${THREADS:-2}
+
+# One row of the gemm/conv/clip tables, trmml and PyTorch by turns (the VM changes speed over
+# minutes; a ratio within a round compares like with like): scripts/bench_alternate.py.
+bench-alternate: $(BUILD)/trmml
+	@if [ -z '$(CASE)' ]; then echo 'make bench-alternate: CASE="KEY" names a row of' \
+	  'docs/benchmarks.md, e.g. CASE="clip rn101 img 448 b8"' >&2; exit 2; fi
+	@$(PYTHON) -c 'import torch' 2>/dev/null || scripts/install-deps.sh --torch || true
+	$(PYTHON) scripts/bench_alternate.py --bin $(BUILD)/trmml --threads $${THREADS:-2} \
+	  --case '$(CASE)' --rounds $${ROUNDS:-5}
 
 deps:
 	scripts/install-deps.sh

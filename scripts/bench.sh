@@ -45,9 +45,12 @@ echo "== trmml: $BIN --threads $THREADS bench $ARGS $FILTER" >&2
 : >"$TMP/torch.tsv"
 if "$PY" -c 'import torch' 2>/dev/null; then
     if runs "gemm conv clip"; then
-        echo "== PyTorch: $PY scripts/bench_torch.py $THREADS $ARGS" >&2
+        # A filtered run times only that benchmark's rows (their keys start with its name).
+        set -- "$THREADS"
+        [ -n "$FILTER" ] && set -- "$THREADS" --case "$FILTER "
+        echo "== PyTorch: $PY scripts/bench_torch.py $* $ARGS" >&2
         # shellcheck disable=SC2086
-        "$PY" "$HERE/bench_torch.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
+        "$PY" "$HERE/bench_torch.py" "$@" $ARGS >>"$TMP/torch.tsv"
     fi
     if runs "train"; then
         echo "== PyTorch: $PY scripts/bench_torch_train.py $THREADS $ARGS" >&2

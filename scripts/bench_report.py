@@ -35,6 +35,16 @@ NOTES = {
                 "text width 128 with 4 blocks, E = 128; batch 128 image–caption pairs; "
                 "training-mode forward of both towers, CLIP's symmetric loss, backward into every "
                 "parameter, gradient clipping, AdamW. Images/s = 128 / step time.",
+    "conv": "conv2d at ResNet-50 shapes, batch 8 (tools/bench_conv.c). The 3x3 forwards take "
+            "the Winograd F(2x2, 3x3) path (docs/ops/conv.md); backward is im2col + GEMM. "
+            "GFLOP/s counts the direct convolution's multiply-adds, so Winograd rows can exceed "
+            "the sgemm peak. The trmml and PyTorch columns run minutes apart and this VM "
+            "changes speed over minutes: docs/benchmarks-alternating.md has rows measured by "
+            "turns (`make bench-alternate`).",
+    "clip": "CLIP towers with random weights (tools/bench_clip.c against "
+            "scripts/bench_torch.py). The trmml and PyTorch columns run minutes apart and this "
+            "VM changes speed over minutes: docs/benchmarks-alternating.md has rows measured by "
+            "turns (`make bench-alternate`), RN101 448 batch 8 among them.",
     "pvlr": "One PVLR head training iteration at COCO size from cached features "
             "(tools/bench_pvlr.c against scripts/bench_pvlr_torch.py, docs/pvlr.md): C = 80, "
             "d = 512, HW = 196, batch 32; the CLIP text tower is in the clip table.",
