@@ -365,16 +365,18 @@ def bench_clip(quick, gen):
             dout = torch.rand((n, model.text_projection.shape[1]), generator=gen) * 2 - 1
             gflop = clip_text_gflop(name, n)
             for keep, suffix in ((23, ""), (0, " (77 positions)")):
-                if quick and keep == 0:
-                    continue
-                with torch.no_grad():
-                    t = bench_time(lambda: model.encode_embedded(prompts, eot, keep), reps, min_s)
+                if (quick or CASE is not None) and keep == 0:
+                    continue  # the 77-position notes only in full runs
                 key = f"clip {name} text fwd 2x{k}"
-                if suffix:
-                    note(key + suffix, t)
-                else:
-                    report(key, t, gflop)
-                if quick:
+                if wanted(key):
+                    with torch.no_grad():
+                        t = bench_time(lambda: model.encode_embedded(prompts, eot, keep), reps,
+                                       min_s)
+                    if suffix:
+                        note(key + suffix, t)
+                    else:
+                        report(key, t, gflop)
+                if quick or not wanted(f"clip {name} text fwdbwd 2x{k}"):
                     continue
                 x = prompts.clone().requires_grad_(True)
 
