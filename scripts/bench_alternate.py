@@ -6,12 +6,14 @@ Usage (make bench-alternate CASE="clip rn101 img 448 b8" ROUNDS=5 runs it):
 The development VM switches between speed modes over minutes (docs/benchmarks.md): the same
 binary can run a row 1.5x slower than a few minutes before. A trmml column and a PyTorch column
 measured one after the other, minutes apart, can then compare two modes. Here every round runs
-`BIN --threads N bench NAME --case KEY` and then `scripts/bench_torch.py N --case KEY` (each
-its own process, timed as `make bench` times it: median of several calls after a warm-up), and
-the ratio is taken within the round; the median of the rounds' ratios is the figure to quote.
-KEY is a row key of the gemm, conv or clip benchmarks (`trmml bench --list`); NAME is its first
-word. The section for KEY in PATH (default docs/benchmarks-alternating.md) is replaced, or
-added; the other sections stay. Standard library only.
+`BIN --threads N bench NAME --case KEY` and then its PyTorch counterpart
+(`scripts/bench_torch.py N --case KEY`, or the pretrain and pvlr scripts, which time their one
+row), each in its own process and timed as `make bench` times it (median of several calls
+after a warm-up); the ratio is taken within the round, and the median of the rounds' ratios is
+the figure to quote. KEY is a row key of the gemm, conv, clip, pretrain or pvlr benchmarks
+(`trmml bench --list`); NAME is its first word. The section for KEY in PATH (default
+docs/benchmarks-alternating.md) is replaced, or added; the other sections stay. Standard
+library only.
 """
 import argparse
 import datetime
@@ -22,6 +24,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The PyTorch script that times each benchmark's rows (the first word of a key).
+TORCH_SCRIPTS = {"gemm": "bench_torch.py", "conv": "bench_torch.py", "clip": "bench_torch.py",
+                 "pretrain": "bench_torch_pretrain.py", "pvlr": "bench_pvlr_torch.py"}
 HEADER = [
     "# Benchmarks, alternating runs",
     "",
@@ -93,9 +98,9 @@ def main():
     ap.add_argument("--python", default=os.environ.get("PYTHON", "/usr/bin/python3"))
     args = ap.parse_args()
     name = args.case.split()[0]
-    if name not in ("gemm", "conv", "clip"):
-        sys.exit(f"bench_alternate: '{args.case}': only gemm, conv and clip rows have a PyTorch "
-                 "counterpart in scripts/bench_torch.py")
+    if name not in TORCH_SCRIPTS:
+        sys.exit(f"bench_alternate: '{args.case}': rows of {', '.join(TORCH_SCRIPTS)} have a "
+                 "PyTorch counterpart here (train's takes minutes per run: use make bench)")
     if args.rounds < 1:
         sys.exit("bench_alternate: --rounds must be at least 1")
     version = torch_version(args.python)
@@ -103,8 +108,9 @@ def main():
         sys.exit(f"bench_alternate: torch does not import with {args.python} "
                  "(scripts/install-deps.sh --torch installs Debian's python3-torch)")
     ours = [args.bin, "--threads", str(args.threads), "bench", name, "--case", args.case]
-    theirs = [args.python, os.path.join(HERE, "bench_torch.py"), str(args.threads), "--case",
-              args.case]
+    theirs = [args.python, os.path.join(HERE, TORCH_SCRIPTS[name]), str(args.threads)]
+    if TORCH_SCRIPTS[name] == "bench_torch.py":
+        theirs += ["--case", args.case]  # the other scripts time their one row
     rows = []
     for r in range(args.rounds):
         t = bench_ms(ours, args.case)

@@ -120,6 +120,10 @@ BENCH(gemm, "sgemm C = A B (row-major, no transposes) through the CPU gemm kerne
     int nshapes = ctx->quick ? 2 : (int)(sizeof shapes / sizeof shapes[0]);
     for (int s = 0; s < nshapes; s++) {
         GemmArgs g = {.m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2]};
+        char key[96];
+        snprintf(key, sizeof key, "gemm %lldx%lldx%lld", (long long)g.m, (long long)g.n,
+                 (long long)g.k);
+        if (!bench_wanted(ctx, key)) continue;
         g.a = xmalloc(g.m * g.k * 4);
         g.b = xmalloc(g.k * g.n * 4);
         g.c = xmalloc(g.m * g.n * 4);
@@ -128,9 +132,6 @@ BENCH(gemm, "sgemm C = A B (row-major, no transposes) through the CPU gemm kerne
         rng_fill_uniform(&r, g.a, g.m * g.k, -1, 1);
         rng_fill_uniform(&r, g.b, g.k * g.n, -1, 1);
         double t = bench_time(run_gemm, &g, ctx->quick ? 2 : 5, ctx->quick ? 0.05 : 1.0);
-        char key[96];
-        snprintf(key, sizeof key, "gemm %lldx%lldx%lld", (long long)g.m, (long long)g.n,
-                 (long long)g.k);
         bench_report(key, t, 2.0 * g.m * g.n * g.k * 1e-9);
         free(g.a);
         free(g.b);

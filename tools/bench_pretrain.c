@@ -29,6 +29,9 @@ static void step(void *arg) {
 BENCH(pretrain, "one pretraining step of the embedded default's small CLIP (batch 128)") {
     ClipPretrainConfig cfg = clip_pretrain_default_config();
     cfg.batch = ctx->quick ? 16 : 128;
+    char key[96];
+    snprintf(key, sizeof key, "pretrain small step b%lld", (long long)cfg.batch);
+    if (!bench_wanted(ctx, key)) return;
     cfg.steps = 1000000; /* the schedule's warm-up and decay do not matter here */
     cfg.warmup = 0;
     Status st = clip_pretrain_config_validate(&cfg);
@@ -61,8 +64,6 @@ BENCH(pretrain, "one pretraining step of the embedded default's small CLIP (batc
     double conv, pool, dense;
     clip_resnet_macs(&cfg.clip.vision, S, S, &conv, &pool, &dense);
     const double macs = (double)B * (conv + pool + clip_text_macs(&cfg.clip.text, 20));
-    char key[64];
-    snprintf(key, sizeof key, "pretrain small step b%lld", (long long)B);
     bench_report(key, s, 3 * 2 * macs * 1e-9);
     clip_pretrain_free(b.p);
     param_store_destroy(in);

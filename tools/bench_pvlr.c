@@ -46,6 +46,9 @@ static void fill(Tensor *t, Rng *rng, float std) {
 
 BENCH(pvlr, "PVLR head: one training iteration (forward, backward, AdamW) at COCO size") {
     const int64_t C = 80, d = 512, HW = 196, B = ctx->quick ? 4 : 32, H = 2048;
+    char key[96];
+    snprintf(key, sizeof key, "pvlr head step c80 b%lld", (long long)B);
+    if (!bench_wanted(ctx, key)) return;
     PvlrBench b;
     TrmmlConfig cfg = trmml_config_default();
     b.ps = param_store_create(DEVICE_CPU, "bench pvlr");
@@ -78,8 +81,6 @@ BENCH(pvlr, "PVLR head: one training iteration (forward, backward, AdamW) at COC
                   + C * lin + P * 2 * lin + B * C * lin + 2.0 * B * C * HW * d + B * C * ffn /* v->t */
                   + (double)B * C * (HW + 1) * d; /* prediction cosines */
     const double gflop = 3.0 * 2.0 * macs / 1e9;
-    char key[64];
-    snprintf(key, sizeof key, "pvlr head step c80 b%lld", (long long)B);
     bench_report(key, bench_time(step, &b, ctx->quick ? 1 : 3, ctx->quick ? 0 : 5.0), gflop);
     optim_destroy(b.opt);
     pvlr_free(&b.m);

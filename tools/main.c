@@ -55,7 +55,8 @@ COMMAND(bench, "run benchmarks (TSV on stdout, a readable log on stderr)",
         "trmml bench [--threads N] [--quick] [--list] [--case TEXT] [NAME]\n"
         "  NAME     run one benchmark (see --list); all by default\n"
         "  --quick  fewer repetitions (a smoke test)\n"
-        "  --case TEXT  only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\")\n"
+        "  --case TEXT  only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\");\n"
+        "               train and loader run all their rows\n"
         "  make bench runs them all and writes docs/benchmarks.md") {
     return bench_main(argc, argv, g_threads);
 }
