@@ -204,8 +204,9 @@ TEST(conv_blocks_match_one_block) {
 
 /* The Winograd F(2x2, 3x3) forward (CPU, 3x3 stride 1, >= 32 channels in and out) against the
  * im2col forward, kernel to kernel, on geometries that reach every edge of the tiling: odd and
- * even output sides (the last tile row or column half outside), padding 0, 1 and 2 (patches
- * reading padding on both sides), images wider than one 64-tile chunk, and blocks of 1, 2 and
+ * even output sides (the last tile row or column half outside), padding 0, 1, 2, 3 and 70
+ * (patches reading padding on both sides, patches and a whole chunk of padding only), images
+ * wider than one 64-tile chunk, and blocks of 1, 2 and
  * 3 tile rows (blocks that cross from one image into the next, a short last block) times output
  * channel slices of 16, 32 and all (a short last slice), on one thread and on two, with
  * per-thread blocks and with one shared block. */
@@ -218,6 +219,8 @@ TEST(conv_winograd_matches_im2col) {
         {2, 33, 8, 6, 32, 0, false},  /* OH 6, OW 4: even, no padding */
         {2, 32, 5, 4, 48, 2, true},   /* padding 2: OH 7, OW 6 */
         {1, 32, 3, 133, 32, 1, true}, /* 67 tiles per row: two chunks, the second short */
+        {1, 32, 4, 5, 32, 3, false},  /* padding 3: first and last tile rows/columns all padding */
+        {1, 32, 2, 2, 32, 70, false}, /* padding 70: the second chunk wholly right of the image */
     };
     /* tile rows per block, output channels per slice, threads, per-thread blocks (else one
      * block of all tiles with each stage split across the threads) */

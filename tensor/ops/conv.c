@@ -238,11 +238,14 @@ static void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
             continue;
         }
         const float *row = x + ih * g->w;
-        int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->w - iw0; /* j with 0 <= iw0 + j < W */
+        /* [lo, hi): the j with 0 <= iw0 + j < W, both clamped to [0, len] (a padding wider
+         * than the chunk puts whole chunks outside the image) */
+        int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->w - iw0;
+        if (lo > len) lo = len;
         if (hi > len) hi = len;
-        if (lo > hi) lo = hi;
+        if (hi < lo) hi = lo;
         for (int64_t j = 0; j < lo; j++) d[i][j] = 0.0f;
-        memcpy(d[i] + lo, row + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
+        if (hi > lo) memcpy(d[i] + lo, row + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
         for (int64_t j = hi; j < len; j++) d[i][j] = 0.0f;
     }
     float *v[16];
