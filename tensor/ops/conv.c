@@ -296,56 +296,62 @@ static void wino_output_chunk(float *restrict y, const float *restrict M, int64_
 /* Tiles per Winograd block: wino_rows rows of ceil(OW/2) tiles. */
 static int64_t wino_tiles_per_block(const ConvGeom *g) { return g->wino_rows * ((g->ow + 1) / 2); }
 
-/* One block of tile rows [r0, r0 + R) (flattened (n, ty)) through the whole pipeline on the
- * calling thread: input transform into V (16, C, T), 16 single-threaded GEMMs into
- * M (16, ob, T), output transform into out for output channels [o0, o0 + ob) — assigns. */
+/* Tile row r0 + r (flattened (n, ty)) of channel c into columns [r*TW, (r+1)*TW) of V's rows
+ * (V[xi] is (C, T), the 16 matrices sv apart) — assigns. */
+static void wino_input_row(float *V, int64_t sv, int64_t T, const float *inp, const ConvGeom *g,
+                           int64_t r0, int64_t r, int64_t c) {
+    const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
+    const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
+    const float *x = inp + (n * g->c + c) * g->h * g->w;
+    for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
+        wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0,
+                         TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
+}
+
+/* Output rows of tile row r0 + r for output channel o0 + o, from M (M[xi] is (ob, T), the 16
+ * matrices sm apart), plus its bias — assigns. */
+static void wino_output_row(float *out, const float *M, int64_t sm, int64_t T, const float *bias,
+                            const ConvGeom *g, int64_t r0, int64_t r, int64_t o0, int64_t o) {
+    const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
+    const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
+    float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
+    const float b = bias ? bias[o0 + o] : 0.0f;
+    for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
+        wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, g, ty, tx0,
+                          TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
+}
+
+/* One block of tile rows [r0, r0 + R) through the whole pipeline on the calling thread: input
+ * transform into V (16, C, T), 16 single-threaded GEMMs into M (16, ob, T), output transform
+ * into out for output channels [o0, o0 + ob) — assigns. */
 static void wino_block(float *out, const float *inp, const float *bias, const float *U, float *V,
                        float *M, const ConvGeom *g, int64_t r0, int64_t R, int64_t o0,
                        int64_t ob) {
-    const int64_t C = g->c, TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2, T = R * TW;
+    const int64_t C = g->c, T = R * ((g->ow + 1) / 2);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
     for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
-            const float *x = inp + (n * C + c) * g->h * g->w;
-            for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
-                wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0,
-                                 TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
-        }
+        for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, r0, r, c);
     /* M[xi] (ob, T) = U[xi] (ob, C) @ V[xi] (C, T); inside the parallel region each GEMM runs
      * on this thread alone. */
     for (int xi = 0; xi < 16; xi++)
         gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
                  T, T, 0, 0, 0);
     for (int64_t o = 0; o < ob; o++)
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
-            float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
-            const float b = bias ? bias[o0 + o] : 0.0f;
-            for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
-                wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, g, ty, tx0,
-                                  TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
-        }
+        for (int64_t r = 0; r < R; r++) wino_output_row(out, M, sm, T, bias, g, r0, r, o0, o);
 }
 
 /* The stages of wino_block for one block of all tiles, each stage split across the threads:
- * for small images, where per-thread blocks would make the GEMMs too thin. */
+ * for small images, where per-thread blocks would make the GEMMs too thin. The input transform
+ * is skipped when V already holds it (a later slice of output channels). */
 static void wino_block_shared(float *out, const float *inp, const float *bias, const float *U,
                               float *V, float *M, const ConvGeom *g, int64_t o0, int64_t ob,
                               bool transform_input) {
-    const int64_t C = g->c, TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2, R = g->n * TH;
-    const int64_t T = R * TW;
+    const int64_t C = g->c, R = g->n * ((g->oh + 1) / 2), T = R * ((g->ow + 1) / 2);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
     if (transform_input) {
 #pragma omp parallel for collapse(2) schedule(static)
         for (int64_t c = 0; c < C; c++)
-            for (int64_t r = 0; r < R; r++) {
-                const int64_t n = r / TH, ty = r % TH;
-                const float *x = inp + (n * C + c) * g->h * g->w;
-                for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
-                    wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0,
-                                     TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
-            }
+            for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, 0, r, c);
     }
     /* the 16 products split across the threads, each GEMM on one thread */
 #pragma omp parallel for schedule(static)
@@ -354,14 +360,7 @@ static void wino_block_shared(float *out, const float *inp, const float *bias, c
                  T, T, 0, 0, 0);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t o = 0; o < ob; o++)
-        for (int64_t r = 0; r < R; r++) {
-            const int64_t n = r / TH, ty = r % TH;
-            float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
-            const float b = bias ? bias[o0 + o] : 0.0f;
-            for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
-                wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, g, ty, tx0,
-                                  TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
-        }
+        for (int64_t r = 0; r < R; r++) wino_output_row(out, M, sm, T, bias, g, 0, r, o0, o);
 }
 
 static void conv2d_forward_winograd(float *out, const float *inp, const float *weight,
