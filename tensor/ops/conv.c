@@ -15,7 +15,9 @@
  *     of one image (large images; the GEMM writes straight into out) or a few whole images
  *     side by side (small images; one GEMM packs the weights once for all of them, and the
  *     result is scattered back to NCHW). Blocks bound the scratch (CONV_*_BYTES) instead of
- *     materialising K*P floats per image.
+ *     materialising K*P floats per image;
+ *   - except the CPU forward of large enough 3x3 stride-1 convolutions, which runs Winograd
+ *     F(2x2, 3x3): 16 GEMMs of C multiply-adds per element over transformed tiles (below).
  * Backward (docs/ops/conv.md): dbias[o] += sum_{n,p} dout[n,o,p]; per block
  *     dweight (O,K) += dout_block (O,T) @ col^T (T,K)         (col recomputed, not saved)
  *     dcol (K,T) = weight^T (K,O) @ dout_block (O,T), then col2im adds dcol back onto dx.
