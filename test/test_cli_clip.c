@@ -49,11 +49,8 @@ TEST(cli_embed_and_zeroshot) {
         test_skip("build/trmml not built next to the test binary");
         return;
     }
-    ClipTokenizer *tok = NULL;
-    if (clip_tokenizer_load(clip_vocab_path(NULL), &tok) != STATUS_OK) {
-        test_skip("the CLIP vocabulary (../shared/clip/) is not available");
-        return;
-    }
+    ClipTokenizer *tok = test_load_vocab();
+    if (!tok) return;
     char dir[64] = "/tmp/trmml-embed-XXXXXX";
     CHECK(mkdtemp(dir), "mkdtemp");
     char model_path[128], img_path[128], bad_path[128];

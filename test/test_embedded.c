@@ -13,6 +13,7 @@
 
 #include "clip/tokenizer.h"
 #include "test/test.h"
+#include "test/util_clip.h"
 
 static int count(const char *hay, const char *needle) {
     int n = 0;
@@ -26,11 +27,8 @@ TEST(embedded_miniature_train_and_results) {
         test_skip("build/trmml not built next to the test binary");
         return;
     }
-    ClipTokenizer *tok = NULL;
-    if (clip_tokenizer_load(clip_vocab_path(NULL), &tok) != STATUS_OK) {
-        test_skip("the CLIP vocabulary (../shared/clip/) is not available");
-        return;
-    }
+    ClipTokenizer *tok = test_load_vocab();
+    if (!tok) return;
     clip_tokenizer_free(tok);
     char dir[] = "/tmp/trmml_embedded_XXXXXX";
     EXPECT(mkdtemp(dir) != NULL, "mkdtemp");

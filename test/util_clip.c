@@ -74,3 +74,12 @@ ClipModel *test_fixture_clip_model(void) {
     param_store_destroy(sd);
     return m;
 }
+
+ClipTokenizer *test_load_vocab(void) {
+    ClipTokenizer *tok = NULL;
+    if (clip_tokenizer_load(clip_vocab_path(NULL), &tok) != STATUS_OK) {
+        test_skip("the CLIP vocabulary (../shared/clip/) is not available");
+        return NULL;
+    }
+    return tok;
+}
