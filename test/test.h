@@ -77,7 +77,8 @@ void test_check_case(Fixture *fx, const char *cs, Tensor *out, Tensor *const *in
 bool test_gradcheck(const char *file, int line, const char *name, GradcheckFn fn, void *ctx,
                     Tensor *const *inputs, int nin, const bool *wrt, const GradcheckOpts *opts);
 
-/* The path of build/trmml next to the test binary (make test builds both); false if absent. */
+/* The path of build/trmml next to the test binary (make test builds both); false, and the
+ * running test skipped, if absent. */
 bool test_trmml_path(char *out, size_t cap);
 /* Run a shell command; its stdout (and stderr if the command redirects it) into out; returns the
  * exit status (-1 if it did not exit normally). */
