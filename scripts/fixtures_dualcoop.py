@@ -119,18 +119,25 @@ def labels(fx, *shape):
     return (fx.randint(0, 3, *shape) - 1).double()  # +1, -1, 0 in equal parts
 
 
-def main():
-    fx = FixtureWriter("dualcoop", seed=20240612)
-    model = load_clip()
-    C, B, T, E, W = 5, 3, 10, 32, 32
-
-    ids = torch.zeros(C, 77, dtype=torch.int64)
-    for c, n in enumerate((1, 2, 3, 1, 2)):
+def template_ids(fx, name_lengths=(1, 2, 3, 1, 2)):
+    """Prompt templates [SOT][X x N_CTX][name][.][EOT], one per class, with class names of the
+    given numbers of random tokens: (C, 77) ids."""
+    ids = torch.zeros(len(name_lengths), 77, dtype=torch.int64)
+    for c, n in enumerate(name_lengths):
         ids[c, 0] = SOT
         ids[c, 1:1 + N_CTX] = PLACEHOLDER
         ids[c, 1 + N_CTX:1 + N_CTX + n] = fx.randint(1, SOT, n)
         ids[c, 1 + N_CTX + n] = PERIOD
         ids[c, 2 + N_CTX + n] = EOT
+    return ids
+
+
+def main():
+    fx = FixtureWriter("dualcoop", seed=20240612)
+    model = load_clip()
+    C, B, T, E, W = 5, 3, 10, 32, 32
+
+    ids = template_ids(fx)
     fx.add("prompt/ids", ids)
     fx.add("prompt/eot", ids.argmax(dim=-1))
 

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixtures_trmml_head as head  # noqa: E402
 from fixture_io import FixtureWriter  # noqa: E402
-from fixtures_dualcoop import (EOT, N_CTX, PERIOD, PLACEHOLDER, SOT, baseline_logits,  # noqa: E402
-                               baseline_loss, dualcoop_logits, dualcoop_loss, load_clip,
+from fixtures_dualcoop import (N_CTX, baseline_logits, baseline_loss,  # noqa: E402
+                               dualcoop_logits, dualcoop_loss, load_clip, template_ids,
                                text_features)
 
 C, B, HW, E, W = 5, 5, 9, 32, 32
@@ -164,14 +164,7 @@ def main():
     def unit(*shape):
         return F.normalize(fx.randn(*shape), dim=-1).float().double()
 
-    # Templates [SOT][X x 16][name][.][EOT], names of 1-3 random tokens.
-    ids = torch.zeros(C, 77, dtype=torch.int64)
-    for c, n in enumerate((1, 2, 3, 1, 2)):
-        ids[c, 0] = SOT
-        ids[c, 1:1 + N_CTX] = PLACEHOLDER
-        ids[c, 1 + N_CTX:1 + N_CTX + n] = fx.randint(1, SOT, n)
-        ids[c, 1 + N_CTX + n] = PERIOD
-        ids[c, 2 + N_CTX + n] = EOT
+    ids = template_ids(fx)  # names of 1-3 random tokens, C = 5
     dense = fx.randn(STEPS, B, HW + 1, E)
     # Labels: +1 30 %, -1 40 %, unknown 30 %.
     u = fx.uniform(0, 1, STEPS, B, C)
