@@ -179,25 +179,7 @@ def main():
 
     prompts = {"prompt.ctx_pos": fx.randn(C, N_CTX, W, scale=0.3),
                "prompt.ctx_neg": fx.randn(C, N_CTX, W, scale=0.3)}
-    carl = {}
-
-    def lin(name, i, o):
-        carl[name + ".weight"] = (fx.uniform(-1, 1, o, i) / math.sqrt(i)).float().double()
-        carl[name + ".bias"] = (fx.uniform(-1, 1, o) / math.sqrt(i)).float().double()
-
-    carl["carl.queries"] = unit(C, E)
-    for n in ("q", "k", "v", "o"):
-        lin("carl.attn." + n, E, E)
-    for n in ("ln1", "ln2"):
-        carl[f"carl.{n}.weight"] = (1 + 0.2 * fx.randn(E)).float().double()
-        carl[f"carl.{n}.bias"] = (0.2 * fx.randn(E)).float().double()
-    lin("carl.ffn1", E, FFN)
-    lin("carl.ffn2", FFN, E)
-    lin("carl.mlp1", E, E)
-    lin("carl.mlp2", E, E)
-    lin("carl.head1", E, HEAD)
-    lin("carl.head2", HEAD, E)
-    carl["carl.logit_scale"] = torch.tensor([f32(math.log(30.0))])
+    carl = head.random_carl(fx, C, E, FFN, E, HEAD)  # Eq. 3 MLP hidden = d
 
     def empty_state():
         return {"bank": torch.zeros(C, QLEN, E), "fill": torch.zeros(C, dtype=torch.int64),

@@ -233,23 +233,18 @@ def bank_push(bank, fill, write, R, f, y, k):
 
 
 # ---- the fixture -------------------------------------------------------------------------------
-def main():
-    fx = FixtureWriter("trmml_head", seed=5)
-    torch.set_default_dtype(torch.float64)
-
-    def unit(*shape):
-        return F.normalize(fx.randn(*shape), dim=-1).float().double()
-
-    # parameters (C names)
+def random_carl(fx, C, D, FFN, MLP, HEAD):
+    """Random CARL parameters under trmml's names (queries on the unit sphere, linear layers
+    uniform in +-1/sqrt(fan_in), LayerNorms near identity, logit scale log 30), every value
+    rounded to float32 and held in float64; drawn in a fixed order, so fixtures that call it stay
+    byte-identical."""
     P = {}
 
     def lin(name, i, o):
-        P[name + ".weight"] = fx.uniform(-1, 1, o, i) / math.sqrt(i)
-        P[name + ".bias"] = fx.uniform(-1, 1, o) / math.sqrt(i)
-        for s in (".weight", ".bias"):
-            P[name + s] = P[name + s].float().double()
+        P[name + ".weight"] = (fx.uniform(-1, 1, o, i) / math.sqrt(i)).float().double()
+        P[name + ".bias"] = (fx.uniform(-1, 1, o) / math.sqrt(i)).float().double()
 
-    P["carl.queries"] = unit(C, D)
+    P["carl.queries"] = F.normalize(fx.randn(C, D), dim=-1).float().double()
     for n in ("q", "k", "v", "o"):
         lin("carl.attn." + n, D, D)
     for n in ("ln1", "ln2"):
@@ -262,6 +257,18 @@ def main():
     lin("carl.head1", D, HEAD)
     lin("carl.head2", HEAD, D)
     P["carl.logit_scale"] = torch.tensor([math.log(30.0)]).float().double()
+    return P
+
+
+def main():
+    fx = FixtureWriter("trmml_head", seed=5)
+    torch.set_default_dtype(torch.float64)
+
+    def unit(*shape):
+        return F.normalize(fx.randn(*shape), dim=-1).float().double()
+
+    # parameters (C names)
+    P = random_carl(fx, C, D, FFN, MLP, HEAD)
     for v in P.values():
         v.requires_grad_(True)
 
