@@ -1,5 +1,6 @@
 /* test_core.c — the engine's core: arena, parameter store, tape, gradcheck, device table and
  * the failure contract (CHECK aborts with file:line, out-of-memory reports the bytes). */
+#include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,4 +295,37 @@ TEST(core_tape_stash_and_restore) {
     EXPECT_CLOSE_N("da", tensor_f32(a->grad), want_a, 3, 0, 0);
     EXPECT_CLOSE_N("db", tensor_f32(b->grad), want_b, 3, 0, 0);
     tensor_step_end();
+}
+
+TEST(core_fixture_manifest_lists_every_fixture) {
+    /* test/fixtures/MANIFEST records how each committed fixture was made (docs/testing.md);
+     * scripts/fixture_io.py adds the line when it writes a file, so a fixture without one was
+     * committed without its provenance. */
+    const char *dir = getenv("TRMML_FIXTURES");
+    if (!dir || !*dir) dir = "test/fixtures";
+    char path[512];
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    FILE *f = fopen(path, "r");
+    EXPECT(f != NULL, "cannot open %s", path);
+    if (!f) return;
+    static char manifest[1 << 16]; /* "\n" + the file, so every line starts after a '\n' */
+    manifest[0] = '\n';
+    const size_t n = fread(manifest + 1, 1, sizeof manifest - 2, f);
+    fclose(f);
+    manifest[n + 1] = '\0';
+    DIR *d = opendir(dir);
+    EXPECT(d != NULL, "cannot list %s", dir);
+    if (!d) return;
+    int bins = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".bin") != 0) continue;
+        bins++;
+        char line_start[300];
+        snprintf(line_start, sizeof line_start, "\n%s ", e->d_name);
+        EXPECT(strstr(manifest, line_start) != NULL, "%s/%s has no line in %s", dir, e->d_name,
+               path);
+    }
+    closedir(d);
+    EXPECT(bins > 0, "no fixture in %s", dir);
 }
