@@ -329,3 +329,24 @@ TEST(core_fixture_manifest_lists_every_fixture) {
     closedir(d);
     EXPECT(bins > 0, "no fixture in %s", dir);
 }
+
+TEST(core_bench_case_filter) {
+    /* `trmml bench NAME --case TEXT` runs only the rows whose key contains TEXT; a TEXT no row
+     * matches, or a missing one, is a usage error (exit 2) that says so. */
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    static char out[1 << 14];
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "'%s' --threads 1 bench gemm --quick --case 'gemm 256x' 2>/dev/null",
+             exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 0, "bench --case: %s", out);
+    int rows = 0;
+    for (const char *p = out; (p = strstr(p, "bench\tgemm ")); p++) rows++;
+    EXPECT(rows == 1 && strstr(out, "bench\tgemm 256x256x256\t"), "one row expected: %s", out);
+    snprintf(cmd, sizeof cmd, "'%s' bench gemm --quick --case 'no such row' 2>&1", exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 2 && strstr(out, "matches no row"),
+           "a --case matching nothing: %s", out);
+    snprintf(cmd, sizeof cmd, "'%s' bench gemm --case 2>&1", exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 2 && strstr(out, "--case needs"),
+           "--case without a value: %s", out);
+}

@@ -47,7 +47,10 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
     return times[n / 2];
 }
 
+static int g_rows; /* rows reported so far */
+
 void bench_report(const char *key, double seconds, double gflop) {
+    g_rows++;
     printf("bench\t%s\t%.4f\t%.6f\n", key, seconds * 1e3, gflop);
     fprintf(stderr, "  %-40s %10.3f ms  %8.1f GFLOP/s\n", key, seconds * 1e3,
             seconds > 0 ? gflop / seconds : 0.0);
@@ -92,6 +95,12 @@ int bench_main(int argc, char **argv, int threads) {
     }
     if (!ran) {
         fprintf(stderr, "trmml bench: no benchmark named '%s' (see trmml bench --list)\n", only);
+        return 2;
+    }
+    if (only_case && g_rows == 0) {
+        fprintf(stderr, "trmml bench: --case '%s' matches no row of %s (row keys: the second "
+                "column of the TSV, e.g. \"clip rn101 img 448 b8\")\n", only_case,
+                only ? only : "any benchmark");
         return 2;
     }
     return 0;

@@ -134,7 +134,19 @@ static bool rss_peak_reset(void) {
     return fclose(f) == 0 && ok;
 }
 
-static void bench_images(const BenchCtx *ctx, const char *tag, const ClipModel *m) {
+/* The model of one tag, built on first use: building RN101 with random weights takes seconds,
+ * and a --case filter may want none of its rows. */
+typedef struct {
+    ClipConfig cfg;
+    ClipModel *m;
+} LazyClip;
+
+static const ClipModel *lazy_clip(LazyClip *lc) {
+    if (!lc->m) lc->m = bench_random_clip(lc->cfg);
+    return lc->m;
+}
+
+static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
     static const int64_t batches[2] = {1, 8}, sides[2] = {224, 448};
     for (int bi = 0; bi < 2; bi++) {
         for (int si = 0; si < 2; si++) {
@@ -143,6 +155,7 @@ static void bench_images(const BenchCtx *ctx, const char *tag, const ClipModel *
             char key[96];
             snprintf(key, sizeof key, "clip %s img %lld b%lld", tag, (long long)side, (long long)B);
             if (!bench_wanted(ctx, key)) continue;
+            const ClipModel *m = lazy_clip(lc);
             /* The input in an arena of its own; a fresh caller arena per case, so its peak is
              * this case's. */
             Arena *in = arena_create(DEVICE_CPU, "bench clip input", 0);
@@ -181,9 +194,9 @@ static void bench_images(const BenchCtx *ctx, const char *tag, const ClipModel *
     }
 }
 
-static void bench_text(const BenchCtx *ctx, const char *tag, const ClipModel *m) {
+static void bench_text(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
     static const int64_t classes[2] = {20, 80};
-    const int64_t C = m->cfg.text.width, T = m->cfg.text.context;
+    const int64_t C = lc->cfg.text.width, T = lc->cfg.text.context;
     for (int ci = 0; ci < 2; ci++) {
         if (ctx->quick && ci > 0) continue;
         char key[96], key_bwd[96];
@@ -193,6 +206,7 @@ static void bench_text(const BenchCtx *ctx, const char *tag, const ClipModel *m)
         const bool want_fwd = bench_wanted(ctx, key);
         const bool want_bwd = !ctx->quick && bench_wanted(ctx, key_bwd);
         if (!want_fwd && !want_bwd) continue;
+        const ClipModel *m = lazy_clip(lc);
         const int64_t N = 2 * classes[ci];
         Arena *a = tensor_arena();
         size_t mark = arena_mark(a);
@@ -217,19 +231,6 @@ static void bench_text(const BenchCtx *ctx, const char *tag, const ClipModel *m)
     }
 }
 
-/* Whether any row of the model `tag` passes the --case filter (the keys as written above). */
-static bool model_wanted(const BenchCtx *ctx, const char *tag) {
-    static const char *rows[] = {"img 224 b1",  "img 448 b1",    "img 224 b8",     "img 448 b8",
-                                 "text fwd 2x20", "text fwdbwd 2x20", "text fwd 2x80",
-                                 "text fwdbwd 2x80"};
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        char key[96];
-        snprintf(key, sizeof key, "clip %s %s", tag, rows[i]);
-        if (bench_wanted(ctx, key)) return true;
-    }
-    return false;
-}
-
 BENCH(clip, "CLIP RN50/RN101 towers: image forward (224/448, batch 1/8), text forward and "
             "backward into prompts (2x20, 2x80)") {
     static const struct {
@@ -238,10 +239,9 @@ BENCH(clip, "CLIP RN50/RN101 towers: image forward (224/448, batch 1/8), text fo
     } models[2] = {{"rn50", false}, {"rn101", true}};
     for (int i = 0; i < 2; i++) {
         if (ctx->quick && models[i].rn101) continue;
-        if (!model_wanted(ctx, models[i].tag)) continue; /* building the model takes seconds */
-        ClipModel *m = bench_random_clip(models[i].rn101 ? clip_config_rn101() : clip_config_rn50());
-        bench_images(ctx, models[i].tag, m);
-        bench_text(ctx, models[i].tag, m);
-        clip_model_free(m);
+        LazyClip lc = {.cfg = models[i].rn101 ? clip_config_rn101() : clip_config_rn50()};
+        bench_images(ctx, models[i].tag, &lc);
+        bench_text(ctx, models[i].tag, &lc);
+        if (lc.m) clip_model_free(lc.m);
     }
 }
