@@ -48,6 +48,13 @@ bool test_check_close(const char *file, int line, const char *what, const float 
                       const float *ref, int64_t n, double atol, double rtol);
 #define EXPECT_CLOSE_N(what, got, ref, n, atol, rtol)                                      \
     test_check_close(__FILE__, __LINE__, (what), (got), (ref), (n), (atol), (rtol))
+/* Normwise: every |got - ref| <= tol * max|ref|. For values that are sums with cancellation
+ * (gradients over classes and tokens), where rounding error scales with the magnitude of the terms,
+ * not of each result (docs/testing.md, "Two float32 computations of one quantity"). */
+bool test_check_close_normwise(const char *file, int line, const char *what, const float *got,
+                               const float *ref, int64_t n, double tol);
+#define EXPECT_CLOSE_NORMWISE(what, got, ref, n, tol)                                      \
+    test_check_close_normwise(__FILE__, __LINE__, (what), (got), (ref), (n), (tol))
 /* Tensor against a fixture tensor (shapes must match too). */
 bool test_check_tensor(const char *file, int line, const char *what, const Tensor *got,
                        const FixtureTensor *ref, double atol, double rtol);

@@ -73,6 +73,17 @@ bool test_check_close(const char *file, int line, const char *what, const float 
     return false;
 }
 
+bool test_check_close_normwise(const char *file, int line, const char *what, const float *got,
+                               const float *ref, int64_t n, double tol) {
+    double scale = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fabs((double)ref[i]) > scale) scale = fabs((double)ref[i]);
+    /* An all-zero reference must be matched exactly (atol 0): nothing to scale by. */
+    char label[320];
+    snprintf(label, sizeof label, "%s (normwise %.1e of max|ref| %.3e)", what, tol, scale);
+    return test_check_close(file, line, label, got, ref, n, tol * scale, 0);
+}
+
 bool test_check_tensor(const char *file, int line, const char *what, const Tensor *got,
                        const FixtureTensor *ref, double atol, double rtol) {
     if (!ref) return false; /* fixture_get already failed the test */

@@ -236,9 +236,42 @@ TEST(train_e2e_micro_batch_step_is_exact) {
     world_close(&w);
 }
 
-/* One chunk of classes: the trainer keeps the text tower's taped forward for the backward (two
- * passes) instead of re-running it (three); the step's loss and every gradient equal the
- * recompute scheme's, for each method. */
+/* The recompute scheme in chunks of 5 classes against the kept graph (one chunk of all C): the
+ * two run different GEMM shapes (2*5*77 rows against 2*C*77), so they round differently. The
+ * gradients are sums over classes, tokens and images that cancel (context gradients near 3e-4 in
+ * a tensor whose largest is 0.15; a key bias's is exactly 0), so an elementwise relative bound
+ * is meaningless: the bound is normwise, relative to the largest gradient of the parameter's
+ * module (module_grad_scale). Derivation (docs/testing.md, "Two float32 computations of one
+ * quantity"): the text features of the two schemes differ by at most D*K*u of their magnitude,
+ * D ~ 7 GEMM-like stages of the tower's forward (1 layer, width 64, MLP 256), K <= 256,
+ * u = 2^-24: 1.1e-4; the heads see features through cosines divided by the InfoNCE temperature
+ * 0.07, which multiplies a relative change by up to 1/0.07 = 14: 1.5e-3. Measured worst: 2.9e-4
+ * (carl.head2.bias, OpenBLAS Haswell and Zen kernels), 5e-7 (SkylakeX). A wrong chunk offset
+ * or a lost side of the features errs by O(1). */
+#define KEPT_VS_CHUNKED_NORMWISE 1.5e-3
+
+/* The magnitude of the terms a parameter's gradient sums: the largest |gradient| over the tensors
+ * of its module (names equal up to the last '.'). A bias's gradient sums the rows of dL/dout that
+ * its weight's gradient sums multiplied by layer-normalised inputs (|x| ~ 1), and can cancel to
+ * nothing (a key bias's gradient is exactly 0: softmax ignores a shift per query), so its own
+ * largest value is no measure of its rounding error; the module's is. */
+static double module_grad_scale(const ParamStore *ps, float *const *ref, int i) {
+    const char *name = param_at(ps, i)->name;
+    const char *dot = strrchr(name, '.');
+    const size_t len = dot ? (size_t)(dot - name) + 1 : strlen(name);
+    double scale = 0;
+    for (int j = 0; j < param_count(ps); j++) {
+        const Tensor *q = param_at(ps, j);
+        if (strncmp(q->name, name, len) != 0 || strchr(q->name + len, '.')) continue;
+        for (int64_t k = 0; k < q->numel; k++)
+            if (fabs((double)ref[j][k]) > scale) scale = fabs((double)ref[j][k]);
+    }
+    return scale;
+}
+
+/* The trainer keeps the text tower's taped forward for the backward (two passes) instead of
+ * re-running it (three); the step's loss and every gradient equal the chunked recompute scheme's
+ * within the bound above, for each method. */
 TEST(train_e2e_kept_text_graph_matches_recompute) {
     World w;
     if (!world_open(&w)) return;
@@ -267,11 +300,18 @@ TEST(train_e2e_kept_text_graph_matches_recompute) {
                 ref = snapshot_grads(&m);
                 ref_loss = (float)st.loss;
             } else {
-                EXPECT(fabsf((float)st.loss - ref_loss) <= 1e-5f * fabsf(ref_loss) + 1e-6f,
+                /* The loss is a mean of terms of one sign: the same bound, relative to it. */
+                EXPECT(fabsf((float)st.loss - ref_loss) <=
+                           KEPT_VS_CHUNKED_NORMWISE * fabsf(ref_loss),
                        "method %d: loss %.7g kept, %.7g recomputed", methods[k], st.loss, ref_loss);
                 for (int i = 0; i < param_count(m.ps); i++) {
                     Tensor *p = param_at(m.ps, i);
-                    EXPECT_CLOSE_N(p->name, tensor_f32(p->grad), ref[i], p->numel, 1e-6, 1e-4);
+                    const double scale = module_grad_scale(m.ps, ref, i);
+                    char what[300];
+                    snprintf(what, sizeof what, "%s (normwise %.1e of the module's max|grad| %.3e)",
+                             p->name, KEPT_VS_CHUNKED_NORMWISE, scale);
+                    EXPECT_CLOSE_N(what, tensor_f32(p->grad), ref[i], p->numel,
+                                   KEPT_VS_CHUNKED_NORMWISE * scale, 0);
                     free(ref[i]);
                 }
                 free(ref);
@@ -282,6 +322,76 @@ TEST(train_e2e_kept_text_graph_matches_recompute) {
         }
     }
     feature_cache_close(&fc);
+    world_close(&w);
+}
+
+/* With one chunk of all C classes, the recompute scheme (a forward without a tape, then a taped
+ * forward and its backward) and the kept graph (one taped forward, then its backward) run the
+ * same ops on the same shapes: the features and the context gradients must be identical, bit for
+ * bit, under any GEMM kernel. */
+TEST(train_e2e_kept_text_graph_is_exact) {
+    World w;
+    if (!world_open(&w)) return;
+    const int methods[2] = {TRMML_METHOD_TRMML, TRMML_METHOD_PVLR}; /* two sides; positive only */
+    for (int k = 0; k < 2; k++) {
+        RunConfig rc = mini_config(&w, methods[k]);
+        TrmmlModel m;
+        CHECK(trmml_model_create(&m, &rc, w.clip, w.tok, w.train->class_names, w.train->c) ==
+                  STATUS_OK, "%s", error_last());
+        const PromptLearner *pl = &m.prompt;
+        float *feat[2][2] = {{0}}, *grad[2][2] = {{0}};
+        for (int kept = 0; kept < 2; kept++) {
+            param_zero_grad(m.ps);
+            Tensor *gp = NULL, *gn = NULL;
+            PromptGraph graph = {0};
+            bool was_kept = false;
+            if (kept)
+                was_kept = trmml_prompt_features_kept(pl, w.clip, 0, &gp, &gn, &graph);
+            else
+                trmml_prompt_features_detached(pl, w.clip, 0, &gp, &gn);
+            EXPECT(was_kept == (kept == 1), "method %d: kept %d", methods[k], was_kept);
+            /* The same random upstream gradient dL/dG+, dL/dG- for both schemes. */
+            Tensor *side[2] = {gp, gn};
+            for (int s = 0; s < 2 && side[s]; s++) {
+                Rng r;
+                rng_seed(&r, 40 + (uint64_t)s);
+                float *v = xmalloc((size_t)side[s]->numel * sizeof(float));
+                rng_fill_normal(&r, v, side[s]->numel, 0, 1);
+                tensor_copy_from_host(side[s]->grad, v);
+                free(v);
+                feat[kept][s] = xmalloc((size_t)side[s]->numel * sizeof(float));
+                tensor_copy_to_host(feat[kept][s], side[s]);
+            }
+            if (kept)
+                trmml_prompt_backward_kept(pl, &graph, gp, gn);
+            else
+                trmml_prompt_backward(pl, w.clip, 0, gp, gn);
+            Tensor *ctx[2] = {pl->ctx_pos, pl->ctx_neg};
+            for (int s = 0; s < 2 && ctx[s]; s++) {
+                grad[kept][s] = xmalloc((size_t)ctx[s]->numel * sizeof(float));
+                tensor_copy_to_host(grad[kept][s], ctx[s]->grad);
+            }
+            tensor_step_end();
+        }
+        for (int s = 0; s < 2; s++) {
+            const Tensor *ctx = s == 0 ? pl->ctx_pos : pl->ctx_neg;
+            if (!ctx) continue;
+            const int64_t nf = (int64_t)m.C * w.clip->cfg.embed_dim;
+            EXPECT(feat[0][s] && feat[1][s] &&
+                       memcmp(feat[0][s], feat[1][s], (size_t)nf * sizeof(float)) == 0,
+                   "method %d side %d: kept features differ from the detached ones", methods[k], s);
+            EXPECT(memcmp(grad[0][s], grad[1][s], (size_t)ctx->numel * sizeof(float)) == 0,
+                   "method %d: %s: the kept graph's gradient differs from the recomputed one",
+                   methods[k], ctx->name);
+            /* The check can fail: the gradient is not zero. */
+            bool nonzero = false;
+            for (int64_t i = 0; i < ctx->numel; i++) nonzero |= grad[0][s][i] != 0;
+            EXPECT(nonzero, "method %d: %s received no gradient", methods[k], ctx->name);
+        }
+        for (int a = 0; a < 2; a++)
+            for (int s = 0; s < 2; s++) free(feat[a][s]), free(grad[a][s]);
+        trmml_model_free(&m);
+    }
     world_close(&w);
 }
 
@@ -439,7 +549,7 @@ TEST(train_e2e_runs_resume_and_eval) {
             CHECK(trmml_source_cache(&src, w.test_feat, test, run.clip, 64) == STATUS_OK, "%s",
                   error_last());
             TrmmlEval ev;
-            EXPECT(trmml_evaluate(&run.model, &src, test, 4, &ev) == STATUS_OK, "%s: %s", name,
+            EXPECT(trmml_evaluate(&run.model, &src, test, TRMML_EVAL_BATCH, &ev) == STATUS_OK, "%s: %s", name,
                    error_last());
             EXPECT(ev.json && lastline && strstr(lastline, ev.json) && run.meta.finished,
                    "%s: eval of the reopened run gives %.60s, training logged %.200s", name,
@@ -552,6 +662,16 @@ TEST(train_e2e_commands) {
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc == 0 && strncmp(out, "{\"mAP\":", 7) == 0 && strstr(out, "\"top3\":"),
            "eval exit %d: %.500s", rc, out);
+    /* It prints what training logged for the checkpoint, to the last digit (the same images in
+     * the same batches of TRMML_EVAL_BATCH, both at --threads 1). */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    size_t nm = 0;
+    char *metrics = slurp(path, &nm);
+    char *nl = strchr(out, '\n');
+    if (nl) *nl = 0;
+    EXPECT(metrics && out[0] && strstr(metrics, out), "trmml eval printed %.300s; metrics.jsonl: %.600s",
+           out, metrics ? metrics : "(missing)");
+    free(metrics);
     snprintf(path, sizeof path, "%s/ap.csv", run);
     size_t n = 0;
     char *csv = slurp(path, &n);

@@ -335,7 +335,7 @@ COMMAND(eval, "evaluate a training run on its test split (mAP family JSON, per-c
                                                 ? TRMML_TRANSFORM_TEST_BILINEAR
                                                 : TRMML_TRANSFORM_TEST_BICUBIC,
                                             false);
-    if (st == STATUS_OK) st = trmml_evaluate(&run.model, &src, ds, 64, &ev);
+    if (st == STATUS_OK) st = trmml_evaluate(&run.model, &src, ds, TRMML_EVAL_BATCH, &ev);
     char path[RUN_PATH_MAX];
     if (st == STATUS_OK && run_path(path, sizeof path, pos[0], "ap.csv"))
         st = trmml_write_ap_csv(path, run.names, ev.ap, run.C);

@@ -13,6 +13,11 @@
 #include "trmml/run.h"
 #include "trmml/train.h"
 
+/* The batch of evaluation, during training (metrics.jsonl) and in `trmml eval`: both score the
+ * same images in the same batches, so on the same machine and thread count they print the same
+ * numbers to the last digit (a different batch changes the GEMM shapes and so the rounding). */
+#define TRMML_EVAL_BATCH 64
+
 /* Positive-class probabilities of every item of src into scores (n x C, row-major), in batches
  * of `batch` images, no tape. */
 Status trmml_scores(const TrmmlModel *m, TrmmlBatchSource *src, int64_t batch, double *scores);

@@ -863,7 +863,7 @@ static Status load_checkpoint(Run *r) {
 /* Evaluate on the test split: log line, ap.csv, and the JSON for metrics.jsonl (owned). */
 static Status run_eval(Run *r, char **json, double *map) {
     TrmmlEval ev;
-    Status st = trmml_evaluate(&r->model, &r->src_test, r->test, 64, &ev);
+    Status st = trmml_evaluate(&r->model, &r->src_test, r->test, TRMML_EVAL_BATCH, &ev);
     if (st != STATUS_OK) return st;
     *map = ev.metrics.map;
     run_log_printf(&r->log, "eval stage=%lld epoch=%lld mAP=%.2f CF1=%.2f OF1=%.2f\n",
