@@ -3,6 +3,8 @@
 #   make               build/libtrmml.a and build/trmml (CUDA backend when nvcc is found)
 #   make test          build and run every test; last line: N passed, N failed, N skipped
 #   make DEBUG=1 test  the same under AddressSanitizer + UBSan (in build-debug/)
+#   make test-matrix   the suite under each OpenBLAS kernel the CPU runs, the naive GEMM, 1 and 2
+#                      threads (not in CI; docs/testing.md)
 #   make fixtures      regenerate test/fixtures/*.bin with PyTorch (installs python3-torch)
 #   make bench         benchmarks; writes docs/benchmarks.md (FILTER=NAME: one benchmark of
 #                      `build/trmml bench --list`, its table replaced in docs/benchmarks.md)
@@ -156,6 +158,12 @@ $(BUILD)/test_trmml: $(TEST_OBJ) $(BUILD)/libtrmml.a
 # FILTER=name runs the tests whose names contain it.
 test: $(BUILD)/test_trmml $(BUILD)/trmml
 	@OMP_NUM_THREADS=$${THREADS:-$${OMP_NUM_THREADS:-2}} ./$(BUILD)/test_trmml $(FILTER)
+
+# The suite under every OpenBLAS core type this CPU can run, TRMML_GEMM=naive, 1 and 2 threads:
+# one summary line per configuration (scripts/test-matrix.sh; docs/testing.md). Not in CI.
+.PHONY: test-matrix
+test-matrix: $(BUILD)/test_trmml $(BUILD)/trmml
+	@scripts/test-matrix.sh ./$(BUILD)/test_trmml $(FILTER)
 
 # Fuzzing: FUZZ_SECONDS per target (default 20); seeds from fuzz/corpus/<name>/ when present.
 # Crashes are written to build-fuzz/crash-<name>-* and fail the target.

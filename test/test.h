@@ -48,13 +48,16 @@ bool test_check_close(const char *file, int line, const char *what, const float 
                       const float *ref, int64_t n, double atol, double rtol);
 #define EXPECT_CLOSE_N(what, got, ref, n, atol, rtol)                                      \
     test_check_close(__FILE__, __LINE__, (what), (got), (ref), (n), (atol), (rtol))
-/* Normwise: every |got - ref| <= tol * max|ref|. For values that are sums with cancellation
+/* Normwise: every |got - ref| <= tol * max|ref| (TRMML_TEST_MEASURE=1 prints the measured ratio). For values that are sums with cancellation
  * (gradients over classes and tokens), where rounding error scales with the magnitude of the terms,
  * not of each result (docs/testing.md, "Two float32 computations of one quantity"). */
 bool test_check_close_normwise(const char *file, int line, const char *what, const float *got,
-                               const float *ref, int64_t n, double tol);
+                               const float *ref, int64_t n, double tol, double scale);
 #define EXPECT_CLOSE_NORMWISE(what, got, ref, n, tol)                                      \
-    test_check_close_normwise(__FILE__, __LINE__, (what), (got), (ref), (n), (tol))
+    test_check_close_normwise(__FILE__, __LINE__, (what), (got), (ref), (n), (tol), -1.0)
+/* The same with the scale given (e.g. the largest gradient of the parameter's module). */
+#define EXPECT_CLOSE_SCALED(what, got, ref, n, tol, scale)                                 \
+    test_check_close_normwise(__FILE__, __LINE__, (what), (got), (ref), (n), (tol), (scale))
 /* Tensor against a fixture tensor (shapes must match too). */
 bool test_check_tensor(const char *file, int line, const char *what, const Tensor *got,
                        const FixtureTensor *ref, double atol, double rtol);

@@ -373,10 +373,14 @@ TEST(clip_model_text_truncation_changes_nothing) {
     tensor_fill(x->grad, 0.0f);
     Tensor *b = clip_text_encode_embedded_ex(&m->text, x, eot, false);
     ag_backward_with(b, dout);
-    EXPECT_CLOSE_N("truncated vs full features", tensor_f32(a), tensor_f32(b), a->numel, 1e-6,
-                   1e-5);
-    EXPECT_CLOSE_N("truncated vs full dx", tensor_f32(dx_trunc), tensor_f32(x->grad), x->numel,
-                   1e-6, 1e-5);
+    /* The causal mask makes the math identical, but the cut changes every GEMM's row count, and
+     * a BLAS kernel may sum edge rows in another order: the two round differently. Normwise
+     * bounds (test/tolerance.h) for the fixture tower (2 layers, width 32, MLP 128, K <= 128):
+     * about 13 K-long stages to the features, 40 to dx. Measured: make test-matrix. */
+    EXPECT_CLOSE_NORMWISE("truncated vs full features", tensor_f32(a), tensor_f32(b), a->numel,
+                          tol_chain_normwise(13, 128));
+    EXPECT_CLOSE_NORMWISE("truncated vs full dx", tensor_f32(dx_trunc), tensor_f32(x->grad),
+                          x->numel, tol_chain_normwise(40, 128));
     /* Rows past the batch's last end-of-text position get exactly zero. */
     const int64_t T = x->shape[1], C = x->shape[2];
     bool zero = true;

@@ -322,13 +322,19 @@ static void schemes_case(bool class_specific) {
         trmml_prompt_backward(&pl, m, chunks[i], gp, gn);
         EXPECT(arena_used(tensor_arena()) == used, "chunk %lld: backward left %zu bytes",
                (long long)chunks[i], arena_used(tensor_arena()) - used);
+        /* Chunks change the GEMM shapes, so the two round differently; the context gradients
+         * sum over tokens (and, class-agnostic, over classes) with cancellation: the bound is
+         * normwise (test/tolerance.h). The text tower has 2 layers of width 32 (MLP 128): about
+         * 40 K-long stages in its forward and backward, K <= 128. Measured: 1.1e-6 of max|ref|
+         * (OpenBLAS Haswell kernel), 8e-7 (Prescott), 6e-8 (SkylakeX), 1.2e-7 (naive GEMM). */
+        const double tol = tol_chain_normwise(40, 128); /* 3.1e-4 */
         char what[64];
         snprintf(what, sizeof what, "chunk %lld dctx_pos", (long long)chunks[i]);
-        EXPECT_CLOSE_N(what, tensor_f32(pl.ctx_pos->grad), tensor_f32(ref_pos), ref_pos->numel,
-                       1e-6, 1e-4);
+        EXPECT_CLOSE_NORMWISE(what, tensor_f32(pl.ctx_pos->grad), tensor_f32(ref_pos),
+                              ref_pos->numel, tol);
         snprintf(what, sizeof what, "chunk %lld dctx_neg", (long long)chunks[i]);
-        EXPECT_CLOSE_N(what, tensor_f32(pl.ctx_neg->grad), tensor_f32(ref_neg), ref_neg->numel,
-                       1e-6, 1e-4);
+        EXPECT_CLOSE_NORMWISE(what, tensor_f32(pl.ctx_neg->grad), tensor_f32(ref_neg),
+                              ref_neg->numel, tol);
     }
     expect_frozen(m);
     trmml_prompt_free(&pl);

@@ -45,7 +45,18 @@ GemmPath gemm_set_path(GemmPath p) {
     return prev;
 }
 
-const char *gemm_backend_name(void) { return gemm_path() == GEMM_BLAS ? "openblas" : "naive"; }
+const char *gemm_backend_name(void) {
+#ifdef TRMML_OPENBLAS
+    /* The kernel OpenBLAS chose for this CPU (or OPENBLAS_CORETYPE forced): results round
+     * differently under each, so `trmml version`, benchmarks and test-matrix name it. */
+    static char buf[80];
+    if (gemm_path() == GEMM_BLAS) {
+        snprintf(buf, sizeof buf, "openblas, core %s", openblas_get_corename());
+        return buf;
+    }
+#endif
+    return "naive";
+}
 
 void gemm_set_threads(int n) {
 #ifdef TRMML_OPENBLAS
