@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -862,6 +863,35 @@ TEST(train_e2e_checkpoint_corruption_is_refused) {
     EXPECT(trmml_run_open(full, &run) == STATUS_OK, "intact again: %s", error_last());
     trmml_run_close(&run);
     free(good);
+    world_close(&w);
+}
+
+/* A run directory is locked while a `trmml train` holds it: a second one is refused naming the
+ * holder (pid and host from RUN/.lock); a lock file whose holder is gone (kill -9: the kernel
+ * drops the flock) does not block (issue 13, item 2). */
+TEST(train_e2e_run_dir_is_locked) {
+    World w;
+    if (!world_open(&w)) return;
+    char dir[256], path[320];
+    snprintf(dir, sizeof dir, "%s/locked", w.dir);
+    CHECK(mkdir(dir, 0755) == 0, "mkdir %s", dir);
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "lock %s", path);
+    const char holder[] = "pid=4242 host=testhost started=2024-01-02T03:04:05Z\n";
+    CHECK(write(fd, holder, strlen(holder)) == (ssize_t)strlen(holder), "write %s", path);
+    RunConfig rc = mini_config(&w, TRMML_METHOD_BASELINE);
+    TrainOptions opt = {0};
+    Status st = trmml_train_run(&rc, dir, &opt);
+    EXPECT(st != STATUS_OK && strstr(error_last(), "4242") && strstr(error_last(), "testhost"),
+           "a locked run directory gave %d: %s", st, st == STATUS_OK ? "trained" : error_last());
+    opt.resume = true;
+    st = trmml_train_run(&rc, dir, &opt);
+    EXPECT(st != STATUS_OK, "resume into a locked run directory was accepted");
+    close(fd); /* what the kernel does for a killed holder; the file stays */
+    opt.resume = false;
+    EXPECT(trmml_train_run(&rc, dir, &opt) == STATUS_OK, "after the holder left: %s",
+           error_last());
     world_close(&w);
 }
 

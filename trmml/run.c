@@ -8,7 +8,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clip/checkpoint.h"
@@ -782,4 +784,56 @@ Status run_config_of_checkpoint(const RunCheckpoint *ck, const char *config_path
         free(have);
     }
     return STATUS_OK;
+}
+
+/* ---- the lock of a run directory ----------------------------------------------------------- */
+
+/* "pid=P host=H started=T" of this process. */
+static void holder_line(char *buf, size_t cap) {
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&now, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(buf, cap, "pid=%ld host=%s started=%s\n", (long)getpid(), host, when);
+}
+
+Status run_lock(const char *dir, RunLock *lock) {
+    lock->fd = -1;
+    char path[RUN_PATH_MAX];
+    if (!run_path(path, sizeof path, dir, ".lock"))
+        return error_set(STATUS_ERR_USAGE, "%s: path too long", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return error_set(STATUS_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char holder[256] = {0};
+        ssize_t k = pread(fd, holder, sizeof holder - 1, 0);
+        holder[k > 0 ? k : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        close(fd);
+        if (err != EWOULDBLOCK)
+            return error_set(STATUS_ERR_IO, "%s: cannot lock (%s)", path, strerror(err));
+        return error_set(STATUS_ERR_IO,
+                         "%s is in use by another trmml train (%s, in %s); wait for it to end, "
+                         "or choose another --out",
+                         dir, holder[0] ? holder : "holder unknown", path);
+    }
+    char line[512];
+    holder_line(line, sizeof line);
+    /* Who holds it, for the message of the next one; the flock is the lock, not the text. */
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, strlen(line), 0) != (ssize_t)strlen(line)) {
+        const int err = errno;
+        close(fd);
+        return error_set(STATUS_ERR_IO, "%s: cannot write (%s)", path, strerror(err));
+    }
+    lock->fd = fd;
+    return STATUS_OK;
+}
+
+void run_unlock(RunLock *lock) {
+    if (lock->fd >= 0) close(lock->fd);
+    lock->fd = -1;
 }

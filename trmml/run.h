@@ -96,6 +96,18 @@ Status run_mkdir(const char *dir);
 /* Write `text` (n bytes) to path.tmp, fsync, rename. */
 Status run_write_file(const char *path, const char *text, size_t n);
 
+/* The exclusive lock of a run directory: flock on <dir>/.lock, held while the descriptor is
+ * open, so the kernel drops it when the holder exits or is killed. The holder writes
+ * "pid=P host=H started=T" into the file; the file itself stays and means nothing unlocked. */
+typedef struct {
+    int fd; /* -1 when not held */
+} RunLock;
+/* Take the lock of an existing directory without waiting: STATUS_ERR_IO naming the directory
+ * and the holder's line when another process holds it. */
+Status run_lock(const char *dir, RunLock *lock);
+/* Release (no-op when not held). */
+void run_unlock(RunLock *lock);
+
 /* Progress log: each line goes to `echo` (may be NULL) and to the log file (flushed). */
 typedef struct {
     FILE *file;

@@ -724,6 +724,7 @@ typedef struct {
     const char *dir;
     char ckpt[RUN_PATH_MAX], metrics[RUN_PATH_MAX], apcsv[RUN_PATH_MAX], curve[RUN_PATH_MAX],
         config[RUN_PATH_MAX];
+    RunLock lock;
     RunCheckpoint resume; /* the checkpoint resumed from, until its state is restored */
     bool config_intact;   /* resume: config.txt holds exactly the resolved configuration */
     RunLog log;
@@ -755,6 +756,7 @@ static void run_close(Run *r) {
     ds_free(r->test);
     run_checkpoint_close(&r->resume);
     run_log_close(&r->log);
+    run_unlock(&r->lock);
 }
 
 static TrmmlTransform test_transform(int method) {
@@ -941,15 +943,16 @@ static Status already_holds(const char *dir) {
                      dir);
 }
 
-/* --resume: the run's checkpoint (verified) and its configuration from it
- * (run_config_of_checkpoint). Writes nothing. */
+/* --resume: the directory's lock, its checkpoint (verified), and the run's configuration from
+ * it (run_config_of_checkpoint). Writes nothing but the lock file. */
 static Status resume_config(Run *r) {
     if (access(r->ckpt, F_OK) != 0)
         return error_set(STATUS_ERR_IO,
                          "%s: no checkpoint.safetensors to resume from (a run stopped before "
                          "the end of its first epoch has none); start it again without --resume",
                          r->dir);
-    Status st = run_checkpoint_open(r->ckpt, &r->resume);
+    Status st = run_lock(r->dir, &r->lock);
+    if (st == STATUS_OK) st = run_checkpoint_open(r->ckpt, &r->resume);
     if (st == STATUS_OK)
         st = run_config_of_checkpoint(&r->resume, r->config, &r->rc, &r->config_intact);
     if (st == STATUS_OK) st = run_config_validate(&r->rc);
@@ -1001,11 +1004,14 @@ static Status open_inputs(Run *r) {
     return STATUS_OK;
 }
 
-/* A fresh run, once every check passed: the directory, config.txt, classes.txt. Leftovers of
- * a run that never completed an epoch (no checkpoint) are replaced. */
+/* A fresh run, once every check passed: the directory, its lock, config.txt, classes.txt.
+ * Leftovers of a run that never completed an epoch (no checkpoint) are replaced. */
 static Status create_run_dir(Run *r) {
     Status st = run_mkdir(r->dir);
+    if (st == STATUS_OK) st = run_lock(r->dir, &r->lock);
     if (st != STATUS_OK) return st;
+    /* Again under the lock: another run may have written its first checkpoint meanwhile. */
+    if (access(r->ckpt, F_OK) == 0) return already_holds(r->dir);
     size_t n;
     char *text = config_text(&r->rc, &n);
     st = run_write_file(r->config, text, n);
@@ -1200,6 +1206,7 @@ Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOpti
     CHECK(rc || opt->resume, "trmml_train_run: a fresh run needs its configuration");
     Run r;
     memset(&r, 0, sizeof r);
+    r.lock.fd = -1;
     r.dir = out_dir;
     Status st = open_run(&r, rc, opt);
     const TrmmlConfig *tc = &r.rc.tc;
