@@ -11,10 +11,14 @@
  *     same checkpoint bytes and the same metrics.jsonl as the uninterrupted run;
  *   - the run directory reopens for evaluation with the final metrics;
  *   - a feature cache of the wrong resize filter is refused unless overridden. */
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "autograd/tape.h"
@@ -771,5 +775,284 @@ TEST(train_e2e_non_finite_loss_is_not_applied) {
         trmml_optim_free(o);
         trmml_model_free(&m);
     }
+    world_close(&w);
+}
+
+/* ---- the run directory under hostile conditions (docs/training.md "Reliability") ----------- */
+
+static void put_file(const char *path, const char *text, size_t n) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(text, 1, n, f) == n && fclose(f) == 0, "cannot write %s", path);
+}
+
+/* Replace the first occurrence of `from` in file `path` by `to`; false when absent. */
+static bool edit_file(const char *path, const char *from, const char *to) {
+    size_t n = 0;
+    char *text = slurp(path, &n);
+    char *hit = text ? memmem(text, n, from, strlen(from)) : NULL;
+    if (hit) {
+        size_t head = (size_t)(hit - text), tail = n - head - strlen(from);
+        char *out = xmalloc(n + strlen(to) + 1);
+        memcpy(out, text, head);
+        memcpy(out + head, to, strlen(to));
+        memcpy(out + head + strlen(to), hit + strlen(from), tail);
+        put_file(path, out, head + strlen(to) + tail);
+        free(out);
+    }
+    free(text);
+    return hit != NULL;
+}
+
+/* A run of `rc` into w.dir/<name>: complete (stop_after 0) or stopped after one epoch. */
+static void train_into(const World *w, const RunConfig *rc, const char *name, int64_t stop_after,
+                       char *dir, size_t cap) {
+    snprintf(dir, cap, "%s/%s", w->dir, name);
+    TrainOptions opt = {.stop_after = stop_after};
+    CHECK(trmml_train_run(rc, dir, &opt) == STATUS_OK, "%s: %s", dir, error_last());
+}
+
+/* Resume takes the run's settings from its checkpoint: a config.txt that lost keys (truncated)
+ * resumes exactly as the uninterrupted run and gets its keys back; a config.txt whose recipe was
+ * edited is refused naming the file and the key; neither ends in a signal (issue 13, item 1). */
+TEST(train_e2e_resume_config_comes_from_checkpoint) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    World w;
+    if (!world_open(&w)) return;
+    static char out[1 << 16];
+    char full[256], cut[256], path[320], a[320], cmd[8192];
+    RunConfig rc = mini_config(&w, TRMML_METHOD_BASELINE);
+    train_into(&w, &rc, "full", 0, full, sizeof full);
+
+    train_into(&w, &rc, "truncated", 1, cut, sizeof cut);
+    snprintf(path, sizeof path, "%s/config.txt", cut);
+    size_t n = 0;
+    char *text = slurp(path, &n);
+    char *third = text ? strchr(strchr(strchr(text, '\n') + 1, '\n') + 1, '\n') : NULL;
+    CHECK(third, "config.txt of %s has fewer than three lines", cut);
+    put_file(path, text, (size_t)(third + 1 - text)); /* method, dataset, root only */
+    snprintf(cmd, sizeof cmd, "'%s' --threads 1 train --out '%s' --resume 2>&1", exe, cut);
+    int st = test_run_capture(cmd, out, sizeof out);
+    snprintf(a, sizeof a, "%s/checkpoint.safetensors", full);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", cut);
+    EXPECT(st == 0 && same_file(a, path),
+           "resume with a truncated config.txt: exit %d, same checkpoint %d: %.1500s", st,
+           same_file(a, path), out);
+    snprintf(path, sizeof path, "%s/config.txt", cut);
+    free(text);
+    text = slurp(path, &n);
+    EXPECT(text && strstr(text, "\nepochs = 2 ") && strstr(text, "\nbatch_size = 8 "),
+           "config.txt was not restored from the checkpoint: %.300s", text ? text : "(missing)");
+    free(text);
+
+    train_into(&w, &rc, "edited", 1, cut, sizeof cut);
+    snprintf(path, sizeof path, "%s/config.txt", cut);
+    CHECK(edit_file(path, "\nepochs = 2 ", "\nepochs = 5 "), "no 'epochs = 2' in %s", path);
+    snprintf(cmd, sizeof cmd, "'%s' --threads 1 train --out '%s' --resume 2>&1", exe, cut);
+    st = test_run_capture(cmd, out, sizeof out);
+    EXPECT(st == 1 && strstr(out, path) && strstr(out, "'epochs'") && strstr(out, "5") &&
+               strstr(out, "2"),
+           "resume with an edited config.txt: exit %d: %.1500s", st, out);
+    world_close(&w);
+}
+
+/* The counters of a checkpoint are checked against the run before training continues: a
+ * dataset that changed size under `root` (the relocatable key) is refused with a message, not a
+ * CHECK abort in the schedule. */
+TEST(train_e2e_resume_checks_counters) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    World w;
+    if (!world_open(&w)) return;
+    static char out[1 << 16];
+    char cut[256], path[320], cmd[8192], world2[200], root2[240];
+    snprintf(world2, sizeof world2, "%s/world2", w.dir);
+    snprintf(root2, sizeof root2, "%s/VOCdevkit", world2);
+    SynthConfig sc = ds_synth_default_config();
+    sc.n_train = 28; /* 4 steps of 8 per epoch instead of 3 */
+    sc.n_test = 10;
+    sc.size = 64;
+    CHECK(ds_synth_write(world2, &sc, false, NULL) == STATUS_OK, "%s", error_last());
+    RunConfig rc = mini_config(&w, TRMML_METHOD_BASELINE);
+    rc.cached_train[0] = rc.cached_test[0] = 0; /* the image tower: no cache of 20 images */
+    train_into(&w, &rc, "moved", 1, cut, sizeof cut);
+    snprintf(path, sizeof path, "%s/config.txt", cut);
+    CHECK(edit_file(path, w.root, root2), "no root in %s", path);
+    snprintf(cmd, sizeof cmd, "'%s' --threads 1 train --out '%s' --resume 2>&1", exe, cut);
+    int st = test_run_capture(cmd, out, sizeof out);
+    EXPECT(st == 1 && strstr(out, "checkpoint.safetensors") && strstr(out, "steps per epoch"),
+           "resume on a dataset of another size: exit %d: %.1500s", st, out);
+    world_close(&w);
+}
+
+/* metrics.jsonl is rewritten on resume from the checkpoint's own record: garbage, a missing
+ * file, and a line written after the last checkpoint (a kill between the two) all end as the
+ * uninterrupted run's file (issue 13, item 3). */
+TEST(train_e2e_resume_rewrites_metrics) {
+    World w;
+    if (!world_open(&w)) return;
+    char full[256], cut[256], path[320], a[320], b[320];
+    RunConfig rc = mini_config(&w, TRMML_METHOD_BASELINE);
+    train_into(&w, &rc, "full", 0, full, sizeof full);
+    snprintf(a, sizeof a, "%s/metrics.jsonl", full);
+    char garbage[300];
+    for (size_t i = 0; i < sizeof garbage; i++) garbage[i] = (char)(i * 37 + 11);
+    const char *cases[] = {"garbage", "missing", "extra"};
+    for (int k = 0; k < 3; k++) {
+        train_into(&w, &rc, cases[k], 1, cut, sizeof cut);
+        snprintf(path, sizeof path, "%s/metrics.jsonl", cut);
+        if (k == 0) put_file(path, garbage, sizeof garbage);
+        if (k == 1) remove(path);
+        if (k == 2) {
+            size_t n = 0;
+            char *text = slurp(path, &n), *both = xmalloc(2 * n + 1);
+            memcpy(both, text, n);
+            memcpy(both + n, text, n);
+            put_file(path, both, 2 * n);
+            free(both);
+            free(text);
+        }
+        TrainOptions opt = {.resume = true};
+        EXPECT(trmml_train_run(&rc, cut, &opt) == STATUS_OK, "%s: %s", cases[k], error_last());
+        snprintf(b, sizeof b, "%s/metrics.jsonl", cut);
+        EXPECT(same_file(a, b), "%s metrics.jsonl: the resumed run's differs", cases[k]);
+    }
+    world_close(&w);
+}
+
+/* One flipped byte anywhere in a checkpoint (data or header), or a truncated one, is refused by
+ * every reader (trmml_run_open: eval, predict, visualize; resume), naming the file; so is a
+ * version 1 checkpoint, by its version (issue 13, item 6). */
+TEST(train_e2e_checkpoint_corruption_is_refused) {
+    World w;
+    if (!world_open(&w)) return;
+    char full[256], path[320];
+    RunConfig rc = mini_config(&w, TRMML_METHOD_BASELINE);
+    train_into(&w, &rc, "full", 0, full, sizeof full);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", full);
+    size_t n = 0;
+    char *good = slurp(path, &n);
+    CHECK(good && n > 64, "%s", path);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)(uint8_t)good[i] << (8 * i);
+    char *meta = memmem(good, 8 + hlen, "\"format\":\"pt\"", 13);
+    CHECK(meta, "%s: no format metadata", path);
+    const struct {
+        const char *what;
+        size_t at, len;
+    } cases[] = {
+        {"data byte", (8 + hlen + n) / 2, n},
+        {"last data byte", n - 40, n},
+        {"header byte", (size_t)(meta - good) + 11, n}, /* "pt" -> "qt": still valid JSON */
+        {"truncated", n, n / 2},
+    };
+    for (int k = 0; k < 4; k++) {
+        char *bad = xmalloc(n);
+        memcpy(bad, good, n);
+        if (cases[k].at < n) bad[cases[k].at] ^= 1;
+        put_file(path, bad, cases[k].len);
+        free(bad);
+        TrmmlRun run;
+        Status st = trmml_run_open(full, &run);
+        EXPECT(st != STATUS_OK && strstr(error_last(), path), "%s: reopen gave %d: %s",
+               cases[k].what, st, st == STATUS_OK ? "accepted" : error_last());
+        if (st == STATUS_OK) trmml_run_close(&run);
+        TrainOptions opt = {.resume = true};
+        st = trmml_train_run(&rc, full, &opt);
+        EXPECT(st != STATUS_OK && strstr(error_last(), path), "%s: resume gave %d: %s",
+               cases[k].what, st, st == STATUS_OK ? "accepted" : error_last());
+    }
+    /* A version 1 checkpoint (no record, no digest) is refused by its version. */
+    ParamStore *v1 = param_store_create(DEVICE_CPU, "v1");
+    Tensor *mt = param_add(v1, "trmml.meta", DT_I64, 1, SHAPE(16), false);
+    param_store_finalize(v1);
+    memset(mt->data, 0, 16 * sizeof(int64_t));
+    ((int64_t *)mt->data)[0] = RUN_CKPT_MAGIC;
+    ((int64_t *)mt->data)[1] = 1;
+    CHECK(safetensors_write(path, v1) == STATUS_OK, "%s", error_last());
+    param_store_destroy(v1);
+    TrmmlRun run;
+    Status st = trmml_run_open(full, &run);
+    EXPECT(st != STATUS_OK && strstr(error_last(), path) && strstr(error_last(), "version 1"),
+           "a version 1 checkpoint gave %d: %s", st, st == STATUS_OK ? "accepted" : error_last());
+    if (st == STATUS_OK) trmml_run_close(&run);
+    put_file(path, good, n);
+    EXPECT(trmml_run_open(full, &run) == STATUS_OK, "intact again: %s", error_last());
+    trmml_run_close(&run);
+    free(good);
+    world_close(&w);
+}
+
+/* A run directory is locked while a `trmml train` holds it: a second one is refused naming the
+ * holder (pid and host from RUN/.lock); a lock file whose holder is gone (kill -9: the kernel
+ * drops the flock) does not block (issue 13, item 2). */
+TEST(train_e2e_run_dir_is_locked) {
+    World w;
+    if (!world_open(&w)) return;
+    char dir[256], path[320];
+    snprintf(dir, sizeof dir, "%s/locked", w.dir);
+    CHECK(mkdir(dir, 0755) == 0, "mkdir %s", dir);
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "lock %s", path);
+    const char holder[] = "pid=4242 host=testhost started=2024-01-02T03:04:05Z\n";
+    CHECK(write(fd, holder, strlen(holder)) == (ssize_t)strlen(holder), "write %s", path);
+    RunConfig rc = mini_config(&w, TRMML_METHOD_BASELINE);
+    TrainOptions opt = {0};
+    Status st = trmml_train_run(&rc, dir, &opt);
+    EXPECT(st != STATUS_OK && strstr(error_last(), "4242") && strstr(error_last(), "testhost"),
+           "a locked run directory gave %d: %s", st, st == STATUS_OK ? "trained" : error_last());
+    opt.resume = true;
+    st = trmml_train_run(&rc, dir, &opt);
+    EXPECT(st != STATUS_OK, "resume into a locked run directory was accepted");
+    close(fd); /* what the kernel does for a killed holder; the file stays */
+    opt.resume = false;
+    EXPECT(trmml_train_run(&rc, dir, &opt) == STATUS_OK, "after the holder left: %s",
+           error_last());
+    world_close(&w);
+}
+
+/* A `trmml train` that fails its checks creates no run directory; leftovers of a run that never
+ * completed an epoch (config.txt, log.txt, .lock, no checkpoint) do not block a new run, and
+ * --resume there says there is nothing to resume (issue 13, item 7). */
+TEST(train_e2e_failed_start_leaves_nothing) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    World w;
+    if (!world_open(&w)) return;
+    static char out[1 << 16];
+    char cmd[8192], run[256], path[320];
+    snprintf(run, sizeof run, "%s/never", w.dir);
+    /* A cache of the other resize filter: refused after the dataset and model were opened. */
+    snprintf(cmd, sizeof cmd,
+             "'%s' --threads 1 train --method dualcoop --dataset voc2007 --root '%s' "
+             "--class-list '%s' --model '%s' --out '%s' --ratio 0.5 --epochs 1 --batch 10 "
+             "--set input_size=64 --cached '%s' --cached-test '%s' 2>&1",
+             exe, w.root, w.classes, w.model, run, w.train_feat, w.test_feat);
+    int st = test_run_capture(cmd, out, sizeof out);
+    EXPECT(st == 1 && access(run, F_OK) != 0,
+           "a refused start: exit %d, run directory %s: %.1000s", st,
+           access(run, F_OK) == 0 ? "created" : "absent", out);
+    /* Leftovers of a run killed before its first checkpoint. */
+    CHECK(mkdir(run, 0755) == 0 || errno == EEXIST, "mkdir %s", run);
+    const char *names[] = {"config.txt", "log.txt", ".lock", "metrics.jsonl"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", run, names[i]);
+        put_file(path, "left over\n", 10);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' --threads 1 train --out '%s' --resume 2>&1", exe, run);
+    st = test_run_capture(cmd, out, sizeof out);
+    EXPECT(st == 1 && strstr(out, "no checkpoint.safetensors") && strstr(out, "without --resume"),
+           "resume without a checkpoint: exit %d: %.1000s", st, out);
+    RunConfig rc = mini_config(&w, TRMML_METHOD_BASELINE);
+    rc.tc.epochs = 1;
+    TrainOptions opt = {0};
+    EXPECT(trmml_train_run(&rc, run, &opt) == STATUS_OK, "into leftovers: %s", error_last());
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    size_t n = 0;
+    char *text = slurp(path, &n);
+    EXPECT(text && strncmp(text, "{\"stage\":1,", 11) == 0 && memchr(text, '\n', n) == text + n - 1,
+           "metrics.jsonl after a run into leftovers: %.200s", text ? text : "(missing)");
+    free(text);
     world_close(&w);
 }

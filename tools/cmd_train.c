@@ -187,16 +187,17 @@ COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen
     if (resume) {
         if (other) {
             fprintf(stderr,
-                    "trmml train: with --resume the configuration comes from %s/config.txt; "
-                    "give only --out and --resume\n",
+                    "trmml train: with --resume the configuration comes from the run in %s "
+                    "(its checkpoint); give only --out and --resume\n",
                     out);
             return 2;
         }
-        char path[RUN_PATH_MAX];
-        run_path(path, sizeof path, out, "config.txt");
-        rc = run_config_default(TRMML_METHOD_TRMML, NULL);
-        st = run_config_parse_file(&rc, path);
-        if (st != STATUS_OK) return fail("train", st);
+        /* The configuration is the checkpoint's own (trmml_train_run). */
+        if ((st = cpu_only()) != STATUS_OK) return fail("train", st);
+        TrainOptions opt = {
+            .resume = true, .echo = stderr, .progress_bar = isatty(fileno(stderr)) != 0};
+        st = trmml_train_run(NULL, out, &opt);
+        return st == STATUS_OK ? 0 : fail("train", st);
     } else {
         int method = trmml_method_parse(method_s);
         if (method < 0) {
@@ -251,8 +252,7 @@ COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen
     if ((st = cpu_only()) != STATUS_OK) return fail("train", st);
     st = run_config_validate(&rc);
     if (st != STATUS_OK) return fail("train", st);
-    TrainOptions opt = {
-        .resume = resume, .echo = stderr, .progress_bar = isatty(fileno(stderr)) != 0};
+    TrainOptions opt = {.echo = stderr, .progress_bar = isatty(fileno(stderr)) != 0};
     st = trmml_train_run(&rc, out, &opt);
     return st == STATUS_OK ? 0 : fail("train", st);
 }

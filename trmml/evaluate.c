@@ -133,11 +133,15 @@ static Status read_classes(const char *path, char ***names, int64_t *C) {
 
 Status trmml_run_open(const char *dir, TrmmlRun *run) {
     memset(run, 0, sizeof *run);
-    char path[RUN_PATH_MAX];
-    if (!run_path(path, sizeof path, dir, "config.txt"))
+    char path[RUN_PATH_MAX], config[RUN_PATH_MAX];
+    if (!run_path(path, sizeof path, dir, "checkpoint.safetensors") ||
+        !run_path(config, sizeof config, dir, "config.txt"))
         return error_set(STATUS_ERR_USAGE, "%s: path too long", dir);
-    run->cfg = run_config_default(TRMML_METHOD_TRMML, NULL);
-    Status st = run_config_parse_file(&run->cfg, path);
+    /* The checkpoint first: it is verified (SHA-256) and carries the run's configuration;
+     * config.txt may only move files (run_config_of_checkpoint). */
+    RunCheckpoint ck;
+    Status st = run_checkpoint_open(path, &ck);
+    if (st == STATUS_OK) st = run_config_of_checkpoint(&ck, config, &run->cfg, NULL);
     if (st == STATUS_OK) {
         run_path(path, sizeof path, dir, "classes.txt");
         st = read_classes(path, &run->names, &run->C);
@@ -149,23 +153,23 @@ Status trmml_run_open(const char *dir, TrmmlRun *run) {
     if (st == STATUS_OK)
         st = trmml_model_create(&run->model, &run->cfg, run->clip, run->tok, run->names, run->C);
     if (st == STATUS_OK) {
-        run_path(path, sizeof path, dir, "checkpoint.safetensors");
+        run->meta = ck.meta;
+        if (run->meta.method != run->cfg.method || run->meta.n_classes != run->C)
+            st = error_set(STATUS_ERR_FORMAT,
+                           "%s: checkpoint of another run (method or classes differ "
+                           "from classes.txt)",
+                           ck.path);
         Arena *arena = tensor_arena();
         size_t mark = arena_mark(arena);
         int cap = param_count(run->model.ps) + 64;
         RunTensor *t = xcalloc((size_t)cap, sizeof *t);
         int n = trmml_model_state(&run->model, t, cap);
-        st = run_checkpoint_read(path, &run->meta, t, n);
+        if (st == STATUS_OK) st = run_checkpoint_restore(&ck, t, n);
         free(t);
         arena_release(arena, mark);
-        if (st == STATUS_OK &&
-            (run->meta.method != run->cfg.method || run->meta.n_classes != run->C))
-            st = error_set(STATUS_ERR_FORMAT,
-                           "%s: checkpoint of another run (method or classes differ "
-                           "from config.txt)",
-                           path);
         if (st != STATUS_OK) trmml_model_free(&run->model);
     }
+    run_checkpoint_close(&ck);
     if (st != STATUS_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", error_last());

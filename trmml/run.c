@@ -8,12 +8,15 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clip/checkpoint.h"
 #include "clip/safetensors.h"
 #include "datasets/image.h"
+#include "tensor/sha256.h"
 
 static const char *const METHOD_NAMES[] = {"trmml", "dualcoop", "baseline", "pvlr"};
 
@@ -153,9 +156,8 @@ static char *trim(char *s) {
     return s;
 }
 
-Status run_config_parse_file(RunConfig *rc, const char *path) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+/* Apply the `key = value` lines of f; errors name `path`:LINE. */
+static Status parse_stream(RunConfig *rc, FILE *f, const char *path) {
     char line[2 * RUN_PATH_MAX];
     int lineno = 0;
     Status st = STATUS_OK;
@@ -198,6 +200,22 @@ Status run_config_parse_file(RunConfig *rc, const char *path) {
         }
     }
     if (st == STATUS_OK && ferror(f)) st = error_set(STATUS_ERR_IO, "%s: read error", path);
+    return st;
+}
+
+Status run_config_parse_file(RunConfig *rc, const char *path) {
+    FILE *f = xfopen(path, "rb");
+    if (!f) return STATUS_ERR_IO;
+    Status st = parse_stream(rc, f, path);
+    fclose(f);
+    return st;
+}
+
+Status run_config_parse_text(RunConfig *rc, const char *text, const char *what) {
+    if (!*text) return STATUS_OK; /* fmemopen refuses an empty buffer */
+    FILE *f = fmemopen((void *)text, strlen(text), "rb");
+    CHECK(f, "fmemopen");
+    Status st = parse_stream(rc, f, what);
     fclose(f);
     return st;
 }
@@ -471,26 +489,77 @@ static void meta_unpack(RunMeta *m, const int64_t *v) {
     m->finished = v[11];
 }
 
-Status run_checkpoint_write(const char *path, const RunMeta *meta, const RunTensor *t, int n) {
+/* Entry names of the run's own record (run.h). */
+#define CKPT_META "trmml.meta"
+#define CKPT_CONFIG "trmml.config"
+#define CKPT_METRICS "trmml.metrics"
+#define CKPT_DIGEST "trmml.sha256"
+#define DIGEST_N 32
+
+/* A uint8 tensor holding `text` without its NUL. */
+static void add_text(ParamStore *ps, const char *name, const char *text, Tensor **out) {
+    *out = param_add(ps, name, DT_U8, 1, SHAPE((int64_t)strlen(text)), false);
+}
+
+/* Hash the first size - DIGEST_N bytes of the file `path` and write the digest over its last
+ * DIGEST_N bytes (the data of the trmml.sha256 entry, which the writer puts last). */
+static Status seal_digest(const char *path) {
+    FILE *f = xfopen(path, "r+b");
+    if (!f) return STATUS_ERR_IO;
+    Status st = STATUS_OK;
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (size < 8 + DIGEST_N) st = error_set(STATUS_ERR_IO, "%s: cannot size the file", path);
+    Sha256 h;
+    sha256_init(&h);
+    uint8_t buf[1 << 16], digest[DIGEST_N];
+    if (st == STATUS_OK && fseek(f, 0, SEEK_SET) != 0)
+        st = error_set(STATUS_ERR_IO, "%s: seek failed", path);
+    for (long left = size - DIGEST_N; st == STATUS_OK && left > 0;) {
+        size_t k = left < (long)sizeof buf ? (size_t)left : sizeof buf;
+        st = xfread(buf, 1, k, f, path);
+        sha256_update(&h, buf, k);
+        left -= (long)k;
+    }
+    sha256_final(&h, digest);
+    /* A read-to-write switch on an update stream needs a seek in between (C11 7.21.5.3). */
+    if (st == STATUS_OK && fseek(f, size - DIGEST_N, SEEK_SET) != 0)
+        st = error_set(STATUS_ERR_IO, "%s: seek failed", path);
+    if (st == STATUS_OK) st = xfwrite(digest, 1, DIGEST_N, f, path);
+    if (fclose(f) != 0 && st == STATUS_OK) st = error_set(STATUS_ERR_IO, "%s: write failed", path);
+    return st;
+}
+
+Status run_checkpoint_write(const char *path, const RunMeta *meta, const char *config,
+                            const char *metrics, const RunTensor *t, int n) {
     ParamStore *ps = param_store_create(DEVICE_CPU, "checkpoint");
-    Tensor *mt = param_add(ps, "trmml.meta", DT_I64, 1, SHAPE(RUN_META_N), false);
+    Tensor *mt = param_add(ps, CKPT_META, DT_I64, 1, SHAPE(RUN_META_N), false);
+    Tensor *ct, *ht;
+    add_text(ps, CKPT_CONFIG, config, &ct);
+    add_text(ps, CKPT_METRICS, metrics, &ht);
     Tensor **dst = xcalloc((size_t)n + 1, sizeof *dst);
     for (int i = 0; i < n; i++) {
         CHECK(t[i].t && t[i].t->device == DEVICE_CPU, "checkpoint: '%s' must be a CPU tensor",
               t[i].name);
         dst[i] = param_add(ps, t[i].name, t[i].t->dtype, t[i].t->ndim, t[i].t->shape, false);
     }
+    /* Last, so its data is the file's last DIGEST_N bytes (safetensors_write keeps store order). */
+    Tensor *dt = param_add(ps, CKPT_DIGEST, DT_U8, 1, SHAPE(DIGEST_N), false);
     param_store_finalize(ps);
     meta_pack(meta, (int64_t *)mt->data);
+    memcpy(ct->data, config, strlen(config));
+    memcpy(ht->data, metrics, strlen(metrics));
+    memset(dt->data, 0, DIGEST_N);
     for (int i = 0; i < n; i++)
         if (t[i].t->numel)
             memcpy(dst[i]->data, t[i].t->data, (size_t)t[i].t->numel * dtype_size(t[i].t->dtype));
     free(dst);
-    /* safetensors_write publishes `stage` by rename; sync it, then publish it as `path`. */
+    /* safetensors_write publishes `stage` by rename; seal and sync it, then publish it as
+     * `path`. */
     char stage[RUN_PATH_MAX + 8];
     snprintf(stage, sizeof stage, "%s.new", path);
     Status st = safetensors_write(stage, ps);
     param_store_destroy(ps);
+    if (st == STATUS_OK) st = seal_digest(stage);
     if (st == STATUS_OK) st = fsync_path(stage);
     if (st == STATUS_OK && rename(stage, path) != 0)
         st = error_set(STATUS_ERR_IO, "%s: cannot rename to %s", stage, path);
@@ -498,42 +567,273 @@ Status run_checkpoint_write(const char *path, const RunMeta *meta, const RunTens
     return st;
 }
 
-Status run_checkpoint_read(const char *path, RunMeta *meta, const RunTensor *t, int n) {
+/* The whole file in memory (owned). */
+static Status read_all(const char *path, uint8_t **buf, size_t *size) {
+    *buf = NULL;
+    FILE *f = xfopen(path, "rb");
+    if (!f) return STATUS_ERR_IO;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    Status st = n >= 0 && fseek(f, 0, SEEK_SET) == 0
+                    ? STATUS_OK
+                    : error_set(STATUS_ERR_IO, "%s: cannot size the file", path);
+    if (st == STATUS_OK) {
+        *size = (size_t)n;
+        *buf = xmalloc(*size + 1);
+        st = xfread(*buf, 1, *size, f, path);
+    }
+    fclose(f);
+    if (st != STATUS_OK) {
+        free(*buf);
+        *buf = NULL;
+    }
+    return st;
+}
+
+/* The trmml.meta values of a parsed store, or NULL when it has no valid meta tensor. */
+static const int64_t *meta_values(ParamStore *ps) {
+    Tensor *mt = param_find(ps, CKPT_META);
+    if (!mt || mt->dtype != DT_I64 || mt->ndim != 1 || mt->shape[0] != RUN_META_N ||
+        ((int64_t *)mt->data)[0] != RUN_CKPT_MAGIC)
+        return NULL;
+    return (const int64_t *)mt->data;
+}
+
+/* Why a file whose digest does not match was refused: an older version, or damage. */
+static Status digest_mismatch(const char *path, const uint8_t *buf, size_t size) {
     ParamStore *ps = NULL;
     CkptOptions opt = {.skip_digest = true};
-    Status st = ckpt_load(path, &opt, &ps, NULL);
-    if (st != STATUS_OK) return st;
-    Tensor *mt = param_find(ps, "trmml.meta");
-    if (!mt || mt->dtype != DT_I64 || mt->ndim != 1 || mt->shape[0] != RUN_META_N ||
-        ((int64_t *)mt->data)[0] != RUN_CKPT_MAGIC) {
-        param_store_destroy(ps);
-        return error_set(STATUS_ERR_FORMAT,
-                         "%s: not a trmml training checkpoint (no trmml.meta "
-                         "tensor with the magic number)",
-                         path);
-    }
-    const int64_t *v = (const int64_t *)mt->data;
-    if (v[1] != RUN_CKPT_VERSION) {
-        param_store_destroy(ps);
-        return error_set(STATUS_ERR_FORMAT, "%s: checkpoint version %lld, this program reads %d",
-                         path, (long long)v[1], RUN_CKPT_VERSION);
-    }
-    meta_unpack(meta, v);
-    for (int i = 0; i < n && st == STATUS_OK; i++) {
-        if (!t[i].t) continue;
-        Tensor *s = param_find(ps, t[i].name);
-        if (!s) {
-            st = error_set(STATUS_ERR_FORMAT, "%s: tensor '%s' is missing", path, t[i].name);
-            break;
-        }
-        if (s->dtype != t[i].t->dtype || !tensor_same_shape(s, t[i].t)) {
-            st = error_set(STATUS_ERR_FORMAT, "%s: tensor '%s' is %s %s, expected %s %s", path,
-                           t[i].name, dtype_name(s->dtype), tensor_shape_str(s),
-                           dtype_name(t[i].t->dtype), tensor_shape_str(t[i].t));
-            break;
-        }
-        if (s->numel) memcpy(t[i].t->data, s->data, (size_t)s->numel * dtype_size(s->dtype));
-    }
+    const int64_t *v = NULL;
+    if (ckpt_load_memory(buf, size, path, &opt, &ps, NULL) == STATUS_OK) v = meta_values(ps);
+    Status st =
+        v && v[1] != RUN_CKPT_VERSION
+            ? error_set(STATUS_ERR_FORMAT,
+                        "%s: checkpoint version %lld, this program reads version %d (since "
+                        "version 2 a checkpoint carries its configuration and a SHA-256); "
+                        "train the run again, or use it with the program that wrote it",
+                        path, (long long)v[1], RUN_CKPT_VERSION)
+            : error_set(STATUS_ERR_FORMAT,
+                        "%s: the file is damaged (its SHA-256 does not match the one stored in "
+                        "it: truncated, or bytes changed on disk)",
+                        path);
     param_store_destroy(ps);
     return st;
+}
+
+/* A uint8 entry as an owned NUL-terminated string, or NULL when absent or of another form. */
+static char *entry_text(ParamStore *ps, const char *name) {
+    Tensor *t = param_find(ps, name);
+    if (!t || t->dtype != DT_U8 || t->ndim != 1) return NULL;
+    char *s = xmalloc((size_t)t->numel + 1);
+    if (t->numel) memcpy(s, t->data, (size_t)t->numel);
+    s[t->numel] = 0;
+    return strlen(s) == (size_t)t->numel ? s : (free(s), NULL);
+}
+
+/* The record's own consistency: config and metrics present, metrics of meta.history lines. */
+static Status check_record(const RunCheckpoint *ck) {
+    if (!ck->config || !ck->metrics)
+        return error_set(STATUS_ERR_FORMAT, "%s: no %s text", ck->path,
+                         ck->config ? CKPT_METRICS : CKPT_CONFIG);
+    int64_t lines = 0;
+    for (const char *p = ck->metrics; *p; p++) lines += *p == '\n';
+    size_t n = strlen(ck->metrics);
+    if (lines != ck->meta.history || (n && ck->metrics[n - 1] != '\n'))
+        return error_set(STATUS_ERR_FORMAT, "%s: %s holds %lld lines, the counters say %lld",
+                         ck->path, CKPT_METRICS, (long long)lines, (long long)ck->meta.history);
+    return STATUS_OK;
+}
+
+Status run_checkpoint_open(const char *path, RunCheckpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    if (strlen(path) >= sizeof ck->path) return error_set(STATUS_ERR_USAGE, "%s: path too long", path);
+    snprintf(ck->path, sizeof ck->path, "%s", path);
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    Status st = read_all(path, &buf, &size);
+    if (st != STATUS_OK) return st;
+    /* The digest first: nothing of a damaged file is trusted, not even its header. */
+    uint8_t digest[DIGEST_N];
+    if (size >= 8 + DIGEST_N) {
+        Sha256 h;
+        sha256_init(&h);
+        sha256_update(&h, buf, size - DIGEST_N);
+        sha256_final(&h, digest);
+    }
+    if (size < 8 + DIGEST_N || memcmp(digest, buf + size - DIGEST_N, DIGEST_N) != 0) {
+        st = digest_mismatch(path, buf, size);
+        free(buf);
+        return st;
+    }
+    CkptOptions opt = {.skip_digest = true};
+    st = ckpt_load_memory(buf, size, path, &opt, &ck->ps, NULL);
+    free(buf);
+    if (st != STATUS_OK) return st;
+    const int64_t *v = meta_values(ck->ps);
+    if (!v)
+        st = error_set(STATUS_ERR_FORMAT,
+                       "%s: not a trmml training checkpoint (no trmml.meta tensor with the magic "
+                       "number)",
+                       path);
+    else if (v[1] != RUN_CKPT_VERSION)
+        st = error_set(STATUS_ERR_FORMAT, "%s: checkpoint version %lld, this program reads %d",
+                       path, (long long)v[1], RUN_CKPT_VERSION);
+    if (st == STATUS_OK) {
+        meta_unpack(&ck->meta, v);
+        ck->config = entry_text(ck->ps, CKPT_CONFIG);
+        ck->metrics = entry_text(ck->ps, CKPT_METRICS);
+        st = check_record(ck);
+    }
+    if (st != STATUS_OK) run_checkpoint_close(ck);
+    return st;
+}
+
+Status run_checkpoint_restore(const RunCheckpoint *ck, const RunTensor *t, int n) {
+    for (int i = 0; i < n; i++) {
+        if (!t[i].t) continue;
+        Tensor *s = param_find(ck->ps, t[i].name);
+        if (!s) return error_set(STATUS_ERR_FORMAT, "%s: tensor '%s' is missing", ck->path, t[i].name);
+        if (s->dtype != t[i].t->dtype || !tensor_same_shape(s, t[i].t))
+            return error_set(STATUS_ERR_FORMAT, "%s: tensor '%s' is %s %s, expected %s %s",
+                             ck->path, t[i].name, dtype_name(s->dtype), tensor_shape_str(s),
+                             dtype_name(t[i].t->dtype), tensor_shape_str(t[i].t));
+        if (s->numel) memcpy(t[i].t->data, s->data, (size_t)s->numel * dtype_size(s->dtype));
+    }
+    return STATUS_OK;
+}
+
+void run_checkpoint_close(RunCheckpoint *ck) {
+    free(ck->config);
+    free(ck->metrics);
+    param_store_destroy(ck->ps);
+    memset(ck, 0, sizeof *ck);
+}
+
+/* ---- the configuration of a checkpoint ----------------------------------------------------- */
+
+/* Keys that say where files are on this machine: a run may move, so config.txt may change
+ * them. Everything else is the run's recipe and is fixed by its checkpoint. */
+static bool relocatable(const char *key) {
+    static const char *const KEYS[] = {"root",  "class_list",   "model",
+                                       "vocab", "cached_train", "cached_test"};
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+        if (strcmp(key, KEYS[i]) == 0) return true;
+    return false;
+}
+
+static char *print_config(const RunConfig *rc) {
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    CHECK(f, "open_memstream");
+    run_config_print(rc, f);
+    fclose(f);
+    return buf;
+}
+
+/* "key = value" of a printed line "key = value   # reference" (in place). */
+static char *line_setting(char *line) {
+    char *ref = NULL;
+    for (char *p = strstr(line, " # "); p; p = strstr(p + 1, " # ")) ref = p;
+    if (ref) *ref = 0;
+    return trim(line);
+}
+
+/* The first key other than the relocatable ones where `file` and `saved` differ: an error
+ * naming `path`, the key and both settings. Both print their keys in one order. */
+static Status compare_recipe(const RunConfig *saved, const RunConfig *file, const char *path) {
+    char *a = print_config(saved), *b = print_config(file);
+    Status st = STATUS_OK;
+    char *sa = NULL, *sb = NULL;
+    for (char *la = strtok_r(a, "\n", &sa), *lb = strtok_r(b, "\n", &sb); la && lb && !st;
+         la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb)) {
+        if (strcmp(la, lb) == 0) continue;
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)strcspn(la, " ="), la);
+        if (relocatable(key)) continue;
+        st = error_set(STATUS_ERR_FORMAT,
+                       "%s: key '%s' reads '%s', but the run's checkpoint was written with '%s'; "
+                       "a run's settings cannot change once it has started (only where files "
+                       "are: root, class_list, model, vocab, cached_train, cached_test): put "
+                       "the line back, or train a new run into another --out",
+                       path, key, line_setting(lb), line_setting(la));
+    }
+    free(a);
+    free(b);
+    return st;
+}
+
+Status run_config_of_checkpoint(const RunCheckpoint *ck, const char *config_path, RunConfig *rc,
+                                bool *intact) {
+    RunConfig saved = run_config_default(TRMML_METHOD_TRMML, NULL);
+    char what[RUN_PATH_MAX + 32];
+    snprintf(what, sizeof what, "%s (%s)", ck->path, CKPT_CONFIG);
+    Status st = run_config_parse_text(&saved, ck->config, what);
+    if (st != STATUS_OK) return st;
+    /* config.txt over the checkpoint's copy: a key it lacks keeps the checkpoint's value. */
+    *rc = saved;
+    const bool present = access(config_path, F_OK) == 0;
+    if (present && (st = run_config_parse_file(rc, config_path)) != STATUS_OK) return st;
+    if ((st = compare_recipe(&saved, rc, config_path)) != STATUS_OK) return st;
+    if (intact) {
+        char *want = print_config(rc);
+        uint8_t *have = NULL;
+        size_t n = 0;
+        *intact = present && read_all(config_path, &have, &n) == STATUS_OK &&
+                  n == strlen(want) && memcmp(have, want, n) == 0;
+        free(want);
+        free(have);
+    }
+    return STATUS_OK;
+}
+
+/* ---- the lock of a run directory ----------------------------------------------------------- */
+
+/* "pid=P host=H started=T" of this process. */
+static void holder_line(char *buf, size_t cap) {
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&now, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(buf, cap, "pid=%ld host=%s started=%s\n", (long)getpid(), host, when);
+}
+
+Status run_lock(const char *dir, RunLock *lock) {
+    lock->fd = -1;
+    char path[RUN_PATH_MAX];
+    if (!run_path(path, sizeof path, dir, ".lock"))
+        return error_set(STATUS_ERR_USAGE, "%s: path too long", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return error_set(STATUS_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char holder[256] = {0};
+        ssize_t k = pread(fd, holder, sizeof holder - 1, 0);
+        holder[k > 0 ? k : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        close(fd);
+        if (err != EWOULDBLOCK)
+            return error_set(STATUS_ERR_IO, "%s: cannot lock (%s)", path, strerror(err));
+        return error_set(STATUS_ERR_IO,
+                         "%s is in use by another trmml train (%s, in %s); wait for it to end, "
+                         "or choose another --out",
+                         dir, holder[0] ? holder : "holder unknown", path);
+    }
+    char line[512];
+    holder_line(line, sizeof line);
+    /* Who holds it, for the message of the next one; the flock is the lock, not the text. */
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, strlen(line), 0) != (ssize_t)strlen(line)) {
+        const int err = errno;
+        close(fd);
+        return error_set(STATUS_ERR_IO, "%s: cannot write (%s)", path, strerror(err));
+    }
+    lock->fd = fd;
+    return STATUS_OK;
+}
+
+void run_unlock(RunLock *lock) {
+    if (lock->fd >= 0) close(lock->fd);
+    lock->fd = -1;
 }

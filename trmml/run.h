@@ -11,16 +11,22 @@
  *   checkpoint.safetensors    learnable parameters, optimizer state, MMCP state, counters
  * docs/training.md describes each file.
  *
- * The checkpoint is a safetensors file (clip/safetensors.h) of named tensors:
+ * The checkpoint is a safetensors file (clip/safetensors.h) of named tensors, in this order:
  *   trmml.meta (RUN_META_N) int64   magic, version, method, C, counters (RunMeta)
+ *   trmml.config (n) uint8          the resolved configuration text (what config.txt holds)
+ *   trmml.metrics (n) uint8         metrics.jsonl as of this checkpoint (meta.history lines)
  *   param.<name>                    every trainable parameter
  *   optim.<k>.<name>, optim.steps   optimizer state (trmml/train.c)
  *   mmcp.*                          the memory bank, write pointers, fill counts, prototypes,
  *                                   thresholds and their flags (trmml/mmcp.h)
- * It is written to path.tmp, fsynced and renamed, so the previous checkpoint survives a crash
- * during the write. Loading checks the magic, the version and every shape. */
+ *   trmml.sha256 (32) uint8         SHA-256 of every byte of the file before it (it is last)
+ * So a checkpoint is the run's own record: resume takes its settings and metrics from it, and
+ * the digest catches any flipped or missing byte. It is written to path.new, fsynced and
+ * renamed, so the previous checkpoint survives a crash during the write. Loading checks the
+ * digest, the magic, the version and every shape. */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -71,6 +77,8 @@ RunConfig run_config_default(int method, const char *dataset);
 Status run_config_set(RunConfig *rc, const char *key, const char *value);
 /* Apply a `key = value` file (the format of trmml_config.h). Errors name FILE:LINE. */
 Status run_config_parse_file(RunConfig *rc, const char *path);
+/* The same for text in memory (NUL-terminated); `what` names it in errors. */
+Status run_config_parse_text(RunConfig *rc, const char *text, const char *what);
 /* Every key as `key = value`; parses back to the same configuration. */
 void run_config_print(const RunConfig *rc, FILE *out);
 /* Cross-field checks (ratio range, paths given, TrmmlConfig validation). */
@@ -87,6 +95,18 @@ bool run_path(char *buf, size_t cap, const char *dir, const char *name);
 Status run_mkdir(const char *dir);
 /* Write `text` (n bytes) to path.tmp, fsync, rename. */
 Status run_write_file(const char *path, const char *text, size_t n);
+
+/* The exclusive lock of a run directory: flock on <dir>/.lock, held while the descriptor is
+ * open, so the kernel drops it when the holder exits or is killed. The holder writes
+ * "pid=P host=H started=T" into the file; the file itself stays and means nothing unlocked. */
+typedef struct {
+    int fd; /* -1 when not held */
+} RunLock;
+/* Take the lock of an existing directory without waiting: STATUS_ERR_IO naming the directory
+ * and the holder's line when another process holds it. */
+Status run_lock(const char *dir, RunLock *lock);
+/* Release (no-op when not held). */
+void run_unlock(RunLock *lock);
 
 /* Progress log: each line goes to `echo` (may be NULL) and to the log file (flushed). */
 typedef struct {
@@ -105,7 +125,9 @@ Status run_write_curve(const char *metrics_path, const char *png_path);
 /* ---- checkpoint ---------------------------------------------------------------------------- */
 
 #define RUN_CKPT_MAGIC 0x31504B434C4D4D52LL /* "RMMLCKP1" little-endian */
-#define RUN_CKPT_VERSION 1
+/* 2: trmml.config, trmml.metrics and trmml.sha256 added. Version 1 files are refused (they
+ * carry neither the settings nor a digest to check them by; docs/training.md). */
+#define RUN_CKPT_VERSION 2
 #define RUN_META_N 16
 
 /* Counters and records kept with the learnable state. */
@@ -127,10 +149,37 @@ typedef struct {
     Tensor *t;
 } RunTensor;
 
-/* Write the meta tensor and every entry, in order, as safetensors at `path` (tmp, fsync,
- * rename). Tensors must be on the CPU. */
-Status run_checkpoint_write(const char *path, const RunMeta *meta, const RunTensor *t, int n);
-/* Read `path`: checks the magic and version, fills *meta, and copies each entry's stored tensor
- * into t[i].t (same dtype and shape required; STATUS_ERR_FORMAT naming the tensor otherwise;
- * a missing entry is an error unless its t pointer is NULL). */
-Status run_checkpoint_read(const char *path, RunMeta *meta, const RunTensor *t, int n);
+/* Write the meta tensor, the configuration and metrics texts (NUL-terminated), every entry in
+ * order, and the digest, as safetensors at `path` (path.new, fsync, rename). Tensors must be on
+ * the CPU. */
+Status run_checkpoint_write(const char *path, const RunMeta *meta, const char *config,
+                            const char *metrics, const RunTensor *t, int n);
+
+/* A checkpoint read and verified, before its tensors are copied out. */
+typedef struct {
+    char path[RUN_PATH_MAX];
+    RunMeta meta;
+    char *config;   /* owned, NUL-terminated: the run's resolved configuration */
+    char *metrics;  /* owned, NUL-terminated: meta.history lines of metrics.jsonl */
+    ParamStore *ps; /* owned: every stored tensor */
+} RunCheckpoint;
+
+/* Read `path` and check its digest, magic and version, and that the metrics record holds
+ * meta.history lines. STATUS_ERR_FORMAT naming the file otherwise (a corrupt or truncated
+ * file, a version 1 checkpoint); STATUS_ERR_IO when unreadable. */
+Status run_checkpoint_open(const char *path, RunCheckpoint *ck);
+/* Copy each entry's stored tensor into t[i].t (same dtype and shape required;
+ * STATUS_ERR_FORMAT naming the file and the tensor otherwise; a missing entry is an error
+ * unless its t pointer is NULL). */
+Status run_checkpoint_restore(const RunCheckpoint *ck, const RunTensor *t, int n);
+/* Release (safe on a zeroed or already closed checkpoint). */
+void run_checkpoint_close(RunCheckpoint *ck);
+
+/* The configuration of the run whose checkpoint is `ck`: the checkpoint's copy, with the
+ * relocatable keys (root, class_list, model, vocab, cached_train, cached_test: where files are
+ * on this machine) taken from config_path when it gives them. Keys config_path lacks, or a
+ * missing config_path, keep the checkpoint's value; any other key it gives a different value is
+ * STATUS_ERR_FORMAT naming the file, the key and both values. *intact (may be NULL) tells
+ * whether config_path holds exactly run_config_print(rc). */
+Status run_config_of_checkpoint(const RunCheckpoint *ck, const char *config_path, RunConfig *rc,
+                                bool *intact);

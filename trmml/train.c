@@ -722,10 +722,15 @@ static double now_s(void) {
 typedef struct {
     RunConfig rc;
     const char *dir;
-    char ckpt[RUN_PATH_MAX], metrics[RUN_PATH_MAX], apcsv[RUN_PATH_MAX], curve[RUN_PATH_MAX];
+    char ckpt[RUN_PATH_MAX], metrics[RUN_PATH_MAX], apcsv[RUN_PATH_MAX], curve[RUN_PATH_MAX],
+        config[RUN_PATH_MAX];
+    RunLock lock;
+    RunCheckpoint resume; /* the checkpoint resumed from, until its state is restored */
+    bool config_intact;   /* resume: config.txt holds exactly the resolved configuration */
     RunLog log;
     Dataset *train, *test;
     int8_t *mask; /* (N, C) observed training labels */
+    char mask_line[512];
     ClipModel *clip;
     ClipTokenizer *tok;
     TrmmlModel model;
@@ -733,6 +738,8 @@ typedef struct {
     TrmmlBatchSource src_train, src_test;
     TrmmlOptim *opt;
     RunMeta meta;
+    char *history;    /* metrics.jsonl as the next checkpoint records it (meta.history lines) */
+    int64_t iters;    /* optimizer steps per epoch */
     double last_loss; /* mean loss of the last epoch */
 } Run;
 
@@ -744,9 +751,12 @@ static void run_close(Run *r) {
     clip_tokenizer_free(r->tok);
     if (r->clip) clip_model_free(r->clip);
     free(r->mask);
+    free(r->history);
     ds_free(r->train);
     ds_free(r->test);
+    run_checkpoint_close(&r->resume);
     run_log_close(&r->log);
+    run_unlock(&r->lock);
 }
 
 static TrmmlTransform test_transform(int method) {
@@ -800,25 +810,6 @@ static Status write_classes(const char *dir, const Dataset *ds) {
     return st;
 }
 
-/* Keep the first `lines` lines of metrics.jsonl (a resumed run rewrites what follows). */
-static Status truncate_lines(const char *path, int64_t lines) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lines == 0 ? STATUS_OK : error_set(STATUS_ERR_IO, "%s: missing", path);
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    int64_t kept = 0;
-    int ch;
-    while (kept < lines && (ch = fgetc(f)) != EOF) {
-        if (n + 1 >= cap) buf = xrealloc(buf, cap = cap ? 2 * cap : 4096);
-        buf[n++] = (char)ch;
-        if (ch == '\n') kept++;
-    }
-    fclose(f);
-    Status st = run_write_file(path, buf ? buf : "", n);
-    free(buf);
-    return st;
-}
-
 static Status append_line(const char *path, const char *line) {
     FILE *f = xfopen(path, "ab");
     if (!f) return STATUS_ERR_IO;
@@ -834,30 +825,72 @@ static Status save_checkpoint(Run *r) {
     RunTensor *t = xcalloc((size_t)cap, sizeof *t);
     int n = trmml_model_state(&r->model, t, cap);
     n += trmml_optim_state(r->opt, t + n, cap - n);
-    Status st = run_checkpoint_write(r->ckpt, &r->meta, t, n);
+    size_t len;
+    char *config = config_text(&r->rc, &len);
+    Status st = run_checkpoint_write(r->ckpt, &r->meta, config, r->history, t, n);
+    free(config);
     free(t);
     arena_release(arena, mark);
     return st;
 }
 
-static Status load_checkpoint(Run *r) {
+/* The learnable state, optimizer state and counters of the checkpoint opened by resume_config. */
+static Status restore_checkpoint(Run *r) {
+    const RunCheckpoint *ck = &r->resume;
+    if (ck->meta.method != r->rc.method || ck->meta.n_classes != r->model.C)
+        return error_set(STATUS_ERR_FORMAT, "%s: a %s checkpoint with %lld classes, the run is %s "
+                                            "with %lld (classes.txt or the class list changed)",
+                         r->ckpt, trmml_method_name((int)ck->meta.method),
+                         (long long)ck->meta.n_classes, trmml_method_name(r->rc.method),
+                         (long long)r->model.C);
     Arena *arena = tensor_arena();
     size_t mark = arena_mark(arena);
     int cap = 4 * param_count(r->model.ps) + 64;
     RunTensor *t = xcalloc((size_t)cap, sizeof *t);
     int n = trmml_model_state(&r->model, t, cap);
     n += trmml_optim_state(r->opt, t + n, cap - n);
-    Status st = run_checkpoint_read(r->ckpt, &r->meta, t, n);
-    if (st == STATUS_OK && (r->meta.method != r->rc.method || r->meta.n_classes != r->model.C))
-        st =
-            error_set(STATUS_ERR_FORMAT,
-                      "%s: a %s checkpoint with %lld classes, the run is %s with "
-                      "%lld",
-                      r->ckpt, trmml_method_name((int)r->meta.method), (long long)r->meta.n_classes,
-                      trmml_method_name(r->rc.method), (long long)r->model.C);
+    Status st = run_checkpoint_restore(ck, t, n);
     free(t);
     arena_release(arena, mark);
-    return st;
+    if (st != STATUS_OK) return st;
+    r->meta = ck->meta;
+    free(r->history);
+    r->history = strdup(ck->metrics);
+    CHECK(r->history, "strdup");
+    return STATUS_OK;
+}
+
+/* The counters of a restored checkpoint against this run's epochs and steps per epoch, so a
+ * checkpoint that does not fit (another dataset size under a moved root) is an error naming
+ * the file, never a CHECK in the schedule. Checkpoints are written after whole epochs: the
+ * step counter is a multiple of the epoch's steps. */
+static Status check_counters(const Run *r, bool two_stage) {
+    const RunMeta *m = &r->meta;
+    const int64_t E = r->rc.tc.epochs;
+    if (m->stage != 1 && !(m->stage == 2 && two_stage))
+        return error_set(STATUS_ERR_FORMAT, "%s: stage %lld, this run has %s", r->ckpt,
+                         (long long)m->stage, two_stage ? "stages 1 and 2" : "one stage");
+    if (m->epochs_done < 0 || m->epochs_done > E)
+        return error_set(STATUS_ERR_FORMAT, "%s: %lld completed epochs, the run has %lld per stage",
+                         r->ckpt, (long long)m->epochs_done, (long long)E);
+    if (m->step != m->epochs_done * r->iters)
+        return error_set(STATUS_ERR_FORMAT,
+                         "%s: %lld optimizer steps after %lld epochs of stage %lld, but this run "
+                         "takes %lld steps per epoch (%lld training images, batch %lld): the "
+                         "dataset under root is not the one the run started on",
+                         r->ckpt, (long long)m->step, (long long)m->epochs_done,
+                         (long long)m->stage, (long long)r->iters, (long long)r->train->n,
+                         (long long)r->rc.tc.batch_size);
+    const int64_t global = m->epochs_done + (m->stage == 2 ? E : 0);
+    if (m->global_epochs != global || m->history != global || m->best_epoch < 0 ||
+        m->best_epoch > global || (m->finished != 0 && m->finished != 1))
+        return error_set(STATUS_ERR_FORMAT,
+                         "%s: counters disagree (stage %lld, %lld epochs of the stage, %lld in "
+                         "all, %lld metrics lines, best epoch %lld)",
+                         r->ckpt, (long long)m->stage, (long long)m->epochs_done,
+                         (long long)m->global_epochs, (long long)m->history,
+                         (long long)m->best_epoch);
+    return STATUS_OK;
 }
 
 /* Evaluate on the test split: log line, ap.csv, and the JSON for metrics.jsonl (owned). */
@@ -886,44 +919,56 @@ static void snapshot_prototypes(Run *r) {
     arena_release(arena, mark);
 }
 
-static Status open_run(Run *r, const TrainOptions *opt) {
-    RunConfig *rc = &r->rc;
-    Status st = run_mkdir(r->dir);
-    if (st != STATUS_OK) return st;
+/* DECISION 19: TRM-ML with MMCP in two stages (stage 1 without MMCP, then T frozen and MMCP
+ * on); otherwise one stage. */
+static bool two_stage_run(const RunConfig *rc) {
+    return rc->method == TRMML_METHOD_TRMML && rc->tc.use_mmcp &&
+           rc->tc.stage_mode == TRMML_STAGES_TWO;
+}
+
+static Status run_paths(Run *r) {
     if (!run_path(r->ckpt, sizeof r->ckpt, r->dir, "checkpoint.safetensors") ||
         !run_path(r->metrics, sizeof r->metrics, r->dir, "metrics.jsonl") ||
         !run_path(r->apcsv, sizeof r->apcsv, r->dir, "ap.csv") ||
-        !run_path(r->curve, sizeof r->curve, r->dir, "curve.png"))
+        !run_path(r->curve, sizeof r->curve, r->dir, "curve.png") ||
+        !run_path(r->config, sizeof r->config, r->dir, "config.txt"))
         return error_set(STATUS_ERR_USAGE, "%s: path too long", r->dir);
-    bool have = access(r->ckpt, F_OK) == 0;
-    if (have && !opt->resume)
-        return error_set(STATUS_ERR_USAGE,
-                         "%s already holds a run (checkpoint.safetensors): add "
-                         "--resume to continue it, or choose another --out",
-                         r->dir);
-    if (!have && opt->resume)
-        return error_set(STATUS_ERR_IO, "%s: no checkpoint.safetensors to resume from", r->dir);
-    st = run_log_open(&r->log, r->dir, opt->resume, opt->echo);
-    if (st != STATUS_OK) return st;
-    size_t n;
-    char *text = config_text(rc, &n);
-    if (!opt->resume) {
-        char path[RUN_PATH_MAX];
-        run_path(path, sizeof path, r->dir, "config.txt");
-        st = run_write_file(path, text, n);
-    }
-    run_log_printf(&r->log, "# trmml train %s: %s\n%s", opt->resume ? "resumed" : "started", r->dir,
-                   text);
-    free(text);
-    if (st != STATUS_OK) return st;
+    return STATUS_OK;
+}
 
+static Status already_holds(const char *dir) {
+    return error_set(STATUS_ERR_USAGE,
+                     "%s already holds a run (checkpoint.safetensors): add --resume to continue "
+                     "it, or choose another --out",
+                     dir);
+}
+
+/* --resume: the directory's lock, its checkpoint (verified), and the run's configuration from
+ * it (run_config_of_checkpoint). Writes nothing but the lock file. */
+static Status resume_config(Run *r) {
+    if (access(r->ckpt, F_OK) != 0)
+        return error_set(STATUS_ERR_IO,
+                         "%s: no checkpoint.safetensors to resume from (a run stopped before "
+                         "the end of its first epoch has none); start it again without --resume",
+                         r->dir);
+    Status st = run_lock(r->dir, &r->lock);
+    if (st == STATUS_OK) st = run_checkpoint_open(r->ckpt, &r->resume);
+    if (st == STATUS_OK)
+        st = run_config_of_checkpoint(&r->resume, r->config, &r->rc, &r->config_intact);
+    if (st == STATUS_OK) st = run_config_validate(&r->rc);
+    return st;
+}
+
+/* Everything the run reads: datasets, observed labels, CLIP, tokenizer, model, batch sources,
+ * optimizer. Writes nothing, so a run refused here leaves no trace on disk. */
+static Status open_inputs(Run *r) {
+    const RunConfig *rc = &r->rc;
     DsOptions dopt = {.class_list = rc->class_list[0] ? rc->class_list : NULL};
-    st = ds_open(rc->dataset, rc->root, rc->train_split, &dopt, &r->train);
+    Status st = ds_open(rc->dataset, rc->root, rc->train_split, &dopt, &r->train);
     if (st == STATUS_OK) st = ds_open(rc->dataset, rc->root, rc->test_split, &dopt, &r->test);
     if (st != STATUS_OK) return st;
     if (r->train->c != r->test->c)
         return error_set(STATUS_ERR_FORMAT, "%s: train and test class counts differ", rc->root);
-    if (!opt->resume && (st = write_classes(r->dir, r->train)) != STATUS_OK) return st;
 
     /* The observed training labels (SPEC §6.1 / §6.7), recorded by seed and hash. */
     const int64_t N = r->train->n, C = r->train->c;
@@ -937,9 +982,7 @@ static Status open_run(Run *r, const TrainOptions *opt) {
         st = ds_mask_partial(r->mask, r->train->labels, N, C, rc->ratio,
                              (uint32_t)(rc->mask_seed < 0 ? DS_PARTIAL_SEED : rc->mask_seed), &mi);
     if (st != STATUS_OK) return st;
-    char line[512];
-    ds_mask_info_format(&mi, line, sizeof line);
-    run_log_printf(&r->log, "mask %s\n", line);
+    ds_mask_info_format(&mi, r->mask_line, sizeof r->mask_line);
 
     if ((st = trmml_load_clip(rc->model, &r->clip)) != STATUS_OK) return st;
     if ((st = clip_tokenizer_load(clip_vocab_path(rc->vocab[0] ? rc->vocab : NULL), &r->tok)) !=
@@ -949,10 +992,6 @@ static Status open_run(Run *r, const TrainOptions *opt) {
         STATUS_OK)
         return st;
     r->model_ok = true;
-    run_log_printf(&r->log, "model method=%s classes=%lld learnable=%lld train=%lld test=%lld\n",
-                   trmml_method_name(rc->method), (long long)C,
-                   (long long)param_numel_trainable(r->model.ps), (long long)N,
-                   (long long)r->test->n);
     TrmmlTransform train_tf = rc->method == TRMML_METHOD_DUALCOOP ? TRMML_TRANSFORM_TRAIN_DUALCOOP
                                                                   : TRMML_TRANSFORM_TRAIN_TRMML;
     if ((st = open_source(r, &r->src_train, rc->cached_train, r->train, train_tf)) != STATUS_OK)
@@ -961,15 +1000,109 @@ static Status open_run(Run *r, const TrainOptions *opt) {
         STATUS_OK)
         return st;
     r->opt = trmml_optim_create(&r->model);
-    r->meta = (RunMeta){.method = rc->method, .n_classes = C, .stage = 1, .best_map = -1};
+    r->iters = (N + rc->tc.batch_size - 1) / rc->tc.batch_size;
+    return STATUS_OK;
+}
+
+/* A fresh run, once every check passed: the directory, its lock, config.txt, classes.txt.
+ * Leftovers of a run that never completed an epoch (no checkpoint) are replaced. */
+static Status create_run_dir(Run *r) {
+    Status st = run_mkdir(r->dir);
+    if (st == STATUS_OK) st = run_lock(r->dir, &r->lock);
+    if (st != STATUS_OK) return st;
+    /* Again under the lock: another run may have written its first checkpoint meanwhile. */
+    if (access(r->ckpt, F_OK) == 0) return already_holds(r->dir);
+    size_t n;
+    char *text = config_text(&r->rc, &n);
+    st = run_write_file(r->config, text, n);
+    free(text);
+    if (st == STATUS_OK) st = write_classes(r->dir, r->train);
+    /* metrics.jsonl is appended to; ap.csv and curve.png would describe the earlier attempt. */
+    remove(r->metrics);
+    remove(r->apcsv);
+    remove(r->curve);
+    return st;
+}
+
+/* Resume: config.txt and metrics.jsonl as the checkpoint records them. metrics.jsonl holds
+ * more lines after a kill between its append and the checkpoint's rename, other bytes when it
+ * was damaged or edited; either way the checkpoint's record is the truth. */
+static Status restore_files(Run *r) {
+    Status st = STATUS_OK;
+    if (!r->config_intact) {
+        size_t n;
+        char *text = config_text(&r->rc, &n);
+        st = run_write_file(r->config, text, n);
+        free(text);
+        if (st != STATUS_OK) return st;
+        run_log_printf(&r->log, "config.txt: rewritten from the checkpoint's configuration (it "
+                                "lacked keys or was reformatted)\n");
+    }
+    char *have = NULL;
+    size_t n = 0;
+    FILE *f = fopen(r->metrics, "rb");
+    if (f) {
+        FILE *m = open_memstream(&have, &n);
+        CHECK(m, "open_memstream");
+        char buf[4096];
+        for (size_t k; (k = fread(buf, 1, sizeof buf, f)) > 0;) fwrite(buf, 1, k, m);
+        fclose(m);
+        fclose(f);
+    }
+    const size_t want = strlen(r->history);
+    if (!have || n != want || memcmp(have, r->history, want) != 0) {
+        st = run_write_file(r->metrics, r->history, want);
+        if (st == STATUS_OK)
+            run_log_printf(&r->log,
+                           "metrics.jsonl: reset to the %lld lines the checkpoint records (the "
+                           "file %s)\n",
+                           (long long)r->meta.history,
+                           !have                                      ? "was missing"
+                           : n > want && memcmp(have, r->history, want) == 0 ? "had lines written after it"
+                                                                      : "held other bytes");
+    }
+    free(have);
+    return st;
+}
+
+static Status open_run(Run *r, const RunConfig *rc, const TrainOptions *opt) {
+    Status st = run_paths(r);
+    if (st != STATUS_OK) return st;
     if (opt->resume) {
-        if ((st = load_checkpoint(r)) != STATUS_OK) return st;
-        if ((st = truncate_lines(r->metrics, r->meta.history)) != STATUS_OK) return st;
+        st = resume_config(r);
+    } else {
+        r->rc = *rc;
+        st = access(r->ckpt, F_OK) == 0 ? already_holds(r->dir) : run_config_validate(&r->rc);
+    }
+    if (st == STATUS_OK) st = open_inputs(r);
+    if (st != STATUS_OK) return st;
+    r->meta = (RunMeta){.method = r->rc.method, .n_classes = r->train->c, .stage = 1,
+                        .best_map = -1};
+    r->history = xcalloc(1, 1);
+    if (opt->resume) {
+        st = restore_checkpoint(r);
+        if (st == STATUS_OK) st = check_counters(r, two_stage_run(&r->rc));
+        run_checkpoint_close(&r->resume);
+    } else {
+        st = create_run_dir(r);
+    }
+    if (st == STATUS_OK) st = run_log_open(&r->log, r->dir, opt->resume, opt->echo);
+    if (st != STATUS_OK) return st;
+    size_t n;
+    char *text = config_text(&r->rc, &n);
+    run_log_printf(&r->log, "# trmml train %s: %s\n%s", opt->resume ? "resumed" : "started", r->dir,
+                   text);
+    free(text);
+    run_log_printf(&r->log, "mask %s\n", r->mask_line);
+    run_log_printf(&r->log, "model method=%s classes=%lld learnable=%lld train=%lld test=%lld\n",
+                   trmml_method_name(r->rc.method), (long long)r->model.C,
+                   (long long)param_numel_trainable(r->model.ps), (long long)r->train->n,
+                   (long long)r->test->n);
+    if (opt->resume) {
+        if ((st = restore_files(r)) != STATUS_OK) return st;
         run_log_printf(&r->log, "resume stage=%lld epoch=%lld step=%lld\n",
                        (long long)r->meta.stage, (long long)r->meta.epochs_done,
                        (long long)r->meta.step);
-    } else {
-        remove(r->metrics);
     }
     return STATUS_OK;
 }
@@ -1070,20 +1203,19 @@ static Status run_epoch(Run *r, const TrainOptions *opt, bool mmcp_on, int64_t i
 }
 
 Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOptions *opt) {
-    Status st = run_config_validate(rc);
-    if (st != STATUS_OK) return st;
+    CHECK(rc || opt->resume, "trmml_train_run: a fresh run needs its configuration");
     Run r;
     memset(&r, 0, sizeof r);
-    r.rc = *rc;
+    r.lock.fd = -1;
     r.dir = out_dir;
-    st = open_run(&r, opt);
+    Status st = open_run(&r, rc, opt);
     const TrmmlConfig *tc = &r.rc.tc;
     const bool trmml = r.rc.method == TRMML_METHOD_TRMML;
-    /* DECISION 19: two stages (stage 1 without MMCP, then T frozen and MMCP on), or the single
-     * run that switches MMCP on after single_run_stage1_epochs; without MMCP one stage. */
-    const bool two_stage = trmml && tc->use_mmcp && tc->stage_mode == TRMML_STAGES_TWO;
+    /* DECISION 19: two stages, or the single run that switches MMCP on after
+     * single_run_stage1_epochs; without MMCP one stage. */
+    const bool two_stage = two_stage_run(&r.rc);
     const bool single_run = trmml && tc->use_mmcp && tc->stage_mode == TRMML_STAGES_SINGLE_RUN;
-    const int64_t iters = st == STATUS_OK ? (r.train->n + tc->batch_size - 1) / tc->batch_size : 0;
+    const int64_t iters = r.iters;
     int64_t ran = 0;
     while (st == STATUS_OK && !r.meta.finished &&
            !(opt->stop_after > 0 && ran == opt->stop_after)) {
@@ -1140,9 +1272,16 @@ Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOpti
         fclose(f);
         free(json);
         st = append_line(r.metrics, line);
-        free(line);
         if (st == STATUS_OK) st = run_write_curve(r.metrics, r.curve);
-        if (st != STATUS_OK) break;
+        if (st != STATUS_OK) {
+            free(line);
+            break;
+        }
+        /* The checkpoint's record of metrics.jsonl grows with the file. */
+        const size_t have = strlen(r.history);
+        r.history = xrealloc(r.history, have + n + 1);
+        memcpy(r.history + have, line, n + 1);
+        free(line);
         r.meta.history++;
         if (last) r.meta.finished = 1;
         st = save_checkpoint(&r);

@@ -158,10 +158,11 @@ typedef struct {
                            right after that epoch's checkpoint (tests of --resume) */
 } TrainOptions;
 
-/* Train rc in out_dir (created), writing config.txt, classes.txt, log.txt, metrics.jsonl,
- * ap.csv and checkpoint.safetensors (docs/training.md). With resume, rc must be the run's saved
- * configuration. Stops with an error naming the step when a loss is not finite (the last
- * checkpoint stays). */
+/* Train rc in out_dir, writing config.txt, classes.txt, log.txt, metrics.jsonl, ap.csv and
+ * checkpoint.safetensors (docs/training.md). Nothing is created before every input was opened
+ * and checked; out_dir is locked (run_lock) while the run holds it. With resume, rc is ignored
+ * (may be NULL): the configuration, counters and metrics come from the verified checkpoint.
+ * Stops with an error naming the step when a loss is not finite (the last checkpoint stays). */
 Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOptions *opt);
 
 /* A splitmix64-style mix of a seed with up to three counters (stage, epoch/step, item). */
