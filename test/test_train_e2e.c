@@ -18,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "autograd/tape.h"
@@ -1054,5 +1057,87 @@ TEST(train_e2e_failed_start_leaves_nothing) {
     EXPECT(text && strncmp(text, "{\"stage\":1,", 11) == 0 && memchr(text, '\n', n) == text + n - 1,
            "metrics.jsonl after a run into leftovers: %.200s", text ? text : "(missing)");
     free(text);
+    world_close(&w);
+}
+
+/* `trmml train` (argv, output to /dev/null) started in the background; its pid. */
+static pid_t spawn_quiet(char *const argv[]) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) dup2(null, 1), dup2(null, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* kill -9 of a real `trmml train` process at moments spread over its run (start-up, epochs,
+ * checkpoint writes, the stage boundary), then what a user does: --resume when a checkpoint is
+ * there, else the same command again. Wherever the kill fell, the run ends with the checkpoint
+ * and metrics.jsonl of the uninterrupted run, byte for byte (docs/training.md "Reliability"). */
+TEST(train_e2e_kill_9_at_any_moment) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    World w;
+    if (!world_open(&w)) return;
+    char run[256], full[256], a[320], b[320];
+    char *argv[40];
+    int argc = 0;
+    argv[argc++] = exe;
+    argv[argc++] = "--threads";
+    argv[argc++] = "1";
+    argv[argc++] = "train";
+    const char *fixed[] = {"--method", "trmml", "--dataset", "voc2007", "--ratio", "0.5",
+                           "--epochs", "2", "--batch", "8", "--set", "input_size=64", "--set",
+                           "ffn_hidden=32", "--set", "head_hidden=32", "--set", "mmcp_queue_len=4",
+                           "--root", w.root, "--class-list", w.classes, "--model", w.model,
+                           "--cached", w.train_feat, "--cached-test", w.test_feat, "--out"};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) argv[argc++] = (char *)fixed[i];
+    const int out_at = argc;
+    argv[argc++] = full;
+    argv[argc] = NULL;
+    snprintf(full, sizeof full, "%s/uninterrupted", w.dir);
+    const double t0 = now_ms();
+    int status = 0;
+    CHECK(waitpid(spawn_quiet(argv), &status, 0) > 0, "waitpid");
+    const double t_run = now_ms() - t0;
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the uninterrupted run failed (%d)",
+          status);
+    const double fractions[] = {0.05, 0.3, 0.5, 0.7, 0.95};
+    for (int k = 0; k < 5; k++) {
+        snprintf(run, sizeof run, "%s/killed-%d", w.dir, k);
+        argv[out_at] = run;
+        pid_t pid = spawn_quiet(argv);
+        const double delay = fractions[k] * t_run;
+        struct timespec ts = {(time_t)(delay / 1e3), (long)(fmod(delay, 1e3) * 1e6)};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        CHECK(waitpid(pid, &status, 0) > 0, "waitpid");
+        snprintf(a, sizeof a, "%s/checkpoint.safetensors", run);
+        const bool had_checkpoint = access(a, F_OK) == 0;
+        /* What a user does next: resume a run with a checkpoint, else start it again. */
+        char *again[8] = {exe, "--threads", "1", "train", "--out", run, "--resume", NULL};
+        pid = had_checkpoint ? spawn_quiet(again) : spawn_quiet(argv);
+        CHECK(waitpid(pid, &status, 0) > 0, "waitpid");
+        EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+               "killed after %.0f of %.0f ms (%s checkpoint): the %s exited %d", delay, t_run,
+               had_checkpoint ? "a" : "no", had_checkpoint ? "resume" : "restart",
+               WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
+        snprintf(b, sizeof b, "%s/checkpoint.safetensors", full);
+        EXPECT(same_file(a, b), "killed after %.0f ms: the final checkpoint differs", delay);
+        snprintf(a, sizeof a, "%s/metrics.jsonl", run);
+        snprintf(b, sizeof b, "%s/metrics.jsonl", full);
+        EXPECT(same_file(a, b), "killed after %.0f ms: metrics.jsonl differs", delay);
+    }
     world_close(&w);
 }
