@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/text.h"
+
 void check_fail(const char *file, int line, const char *func, const char *cond, const char *fmt,
                 ...) {
     fflush(stdout);
@@ -28,11 +30,15 @@ void fatal_oom(const char *file, int line, const char *what, size_t requested, s
 /* Per thread: loader workers and OpenMP regions may fail at the same time. */
 static _Thread_local char g_error[1024];
 
+/* Messages quote file names and file contents, which may hold any bytes: they are stored with
+ * invalid UTF-8 and control characters escaped (text.h), so that printing one is always safe. */
 Status error_set(Status status, const char *fmt, ...) {
+    char raw[sizeof g_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_error, sizeof g_error, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    text_escape_message(g_error, sizeof g_error, raw);
     return status;
 }
 

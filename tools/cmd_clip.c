@@ -17,6 +17,7 @@
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/norm.h"
 #include "tensor/ops/softmax.h"
+#include "tensor/text.h"
 #include "tools/command.h"
 #include "trmml/feature_cache.h"
 
@@ -50,16 +51,11 @@ static Status load_model(const char *path, ClipModel **model) {
     return st;
 }
 
+/* Inputs are file names and texts of any bytes; the output stays valid JSON (tensor/text.h). */
 static void print_json_string(const char *s) {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') printf("\\%c", *p);
-        else if (*p == '\n') fputs("\\n", stdout);
-        else if (*p == '\t') fputs("\\t", stdout);
-        else if (*p < 0x20) printf("\\u%04x", *p);
-        else putchar(*p);
-    }
-    putchar('"');
+    char *q = text_json_quote(s);
+    fputs(q, stdout);
+    free(q);
 }
 
 static void print_floats(const float *x, int64_t n) {
