@@ -436,8 +436,9 @@ Status image_decode(const uint8_t *data, size_t n, const char *name, Image *out,
 static Status read_file(const char *path, uint8_t **data, size_t *n) {
     *data = NULL;
     *n = 0;
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    Status open_st = xfopen_regular(path, "image", &f);
+    if (open_st != STATUS_OK) return open_st;
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
     if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {

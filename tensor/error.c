@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tensor/text.h"
 
@@ -78,6 +79,22 @@ FILE *xfopen(const char *path, const char *mode) {
     FILE *f = fopen(path, mode);
     if (!f) error_set(STATUS_ERR_IO, "cannot open '%s' (mode %s): %s", path, mode, strerror(errno));
     return f;
+}
+
+Status xfopen_regular(const char *path, const char *what, FILE **out) {
+    *out = NULL;
+    struct stat sb;
+    /* stat before fopen: opening a FIFO would block, and a directory opens fine but reads as an
+     * error or sizes as 2^63 - 1 bytes with fseek/ftell. */
+    if (stat(path, &sb) != 0)
+        return error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return error_set(STATUS_ERR_IO, "%s '%s': is a directory, expected a file", what, path);
+    if (!S_ISREG(sb.st_mode))
+        return error_set(STATUS_ERR_IO, "%s '%s': not a regular file", what, path);
+    *out = fopen(path, "rb");
+    if (!*out) return error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    return STATUS_OK;
 }
 
 Status xfread(void *buf, size_t size, size_t count, FILE *f, const char *what) {

@@ -59,6 +59,10 @@ void *xrealloc_at(const char *file, int line, void *p, size_t n);
 
 /* xfopen returns NULL and sets the last error (naming the path) on failure. */
 FILE *xfopen(const char *path, const char *mode);
+/* Open a file the user named, for reading. STATUS_ERR_IO with one message naming `what` (e.g.
+ * "CLIP checkpoint") and the path when it is missing, unreadable, a directory or not a regular
+ * file; every reader of a user-given file opens it with this. */
+Status xfopen_regular(const char *path, const char *what, FILE **out);
 /* xfread/xfwrite return STATUS_OK or STATUS_ERR_IO with a message naming `what` and the byte
  * counts. */
 Status xfread(void *buf, size_t size, size_t count, FILE *f, const char *what);

@@ -1,17 +1,26 @@
-/* test_cli_input.c — hostile inputs at the command line (issue 13): file names and file contents
- * with bytes that are not UTF-8 or are control characters, in messages and in JSON output. */
+/* test_cli_input.c — hostile inputs at the command line (issue 13): a directory where a file is
+ * expected, file names and file contents with bytes that are not UTF-8 or are control
+ * characters, in messages and in JSON output. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
 #include "clip/checkpoint.h"
+#include "clip/pretrain.h"
 #include "clip/safetensors.h"
+#include "clip/tokenizer.h"
+#include "datasets/csv.h"
+#include "datasets/dataset.h"
 #include "datasets/image.h"
+#include "tensor/sha256.h"
 #include "tensor/text.h"
 #include "test/test.h"
 #include "test/util_clip.h"
+#include "trmml/feature_cache.h"
+#include "trmml/trmml_config.h"
 
 static char *make_temp_dir(void) {
     static _Thread_local char dir[64];
@@ -70,6 +79,90 @@ TEST(text_escape_message_and_json_quote) {
     yajl_tree_free(v);
     free(doc);
     free(q);
+}
+
+/* The library's readers of user-named files, each given a directory. */
+TEST(readers_reject_a_directory) {
+    char *dir = make_temp_dir();
+    const char *what[9] = {"ckpt_load",           "image_load",     "ds_csv_read",
+                           "feature_cache_open",  "sha256_file_hex", "clip_tokenizer_load",
+                           "trmml_config_parse",  "pretrain_config", "ds_lines_open"};
+    for (int k = 0; k < 9; k++) {
+        Status st;
+        if (k == 0) {
+            ParamStore *ps = NULL;
+            CkptInfo info;
+            st = ckpt_load(dir, NULL, &ps, &info);
+        } else if (k == 1) {
+            Image im = {0};
+            st = image_load(dir, &im, NULL);
+        } else if (k == 2) {
+            double *data = NULL;
+            int64_t r, c;
+            st = ds_csv_read(dir, &data, &r, &c);
+        } else if (k == 3) {
+            FeatureCache fc;
+            st = feature_cache_open(dir, &fc);
+        } else if (k == 4) {
+            char hex[65];
+            st = sha256_file_hex(dir, hex);
+        } else if (k == 5) {
+            ClipTokenizer *tok = NULL;
+            st = clip_tokenizer_load(dir, &tok);
+        } else if (k == 6) {
+            TrmmlConfig cfg = trmml_config_default();
+            st = trmml_config_parse_file(&cfg, dir);
+        } else if (k == 7) {
+            ClipPretrainConfig cfg = clip_pretrain_default_config();
+            st = clip_pretrain_config_load(dir, &cfg);
+        } else {
+            DsLines r;
+            st = ds_lines_open(&r, dir);
+        }
+        EXPECT(st == STATUS_ERR_IO && strstr(error_last(), dir) &&
+                   strstr(error_last(), "is a directory, expected a file"),
+               "%s(directory): status %d, '%s'", what[k], (int)st, error_last());
+    }
+    remove_tree(dir);
+}
+
+/* Every command given a directory for a file argument: exit 1 and one message naming it. */
+TEST(cli_directory_as_file_argument) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    char *dir = make_temp_dir();
+    char png[128];
+    snprintf(png, sizeof png, "%s/a.png", dir);
+    Image im = {.w = 8, .h = 8};
+    im.px = xcalloc(8 * 8 * 3, 1);
+    CHECK(image_save_png(&im, png) == STATUS_OK, "%s", error_last());
+    image_free(&im);
+    /* %1$s: the directory, %2$s: a valid image. */
+    const char *cmds[] = {
+        "inspect %1$s",
+        "embed --model %1$s --image %2$s",
+        "embed --model %1$s --image %1$s",
+        "embed --model %1$s --vocab %1$s --text x",
+        "zeroshot --model %1$s --image %1$s --classes a,b",
+        "tokenize --file %1$s",
+        "tokenize --vocab %1$s hello",
+        "metrics --scores %1$s --targets %1$s",
+        "train --config %1$s --out %1$s/run",
+        "pretrain-clip --data %1$s --out %1$s/m.safetensors --config %1$s",
+        "results --runs %1$s --zeroshot %1$s --chance 1 --ratios 0.1 --seeds 0 --out %1$s/r.md "
+        "--plot %1$s/r.png",
+    };
+    static char out[1 << 14];
+    char cmd[8192], args[512];
+    for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++) {
+        snprintf(args, sizeof args, cmds[k], dir, png);
+        snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", exe, args);
+        int rc = test_run_capture(cmd, out, sizeof out);
+        EXPECT(rc == 1 && strstr(out, dir) && strstr(out, "is a directory, expected a file") &&
+                   !strstr(out, "out of memory"),
+               "trmml %s: exit %d: %s", args, rc, out);
+    }
+    remove_tree(dir);
 }
 
 /* File names and lines of a file reach messages with their raw bytes escaped. */

@@ -22,9 +22,11 @@ static double json_metric(const char *json, const char *key) {
     return p ? strtod(p + strlen(pat), NULL) : NAN;
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+/* The whole file, NUL-terminated; NULL, with the last error naming `what` and the path, when it
+ * is missing or not a regular file. */
+static char *read_text(const char *path, const char *what) {
+    FILE *f;
+    if (xfopen_regular(path, what, &f) != STATUS_OK) return NULL;
     size_t cap = 4096, n = 0, got;
     char *s = xmalloc(cap);
     while ((got = fread(s + n, 1, cap - n - 1, f)) > 0)
@@ -75,8 +77,8 @@ static void collect(Series *s, const char *runs, const char *tag, const char *ke
         for (int k = 0; k < ns; k++) {
             char path[1024];
             snprintf(path, sizeof path, "%s/%s-r%s-s%s/eval.json", runs, tag, ratios[r], seeds[k]);
-            char *j = read_text(path);
-            if (!j) continue;
+            char *j = read_text(path, "run metrics");
+            if (!j) continue; /* a run not made (yet): shown as '–' */
             double x = json_metric(j, key);
             free(j);
             if (isfinite(x)) v[n++] = x;
@@ -285,9 +287,9 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
         free(ratio_s), free(seed_s);
         return 2;
     }
-    char *zj = read_text(zs);
+    char *zj = read_text(zs, "zero-shot metrics");
     if (!zj) {
-        fprintf(stderr, "trmml results: cannot read %s (the zero-shot metrics)\n", zs);
+        fprintf(stderr, "trmml results: --zeroshot: %s\n", error_last());
         free(ratio_s), free(seed_s);
         return 1;
     }

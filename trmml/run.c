@@ -154,8 +154,8 @@ static char *trim(char *s) {
 }
 
 Status run_config_parse_file(RunConfig *rc, const char *path) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    if (xfopen_regular(path, "configuration file", &f) != STATUS_OK) return STATUS_ERR_IO;
     char line[2 * RUN_PATH_MAX];
     int lineno = 0;
     Status st = STATUS_OK;
