@@ -254,3 +254,41 @@ TEST(cli_embed_json_any_input_bytes) {
     }
     remove_tree(dir);
 }
+
+/* An unknown flag in last position is reported as unknown, not as lacking a value; a known
+ * value flag in last position still lacks a value. */
+TEST(cli_unknown_last_flag) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    /* Each command line, then a known value flag of that command. */
+    const char *cmds[][2] = {
+        {"train --out /nonexistent/run --dataset voc2007", "--epochs"},
+        {"train --out /nonexistent/run", "--root"},
+        {"eval /nonexistent/run", "--top"},
+        {"predict /nonexistent/run a.png", "--top"},
+        {"visualize /nonexistent/run a.png", "--out"},
+        {"embed --model m.pt", "--image"},
+        {"zeroshot --model m.pt", "--classes"},
+        {"extract --model m.pt", "--split"},
+        {"zeroshot-eval --model m.pt", "--feature"},
+        {"results --runs runs", "--chance"},
+        {"pretrain-clip --data d", "--steps"},
+        {"mask --dataset voc2007", "--ratio"},
+        {"verify-dataset --dataset voc2007", "--root"},
+        {"synth --out d", "--seed"},
+        {"tokenize", "--vocab"},
+        {"bench", "--case"},
+    };
+    static char out[1 << 14];
+    char cmd[8192];
+    for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++) {
+        snprintf(cmd, sizeof cmd, "'%s' %s --bogus 2>&1", exe, cmds[k][0]);
+        int rc = test_run_capture(cmd, out, sizeof out);
+        EXPECT(rc == 2 && strstr(out, "unknown option '--bogus'") && !strstr(out, "needs a value"),
+               "trmml %s --bogus: exit %d: %s", cmds[k][0], rc, out);
+        snprintf(cmd, sizeof cmd, "'%s' %s %s 2>&1", exe, cmds[k][0], cmds[k][1]);
+        rc = test_run_capture(cmd, out, sizeof out);
+        EXPECT(rc == 2 && strstr(out, cmds[k][1]) && strstr(out, "needs a "),
+               "trmml %s %s: exit %d: %s", cmds[k][0], cmds[k][1], rc, out);
+    }
+}

@@ -253,12 +253,16 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
     const char *runs = NULL, *zs = NULL, *out = NULL, *png = NULL, *command = NULL;
     char *ratio_s = NULL, *seed_s = NULL;
     double chance = NAN;
+    static const char *const value_flags[] = {"--runs",   "--zeroshot", "--out",    "--plot",
+                                              "--command", "--ratios",  "--seeds", "--chance",
+                                              NULL};
     for (int i = 0; i < argc; i++) {
-        if (i + 1 >= argc) {
-            fprintf(stderr, "trmml results: %s needs a value (see --help)\n", argv[i]);
-            return 2;
+        const char *f = argv[i], *v;
+        int rc = tool_flag_value("results", argc, argv, &i, value_flags, &v);
+        if (rc) {
+            free(ratio_s), free(seed_s);
+            return rc;
         }
-        const char *f = argv[i], *v = argv[++i];
         if (strcmp(f, "--runs") == 0) runs = v;
         else if (strcmp(f, "--zeroshot") == 0) zs = v;
         else if (strcmp(f, "--out") == 0) out = v;
@@ -273,10 +277,8 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
                 fprintf(stderr, "trmml results: --chance '%s': expected a number\n", v);
                 return 2;
             }
-        } else {
-            fprintf(stderr, "trmml results: unknown option '%s' (see --help)\n", f);
-            return 2;
-        }
+        } else
+            CHECK(false, "results: value flag %s not handled", f);
     }
     char *ratios[MAX_RATIOS], *seeds[MAX_SEEDS];
     int nr = ratio_s ? split_words(ratio_s, ratios, MAX_RATIOS) : 0;
