@@ -138,10 +138,12 @@ static void jpeg_decode_run(JpegDecode *st) {
     j_decompress_ptr cinfo = &st->cinfo;
     int jumped = setjmp(st->err.jump);
     if (jumped) {
+        /* Say what a user can do: no command offers to decode damaged files (a corrupt training
+         * image should be noticed); ImageDecodeOpts.accept_warnings is for programs. */
         if (jumped == 2)
             st->status = error_set(STATUS_ERR_FORMAT,
-                                   "%s: corrupt or truncated JPEG (%s); set accept_warnings to "
-                                   "decode such files anyway",
+                                   "%s: corrupt or truncated JPEG (%s); re-encode the file (e.g. "
+                                   "open and save it again with an image editor) or replace it",
                                    st->name, st->err.message);
         else if (st->status == STATUS_OK)
             st->status =
