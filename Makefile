@@ -166,18 +166,26 @@ test-matrix: $(BUILD)/test_trmml $(BUILD)/trmml
 	@scripts/test-matrix.sh ./$(BUILD)/test_trmml $(FILTER)
 
 # Fuzzing: FUZZ_SECONDS per target (default 20); seeds from fuzz/corpus/<name>/ when present.
-# Crashes are written to build-fuzz/crash-<name>-* and fail the target.
+# Each fuzzer's output goes to build-fuzz/<name>.log (its last lines are printed); a crash is
+# written to build-fuzz/crash-<name>-* and stops `make fuzz` with a non-zero status. The status
+# tested is the fuzzer's own (a pipe into tail would test tail's). clang and its libFuzzer
+# runtime come from scripts/install-deps.sh --fuzz.
 fuzz:
+	@scripts/install-deps.sh --fuzz
 	$(MAKE) FUZZ=1 CC=clang CUDA=0 OMP=0 WERROR=0 BUILD=build-fuzz fuzz-run
 
 fuzz-run: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
 	  echo "== $$n ($${FUZZ_SECONDS:-20} s)"; \
-	  $$f -max_total_time=$${FUZZ_SECONDS:-20} -artifact_prefix=$(BUILD)/crash-$$n- \
-	    $(BUILD)/corpus/$$n $$(test -d fuzz/corpus/$$n && echo fuzz/corpus/$$n) 2>&1 | tail -3 || exit 1; \
+	  if $$f -max_total_time=$${FUZZ_SECONDS:-20} -artifact_prefix=$(BUILD)/crash-$$n- \
+	      $(BUILD)/corpus/$$n $$(test -d fuzz/corpus/$$n && echo fuzz/corpus/$$n) \
+	      >$(BUILD)/$$n.log 2>&1; then tail -3 $(BUILD)/$$n.log; \
+	  else st=$$?; tail -40 $(BUILD)/$$n.log; \
+	    echo "make fuzz: $$n failed (exit $$st); log $(BUILD)/$$n.log" >&2; exit 1; fi; \
 	done
 
 $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/libtrmml.a
+	@mkdir -p $(dir $@)
 	$(CC) $(LDSAN) -o $@ $< $(BUILD)/libtrmml.a $(LDLIBS)
 
 # Regenerate the PyTorch reference fixtures (python3-torch from Debian; never needed at run time).

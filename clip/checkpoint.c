@@ -523,11 +523,12 @@ Status ckpt_load_memory(const uint8_t *buf, size_t size, const char *what, const
 
 Status ckpt_load(const char *path, const CkptOptions *opt, ParamStore **out, CkptInfo *info) {
     *out = NULL;
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    Status open_st = xfopen_regular(path, "checkpoint", &f);
+    if (open_st != STATUS_OK) return open_st;
     if (fseeko(f, 0, SEEK_END) != 0) {
         fclose(f);
-        return error_set(STATUS_ERR_IO, "%s: cannot seek (not a regular file?)", path);
+        return error_set(STATUS_ERR_IO, "%s: cannot seek", path);
     }
     off_t size = ftello(f);
     rewind(f);

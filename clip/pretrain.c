@@ -204,8 +204,9 @@ static char *trim(char *s) {
 }
 
 Status clip_pretrain_config_load(const char *path, ClipPretrainConfig *cfg) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    Status open_st = xfopen_regular(path, "pretraining configuration", &f);
+    if (open_st != STATUS_OK) return open_st;
     char line[512];
     int lineno = 0;
     while (fgets(line, sizeof line, f)) {
@@ -592,8 +593,9 @@ static void stem_of(const char *path, char *buf, size_t n) {
 
 /* captions.txt into a sorted array; *text owns the strings. */
 static Status read_captions(const char *path, Caption **out, int64_t *n, char **text) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    Status open_st = xfopen_regular(path, "captions file", &f);
+    if (open_st != STATUS_OK) return open_st;
     size_t cap = 1 << 16, len = 0;
     char *buf = xmalloc(cap);
     size_t got;

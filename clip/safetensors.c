@@ -11,6 +11,8 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
+#include "tensor/text.h"
+
 /* The reference implementation refuses headers above 100 MB. */
 #define MAX_HEADER ((uint64_t)100000000)
 enum { MAX_DEPTH = 16 };
@@ -234,23 +236,12 @@ static void putf(Buf *b, const char *fmt, long long v) {
     put(b, tmp, (size_t)k);
 }
 
-/* A JSON string literal: quote, backslash and control characters escaped; UTF-8 passes through. */
+/* A JSON string literal (tensor/text.h): the header must stay valid JSON whatever a name holds,
+ * so a byte that is not UTF-8 is written as U+FFFD. */
 static void put_json_string(Buf *b, const char *s) {
-    put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            put(b, e, 2);
-        } else if (c < 0x20) {
-            char e[8];
-            snprintf(e, sizeof e, "\\u%04x", c);
-            put(b, e, 6);
-        } else {
-            put(b, (const char *)&c, 1);
-        }
-    }
-    put(b, "\"", 1);
+    char *q = text_json_quote(s);
+    put(b, q, strlen(q));
+    free(q);
 }
 
 Status safetensors_write(const char *path, const ParamStore *ps) {

@@ -574,12 +574,9 @@ Status clip_tokenizer_load_mem(const void *gz, size_t size, const char *name, Cl
 
 Status clip_tokenizer_load(const char *path, ClipTokenizer **out) {
     *out = NULL;
-    FILE *f = xfopen(path, "rb");
-    if (!f) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", error_last()); /* names the path and the reason */
-        return error_set(STATUS_ERR_IO, "CLIP vocabulary: %s", msg);
-    }
+    FILE *f;
+    Status open_st = xfopen_regular(path, "CLIP vocabulary", &f);
+    if (open_st != STATUS_OK) return open_st;
     /* The released file is 1.4 MB; anything far larger is not a vocabulary. */
     const long max_size = 64l << 20;
     long size = -1;

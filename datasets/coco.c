@@ -398,11 +398,12 @@ Status ds_open_coco(const char *root, const char *split, const DsOptions *opt, D
     char name[64];
     snprintf(name, sizeof name, "annotations/instances_%s.json", set);
     char *json = ds_path_join(root, name);
-    FILE *f = xfopen(json, "rb");
-    if (!f) {
-        Status st = error_set(STATUS_ERR_IO, "coco2014: cannot open '%s' (expected <root>/"
-                              "annotations/instances_%s.json from annotations_trainval2014.zip)",
-                              json, set);
+    FILE *f;
+    if (xfopen_regular(json, "COCO annotation file", &f) != STATUS_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", error_last()); /* names the path and the reason */
+        Status st = error_set(STATUS_ERR_IO, "coco2014: %s (expected <root>/annotations/"
+                              "instances_%s.json from annotations_trainval2014.zip)", msg, set);
         free(json);
         return st;
     }

@@ -134,12 +134,14 @@ Status ds_csv_parse(const char *text, size_t len, const char *name, double **dat
 
 /* The whole file into a new buffer. */
 static Status read_file(const char *path, char **text, size_t *len) {
+    FILE *f;
+    Status open_st = xfopen_regular(path, "CSV file", &f);
+    if (open_st != STATUS_OK) return open_st;
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return error_set(STATUS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return error_set(STATUS_ERR_IO, "'%s' is not a regular file", path);
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    if (fstat(fileno(f), &sb) != 0) {
+        fclose(f);
+        return error_set(STATUS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    }
     size_t n = (size_t)sb.st_size;
     char *buf = xmalloc(n ? n : 1);
     Status st = n ? xfread(buf, 1, n, f, path) : STATUS_OK;

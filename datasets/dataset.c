@@ -95,10 +95,8 @@ Status ds_labels_import(int8_t *labels, int64_t n, DsLabelConvention conv, const
 
 Status ds_lines_open(DsLines *r, const char *path) {
     memset(r, 0, sizeof *r);
-    if (ds_is_dir(path))
-        return error_set(STATUS_ERR_IO, "'%s' is a directory, expected a file", path);
-    r->f = xfopen(path, "rb");
-    if (!r->f) return STATUS_ERR_IO;
+    Status st = xfopen_regular(path, "text file", &r->f);
+    if (st != STATUS_OK) return st;
     r->path = path;
     r->cap = 4096;
     r->buf = xmalloc(r->cap);

@@ -138,10 +138,12 @@ static void jpeg_decode_run(JpegDecode *st) {
     j_decompress_ptr cinfo = &st->cinfo;
     int jumped = setjmp(st->err.jump);
     if (jumped) {
+        /* Say what a user can do: no command offers to decode damaged files (a corrupt training
+         * image should be noticed); ImageDecodeOpts.accept_warnings is for programs. */
         if (jumped == 2)
             st->status = error_set(STATUS_ERR_FORMAT,
-                                   "%s: corrupt or truncated JPEG (%s); set accept_warnings to "
-                                   "decode such files anyway",
+                                   "%s: corrupt or truncated JPEG (%s); re-encode the file (e.g. "
+                                   "open and save it again with an image editor) or replace it",
                                    st->name, st->err.message);
         else if (st->status == STATUS_OK)
             st->status =
@@ -436,8 +438,9 @@ Status image_decode(const uint8_t *data, size_t n, const char *name, Image *out,
 static Status read_file(const char *path, uint8_t **data, size_t *n) {
     *data = NULL;
     *n = 0;
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    Status open_st = xfopen_regular(path, "image", &f);
+    if (open_st != STATUS_OK) return open_st;
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
     if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {

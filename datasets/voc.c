@@ -190,8 +190,9 @@ Status ds_voc_parse_xml(const char *xml, size_t size, const char *what, char *co
 /* Stream one annotation file through expat in 16 KiB chunks. */
 static Status voc_parse_file(const char *path, char *const *classes, int64_t c, int8_t *row,
                              char *chunk, size_t chunk_size) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    Status open_st = xfopen_regular(path, "VOC annotation", &f);
+    if (open_st != STATUS_OK) return open_st;
     VocXml x;
     voc_xml_init(&x, path, classes, c, row);
     Status st = STATUS_OK;

@@ -1,10 +1,12 @@
 #!/bin/sh
 # install-deps.sh — install what trmml needs from Debian 12 packages (called by the Makefile and
 # .ci/run; safe to rerun). --torch also installs python3-torch, used only to regenerate fixtures
-# and for the PyTorch side of benchmarks.
+# and for the PyTorch side of benchmarks; --fuzz also installs clang for `make fuzz`.
 set -e
 pkgs="make gcc libopenblas-openmp-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev libexpat1-dev libyajl-dev"
 [ "$1" = "--torch" ] && pkgs="$pkgs python3-torch python3-numpy"
+# make fuzz: clang and its libFuzzer/sanitizer runtime.
+[ "$1" = "--fuzz" ] && pkgs="$pkgs clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

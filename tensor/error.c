@@ -5,6 +5,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "tensor/text.h"
 
 void check_fail(const char *file, int line, const char *func, const char *cond, const char *fmt,
                 ...) {
@@ -28,11 +31,15 @@ void fatal_oom(const char *file, int line, const char *what, size_t requested, s
 /* Per thread: loader workers and OpenMP regions may fail at the same time. */
 static _Thread_local char g_error[1024];
 
+/* Messages quote file names and file contents, which may hold any bytes: they are stored with
+ * invalid UTF-8 and control characters escaped (text.h), so that printing one is always safe. */
 Status error_set(Status status, const char *fmt, ...) {
+    char raw[sizeof g_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_error, sizeof g_error, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    text_escape_message(g_error, sizeof g_error, raw);
     return status;
 }
 
@@ -72,6 +79,22 @@ FILE *xfopen(const char *path, const char *mode) {
     FILE *f = fopen(path, mode);
     if (!f) error_set(STATUS_ERR_IO, "cannot open '%s' (mode %s): %s", path, mode, strerror(errno));
     return f;
+}
+
+Status xfopen_regular(const char *path, const char *what, FILE **out) {
+    *out = NULL;
+    struct stat sb;
+    /* stat before fopen: opening a FIFO would block, and a directory opens fine but reads as an
+     * error or sizes as 2^63 - 1 bytes with fseek/ftell. */
+    if (stat(path, &sb) != 0)
+        return error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return error_set(STATUS_ERR_IO, "%s '%s': is a directory, expected a file", what, path);
+    if (!S_ISREG(sb.st_mode))
+        return error_set(STATUS_ERR_IO, "%s '%s': not a regular file", what, path);
+    *out = fopen(path, "rb");
+    if (!*out) return error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    return STATUS_OK;
 }
 
 Status xfread(void *buf, size_t size, size_t count, FILE *f, const char *what) {

@@ -5,7 +5,8 @@
  * release builds.
  *
  * Environment failures (missing file, bad magic, out of memory, no GPU) return a Status and set a
- * last-error message with error_set(); callers propagate, and only main prints it.
+ * last-error message with error_set(); callers propagate, and only main prints it. The message
+ * is stored with invalid UTF-8 and control characters escaped (tensor/text.h).
  *
  * The x* wrappers are the only way the code base calls malloc/fopen/fread/fwrite: they report
  * file:line and sizes on failure. */
@@ -56,8 +57,13 @@ void *xmalloc_at(const char *file, int line, size_t n);
 void *xcalloc_at(const char *file, int line, size_t n, size_t size);
 void *xrealloc_at(const char *file, int line, void *p, size_t n);
 
-/* xfopen returns NULL and sets the last error (naming the path) on failure. xfread/xfwrite
- * return STATUS_OK or STATUS_ERR_IO with a message naming `what` and the byte counts. */
+/* xfopen returns NULL and sets the last error (naming the path) on failure. */
 FILE *xfopen(const char *path, const char *mode);
+/* Open a file the user named, for reading. STATUS_ERR_IO with one message naming `what` (e.g.
+ * "CLIP checkpoint") and the path when it is missing, unreadable, a directory or not a regular
+ * file; every reader of a user-given file opens it with this. */
+Status xfopen_regular(const char *path, const char *what, FILE **out);
+/* xfread/xfwrite return STATUS_OK or STATUS_ERR_IO with a message naming `what` and the byte
+ * counts. */
 Status xfread(void *buf, size_t size, size_t count, FILE *f, const char *what);
 Status xfwrite(const void *buf, size_t size, size_t count, FILE *f, const char *what);

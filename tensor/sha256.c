@@ -117,11 +117,12 @@ void sha256_hex(const void *data, size_t n, char hex[65]) {
 }
 
 Status sha256_file_hex(const char *path, char hex[65]) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    Status open_st = xfopen_regular(path, "file to hash", &f);
+    if (open_st != STATUS_OK) return open_st;
     if (fseeko(f, 0, SEEK_END) != 0) {
         fclose(f);
-        return error_set(STATUS_ERR_IO, "%s: cannot seek (not a regular file?)", path);
+        return error_set(STATUS_ERR_IO, "%s: cannot seek", path);
     }
     off_t left = ftello(f);
     rewind(f);

@@ -276,6 +276,21 @@ static void expect_decode_error(const char *what, const uint8_t *d, size_t n,
     image_free(&im);
 }
 
+/* The message for a damaged JPEG says what the user can do, naming no option that no command
+ * has (issue 13: it suggested `accept_warnings`, a field of ImageDecodeOpts). */
+TEST(image_corrupt_jpeg_message_says_what_to_do) {
+    uint8_t *d;
+    size_t n;
+    if (!test_read_file(IMG_DIR "photo_q90.jpg", &d, &n)) return;
+    Image im = {0};
+    Status s = image_decode(d, n * 2 / 3, "cut.jpg", &im, NULL);
+    EXPECT(s == STATUS_ERR_FORMAT && strstr(error_last(), "cut.jpg") &&
+               strstr(error_last(), "re-encode the file") && !strstr(error_last(), "accept_warnings"),
+           "status %d: %s", (int)s, error_last());
+    image_free(&im);
+    free(d);
+}
+
 static size_t find_marker(const uint8_t *d, size_t n, uint8_t m) {
     for (size_t i = 2; i + 1 < n; i++)
         if (d[i] == 0xFF && d[i + 1] == m) return i;

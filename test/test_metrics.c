@@ -241,7 +241,7 @@ TEST(metrics_csv_malformed_errors) {
     EXPECT(ds_csv_read(path, &data, &rows, &cols) == STATUS_ERR_IO && strstr(error_last(), path),
            "missing file: %s", error_last());
     EXPECT(ds_csv_read(dir, &data, &rows, &cols) == STATUS_ERR_IO &&
-               strstr(error_last(), "not a regular file"),
+               strstr(error_last(), "is a directory"),
            "directory: %s", error_last());
     snprintf(path, sizeof path, "%s/labels.csv", dir);
     write_text(path, "1,0\n-1,2\n", 9);

@@ -17,6 +17,7 @@
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/norm.h"
 #include "tensor/ops/softmax.h"
+#include "tensor/text.h"
 #include "tools/command.h"
 #include "trmml/feature_cache.h"
 
@@ -50,16 +51,11 @@ static Status load_model(const char *path, ClipModel **model) {
     return st;
 }
 
+/* Inputs are file names and texts of any bytes; the output stays valid JSON (tensor/text.h). */
 static void print_json_string(const char *s) {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') printf("\\%c", *p);
-        else if (*p == '\n') fputs("\\n", stdout);
-        else if (*p == '\t') fputs("\\t", stdout);
-        else if (*p < 0x20) printf("\\u%04x", *p);
-        else putchar(*p);
-    }
-    putchar('"');
+    char *q = text_json_quote(s);
+    fputs(q, stdout);
+    free(q);
 }
 
 static void print_floats(const float *x, int64_t n) {
@@ -98,15 +94,16 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
     bool dense = false;
     EmbedInput *in = xcalloc(argc + 1, sizeof *in);
     int nin = 0, ntext = 0;
+    static const char *const value_flags[] = {"--model", "--vocab", "--image", "--text", "--size",
+                                              NULL};
     for (int i = 0; i < argc; i++) {
-        const char *f = argv[i];
+        const char *f = argv[i], *v;
         if (strcmp(f, "--dense") == 0) { dense = true; continue; }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "trmml embed: %s needs a value (see trmml embed --help)\n", f);
+        int rc = tool_flag_value("embed", argc, argv, &i, value_flags, &v);
+        if (rc) {
             free(in);
-            return 2;
+            return rc;
         }
-        const char *v = argv[++i];
         if (strcmp(f, "--model") == 0) model_path = v;
         else if (strcmp(f, "--vocab") == 0) vocab = v;
         else if (strcmp(f, "--image") == 0) in[nin++] = (EmbedInput){true, v, {0}};
@@ -120,11 +117,8 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
                 return 2;
             }
             size = (int)n;
-        } else {
-            fprintf(stderr, "trmml embed: unknown option '%s' (see trmml embed --help)\n", f);
-            free(in);
-            return 2;
-        }
+        } else
+            CHECK(false, "embed: value flag %s not handled", f);
     }
     if (!model_path || nin == 0) {
         fprintf(stderr, "trmml embed: --model and at least one --image or --text are required\n");
@@ -200,12 +194,12 @@ COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo o
         "  probabilities are softmax(exp(logit_scale) * cos(image, prompt)) over the classes.") {
     const char *model_path = NULL, *image_path = NULL, *classes = NULL, *vocab = NULL;
     int size = 0;
+    static const char *const value_flags[] = {"--model", "--image", "--classes", "--vocab",
+                                              "--size", NULL};
     for (int i = 0; i < argc; i++) {
-        if (i + 1 >= argc) {
-            fprintf(stderr, "trmml zeroshot: %s needs a value (see trmml zeroshot --help)\n", argv[i]);
-            return 2;
-        }
-        const char *f = argv[i], *v = argv[++i];
+        const char *f = argv[i], *v;
+        int rc = tool_flag_value("zeroshot", argc, argv, &i, value_flags, &v);
+        if (rc) return rc;
         if (strcmp(f, "--model") == 0) model_path = v;
         else if (strcmp(f, "--image") == 0) image_path = v;
         else if (strcmp(f, "--classes") == 0) classes = v;
@@ -218,10 +212,8 @@ COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo o
                 return 2;
             }
             size = (int)n;
-        } else {
-            fprintf(stderr, "trmml zeroshot: unknown option '%s' (see trmml zeroshot --help)\n", f);
-            return 2;
-        }
+        } else
+            CHECK(false, "zeroshot: value flag %s not handled", f);
     }
     if (!model_path || !image_path || !classes) {
         fprintf(stderr, "trmml zeroshot: --model, --image and --classes are required\n");
@@ -306,12 +298,13 @@ COMMAND(extract, "cache the frozen image tower's dense features of a dataset spl
     DsOptions dopt = {0};
     const char *name = NULL, *root = NULL, *split = NULL;
     int size = 448;
+    static const char *const value_flags[] = {
+        "--model",     "--out",       "--dataset",   "--root",     "--split", "--class-list",
+        "--image-dir", "--bad-image", "--resample",  "--size",     NULL};
     for (int i = 0; i < argc; i++) {
-        if (i + 1 >= argc) {
-            fprintf(stderr, "trmml extract: %s needs a value (see trmml extract --help)\n", argv[i]);
-            return 2;
-        }
-        const char *f = argv[i], *v = argv[++i];
+        const char *f = argv[i], *v;
+        int rc = tool_flag_value("extract", argc, argv, &i, value_flags, &v);
+        if (rc) return rc;
         if (strcmp(f, "--model") == 0) model_path = v;
         else if (strcmp(f, "--out") == 0) out = v;
         else if (strcmp(f, "--dataset") == 0) name = v;
@@ -329,10 +322,8 @@ COMMAND(extract, "cache the frozen image tower's dense features of a dataset spl
                 return 2;
             }
             size = (int)n;
-        } else {
-            fprintf(stderr, "trmml extract: unknown option '%s' (see trmml extract --help)\n", f);
-            return 2;
-        }
+        } else
+            CHECK(false, "extract: value flag %s not handled", f);
     }
     if (!model_path || !out || !name || !root || !split) {
         fprintf(stderr, "trmml extract: --model, --dataset, --root, --split and --out are required\n");

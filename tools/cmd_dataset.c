@@ -8,6 +8,7 @@
 #include "datasets/dataset.h"
 #include "datasets/image.h"
 #include "datasets/mask.h"
+#include "tensor/text.h"
 #include "tools/command.h"
 
 /* Options shared by both commands. Returns 0, or 2 after printing a usage error. */
@@ -175,7 +176,7 @@ COMMAND_AS(verify_dataset, "verify-dataset", "check a dataset tree: counts, miss
             for (int64_t c = 0; c < ds->c; c++) pos |= row[c] == 1;
             empty += !pos;
             if (!ds_is_file(path)) {
-                if (missing++ < 5) printf("  missing: %s\n", path);
+                if (missing++ < 5) printf("  missing: %s\n", text_for_message(path));
                 continue;
             }
             if (a.no_decode) continue;
@@ -186,7 +187,8 @@ COMMAND_AS(verify_dataset, "verify-dataset", "check a dataset tree: counts, miss
             image_free(&im);
         }
         char first[300] = "";
-        if (ds->n_dropped) snprintf(first, sizeof first, " (first: %s)", ds->dropped_example);
+        if (ds->n_dropped)
+            snprintf(first, sizeof first, " (first: %s)", text_for_message(ds->dropped_example));
         printf("%s %s: %lld images, %lld classes, %lld dropped by the reader%s, %lld missing, "
                "%s%lld unreadable, %lld without a positive label\n",
                a.dataset, s, (long long)ds->n, (long long)ds->c, (long long)ds->n_dropped, first,

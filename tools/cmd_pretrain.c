@@ -45,13 +45,12 @@ COMMAND_AS(pretrain_clip, "pretrain-clip",
            "Prints the resolved configuration, then a progress line every log_every steps.") {
     const char *data = NULL, *out = NULL, *config = NULL, *vocab = NULL;
     long long steps = -1, batch = -1, seed = -1;
+    static const char *const value_flags[] = {"--data",  "--out",   "--config", "--vocab",
+                                              "--steps", "--batch", "--seed",   NULL};
     for (int i = 0; i < argc; i++) {
-        const char *f = argv[i];
-        if (i + 1 >= argc) {
-            fprintf(stderr, "trmml pretrain-clip: %s needs a value (see --help)\n", f);
-            return 2;
-        }
-        const char *v = argv[++i];
+        const char *f = argv[i], *v;
+        int rc = tool_flag_value("pretrain-clip", argc, argv, &i, value_flags, &v);
+        if (rc) return rc;
         if (strcmp(f, "--data") == 0) data = v;
         else if (strcmp(f, "--out") == 0) out = v;
         else if (strcmp(f, "--config") == 0) config = v;
@@ -65,10 +64,8 @@ COMMAND_AS(pretrain_clip, "pretrain-clip",
                 return 2;
             }
             *(strcmp(f, "--steps") == 0 ? &steps : strcmp(f, "--batch") == 0 ? &batch : &seed) = x;
-        } else {
-            fprintf(stderr, "trmml pretrain-clip: unknown option '%s' (see --help)\n", f);
-            return 2;
-        }
+        } else
+            CHECK(false, "pretrain-clip: value flag %s not handled", f);
     }
     if (!data || !out) {
         fprintf(stderr, "trmml pretrain-clip: --data and --out are required (see --help)\n");

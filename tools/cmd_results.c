@@ -22,9 +22,11 @@ static double json_metric(const char *json, const char *key) {
     return p ? strtod(p + strlen(pat), NULL) : NAN;
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+/* The whole file, NUL-terminated; NULL, with the last error naming `what` and the path, when it
+ * is missing or not a regular file. */
+static char *read_text(const char *path, const char *what) {
+    FILE *f;
+    if (xfopen_regular(path, what, &f) != STATUS_OK) return NULL;
     size_t cap = 4096, n = 0, got;
     char *s = xmalloc(cap);
     while ((got = fread(s + n, 1, cap - n - 1, f)) > 0)
@@ -75,8 +77,8 @@ static void collect(Series *s, const char *runs, const char *tag, const char *ke
         for (int k = 0; k < ns; k++) {
             char path[1024];
             snprintf(path, sizeof path, "%s/%s-r%s-s%s/eval.json", runs, tag, ratios[r], seeds[k]);
-            char *j = read_text(path);
-            if (!j) continue;
+            char *j = read_text(path, "run metrics");
+            if (!j) continue; /* a run not made (yet): shown as '–' */
             double x = json_metric(j, key);
             free(j);
             if (isfinite(x)) v[n++] = x;
@@ -251,12 +253,16 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
     const char *runs = NULL, *zs = NULL, *out = NULL, *png = NULL, *command = NULL;
     char *ratio_s = NULL, *seed_s = NULL;
     double chance = NAN;
+    static const char *const value_flags[] = {"--runs",   "--zeroshot", "--out",    "--plot",
+                                              "--command", "--ratios",  "--seeds", "--chance",
+                                              NULL};
     for (int i = 0; i < argc; i++) {
-        if (i + 1 >= argc) {
-            fprintf(stderr, "trmml results: %s needs a value (see --help)\n", argv[i]);
-            return 2;
+        const char *f = argv[i], *v;
+        int rc = tool_flag_value("results", argc, argv, &i, value_flags, &v);
+        if (rc) {
+            free(ratio_s), free(seed_s);
+            return rc;
         }
-        const char *f = argv[i], *v = argv[++i];
         if (strcmp(f, "--runs") == 0) runs = v;
         else if (strcmp(f, "--zeroshot") == 0) zs = v;
         else if (strcmp(f, "--out") == 0) out = v;
@@ -271,10 +277,8 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
                 fprintf(stderr, "trmml results: --chance '%s': expected a number\n", v);
                 return 2;
             }
-        } else {
-            fprintf(stderr, "trmml results: unknown option '%s' (see --help)\n", f);
-            return 2;
-        }
+        } else
+            CHECK(false, "results: value flag %s not handled", f);
     }
     char *ratios[MAX_RATIOS], *seeds[MAX_SEEDS];
     int nr = ratio_s ? split_words(ratio_s, ratios, MAX_RATIOS) : 0;
@@ -285,9 +289,9 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
         free(ratio_s), free(seed_s);
         return 2;
     }
-    char *zj = read_text(zs);
+    char *zj = read_text(zs, "zero-shot metrics");
     if (!zj) {
-        fprintf(stderr, "trmml results: cannot read %s (the zero-shot metrics)\n", zs);
+        fprintf(stderr, "trmml results: --zeroshot: %s\n", error_last());
         free(ratio_s), free(seed_s);
         return 1;
     }

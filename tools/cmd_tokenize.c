@@ -31,8 +31,8 @@ static bool print_ids(const ClipTokenizer *tok, const char *text, size_t len, in
 
 /* The whole file in memory (NUL-terminated); NULL with the error printed. */
 static char *read_file(const char *path, size_t *len) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) {
+    FILE *f;
+    if (xfopen_regular(path, "text file", &f) != STATUS_OK) {
         fprintf(stderr, "trmml tokenize: --file: %s\n", error_last());
         return NULL;
     }

@@ -90,6 +90,19 @@ static const struct {
     {"--vocab", offsetof(RunConfig, vocab)},
 };
 
+/* Whether f is a train flag that takes a value (so a last-position f lacks one, rather than
+ * being unknown). */
+static bool takes_value(const char *f) {
+    if (!strcmp(f, "--out") || !strcmp(f, "--method") || !strcmp(f, "--config") ||
+        !strcmp(f, "--set"))
+        return true;
+    for (size_t k = 0; k < sizeof PATH_FLAGS / sizeof PATH_FLAGS[0]; k++)
+        if (strcmp(f, PATH_FLAGS[k].flag) == 0) return true;
+    for (size_t k = 0; k < sizeof KEY_FLAGS / sizeof KEY_FLAGS[0]; k++)
+        if (strcmp(f, KEY_FLAGS[k].flag) == 0) return true;
+    return false;
+}
+
 /* Apply argv[*i] (and its value, advancing *i) to rc; 0, or the exit status of a usage error. */
 static int apply_flag(RunConfig *rc, int argc, char **argv, int *i) {
     const char *f = argv[*i];
@@ -99,7 +112,10 @@ static int apply_flag(RunConfig *rc, int argc, char **argv, int *i) {
             return 0;
         }
     if (*i + 1 >= argc) {
-        fprintf(stderr, "trmml train: %s needs a value (see trmml train --help)\n", f);
+        if (takes_value(f))
+            fprintf(stderr, "trmml train: %s needs a value (see trmml train --help)\n", f);
+        else
+            fprintf(stderr, "trmml train: unknown option '%s' (see trmml train --help)\n", f);
         return 2;
     }
     const char *v = argv[++*i];
@@ -271,11 +287,10 @@ static int parse_use(const char *cmd, int argc, char **argv, int first, UseOptio
             pos[(*npos)++] = f;
             continue;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "trmml %s: %s needs a value (see trmml %s --help)\n", cmd, f, cmd);
-            return 2;
-        }
-        const char *v = argv[++i];
+        static const char *const value_flags[] = {"--cached-test", "--out", "--top", NULL};
+        const char *v;
+        int rc = tool_flag_value(cmd, argc, argv, &i, value_flags, &v);
+        if (rc) return rc;
         if (strcmp(f, "--cached-test") == 0)
             o->cached_test = v;
         else if (strcmp(f, "--out") == 0)
@@ -288,10 +303,8 @@ static int parse_use(const char *cmd, int argc, char **argv, int first, UseOptio
                 return 2;
             }
             o->top = (int)k;
-        } else {
-            fprintf(stderr, "trmml %s: unknown option '%s' (see trmml %s --help)\n", cmd, f, cmd);
-            return 2;
-        }
+        } else
+            CHECK(false, "%s: value flag %s not handled", cmd, f);
     }
     return 0;
 }

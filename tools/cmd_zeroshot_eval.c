@@ -29,12 +29,13 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
     DsOptions dopt = {0};
     int size = 0;
     ZeroShotFeature feature = ZEROSHOT_POOLED;
+    static const char *const value_flags[] = {
+        "--model",     "--dataset", "--root", "--split",   "--class-list",
+        "--image-dir", "--vocab",   "--out",  "--feature", "--size",       NULL};
     for (int i = 0; i < argc; i++) {
-        if (i + 1 >= argc) {
-            fprintf(stderr, "trmml zeroshot-eval: %s needs a value (see --help)\n", argv[i]);
-            return 2;
-        }
-        const char *f = argv[i], *v = argv[++i];
+        const char *f = argv[i], *v;
+        int rc = tool_flag_value("zeroshot-eval", argc, argv, &i, value_flags, &v);
+        if (rc) return rc;
         if (strcmp(f, "--model") == 0) model_path = v;
         else if (strcmp(f, "--dataset") == 0) name = v;
         else if (strcmp(f, "--root") == 0) root = v;
@@ -59,10 +60,8 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
                 return 2;
             }
             size = (int)n;
-        } else {
-            fprintf(stderr, "trmml zeroshot-eval: unknown option '%s' (see --help)\n", f);
-            return 2;
-        }
+        } else
+            CHECK(false, "zeroshot-eval: value flag %s not handled", f);
     }
     if (!model_path || !name || !root || !split) {
         fprintf(stderr, "trmml zeroshot-eval: --model, --dataset, --root and --split are required\n");

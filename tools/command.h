@@ -21,6 +21,13 @@ void command_register(const char *name, const char *summary, const char *usage, 
     }                                                                                      \
     static int command_##ident(int argc, char **argv)
 
+/* For an option that takes a value ("--flag value"): when argv[*i] is one of `known` (a
+ * NULL-terminated list) and a value follows, sets *value, advances *i and returns 0. Otherwise
+ * prints "trmml CMD: unknown option" or "... needs a value" and returns 2 (a usage error): an
+ * unknown flag in last position is still reported as unknown. */
+int tool_flag_value(const char *cmd, int argc, char **argv, int *i, const char *const *known,
+                    const char **value);
+
 /* The --device value given on the command line ("auto" by default) and --threads (0 = default). */
 const char *tool_device(void);
 int tool_threads(void);

@@ -1,5 +1,6 @@
 /* main.c — the `trmml` command-line tool: git-style subcommands, each with --help.
  * Global options (before or after the subcommand): --device auto|cpu|cuda[:N], --threads N. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,23 @@ void command_register(const char *name, const char *summary, const char *usage, 
 
 const char *tool_device(void) { return g_device; }
 int tool_threads(void) { return g_threads; }
+
+int tool_flag_value(const char *cmd, int argc, char **argv, int *i, const char *const *known,
+                    const char **value) {
+    const char *f = argv[*i];
+    bool is_known = false;
+    for (int k = 0; known[k] && !is_known; k++) is_known = strcmp(f, known[k]) == 0;
+    if (!is_known) {
+        fprintf(stderr, "trmml %s: unknown option '%s' (see trmml %s --help)\n", cmd, f, cmd);
+        return 2;
+    }
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "trmml %s: %s needs a value (see trmml %s --help)\n", cmd, f, cmd);
+        return 2;
+    }
+    *value = argv[++*i];
+    return 0;
+}
 
 static int cmp_commands(const void *a, const void *b) {
     return strcmp(((const Command *)a)->name, ((const Command *)b)->name);

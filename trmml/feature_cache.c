@@ -1,7 +1,6 @@
 /* feature_cache.c — extract dense features to a float16 file and memory-map them back. */
 #include "trmml/feature_cache.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,16 +116,17 @@ Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const Ex
 
 Status feature_cache_open(const char *path, FeatureCache *fc) {
     memset(fc, 0, sizeof *fc);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return error_set(STATUS_ERR_IO, "feature cache '%s': cannot open", path);
+    FILE *f;
+    Status open_st = xfopen_regular(path, "feature cache", &f);
+    if (open_st != STATUS_OK) return open_st;
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || sb.st_size < FC_HEADER) {
-        close(fd);
+    if (fstat(fileno(f), &sb) != 0 || sb.st_size < FC_HEADER) {
+        fclose(f);
         return error_set(STATUS_ERR_FORMAT, "feature cache '%s': shorter than its %d-byte header",
                          path, FC_HEADER);
     }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    fclose(f);
     if (map == MAP_FAILED) return error_set(STATUS_ERR_IO, "feature cache '%s': mmap failed", path);
     FcHeader h;
     memcpy(&h, map, sizeof h);

@@ -204,8 +204,8 @@ static Status parse_stream(RunConfig *rc, FILE *f, const char *path) {
 }
 
 Status run_config_parse_file(RunConfig *rc, const char *path) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    if (xfopen_regular(path, "configuration file", &f) != STATUS_OK) return STATUS_ERR_IO;
     Status st = parse_stream(rc, f, path);
     fclose(f);
     return st;
@@ -570,8 +570,8 @@ Status run_checkpoint_write(const char *path, const RunMeta *meta, const char *c
 /* The whole file in memory (owned). */
 static Status read_all(const char *path, uint8_t **buf, size_t *size) {
     *buf = NULL;
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    if (xfopen_regular(path, "run file", &f) != STATUS_OK) return STATUS_ERR_IO;
     long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
     Status st = n >= 0 && fseek(f, 0, SEEK_SET) == 0
                     ? STATUS_OK

@@ -331,8 +331,9 @@ Status trmml_config_parse_string(TrmmlConfig *cfg, const char *text, const char 
 }
 
 Status trmml_config_parse_file(TrmmlConfig *cfg, const char *path) {
-    FILE *f = xfopen(path, "rb");
-    if (!f) return STATUS_ERR_IO;
+    FILE *f;
+    Status open_st = xfopen_regular(path, "configuration file", &f);
+    if (open_st != STATUS_OK) return open_st;
     size_t cap = 4096, n = 0;
     char *buf = xmalloc(cap);
     for (;;) {
