@@ -23,6 +23,7 @@ has avx512f && has avx512bw && has avx512vl && has avx512dq && cores="$cores Sky
 has avx512_bf16 && cores="$cores Cooperlake"
 
 logdir=build/test-matrix
+rm -rf "$logdir"
 mkdir -p "$logdir"
 # Copies, so that a rebuild while the matrix runs does not change the binaries under it (the
 # command-line tests look for trmml next to the test binary).

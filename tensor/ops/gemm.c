@@ -66,7 +66,13 @@ void gemm_set_threads(int n) {
 #endif
 }
 
-/* Naive path: each output element is a double-precision dot product (the oracle). */
+/* Naive path: each output element is a double-precision dot product (the oracle), summed over
+ * l = 0..K-1 in order. Products of two floats are exact in double (24 + 24 significant bits), so
+ * the result depends only on that order. When B's rows are contiguous (not transposed), a block
+ * of NAIVE_JB outputs of one row is accumulated together, l outermost: the same sums in the same
+ * order (the result is bit for bit the element-by-element loop's) with unit-stride loads that
+ * vectorise, which makes the oracle fast enough to run the whole suite (make test-matrix). */
+#define NAIVE_JB 64
 static void gemm_naive(float *c, const float *a, const float *b, int64_t batch, int64_t m,
                        int64_t n, int64_t k, bool ta, bool tb, float alpha, float beta,
                        int64_t lda, int64_t ldb, int64_t ldc, int64_t sa, int64_t sb, int64_t sc) {
@@ -76,15 +82,28 @@ static void gemm_naive(float *c, const float *a, const float *b, int64_t batch, 
             const float *A = a + p * sa;
             const float *B = b + p * sb;
             float *C = c + p * sc + i * ldc;
-            for (int64_t j = 0; j < n; j++) {
-                double acc = 0.0;
-                for (int64_t l = 0; l < k; l++) {
-                    float av = ta ? A[l * lda + i] : A[i * lda + l];
-                    float bv = tb ? B[j * ldb + l] : B[l * ldb + j];
-                    acc += (double)av * bv;
+            for (int64_t j0 = 0; j0 < n; j0 += NAIVE_JB) {
+                const int64_t nj = n - j0 < NAIVE_JB ? n - j0 : NAIVE_JB;
+                double acc[NAIVE_JB] = {0};
+                if (!tb) {
+                    for (int64_t l = 0; l < k; l++) {
+                        const double av = ta ? A[l * lda + i] : A[i * lda + l];
+                        const float *Bl = B + l * ldb + j0;
+                        for (int64_t jj = 0; jj < nj; jj++) acc[jj] += av * Bl[jj];
+                    }
+                } else {
+                    for (int64_t jj = 0; jj < nj; jj++) {
+                        const float *Bj = B + (j0 + jj) * ldb;
+                        double s = 0.0;
+                        for (int64_t l = 0; l < k; l++)
+                            s += (double)(ta ? A[l * lda + i] : A[i * lda + l]) * Bj[l];
+                        acc[jj] = s;
+                    }
                 }
-                float prev = beta == 0.0f ? 0.0f : beta * C[j];
-                C[j] = (float)(alpha * acc) + prev;
+                for (int64_t jj = 0; jj < nj; jj++) {
+                    float prev = beta == 0.0f ? 0.0f : beta * C[j0 + jj];
+                    C[j0 + jj] = (float)(alpha * acc[jj]) + prev;
+                }
             }
         }
     }
