@@ -1141,3 +1141,40 @@ TEST(train_e2e_kill_9_at_any_moment) {
     }
     world_close(&w);
 }
+
+/* config.txt parses back to the configuration that printed it, for paths with spaces, '#',
+ * single quotes, '=' and UTF-8; a value that one line between double quotes cannot keep (a double
+ * quote, a line break) is refused when set, naming the key, instead of breaking --resume. */
+TEST(train_e2e_config_txt_round_trips) {
+    for (int method = 0; method < TRMML_METHOD_COUNT; method++) {
+        RunConfig rc = run_config_default(method, "voc2007");
+        run_config_default_splits(&rc);
+        EXPECT(run_config_set(&rc, "root", "/data/my data #2/it's=VOC \xc3\xa9t\xc3\xa9") == STATUS_OK &&
+                   run_config_set(&rc, "model", "/m/RN101 # copy.pt") == STATUS_OK,
+               "%s", error_last());
+        char *text = NULL, *again = NULL;
+        size_t n = 0, m = 0;
+        FILE *f = open_memstream(&text, &n);
+        run_config_print(&rc, f);
+        fclose(f);
+        RunConfig back = run_config_default(TRMML_METHOD_TRMML, NULL);
+        EXPECT(run_config_parse_text(&back, text, "config.txt") == STATUS_OK, "%s: %s",
+               trmml_method_name(method), error_last());
+        f = open_memstream(&again, &m);
+        run_config_print(&back, f);
+        fclose(f);
+        EXPECT(n == m && memcmp(text, again, n) == 0 && strcmp(back.root, rc.root) == 0,
+               "%s: config.txt does not parse back:\n%s\n---\n%s", trmml_method_name(method), text,
+               again);
+        free(text);
+        free(again);
+    }
+    RunConfig rc = run_config_default(TRMML_METHOD_TRMML, "voc2007");
+    const char *bad[] = {"/data/a\"b", "/data/a\nb", "/data/a\rb"};
+    for (int i = 0; i < 3; i++) {
+        Status st = run_config_set(&rc, "root", bad[i]);
+        EXPECT(st == STATUS_ERR_USAGE && strstr(error_last(), "'root'") &&
+                   strstr(error_last(), "double quote or a line break"),
+               "root %d: status %d: %s", i, st, error_last());
+    }
+}

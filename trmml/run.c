@@ -117,6 +117,13 @@ Status run_config_set(RunConfig *rc, const char *key, const char *value) {
         if (strlen(value) >= k->size)
             return error_set(STATUS_ERR_USAGE, "config key '%s': value longer than %zu bytes", key,
                              k->size - 1);
+        /* config.txt keeps a string between double quotes on one line: a value holding either
+         * could not be read back on --resume (trmml_config.c refuses the same). */
+        if (strpbrk(value, "\"\n\r"))
+            return error_set(STATUS_ERR_USAGE,
+                             "config key '%s': '%s' holds a double quote or a line break, which "
+                             "config.txt cannot keep; rename it",
+                             key, value);
         snprintf(base + k->offset, k->size, "%s", value);
         return STATUS_OK;
     case RK_LOSSW:

@@ -262,6 +262,12 @@ static Status parse_value(TrmmlConfig *cfg, const Key *k, const char *v) {
         if (strlen(v) >= TRMML_CONFIG_STR)
             return error_set(STATUS_ERR_USAGE, "config key '%s': value longer than %d bytes", k->key,
                              TRMML_CONFIG_STR - 1);
+        /* Printed between double quotes on one line (trmml_config_print): keep it readable back. */
+        if (strpbrk(v, "\"\n\r"))
+            return error_set(STATUS_ERR_USAGE,
+                             "config key '%s': '%s' holds a double quote or a line break, which "
+                             "a configuration file cannot keep",
+                             k->key, v);
         snprintf(base + k->offset, TRMML_CONFIG_STR, "%s", v);
         return STATUS_OK;
     }
