@@ -2,10 +2,12 @@
 #include "tensor/error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tensor/text.h"
 
@@ -83,18 +85,24 @@ FILE *xfopen(const char *path, const char *mode) {
 
 Status xfopen_regular(const char *path, const char *what, FILE **out) {
     *out = NULL;
+    /* Open, then fstat what was opened (no window for another file to take the name between a
+     * stat and the open). O_NONBLOCK so that opening a FIFO returns instead of waiting for a
+     * writer; a directory opens fine but would read as an error or size as 2^63 - 1 bytes. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
     struct stat sb;
-    /* stat before fopen: opening a FIFO would block, and a directory opens fine but reads as an
-     * error or sizes as 2^63 - 1 bytes with fseek/ftell. */
-    if (stat(path, &sb) != 0)
-        return error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        return error_set(STATUS_ERR_IO, "%s '%s': is a directory, expected a file", what, path);
-    if (!S_ISREG(sb.st_mode))
-        return error_set(STATUS_ERR_IO, "%s '%s': not a regular file", what, path);
-    *out = fopen(path, "rb");
-    if (!*out) return error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
-    return STATUS_OK;
+    Status st = STATUS_OK;
+    if (fstat(fd, &sb) != 0)
+        st = error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    else if (S_ISDIR(sb.st_mode))
+        st = error_set(STATUS_ERR_IO, "%s '%s': is a directory, expected a file", what, path);
+    else if (!S_ISREG(sb.st_mode))
+        st = error_set(STATUS_ERR_IO, "%s '%s': not a regular file", what, path);
+    /* Reads of a regular file never block: the flag is dropped so that stdio sees a plain one. */
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 || !(*out = fdopen(fd, "rb")))
+        st = error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    if (st != STATUS_OK) close(fd);
+    return st;
 }
 
 Status xfread(void *buf, size_t size, size_t count, FILE *f, const char *what) {

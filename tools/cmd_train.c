@@ -10,6 +10,7 @@
 
 #include "datasets/image.h"
 #include "tensor/device.h"
+#include "tensor/text.h"
 #include "tools/command.h"
 #include "trmml/evaluate.h"
 #include "trmml/train.h"
@@ -115,7 +116,8 @@ static int apply_flag(RunConfig *rc, int argc, char **argv, int *i) {
         if (takes_value(f))
             fprintf(stderr, "trmml train: %s needs a value (see trmml train --help)\n", f);
         else
-            fprintf(stderr, "trmml train: unknown option '%s' (see trmml train --help)\n", f);
+            fprintf(stderr, "trmml train: unknown option '%s' (see trmml train --help)\n",
+                    text_for_message(f));
         return 2;
     }
     const char *v = argv[++*i];
@@ -142,7 +144,8 @@ static int apply_flag(RunConfig *rc, int argc, char **argv, int *i) {
         v = eq + 1;
     }
     if (!key) {
-        fprintf(stderr, "trmml train: unknown option '%s' (see trmml train --help)\n", f);
+        fprintf(stderr, "trmml train: unknown option '%s' (see trmml train --help)\n",
+                text_for_message(f));
         return 2;
     }
     if (run_config_set(rc, key, v) != STATUS_OK) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tensor/device.h"
+#include "tensor/text.h"
 #include "tools/command.h"
 
 #define TRMML_VERSION "0.1.0"
@@ -36,7 +37,8 @@ int tool_flag_value(const char *cmd, int argc, char **argv, int *i, const char *
     bool is_known = false;
     for (int k = 0; known[k] && !is_known; k++) is_known = strcmp(f, known[k]) == 0;
     if (!is_known) {
-        fprintf(stderr, "trmml %s: unknown option '%s' (see trmml %s --help)\n", cmd, f, cmd);
+        fprintf(stderr, "trmml %s: unknown option '%s' (see trmml %s --help)\n", cmd,
+                text_for_message(f), cmd);
         return 2;
     }
     if (*i + 1 >= argc) {

@@ -328,10 +328,22 @@ static Status fsync_path(const char *path) {
 }
 
 Status run_write_file(const char *path, const char *text, size_t n) {
-    char tmp[RUN_PATH_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = xfopen(tmp, "wb");
-    if (!f) return STATUS_ERR_IO;
+    /* A temporary of its own (mkstemp), not a fixed "<path>.tmp": `trmml eval` writes ap.csv
+     * into a run directory whose training may be writing it too, and two writers of one fixed
+     * name would truncate each other's file before the rename. */
+    char tmp[RUN_PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return error_set(STATUS_ERR_IO, "%s: cannot create a temporary beside it (%s)", path,
+                         strerror(errno));
+    FILE *f = fchmod(fd, 0644) == 0 ? fdopen(fd, "wb") : NULL; /* mkstemp makes 0600 */
+    if (!f) {
+        const int err = errno;
+        close(fd);
+        remove(tmp);
+        return error_set(STATUS_ERR_IO, "%s: %s", tmp, strerror(err));
+    }
     Status st = n ? xfwrite(text, 1, n, f, tmp) : STATUS_OK;
     if (fclose(f) != 0 && st == STATUS_OK) st = error_set(STATUS_ERR_IO, "%s: write failed", tmp);
     if (st == STATUS_OK) st = fsync_path(tmp);
@@ -610,9 +622,15 @@ static Status digest_mismatch(const char *path, const uint8_t *buf, size_t size)
     ParamStore *ps = NULL;
     CkptOptions opt = {.skip_digest = true};
     const int64_t *v = NULL;
-    if (ckpt_load_memory(buf, size, path, &opt, &ps, NULL) == STATUS_OK) v = meta_values(ps);
+    const bool parses = ckpt_load_memory(buf, size, path, &opt, &ps, NULL) == STATUS_OK;
+    if (parses) v = meta_values(ps);
     Status st =
-        v && v[1] != RUN_CKPT_VERSION
+        parses && !v
+            ? error_set(STATUS_ERR_FORMAT,
+                        "%s: not a trmml training checkpoint (no trmml.meta tensor with the magic "
+                        "number)",
+                        path)
+        : v && v[1] != RUN_CKPT_VERSION
             ? error_set(STATUS_ERR_FORMAT,
                         "%s: checkpoint version %lld, this program reads version %d (since "
                         "version 2 a checkpoint carries its configuration and a SHA-256); "
@@ -719,12 +737,19 @@ void run_checkpoint_close(RunCheckpoint *ck) {
 
 /* Keys that say where files are on this machine: a run may move, so config.txt may change
  * them. Everything else is the run's recipe and is fixed by its checkpoint. */
-static bool relocatable(const char *key) {
-    static const char *const KEYS[] = {"root",  "class_list",   "model",
-                                       "vocab", "cached_train", "cached_test"};
-    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-        if (strcmp(key, KEYS[i]) == 0) return true;
-    return false;
+/* Keys a resume may change: where files are (root, class_list, model, vocab, the caches: a run
+ * moves with its data), and how a step is split to fit in memory (micro_batch, text_chunk:
+ * the same sums in another order, so the run continues equal up to rounding, docs/testing.md).
+ * A feature cache may move but not appear or vanish: cached features (float16, un-augmented)
+ * and the image tower are different training. `saved` and `given` are the printed lines. */
+static bool may_change(const char *key, const char *saved, const char *given) {
+    static const char *const KEYS[] = {"root",         "class_list",  "model",      "vocab",
+                                       "cached_train", "cached_test", "micro_batch", "text_chunk"};
+    bool listed = false;
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) listed |= strcmp(key, KEYS[i]) == 0;
+    if (listed && strncmp(key, "cached_", 7) == 0)
+        return (strstr(saved, "= \"\"") == NULL) == (strstr(given, "= \"\"") == NULL);
+    return listed;
 }
 
 static char *print_config(const RunConfig *rc) {
@@ -745,7 +770,7 @@ static char *line_setting(char *line) {
     return trim(line);
 }
 
-/* The first key other than the relocatable ones where `file` and `saved` differ: an error
+/* The first key that may not change (may_change) where `file` and `saved` differ: an error
  * naming `path`, the key and both settings. Both print their keys in one order. */
 static Status compare_recipe(const RunConfig *saved, const RunConfig *file, const char *path) {
     char *a = print_config(saved), *b = print_config(file);
@@ -756,12 +781,13 @@ static Status compare_recipe(const RunConfig *saved, const RunConfig *file, cons
         if (strcmp(la, lb) == 0) continue;
         char key[128];
         snprintf(key, sizeof key, "%.*s", (int)strcspn(la, " ="), la);
-        if (relocatable(key)) continue;
+        if (may_change(key, la, lb)) continue;
         st = error_set(STATUS_ERR_FORMAT,
                        "%s: key '%s' reads '%s', but the run's checkpoint was written with '%s'; "
                        "a run's settings cannot change once it has started (only where files "
-                       "are: root, class_list, model, vocab, cached_train, cached_test): put "
-                       "the line back, or train a new run into another --out",
+                       "are: root, class_list, model, vocab, cached_train, cached_test, and how "
+                       "a step is split: micro_batch, text_chunk): put the line back, or train "
+                       "a new run into another --out",
                        path, key, line_setting(lb), line_setting(la));
     }
     free(a);
@@ -811,9 +837,16 @@ Status run_lock(const char *dir, RunLock *lock) {
     char path[RUN_PATH_MAX];
     if (!run_path(path, sizeof path, dir, ".lock"))
         return error_set(STATUS_ERR_USAGE, "%s: path too long", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* O_NOFOLLOW and a regular file only: the lock file is truncated below, and a symbolic
+     * link planted in a shared runs folder must not make that truncate another file. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0)
         return error_set(STATUS_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return error_set(STATUS_ERR_IO, "%s: not a regular file (the run's lock file)", path);
+    }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         const int err = errno;
         char holder[256] = {0};

@@ -176,8 +176,9 @@ Status run_checkpoint_restore(const RunCheckpoint *ck, const RunTensor *t, int n
 void run_checkpoint_close(RunCheckpoint *ck);
 
 /* The configuration of the run whose checkpoint is `ck`: the checkpoint's copy, with the
- * relocatable keys (root, class_list, model, vocab, cached_train, cached_test: where files are
- * on this machine) taken from config_path when it gives them. Keys config_path lacks, or a
+ * keys that may change taken from config_path when it gives them: where files are on this
+ * machine (root, class_list, model, vocab, cached_train, cached_test; a cache may move but not
+ * appear or vanish) and how a step is split (micro_batch, text_chunk). Keys config_path lacks, or a
  * missing config_path, keep the checkpoint's value; any other key it gives a different value is
  * STATUS_ERR_FORMAT naming the file, the key and both values. *intact (may be NULL) tells
  * whether config_path holds exactly run_config_print(rc). */

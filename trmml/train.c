@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -946,12 +947,16 @@ static Status already_holds(const char *dir) {
 /* --resume: the directory's lock, its checkpoint (verified), and the run's configuration from
  * it (run_config_of_checkpoint). Writes nothing but the lock file. */
 static Status resume_config(Run *r) {
-    if (access(r->ckpt, F_OK) != 0)
-        return error_set(STATUS_ERR_IO,
-                         "%s: no checkpoint.safetensors to resume from (a run stopped before "
-                         "the end of its first epoch has none); start it again without --resume",
-                         r->dir);
-    Status st = run_lock(r->dir, &r->lock);
+    struct stat sb;
+    /* The lock before the checkpoint test: a fresh run that holds the directory has no
+     * checkpoint yet, and must be named as the holder, not reported as restartable. */
+    Status st = stat(r->dir, &sb) == 0 && S_ISDIR(sb.st_mode) ? run_lock(r->dir, &r->lock)
+                                                              : STATUS_OK;
+    if (st == STATUS_OK && access(r->ckpt, F_OK) != 0)
+        st = error_set(STATUS_ERR_IO,
+                       "%s: no checkpoint.safetensors to resume from (a run stopped before the "
+                       "end of its first epoch has none); start it again without --resume",
+                       r->dir);
     if (st == STATUS_OK) st = run_checkpoint_open(r->ckpt, &r->resume);
     if (st == STATUS_OK)
         st = run_config_of_checkpoint(&r->resume, r->config, &r->rc, &r->config_intact);
@@ -1040,14 +1045,20 @@ static Status restore_files(Run *r) {
     }
     char *have = NULL;
     size_t n = 0;
-    FILE *f = fopen(r->metrics, "rb");
-    if (f) {
+    if (access(r->metrics, F_OK) == 0) { /* missing: rewritten below; unreadable: an error */
+        FILE *f;
+        if ((st = xfopen_regular(r->metrics, "metrics file", &f)) != STATUS_OK) return st;
         FILE *m = open_memstream(&have, &n);
         CHECK(m, "open_memstream");
         char buf[4096];
         for (size_t k; (k = fread(buf, 1, sizeof buf, f)) > 0;) fwrite(buf, 1, k, m);
+        if (ferror(f)) st = error_set(STATUS_ERR_IO, "%s: read error", r->metrics);
         fclose(m);
         fclose(f);
+        if (st != STATUS_OK) {
+            free(have);
+            return st;
+        }
     }
     const size_t want = strlen(r->history);
     if (!have || n != want || memcmp(have, r->history, want) != 0) {
