@@ -132,36 +132,13 @@ Status ds_csv_parse(const char *text, size_t len, const char *name, double **dat
     return csv_parse(text, len, name, false, data, rows, cols);
 }
 
-/* The whole file into a new buffer. */
-static Status read_file(const char *path, char **text, size_t *len) {
-    FILE *f;
-    Status open_st = xfopen_regular(path, "CSV file", &f);
-    if (open_st != STATUS_OK) return open_st;
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) {
-        fclose(f);
-        return error_set(STATUS_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    size_t n = (size_t)sb.st_size;
-    char *buf = xmalloc(n ? n : 1);
-    Status st = n ? xfread(buf, 1, n, f, path) : STATUS_OK;
-    fclose(f);
-    if (st != STATUS_OK) {
-        free(buf);
-        return st;
-    }
-    *text = buf;
-    *len = n;
-    return STATUS_OK;
-}
-
 static Status csv_read(const char *path, bool labels_only, double **data, int64_t *rows,
                        int64_t *cols) {
-    char *text = NULL;
+    uint8_t *text = NULL;
     size_t len = 0;
-    Status st = read_file(path, &text, &len);
+    Status st = xread_file(path, "CSV file", &text, &len);
     if (st != STATUS_OK) return st;
-    st = csv_parse(text, len, path, labels_only, data, rows, cols);
+    st = csv_parse((const char *)text, len, path, labels_only, data, rows, cols);
     free(text);
     return st;
 }

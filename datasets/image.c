@@ -434,37 +434,12 @@ Status image_decode(const uint8_t *data, size_t n, const char *name, Image *out,
     return error_set(STATUS_ERR_FORMAT, "%s: not a JPEG or PNG file (starts with %s)", name, head);
 }
 
-/* The whole file in a new buffer (free()); STATUS_ERR_IO naming the path on failure. */
-static Status read_file(const char *path, uint8_t **data, size_t *n) {
-    *data = NULL;
-    *n = 0;
-    FILE *f;
-    Status open_st = xfopen_regular(path, "image", &f);
-    if (open_st != STATUS_OK) return open_st;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return error_set(STATUS_ERR_IO, "%s: cannot determine the file size", path);
-    }
-    uint8_t *buf = xmalloc((size_t)size);
-    Status s = size ? xfread(buf, 1, (size_t)size, f, path) : STATUS_OK;
-    fclose(f);
-    if (s != STATUS_OK) {
-        free(buf);
-        return s;
-    }
-    *data = buf;
-    *n = (size_t)size;
-    return STATUS_OK;
-}
-
 Status image_load(const char *path, Image *out, const ImageDecodeOpts *opts) {
     CHECK(path && out, "image_load: NULL argument");
     *out = (Image){0};
     uint8_t *data;
     size_t n;
-    Status s = read_file(path, &data, &n);
+    Status s = xread_file(path, "image", &data, &n);
     if (s != STATUS_OK) return s;
     s = image_decode(data, n, path, out, opts);
     free(data);

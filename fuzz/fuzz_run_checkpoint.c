@@ -9,7 +9,8 @@
  * test_train_e2e.c (train_e2e_checkpoint_corruption_is_refused).
  *
  * The seed (fuzz/corpus/fuzz_run_checkpoint/small.ckpt) is a valid checkpoint with one small
- * parameter, written by this program: TRMML_FUZZ_WRITE_SEED=PATH build-fuzz/fuzz/fuzz_run_checkpoint */
+ * parameter, written by this program:
+ *   TRMML_FUZZ_WRITE_SEED=PATH build-fuzz/fuzz/fuzz_run_checkpoint */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

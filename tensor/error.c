@@ -99,10 +99,36 @@ Status xfopen_regular(const char *path, const char *what, FILE **out) {
     else if (!S_ISREG(sb.st_mode))
         st = error_set(STATUS_ERR_IO, "%s '%s': not a regular file", what, path);
     /* Reads of a regular file never block: the flag is dropped so that stdio sees a plain one. */
-    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 || !(*out = fdopen(fd, "rb")))
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
+             !(*out = fdopen(fd, "rb")))
         st = error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
     if (st != STATUS_OK) close(fd);
     return st;
+}
+
+Status xread_file(const char *path, const char *what, uint8_t **buf, size_t *size) {
+    *buf = NULL;
+    *size = 0;
+    FILE *f;
+    Status st = xfopen_regular(path, what, &f);
+    if (st != STATUS_OK) return st;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+        fclose(f);
+        return error_set(STATUS_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    }
+    const size_t n = (size_t)sb.st_size;
+    uint8_t *b = xmalloc(n + 1);
+    st = n ? xfread(b, 1, n, f, path) : STATUS_OK;
+    fclose(f);
+    if (st != STATUS_OK) {
+        free(b);
+        return st;
+    }
+    b[n] = 0;
+    *buf = b;
+    *size = n;
+    return STATUS_OK;
 }
 
 Status xfread(void *buf, size_t size, size_t count, FILE *f, const char *what) {

@@ -12,6 +12,7 @@
  * file:line and sizes on failure. */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef enum {
@@ -63,6 +64,9 @@ FILE *xfopen(const char *path, const char *mode);
  * "CLIP checkpoint") and the path when it is missing, unreadable, a directory or not a regular
  * file; every reader of a user-given file opens it with this. */
 Status xfopen_regular(const char *path, const char *what, FILE **out);
+/* The whole regular file `path` (opened as xfopen_regular) in a new buffer (free()), with a NUL
+ * after its *size bytes so that text can be read as a string. */
+Status xread_file(const char *path, const char *what, uint8_t **buf, size_t *size);
 /* xfread/xfwrite return STATUS_OK or STATUS_ERR_IO with a message naming `what` and the byte
  * counts. */
 Status xfread(void *buf, size_t size, size_t count, FILE *f, const char *what);

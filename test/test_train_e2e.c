@@ -1170,7 +1170,8 @@ TEST(train_e2e_config_txt_round_trips) {
     for (int method = 0; method < TRMML_METHOD_COUNT; method++) {
         RunConfig rc = run_config_default(method, "voc2007");
         run_config_default_splits(&rc);
-        EXPECT(run_config_set(&rc, "root", "/data/my data #2/it's=VOC \xc3\xa9t\xc3\xa9") == STATUS_OK &&
+        const char *root = "/data/my data #2/it's=VOC \xc3\xa9t\xc3\xa9";
+        EXPECT(run_config_set(&rc, "root", root) == STATUS_OK &&
                    run_config_set(&rc, "model", "/m/RN101 # copy.pt") == STATUS_OK,
                "%s", error_last());
         char *text = NULL, *again = NULL;

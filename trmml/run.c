@@ -586,28 +586,6 @@ Status run_checkpoint_write(const char *path, const RunMeta *meta, const char *c
     return st;
 }
 
-/* The whole file in memory (owned). */
-static Status read_all(const char *path, uint8_t **buf, size_t *size) {
-    *buf = NULL;
-    FILE *f;
-    if (xfopen_regular(path, "run file", &f) != STATUS_OK) return STATUS_ERR_IO;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    Status st = n >= 0 && fseek(f, 0, SEEK_SET) == 0
-                    ? STATUS_OK
-                    : error_set(STATUS_ERR_IO, "%s: cannot size the file", path);
-    if (st == STATUS_OK) {
-        *size = (size_t)n;
-        *buf = xmalloc(*size + 1);
-        st = xfread(*buf, 1, *size, f, path);
-    }
-    fclose(f);
-    if (st != STATUS_OK) {
-        free(*buf);
-        *buf = NULL;
-    }
-    return st;
-}
-
 /* The trmml.meta values of a parsed store, or NULL when it has no valid meta tensor. */
 static const int64_t *meta_values(ParamStore *ps) {
     Tensor *mt = param_find(ps, CKPT_META);
@@ -674,7 +652,7 @@ Status run_checkpoint_open(const char *path, RunCheckpoint *ck) {
     snprintf(ck->path, sizeof ck->path, "%s", path);
     uint8_t *buf = NULL;
     size_t size = 0;
-    Status st = read_all(path, &buf, &size);
+    Status st = xread_file(path, "run checkpoint", &buf, &size);
     if (st != STATUS_OK) return st;
     /* The digest first: nothing of a damaged file is trusted, not even its header. */
     uint8_t digest[DIGEST_N];
@@ -811,7 +789,8 @@ Status run_config_of_checkpoint(const RunCheckpoint *ck, const char *config_path
         char *want = print_config(rc);
         uint8_t *have = NULL;
         size_t n = 0;
-        *intact = present && read_all(config_path, &have, &n) == STATUS_OK &&
+        *intact = present &&
+                  xread_file(config_path, "run configuration", &have, &n) == STATUS_OK &&
                   n == strlen(want) && memcmp(have, want, n) == 0;
         free(want);
         free(have);

@@ -1043,23 +1043,12 @@ static Status restore_files(Run *r) {
         run_log_printf(&r->log, "config.txt: rewritten from the checkpoint's configuration (it "
                                 "lacked keys or was reformatted)\n");
     }
-    char *have = NULL;
+    uint8_t *have = NULL;
     size_t n = 0;
-    if (access(r->metrics, F_OK) == 0) { /* missing: rewritten below; unreadable: an error */
-        FILE *f;
-        if ((st = xfopen_regular(r->metrics, "metrics file", &f)) != STATUS_OK) return st;
-        FILE *m = open_memstream(&have, &n);
-        CHECK(m, "open_memstream");
-        char buf[4096];
-        for (size_t k; (k = fread(buf, 1, sizeof buf, f)) > 0;) fwrite(buf, 1, k, m);
-        if (ferror(f)) st = error_set(STATUS_ERR_IO, "%s: read error", r->metrics);
-        fclose(m);
-        fclose(f);
-        if (st != STATUS_OK) {
-            free(have);
-            return st;
-        }
-    }
+    /* Missing: rewritten below; unreadable: an error, not silently replaced. */
+    if (access(r->metrics, F_OK) == 0 &&
+        (st = xread_file(r->metrics, "metrics file", &have, &n)) != STATUS_OK)
+        return st;
     const size_t want = strlen(r->history);
     if (!have || n != want || memcmp(have, r->history, want) != 0) {
         st = run_write_file(r->metrics, r->history, want);
