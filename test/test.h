@@ -33,6 +33,8 @@ void test_register(const char *name, const char *file, TestFn fn);
 
 /* Mark the running test failed with a message (the test continues; return to stop it). */
 void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Remove a temporary directory and everything under it (nftw, symbolic links not followed). */
+void test_remove_tree(const char *dir);
 /* Mark the running test skipped, with the reason (counted, printed, never a pass). */
 void test_skip(const char *reason);
 bool test_failed(void);

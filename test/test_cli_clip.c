@@ -3,7 +3,6 @@
  * safetensors, the command is run on it, and its output is compared with the same computation
  * done in this process. The towers themselves are proven against PyTorch in test_clip_model.c;
  * this checks the plumbing: loading, preprocessing, tokenising, normalising, order, JSON, errors. */
-#include <ftw.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +35,6 @@ static int json_floats(const char *line, const char *key, float *out, int max) {
         p = end;
     }
     return n;
-}
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
 }
 
 TEST(cli_embed_and_zeroshot) {
@@ -141,5 +135,5 @@ TEST(cli_embed_and_zeroshot) {
     param_store_destroy(sd);
     clip_tokenizer_free(tok);
     free(im.px);
-    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(dir);
 }

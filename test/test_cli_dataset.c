@@ -1,5 +1,4 @@
 /* test_cli_dataset.c — `trmml mask` and `trmml verify-dataset` on a small VOC tree written here. */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,11 +56,6 @@ static void make_voc(void) {
     write_text("VOCdevkit/VOC2007/ImageSets/Main/test.txt", "000001\n000004\n");
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 TEST(cli_mask_and_verify_dataset) {
     char exe[4200], cmd[8192], out[8192], csv[256];
     if (!test_trmml_path(exe, sizeof exe)) return;
@@ -117,5 +111,5 @@ TEST(cli_mask_and_verify_dataset) {
                strstr(out, "unreadable: ") && strstr(out, "000004.jpg") &&
                strstr(out, "1 missing, 1 unreadable"),
            "verify damaged: exit %d: %s", rc, out);
-    nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(g_dir);
 }

@@ -29,12 +29,6 @@ static char *make_temp_dir(void) {
     return dir;
 }
 
-static void remove_tree(const char *dir) {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0, "%s", cmd);
-}
-
 static void write_bytes(const char *path, const char *bytes) {
     FILE *f = fopen(path, "wb");
     CHECK(f, "cannot write %s", path);
@@ -123,7 +117,7 @@ TEST(readers_reject_a_directory) {
                    strstr(error_last(), "is a directory, expected a file"),
                "%s(directory): status %d, '%s'", what[k], (int)st, error_last());
     }
-    remove_tree(dir);
+    test_remove_tree(dir);
 }
 
 /* Every command given a directory for a file argument: exit 1 and one message naming it. */
@@ -162,7 +156,7 @@ TEST(cli_directory_as_file_argument) {
                    !strstr(out, "out of memory"),
                "trmml %s: exit %d: %s", args, rc, out);
     }
-    remove_tree(dir);
+    test_remove_tree(dir);
 }
 
 /* File names and lines of a file reach messages with their raw bytes escaped. */
@@ -184,7 +178,7 @@ TEST(cli_messages_escape_raw_bytes) {
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc != 0 && strstr(out, "na\\xFFme\\x1B[31m") && printable_ascii(out),
            "train exit %d: %s", rc, text_for_message(out));
-    remove_tree(dir);
+    test_remove_tree(dir);
 }
 
 /* A safetensors header stays valid JSON whatever a tensor name holds. */
@@ -205,7 +199,7 @@ TEST(safetensors_header_json_any_name) {
            "round trip: %s", st == STATUS_OK ? text_for_message(param_at(back, 0)->name)
                                              : error_last());
     if (back) param_store_destroy(back);
-    remove_tree(dir);
+    test_remove_tree(dir);
 }
 
 /* `trmml embed` echoes its inputs (a file name, a text) in JSON: valid for any bytes. */
@@ -252,7 +246,7 @@ TEST(cli_embed_json_any_input_bytes) {
         if (!nl) break;
         line = nl + 1;
     }
-    remove_tree(dir);
+    test_remove_tree(dir);
 }
 
 /* An unknown flag in last position is reported as unknown, not as lacking a value; a known

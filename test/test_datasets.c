@@ -5,7 +5,6 @@
  * paths, CUB with an extra field; malformed files, missing files and wrong layouts must give
  * errors naming the file. */
 #define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,11 +24,6 @@ static const char *tmp_root(void) {
     return g_root;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    return remove(path);
-}
-
-static void tmp_remove(void) { nftw(g_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* Write root/rel (creating the parent directories) with the given content. */
 static void put(const char *rel, const char *content) {
@@ -144,7 +138,7 @@ TEST(datasets_voc2007_difficult_and_layouts) {
         if (ds) voc_expect(ds);
         ds_free(ds);
     }
-    tmp_remove();
+    test_remove_tree(g_root);
 }
 
 TEST(datasets_voc2012_and_custom_classes) {
@@ -178,7 +172,7 @@ TEST(datasets_voc2012_and_custom_classes) {
         EXPECT(!strcmp(ds_image_path(ds, 1), "/images/1.jpg"), "path %s", ds_image_path(ds, 1));
     }
     ds_free(ds);
-    tmp_remove();
+    test_remove_tree(g_root);
 }
 
 TEST(datasets_voc_errors_name_the_file) {
@@ -219,7 +213,7 @@ TEST(datasets_voc_errors_name_the_file) {
     EXPECT_ERROR(ds_open("voc2007", at("empty"), "trainval", NULL, &ds), STATUS_ERR_IO,
                  "VOCdevkit layout");
     EXPECT_ERROR(ds_open("voc2012", root, "train", NULL, &ds), STATUS_ERR_IO, "VOC2012");
-    tmp_remove();
+    test_remove_tree(g_root);
 }
 
 TEST(datasets_voc_parser_bounds) {
@@ -309,7 +303,7 @@ TEST(datasets_coco_ids_crowd_and_order) {
         if (ds) coco_expect(ds, what);
         ds_free(ds);
     }
-    tmp_remove();
+    test_remove_tree(g_root);
 }
 
 TEST(datasets_coco_errors_name_the_file) {
@@ -346,7 +340,7 @@ TEST(datasets_coco_errors_name_the_file) {
                  "instances_train2014.json");
     EXPECT_ERROR(ds_open("coco2014", at("coco"), "minival", NULL, &ds), STATUS_ERR_USAGE,
                  "minival");
-    tmp_remove();
+    test_remove_tree(g_root);
 }
 
 /* ---- NUS-WIDE ------------------------------------------------------------------------------- */
@@ -393,7 +387,7 @@ TEST(datasets_nuswide_backslashes_and_missing_images) {
                  "TestImagelist.txt");
     EXPECT_ERROR(ds_open("nuswide", at("nus/Flickr"), "train", NULL, &ds), STATUS_ERR_IO,
                  "Concepts81.txt");
-    tmp_remove();
+    test_remove_tree(g_root);
 }
 
 /* ---- VG-200 --------------------------------------------------------------------------------- */
@@ -452,7 +446,7 @@ TEST(datasets_vg200_configurable_paths) {
     EXPECT_ERROR(ds_open("vg200", at(""), "test", NULL, &ds), STATUS_ERR_IO, "categories.txt");
     put("categories.txt", "man\nman\n");
     EXPECT_ERROR(ds_open("vg200", at(""), "test", NULL, &ds), STATUS_ERR_FORMAT, "twice");
-    tmp_remove();
+    test_remove_tree(g_root);
 }
 
 /* ---- CUB-200-2011 --------------------------------------------------------------------------- */
@@ -504,7 +498,7 @@ TEST(datasets_cub_attributes_extra_field) {
     EXPECT_ERROR(ds_open("cub", at("CUB_200_2011"), "train", NULL, &ds), STATUS_ERR_FORMAT,
                  "train_test_split.txt: id 1 is repeated");
     EXPECT_ERROR(ds_open("cub", at(""), "train", NULL, &ds), STATUS_ERR_IO, "images.txt");
-    tmp_remove();
+    test_remove_tree(g_root);
 }
 
 /* ---- interface ------------------------------------------------------------------------------ */

@@ -1,6 +1,5 @@
 /* test_feature_cache.c — dense features extracted to the float16 cache equal the tower's output
  * (to float16 rounding); corrupt caches and unreadable images are refused with clear errors. */
-#include <ftw.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +12,6 @@
 #include "test/test.h"
 #include "test/util_clip.h"
 #include "trmml/feature_cache.h"
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
 
 TEST(feature_cache_roundtrip_and_errors) {
     char dir[64] = "/tmp/trmml-fc-XXXXXX", world[128], classes[160], cache[160];
@@ -93,5 +87,5 @@ TEST(feature_cache_roundtrip_and_errors) {
     clip_model_free(m);
     param_store_destroy(sd);
     ds_free(ds);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(dir);
 }

@@ -6,7 +6,6 @@
  * varying sizes whose pixels depend on the item index, so a sample can be traced back to its
  * file; broken trees add a truncated JPEG and a path that does not exist. Leaks, races on freed
  * memory and hangs at shutdown show up under `make DEBUG=1 test FILTER=loader` (ASan). */
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,11 +23,6 @@ typedef struct {
     char **paths;
     int8_t *labels; /* n×C_LABELS */
 } Tree;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 /* Image i: size and pixels depend on i. */
 static Image item_image(int64_t i) {
@@ -79,7 +73,7 @@ static Tree tree_make(int64_t n, const int64_t *truncated, int ntrunc, const int
 }
 
 static void tree_free(Tree *t) {
-    nftw(t->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(t->root);
     for (int64_t i = 0; i < t->n; i++) free(t->paths[i]);
     free(t->paths);
     free(t->labels);

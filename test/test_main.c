@@ -1,5 +1,6 @@
 /* test_main.c — the test runner. Usage: test_trmml [--list] [FILTER...]
  * Runs every registered test whose name contains one of the filters (all when none given). */
+#include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -167,6 +168,13 @@ bool test_gradcheck(const char *file, int line, const char *name, GradcheckFn fn
         test_fail(file, line, "gradcheck %s checked no coordinate", name);
     return ok;
 }
+
+static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+void test_remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 bool test_trmml_path(char *out, size_t cap) {
     char self[4096];

@@ -32,11 +32,6 @@ static void make_tmp(char dir[64]) {
     CHECK(mkdtemp(dir), "mkdtemp");
 }
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* SHA-256 over every regular file of a tree, in path order: "<relative path>\0<bytes>". */
 static char **g_files;
@@ -175,7 +170,7 @@ TEST(synth_world_round_trip) {
     Status st = ds_synth_write(dir, &cfg, false, &rep);
     EXPECT(st == STATUS_OK, "ds_synth_write: %s", error_last());
     if (st != STATUS_OK) {
-        rm_tree(dir);
+        test_remove_tree(dir);
         return;
     }
     EXPECT(rep.images == 18, "report: %lld images", (long long)rep.images);
@@ -251,7 +246,7 @@ TEST(synth_world_round_trip) {
     EXPECT(ds_synth_write(dir, &cfg, true, NULL) == STATUS_OK, "force: %s", error_last());
     cfg.size = 16;
     EXPECT(ds_synth_write(dir, &cfg, true, NULL) == STATUS_ERR_USAGE, "size 16 accepted");
-    rm_tree(dir);
+    test_remove_tree(dir);
 }
 
 /* Same seed, same bytes in every file, whatever the thread count; another seed differs. */
@@ -293,9 +288,9 @@ TEST(synth_deterministic) {
     EXPECT(ca && cc && strcmp(ca, cc), "seeds 3 and 4 give the same captions");
     free(ca);
     free(cc);
-    rm_tree(a);
-    rm_tree(b);
-    rm_tree(c);
+    test_remove_tree(a);
+    test_remove_tree(b);
+    test_remove_tree(c);
 }
 
 /* `trmml synth` writes the same tree as the library; usage errors exit 2, a refused dir 1. */
@@ -332,6 +327,6 @@ TEST(synth_cli) {
     snprintf(cmd, sizeof cmd, "'%s' synth --size 64 2>&1", exe);
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc == 2 && strstr(out, "--out"), "no --out: exit %d: %s", rc, out);
-    rm_tree(dir);
-    rm_tree(lib);
+    test_remove_tree(dir);
+    test_remove_tree(lib);
 }

@@ -13,7 +13,6 @@
  *   - a feature cache of the wrong resize filter is refused unless overridden. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +33,6 @@
 #include "trmml/feature_cache.h"
 #include "trmml/train.h"
 #include "trmml/trmml_loss.h"
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
 
 TEST(train_e2e_param_counts) {
     /* SPEC §10.1-10.2 on COCO/RN101 shapes: C = 80, d = 512, text width 512. */
@@ -121,7 +115,7 @@ static void world_close(World *w) {
     clip_model_free(w->clip);
     clip_tokenizer_free(w->tok);
     ds_free(w->train);
-    nftw(w->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(w->dir);
     device_set_threads(w->threads);
 }
 
@@ -1228,5 +1222,5 @@ TEST(train_e2e_run_files_are_not_hijacked) {
     text = slurp(ap, &n);
     EXPECT(text && n == 9, "ap.csv: %s", text ? text : "(missing)");
     free(text);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_remove_tree(dir);
 }
