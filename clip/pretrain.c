@@ -20,8 +20,6 @@
  * torch's defaults (kaiming-uniform: U(±1/sqrt(fan_in)) for weights and biases). */
 #include "clip/pretrain.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +32,7 @@
 #include "datasets/resample.h"
 #include "clip/safetensors.h"
 #include "nn/schedule.h"
+#include "tensor/keys.h"
 #include "tensor/ops/batchnorm.h"
 #include "tensor/ops/conv.h"
 #include "tensor/ops/elementwise.h"
@@ -124,135 +123,43 @@ Status clip_pretrain_config_validate(ClipPretrainConfig *c) {
     return STATUS_OK;
 }
 
-/* One `key = value` assignment into c; false for an unknown key or an unparsable value. */
-static bool set_key(ClipPretrainConfig *c, const char *key, const char *val) {
-    char *end;
-    errno = 0;
-    if (strcmp(key, "vision_layers") == 0) {
-        int64_t l[4];
-        const char *s = val;
-        for (int i = 0; i < 4; i++) {
-            l[i] = strtoll(s, &end, 10);
-            if (end == s || errno) return false;
-            s = end;
-            while (*s == ' ') s++;
-            if (i < 3) {
-                if (*s != ',') return false;
-                s++;
-            }
-        }
-        if (*s) return false;
-        memcpy(c->clip.vision.layers, l, sizeof l);
-        return true;
-    }
-    static const struct {
-        const char *key;
-        size_t offset;
-    } ints[] = {
-        {"vision_width", offsetof(ClipPretrainConfig, clip.vision.width)},
-        {"text_width", offsetof(ClipPretrainConfig, clip.text.width)},
-        {"text_layers", offsetof(ClipPretrainConfig, clip.text.layers)},
-        {"text_heads", offsetof(ClipPretrainConfig, clip.text.heads)},
-        {"embed_dim", offsetof(ClipPretrainConfig, clip.embed_dim)},
-        {"input_size", offsetof(ClipPretrainConfig, input_size)},
-        {"batch", offsetof(ClipPretrainConfig, batch)},
-        {"steps", offsetof(ClipPretrainConfig, steps)},
-        {"warmup", offsetof(ClipPretrainConfig, warmup)},
-        {"shift", offsetof(ClipPretrainConfig, shift)},
-        {"log_every", offsetof(ClipPretrainConfig, log_every)},
-    };
-    static const struct {
-        const char *key;
-        size_t offset;
-    } reals[] = {
-        {"lr", offsetof(ClipPretrainConfig, lr)},
-        {"min_lr", offsetof(ClipPretrainConfig, min_lr)},
-        {"weight_decay", offsetof(ClipPretrainConfig, weight_decay)},
-        {"beta1", offsetof(ClipPretrainConfig, beta1)},
-        {"beta2", offsetof(ClipPretrainConfig, beta2)},
-        {"eps", offsetof(ClipPretrainConfig, eps)},
-        {"grad_clip", offsetof(ClipPretrainConfig, grad_clip)},
-    };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        if (strcmp(key, ints[i].key) != 0) continue;
-        long long x = strtoll(val, &end, 10);
-        if (end == val || *end || errno) return false;
-        *(int64_t *)((char *)c + ints[i].offset) = x;
-        return true;
-    }
-    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
-        if (strcmp(key, reals[i].key) != 0) continue;
-        double x = strtod(val, &end);
-        if (end == val || *end || errno || !isfinite(x)) return false;
-        *(double *)((char *)c + reals[i].offset) = x;
-        return true;
-    }
-    if (strcmp(key, "seed") == 0) {
-        unsigned long long x = strtoull(val, &end, 10);
-        if (end == val || *end || errno || val[0] == '-') return false;
-        c->seed = x;
-        return true;
-    }
-    return false;
-}
-
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-    return s;
-}
+/* The configuration file's keys (tensor/keys.h); the ranges are wide: the checks that relate
+ * fields to each other are clip_pretrain_config_validate's. */
+#define T ClipPretrainConfig
+#define WIDE -9007199254740992.0, 9007199254740992.0
+static const KeySpec PRETRAIN_KEYS[] = {
+    KEY_INT(T, "vision_width", clip.vision.width, WIDE, "ResNet width w (C = 32 w), SPEC 1.4"),
+    KEY_INT_LIST(T, "vision_layers", clip.vision.layers, WIDE, "Bottlenecks per stage"),
+    KEY_INT(T, "text_width", clip.text.width, WIDE, "text transformer width"),
+    KEY_INT(T, "text_layers", clip.text.layers, WIDE, "text transformer blocks"),
+    KEY_INT(T, "text_heads", clip.text.heads, WIDE, "text attention heads"),
+    KEY_INT(T, "embed_dim", clip.embed_dim, WIDE, "joint embedding width E"),
+    KEY_INT(T, "input_size", input_size, WIDE, "square training side S, a multiple of 32"),
+    KEY_INT(T, "batch", batch, WIDE, "image-caption pairs per step (the InfoNCE batch)"),
+    KEY_INT(T, "steps", steps, WIDE, "optimizer steps"),
+    KEY_INT(T, "warmup", warmup, WIDE, "linear warm-up steps, then cosine decay"),
+    KEY_INT(T, "shift", shift, WIDE, "random translation, at most +-shift pixels"),
+    KEY_DOUBLE(T, "lr", lr, -1e300, 1e300, "AdamW peak learning rate"),
+    KEY_DOUBLE(T, "min_lr", min_lr, -1e300, 1e300, "end of the cosine decay"),
+    KEY_DOUBLE(T, "weight_decay", weight_decay, -1e300, 1e300, "AdamW, matrices and kernels only"),
+    KEY_DOUBLE(T, "beta1", beta1, -1e300, 1e300, "AdamW"),
+    KEY_DOUBLE(T, "beta2", beta2, -1e300, 1e300, "AdamW"),
+    KEY_DOUBLE(T, "eps", eps, -1e300, 1e300, "AdamW"),
+    KEY_DOUBLE(T, "grad_clip", grad_clip, -1e300, 1e300, "global gradient-norm clip, 0 = off"),
+    KEY_UINT64(T, "seed", seed, "initialisation, shuffling, augmentation"),
+    KEY_INT(T, "log_every", log_every, WIDE, "steps between progress lines"),
+};
+#undef WIDE
+#undef T
 
 Status clip_pretrain_config_load(const char *path, ClipPretrainConfig *cfg) {
-    FILE *f;
-    Status open_st = xfopen_regular(path, "pretraining configuration", &f);
-    if (open_st != STATUS_OK) return open_st;
-    char line[512];
-    int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
-        lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            fclose(f);
-            return error_set(STATUS_ERR_USAGE, "%s:%d: line longer than %zu bytes", path, lineno,
-                             sizeof line - 2);
-        }
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        char *s = trim(line);
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            fclose(f);
-            return error_set(STATUS_ERR_USAGE, "%s:%d: expected 'key = value', got '%s'", path,
-                             lineno, s);
-        }
-        *eq = 0;
-        char *key = trim(s), *val = trim(eq + 1);
-        if (!set_key(cfg, key, val)) {
-            fclose(f);
-            return error_set(STATUS_ERR_USAGE, "%s:%d: unknown key or bad value: %s = %s", path,
-                             lineno, key, val);
-        }
-    }
-    fclose(f);
-    return clip_pretrain_config_validate(cfg);
+    const KeyGroup g = {PRETRAIN_KEYS, KEY_COUNT(PRETRAIN_KEYS), cfg};
+    Status st = keys_parse_file(&g, 1, path);
+    return st != STATUS_OK ? st : clip_pretrain_config_validate(cfg);
 }
 
 void clip_pretrain_config_print(const ClipPretrainConfig *c, FILE *f) {
-    const ClipResNetConfig *v = &c->clip.vision;
-    fprintf(f, "vision_width = %lld\nvision_layers = %lld, %lld, %lld, %lld\n",
-            (long long)v->width, (long long)v->layers[0], (long long)v->layers[1],
-            (long long)v->layers[2], (long long)v->layers[3]);
-    fprintf(f, "text_width = %lld\ntext_layers = %lld\ntext_heads = %lld\nembed_dim = %lld\n",
-            (long long)c->clip.text.width, (long long)c->clip.text.layers,
-            (long long)c->clip.text.heads, (long long)c->clip.embed_dim);
-    fprintf(f, "input_size = %lld\nbatch = %lld\nsteps = %lld\nwarmup = %lld\nshift = %lld\n",
-            (long long)c->input_size, (long long)c->batch, (long long)c->steps,
-            (long long)c->warmup, (long long)c->shift);
-    fprintf(f, "lr = %g\nmin_lr = %g\nweight_decay = %g\nbeta1 = %g\nbeta2 = %g\neps = %g\n",
-            c->lr, c->min_lr, c->weight_decay, c->beta1, c->beta2, c->eps);
-    fprintf(f, "grad_clip = %g\nseed = %llu\nlog_every = %lld\n", c->grad_clip,
-            (unsigned long long)c->seed, (long long)c->log_every);
+    keys_print(PRETRAIN_KEYS, KEY_COUNT(PRETRAIN_KEYS), c, f);
 }
 
 /* ---- the model ---------------------------------------------------------------------------- */

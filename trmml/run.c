@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "clip/checkpoint.h"
+#include "tensor/keys.h"
 #include "clip/safetensors.h"
 #include "datasets/image.h"
 #include "tensor/sha256.h"
@@ -63,198 +64,57 @@ RunConfig run_config_default(int method, const char *dataset) {
 
 /* ---- run keys ------------------------------------------------------------------------------ */
 
-typedef enum { RK_METHOD, RK_STR, RK_DOUBLE, RK_INT, RK_LOSSW } RunKind;
-typedef struct {
-    const char *key;
-    RunKind kind;
-    size_t offset, size;
-    const char *ref;
-} RunKey;
+static const char *const METHOD_KEY_NAMES[] = {"trmml", "dualcoop", "baseline", "pvlr", NULL};
 
-#define RS(k, f, ref)                                                                              \
-    { k, RK_STR, offsetof(RunConfig, f), sizeof(((RunConfig *)0)->f), ref }
-static const RunKey RUN_KEYS[] = {
-    {"method", RK_METHOD, offsetof(RunConfig, method), 0, "trmml | dualcoop | baseline | pvlr"},
-    RS("dataset", dataset, "ds_open name, docs/datasets.md"),
-    RS("root", root, "dataset root"),
-    RS("train_split", train_split, "training split"),
-    RS("test_split", test_split, "evaluation split"),
-    RS("class_list", class_list, "class list file (synthetic world), empty = standard"),
-    RS("model", model, "CLIP checkpoint"),
-    RS("vocab", vocab, "BPE vocabulary, empty = default search"),
-    RS("cached_train", cached_train, "training features (trmml extract), empty = image tower"),
-    RS("cached_test", cached_test, "test features (trmml extract), empty = image tower"),
-    {"ratio", RK_DOUBLE, offsetof(RunConfig, ratio), 0, "partial-label keep probability, SPEC 6.1"},
-    {"mask_seed", RK_INT, offsetof(RunConfig, mask_seed), 0,
-     "-1 = protocol default (partial 0, single positive 1200)"},
-    {"sgd_momentum", RK_DOUBLE, offsetof(RunConfig, sgd_momentum), 0, "DualCoOp SGD, SPEC 3"},
-    {"warmup_epochs", RK_INT, offsetof(RunConfig, warmup_epochs), 0, "DualCoOp cosine, SPEC 2.4"},
-    {"warmup_lr", RK_DOUBLE, offsetof(RunConfig, warmup_lr), 0, "DualCoOp cosine, SPEC 2.4"},
-    {"loss_w", RK_LOSSW, offsetof(RunConfig, loss_w), 0,
-     "DualCoOp loss weight, auto = 0.015/ratio (DECISION 4)"},
+#define T RunConfig
+static const KeySpec RUN_KEYS[] = {
+    KEY_ENUM(T, "method", method, METHOD_KEY_NAMES, "trmml | dualcoop | baseline | pvlr"),
+    KEY_STR(T, "dataset", dataset, "ds_open name, docs/datasets.md"),
+    KEY_STR(T, "root", root, "dataset root"),
+    KEY_STR(T, "train_split", train_split, "training split"),
+    KEY_STR(T, "test_split", test_split, "evaluation split"),
+    KEY_STR(T, "class_list", class_list, "class list file (synthetic world), empty = standard"),
+    KEY_STR(T, "model", model, "CLIP checkpoint"),
+    KEY_STR(T, "vocab", vocab, "BPE vocabulary, empty = default search"),
+    KEY_STR(T, "cached_train", cached_train, "training features (trmml extract), empty = image tower"),
+    KEY_STR(T, "cached_test", cached_test, "test features (trmml extract), empty = image tower"),
+    KEY_DOUBLE(T, "ratio", ratio, 0, 1e300, "partial-label keep probability, SPEC 6.1"),
+    KEY_INT(T, "mask_seed", mask_seed, -1, 4294967295.0,
+            "-1 = protocol default (partial 0, single positive 1200)"),
+    KEY_DOUBLE(T, "sgd_momentum", sgd_momentum, 0, 1e300, "DualCoOp SGD, SPEC 3"),
+    KEY_INT(T, "warmup_epochs", warmup_epochs, -1, 4294967295.0, "DualCoOp cosine, SPEC 2.4"),
+    KEY_DOUBLE(T, "warmup_lr", warmup_lr, 0, 1e300, "DualCoOp cosine, SPEC 2.4"),
+    KEY_DOUBLE_OR(T, "loss_w", loss_w, 0, 1e300, "auto",
+                  "DualCoOp loss weight, auto = 0.015/ratio (DECISION 4)"),
 };
-#define N_RUN_KEYS ((int)(sizeof RUN_KEYS / sizeof RUN_KEYS[0]))
+#undef T
+
+/* The run keys, then every TrmmlConfig key. */
+static int config_groups(RunConfig *rc, KeyGroup g[2]) {
+    int n;
+    const KeySpec *tc_keys = trmml_config_keys(&n);
+    g[0] = (KeyGroup){RUN_KEYS, KEY_COUNT(RUN_KEYS), rc};
+    g[1] = (KeyGroup){tc_keys, n, &rc->tc};
+    return 2;
+}
 
 Status run_config_set(RunConfig *rc, const char *key, const char *value) {
-    const RunKey *k = NULL;
-    for (int i = 0; i < N_RUN_KEYS; i++)
-        if (strcmp(RUN_KEYS[i].key, key) == 0) k = &RUN_KEYS[i];
-    if (!k) return trmml_config_set(&rc->tc, key, value);
-    char *base = (char *)rc;
-    char *end;
-    switch (k->kind) {
-    case RK_METHOD: {
-        int m = trmml_method_parse(value);
-        if (m < 0)
-            return error_set(STATUS_ERR_USAGE,
-                             "config key 'method': expected trmml, dualcoop, "
-                             "baseline or pvlr, got '%s'",
-                             value);
-        rc->method = m;
-        return STATUS_OK;
-    }
-    case RK_STR:
-        if (strlen(value) >= k->size)
-            return error_set(STATUS_ERR_USAGE, "config key '%s': value longer than %zu bytes", key,
-                             k->size - 1);
-        /* config.txt keeps a string between double quotes on one line: a value holding either
-         * could not be read back on --resume (trmml_config.c refuses the same). */
-        if (strpbrk(value, "\"\n\r"))
-            return error_set(STATUS_ERR_USAGE,
-                             "config key '%s': '%s' holds a double quote or a line break, which "
-                             "config.txt cannot keep; rename it",
-                             key, value);
-        snprintf(base + k->offset, k->size, "%s", value);
-        return STATUS_OK;
-    case RK_LOSSW:
-        if (strcmp(value, "auto") == 0) {
-            rc->loss_w = NAN;
-            return STATUS_OK;
-        }
-        __attribute__((fallthrough)); /* otherwise a number */
-    case RK_DOUBLE: {
-        errno = 0;
-        double x = strtod(value, &end);
-        if (end == value || *end || errno || !isfinite(x) || x < 0)
-            return error_set(STATUS_ERR_USAGE, "config key '%s': expected a number >= 0, got '%s'",
-                             key, value);
-        *(double *)(base + k->offset) = x;
-        return STATUS_OK;
-    }
-    case RK_INT: {
-        errno = 0;
-        long long x = strtoll(value, &end, 10);
-        if (end == value || *end || errno || x < -1 || x > 4294967295LL)
-            return error_set(STATUS_ERR_USAGE,
-                             "config key '%s': expected an integer in [-1, 2^32), "
-                             "got '%s'",
-                             key, value);
-        *(int64_t *)(base + k->offset) = x;
-        return STATUS_OK;
-    }
-    }
-    return STATUS_OK;
-}
-
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1])) s[--n] = 0;
-    return s;
-}
-
-/* Apply the `key = value` lines of f; errors name `path`:LINE. */
-static Status parse_stream(RunConfig *rc, FILE *f, const char *path) {
-    char line[2 * RUN_PATH_MAX];
-    int lineno = 0;
-    Status st = STATUS_OK;
-    while (st == STATUS_OK && fgets(line, sizeof line, f)) {
-        lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            st = error_set(STATUS_ERR_FORMAT, "%s:%d: line too long", path, lineno);
-            break;
-        }
-        bool quoted = false;
-        for (char *p = line; *p; p++) {
-            if (*p == '"') quoted = !quoted;
-            if (*p == '#' && !quoted) {
-                *p = 0;
-                break;
-            }
-        }
-        char *s = trim(line);
-        if (!*s || strcmp(s, "---") == 0) continue;
-        char *sep = strchr(s, '=');
-        if (!sep) sep = strchr(s, ':');
-        if (!sep) {
-            st = error_set(STATUS_ERR_USAGE, "%s:%d: expected 'key = value', got '%s'", path,
-                           lineno, s);
-            break;
-        }
-        *sep = 0;
-        char *key = trim(s), *val = trim(sep + 1);
-        size_t n = strlen(val);
-        if (n >= 2 &&
-            ((val[0] == '"' && val[n - 1] == '"') || (val[0] == '\'' && val[n - 1] == '\''))) {
-            val[n - 1] = 0;
-            val++;
-        }
-        st = run_config_set(rc, key, val);
-        if (st != STATUS_OK) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", error_last());
-            st = error_set(st, "%s:%d: %s", path, lineno, msg);
-        }
-    }
-    if (st == STATUS_OK && ferror(f)) st = error_set(STATUS_ERR_IO, "%s: read error", path);
-    return st;
+    KeyGroup g[2];
+    return keys_set_in(g, config_groups(rc, g), key, value);
 }
 
 Status run_config_parse_file(RunConfig *rc, const char *path) {
-    FILE *f;
-    if (xfopen_regular(path, "configuration file", &f) != STATUS_OK) return STATUS_ERR_IO;
-    Status st = parse_stream(rc, f, path);
-    fclose(f);
-    return st;
+    KeyGroup g[2];
+    return keys_parse_file(g, config_groups(rc, g), path);
 }
 
 Status run_config_parse_text(RunConfig *rc, const char *text, const char *what) {
-    if (!*text) return STATUS_OK; /* fmemopen refuses an empty buffer */
-    FILE *f = fmemopen((void *)text, strlen(text), "rb");
-    CHECK(f, "fmemopen");
-    Status st = parse_stream(rc, f, what);
-    fclose(f);
-    return st;
+    KeyGroup g[2];
+    return keys_parse_text(g, config_groups(rc, g), text, what);
 }
 
 void run_config_print(const RunConfig *rc, FILE *out) {
-    const char *base = (const char *)rc;
-    for (int i = 0; i < N_RUN_KEYS; i++) {
-        const RunKey *k = &RUN_KEYS[i];
-        char val[RUN_PATH_MAX + 8];
-        switch (k->kind) {
-        case RK_METHOD: snprintf(val, sizeof val, "%s", trmml_method_name(rc->method)); break;
-        case RK_STR: snprintf(val, sizeof val, "\"%s\"", base + k->offset); break;
-        case RK_LOSSW:
-            if (isnan(rc->loss_w)) {
-                snprintf(val, sizeof val, "auto");
-                break;
-            }
-            __attribute__((fallthrough));
-        case RK_DOUBLE: {
-            double x = *(const double *)(base + k->offset);
-            snprintf(val, sizeof val, "%.15g", x);
-            if (strtod(val, NULL) != x) snprintf(val, sizeof val, "%.17g", x);
-            break;
-        }
-        case RK_INT:
-            snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)(base + k->offset));
-            break;
-        }
-        char line[RUN_PATH_MAX + 64];
-        snprintf(line, sizeof line, "%s = %s", k->key, val);
-        fprintf(out, "%-44s # %s\n", line, k->ref);
-    }
+    keys_print(RUN_KEYS, KEY_COUNT(RUN_KEYS), rc, out);
     trmml_config_print(&rc->tc, out);
 }
 
@@ -719,14 +579,14 @@ void run_checkpoint_close(RunCheckpoint *ck) {
  * moves with its data), and how a step is split to fit in memory (micro_batch, text_chunk:
  * the same sums in another order, so the run continues equal up to rounding, docs/testing.md).
  * A feature cache may move but not appear or vanish: cached features (float16, un-augmented)
- * and the image tower are different training. `saved` and `given` are the printed lines. */
+ * and the image tower are different training. `saved` and `given` are the printed values. */
 static bool may_change(const char *key, const char *saved, const char *given) {
     static const char *const KEYS[] = {"root",         "class_list",  "model",      "vocab",
                                        "cached_train", "cached_test", "micro_batch", "text_chunk"};
     bool listed = false;
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++) listed |= strcmp(key, KEYS[i]) == 0;
     if (listed && strncmp(key, "cached_", 7) == 0)
-        return (strstr(saved, "= \"\"") == NULL) == (strstr(given, "= \"\"") == NULL);
+        return (strcmp(saved, "\"\"") == 0) == (strcmp(given, "\"\"") == 0);
     return listed;
 }
 
@@ -740,37 +600,28 @@ static char *print_config(const RunConfig *rc) {
     return buf;
 }
 
-/* "key = value" of a printed line "key = value   # reference" (in place). */
-static char *line_setting(char *line) {
-    char *ref = NULL;
-    for (char *p = strstr(line, " # "); p; p = strstr(p + 1, " # ")) ref = p;
-    if (ref) *ref = 0;
-    return trim(line);
-}
-
 /* The first key that may not change (may_change) where `file` and `saved` differ: an error
- * naming `path`, the key and both settings. Both print their keys in one order. */
+ * naming `path`, the key and both settings. */
 static Status compare_recipe(const RunConfig *saved, const RunConfig *file, const char *path) {
-    char *a = print_config(saved), *b = print_config(file);
-    Status st = STATUS_OK;
-    char *sa = NULL, *sb = NULL;
-    for (char *la = strtok_r(a, "\n", &sa), *lb = strtok_r(b, "\n", &sb); la && lb && !st;
-         la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb)) {
-        if (strcmp(la, lb) == 0) continue;
-        char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)strcspn(la, " ="), la);
-        if (may_change(key, la, lb)) continue;
-        st = error_set(STATUS_ERR_FORMAT,
-                       "%s: key '%s' reads '%s', but the run's checkpoint was written with '%s'; "
-                       "a run's settings cannot change once it has started (only where files "
-                       "are: root, class_list, model, vocab, cached_train, cached_test, and how "
-                       "a step is split: micro_batch, text_chunk): put the line back, or train "
-                       "a new run into another --out",
-                       path, key, line_setting(lb), line_setting(la));
-    }
-    free(a);
-    free(b);
-    return st;
+    KeyGroup gs[2], gf[2];
+    int ng = config_groups((RunConfig *)saved, gs);
+    config_groups((RunConfig *)file, gf);
+    for (int g = 0; g < ng; g++)
+        for (int i = 0; i < gs[g].n; i++) {
+            const KeySpec *k = &gs[g].keys[i];
+            char va[RUN_PATH_MAX + 8], vb[RUN_PATH_MAX + 8];
+            keys_format(k, gs[g].obj, va, sizeof va);
+            keys_format(k, gf[g].obj, vb, sizeof vb);
+            if (strcmp(va, vb) == 0 || may_change(k->name, va, vb)) continue;
+            return error_set(STATUS_ERR_FORMAT,
+                             "%s: key '%s' reads '%s = %s', but the run's checkpoint was written "
+                             "with '%s = %s'; a run's settings cannot change once it has started "
+                             "(only where files are: root, class_list, model, vocab, cached_train, "
+                             "cached_test, and how a step is split: micro_batch, text_chunk): put "
+                             "the line back, or train a new run into another --out",
+                             path, k->name, k->name, vb, k->name, va);
+        }
+    return STATUS_OK;
 }
 
 Status run_config_of_checkpoint(const RunCheckpoint *ck, const char *config_path, RunConfig *rc,

@@ -1,26 +1,15 @@
 /* trmml_config.c — the TRM-ML configuration: defaults, `key = value` parsing, printing.
  *
- * One table lists every key: its field (by offset), its kind, its SPEC reference. Parsing,
- * printing and the key list all walk that table, so a key cannot be printable but unparsable. */
+ * One key table (tensor/keys.h) lists every key: its field, its kind, its SPEC reference.
+ * Parsing, printing and the key list all walk that table. */
 #include "trmml/trmml_config.h"
 
-#include <ctype.h>
-#include <errno.h>
+#include "tensor/keys.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef enum { KIND_BOOL, KIND_DOUBLE, KIND_INT, KIND_ENUM, KIND_STR } Kind;
-
-typedef struct {
-    const char *key;
-    Kind kind;
-    size_t offset;
-    const char *const *names;  /* KIND_ENUM: value i is spelled names[i]; NULL-terminated */
-    double lo, hi;             /* KIND_DOUBLE / KIND_INT: accepted range (inclusive) */
-    const char *ref;           /* SPEC section and DECISION, printed as a comment */
-} Key;
 
 static const char *const KD_NAMES[] = {"softmax", "bernoulli", NULL};
 static const char *const QUERY_NAMES[] = {"text", "random", NULL};
@@ -31,14 +20,14 @@ static const char *const SELECT_NAMES[] = {"last", "best", NULL};
 static const char *const ASL_RED_NAMES[] = {"sum_classes_mean_images", "sum", "mean", NULL};
 static const char *const PVLR_ASL_NAMES[] = {"auto", "full", "partial", "custom", NULL};
 
-#define F(field) offsetof(TrmmlConfig, field)
-#define B(k, field, ref) {k, KIND_BOOL, F(field), NULL, 0, 0, ref}
-#define D(k, field, lo, hi, ref) {k, KIND_DOUBLE, F(field), NULL, lo, hi, ref}
-#define I(k, field, lo, hi, ref) {k, KIND_INT, F(field), NULL, lo, hi, ref}
-#define E(k, field, names, ref) {k, KIND_ENUM, F(field), names, 0, 0, ref}
-#define S(k, field, ref) {k, KIND_STR, F(field), NULL, 0, 0, ref}
+#define T TrmmlConfig
+#define B(k, field, ref) KEY_BOOL(T, k, field, ref)
+#define D(k, field, lo, hi, ref) KEY_DOUBLE(T, k, field, lo, hi, ref)
+#define I(k, field, lo, hi, ref) KEY_INT(T, k, field, lo, hi, ref)
+#define E(k, field, names, ref) KEY_ENUM(T, k, field, names, ref)
+#define S(k, field, ref) KEY_STR(T, k, field, ref)
 
-static const Key KEYS[] = {
+static const KeySpec KEYS[] = {
     B("use_carl", use_carl, "Table 3; off = text-image baseline, SPEC 9.3 DECISION 22"),
     B("use_kd", use_kd, "Table 3; SPEC 4.4"),
     B("use_mmcp", use_mmcp, "Table 3; SPEC 4.5"),
@@ -65,7 +54,8 @@ static const Key KEYS[] = {
     B("attn_fold", attn_fold, "fold W_k into the queries and W_v after pooling, SPEC 4.2 Cost"),
     E("region_pool", region_pool, REGION_NAMES, "Eq.4 weighted mean or sum, DECISION 12"),
     D("region_eps", region_eps, 0, 1, "Eq.4 denominator guard, SPEC 4.2"),
-    D("temp_init", temp_init, -20, 20, "log matching scale t; clip = CLIP logit_scale, DECISION 14"),
+    KEY_DOUBLE_OR(T, "temp_init", temp_init, -20, 20, "clip",
+                  "log matching scale t; clip = CLIP logit_scale, DECISION 14"),
     D("temp_max", temp_max, 1e-6, 1e6, "cap on s = exp(t), DECISION 14"),
     B("temp_learnable", temp_learnable, "t is trained, DECISION 14"),
     E("kd_form", kd_form, KD_NAMES, "class-wise softmax KL or per-class Bernoulli KL, DECISION 15"),
@@ -117,7 +107,13 @@ static const Key KEYS[] = {
     B("cache_any_filter", cache_any_filter,
       "accept a feature cache of another resize filter than the method's, SPEC 2.2/2.3"),
 };
-#define NKEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
+#define NKEYS KEY_COUNT(KEYS)
+#undef T
+#undef B
+#undef D
+#undef I
+#undef E
+#undef S
 
 TrmmlConfig trmml_config_default(void) {
     TrmmlConfig c;
@@ -191,177 +187,30 @@ TrmmlConfig trmml_config_default(void) {
     return c;
 }
 
+const KeySpec *trmml_config_keys(int *n) {
+    *n = NKEYS;
+    return KEYS;
+}
+
 int trmml_config_key_count(void) { return NKEYS; }
 const char *trmml_config_key_name(int i) {
     CHECK(i >= 0 && i < NKEYS, "config key index %d of %d", i, NKEYS);
-    return KEYS[i].key;
-}
-
-static const Key *find_key(const char *key) {
-    for (int i = 0; i < NKEYS; i++)
-        if (strcmp(KEYS[i].key, key) == 0) return &KEYS[i];
-    return NULL;
-}
-
-static Status parse_value(TrmmlConfig *cfg, const Key *k, const char *v) {
-    char *base = (char *)cfg;
-    switch (k->kind) {
-    case KIND_BOOL: {
-        static const char *const T[] = {"true", "1", "yes", "on"}, *const Fa[] = {"false", "0", "no", "off"};
-        for (int i = 0; i < 4; i++) {
-            if (strcasecmp(v, T[i]) == 0) { *(bool *)(base + k->offset) = true; return STATUS_OK; }
-            if (strcasecmp(v, Fa[i]) == 0) { *(bool *)(base + k->offset) = false; return STATUS_OK; }
-        }
-        return error_set(STATUS_ERR_USAGE, "config key '%s': expected true or false, got '%s'", k->key, v);
-    }
-    case KIND_DOUBLE: {
-        /* temp_init accepts "clip": take the value from the CLIP checkpoint (stored as NAN). */
-        if (strcmp(k->key, "temp_init") == 0 && strcasecmp(v, "clip") == 0) {
-            *(double *)(base + k->offset) = NAN;
-            return STATUS_OK;
-        }
-        char *end;
-        errno = 0;
-        double x = strtod(v, &end);
-        if (end == v || *end || errno || !isfinite(x))
-            return error_set(STATUS_ERR_USAGE, "config key '%s': expected a number, got '%s'", k->key, v);
-        if (x < k->lo || x > k->hi)
-            return error_set(STATUS_ERR_USAGE, "config key '%s': %s is outside [%g, %g]", k->key, v,
-                             k->lo, k->hi);
-        *(double *)(base + k->offset) = x;
-        return STATUS_OK;
-    }
-    case KIND_INT: {
-        char *end;
-        errno = 0;
-        long long x = strtoll(v, &end, 10);
-        if (end == v || *end || errno)
-            return error_set(STATUS_ERR_USAGE, "config key '%s': expected an integer, got '%s'", k->key, v);
-        if ((double)x < k->lo || (double)x > k->hi)
-            return error_set(STATUS_ERR_USAGE, "config key '%s': %s is outside [%.0f, %.0f]", k->key, v,
-                             k->lo, k->hi);
-        *(int64_t *)(base + k->offset) = (int64_t)x;
-        return STATUS_OK;
-    }
-    case KIND_ENUM:
-        for (int i = 0; k->names[i]; i++)
-            if (strcmp(v, k->names[i]) == 0) {
-                *(int *)(base + k->offset) = i;
-                return STATUS_OK;
-            }
-        {
-            char list[256] = "";
-            for (int i = 0; k->names[i]; i++) {
-                if (i) strncat(list, "|", sizeof list - strlen(list) - 1);
-                strncat(list, k->names[i], sizeof list - strlen(list) - 1);
-            }
-            return error_set(STATUS_ERR_USAGE, "config key '%s': expected one of %s, got '%s'", k->key,
-                             list, v);
-        }
-    case KIND_STR:
-        if (strlen(v) >= TRMML_CONFIG_STR)
-            return error_set(STATUS_ERR_USAGE, "config key '%s': value longer than %d bytes", k->key,
-                             TRMML_CONFIG_STR - 1);
-        /* Printed between double quotes on one line (trmml_config_print): keep it readable back. */
-        if (strpbrk(v, "\"\n\r"))
-            return error_set(STATUS_ERR_USAGE,
-                             "config key '%s': '%s' holds a double quote or a line break, which "
-                             "a configuration file cannot keep",
-                             k->key, v);
-        snprintf(base + k->offset, TRMML_CONFIG_STR, "%s", v);
-        return STATUS_OK;
-    }
-    return error_set(STATUS_ERR_USAGE, "config key '%s': unknown kind", k->key);
+    return KEYS[i].name;
 }
 
 Status trmml_config_set(TrmmlConfig *cfg, const char *key, const char *value) {
-    const Key *k = find_key(key);
-    if (!k) return error_set(STATUS_ERR_USAGE, "unknown config key '%s'", key);
-    return parse_value(cfg, k, value);
-}
-
-/* Trim ASCII white space at both ends, in place. */
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1])) s[--n] = 0;
-    return s;
-}
-
-/* One line: "key = value" or "key: value", '#' comment outside quotes, optional quotes. */
-static Status parse_line(TrmmlConfig *cfg, char *line, const char *origin, int lineno) {
-    bool quoted = false;
-    for (char *p = line; *p; p++) {
-        if (*p == '"') quoted = !quoted;
-        if (*p == '#' && !quoted) { *p = 0; break; }
-    }
-    char *s = trim(line);
-    if (!*s || strcmp(s, "---") == 0) return STATUS_OK;
-    char *sep = strchr(s, '=');
-    if (!sep) sep = strchr(s, ':');
-    if (!sep)
-        return error_set(STATUS_ERR_USAGE, "%s:%d: expected 'key = value', got '%s'", origin, lineno, s);
-    *sep = 0;
-    char *key = trim(s), *val = trim(sep + 1);
-    size_t n = strlen(val);
-    if (n >= 2 && ((val[0] == '"' && val[n - 1] == '"') || (val[0] == '\'' && val[n - 1] == '\''))) {
-        val[n - 1] = 0;
-        val++;
-    }
-    TrmmlConfig tmp = *cfg;
-    Status st = trmml_config_set(&tmp, key, val);
-    if (st != STATUS_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", error_last());
-        return error_set(st, "%s:%d: %s", origin, lineno, msg);
-    }
-    *cfg = tmp;
-    return STATUS_OK;
+    const KeyGroup g = {KEYS, NKEYS, cfg};
+    return keys_set_in(&g, 1, key, value);
 }
 
 Status trmml_config_parse_string(TrmmlConfig *cfg, const char *text, const char *origin) {
-    size_t n = strlen(text);
-    char *buf = xmalloc(n + 1);
-    memcpy(buf, text, n + 1);
-    Status st = STATUS_OK;
-    int lineno = 0;
-    for (char *line = buf; line && st == STATUS_OK;) {
-        char *next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        lineno++;
-        st = parse_line(cfg, line, origin, lineno);
-        line = next;
-    }
-    free(buf);
-    return st;
+    const KeyGroup g = {KEYS, NKEYS, cfg};
+    return keys_parse_text(&g, 1, text, origin);
 }
 
 Status trmml_config_parse_file(TrmmlConfig *cfg, const char *path) {
-    FILE *f;
-    Status open_st = xfopen_regular(path, "configuration file", &f);
-    if (open_st != STATUS_OK) return open_st;
-    size_t cap = 4096, n = 0;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        if (n + 1024 + 1 > cap) buf = xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, 1024, f);
-        n += got;
-        if (got < 1024) break;
-    }
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (err) {
-        free(buf);
-        return error_set(STATUS_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = 0;
-    if (memchr(buf, 0, n)) {
-        free(buf);
-        return error_set(STATUS_ERR_FORMAT, "%s: not a text file (NUL byte)", path);
-    }
-    Status st = trmml_config_parse_string(cfg, buf, path);
-    free(buf);
-    return st;
+    const KeyGroup g = {KEYS, NKEYS, cfg};
+    return keys_parse_file(&g, 1, path);
 }
 
 Status trmml_config_validate(const TrmmlConfig *c) {
@@ -388,29 +237,4 @@ Status trmml_config_validate(const TrmmlConfig *c) {
     return STATUS_OK;
 }
 
-void trmml_config_print(const TrmmlConfig *cfg, FILE *out) {
-    const char *base = (const char *)cfg;
-    for (int i = 0; i < NKEYS; i++) {
-        const Key *k = &KEYS[i];
-        char val[TRMML_CONFIG_STR + 8];
-        switch (k->kind) {
-        case KIND_BOOL: snprintf(val, sizeof val, "%s", *(const bool *)(base + k->offset) ? "true" : "false"); break;
-        case KIND_DOUBLE: {
-            double x = *(const double *)(base + k->offset);
-            /* The shortest of %.15g / %.17g that reads back exactly (%.17g always does). */
-            if (isnan(x)) snprintf(val, sizeof val, "clip");
-            else {
-                snprintf(val, sizeof val, "%.15g", x);
-                if (strtod(val, NULL) != x) snprintf(val, sizeof val, "%.17g", x);
-            }
-            break;
-        }
-        case KIND_INT: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)(base + k->offset)); break;
-        case KIND_ENUM: snprintf(val, sizeof val, "%s", k->names[*(const int *)(base + k->offset)]); break;
-        case KIND_STR: snprintf(val, sizeof val, "\"%s\"", base + k->offset); break;
-        }
-        char line[256];
-        snprintf(line, sizeof line, "%s = %s", k->key, val);
-        fprintf(out, "%-44s # %s\n", line, k->ref);
-    }
-}
+void trmml_config_print(const TrmmlConfig *cfg, FILE *out) { keys_print(KEYS, NKEYS, cfg, out); }

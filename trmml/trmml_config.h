@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "tensor/error.h"
+#include "tensor/keys.h"
 
 typedef enum { TRMML_KD_SOFTMAX = 0, TRMML_KD_BERNOULLI } TrmmlKdForm;
 typedef enum { TRMML_QUERY_INIT_TEXT = 0, TRMML_QUERY_INIT_RANDOM } TrmmlQueryInit;
@@ -102,6 +103,8 @@ Status trmml_config_validate(const TrmmlConfig *cfg);
 /* Every key as `key = value  # SPEC reference`, one per line, in a fixed order; the output
  * parses back to an identical configuration. */
 void trmml_config_print(const TrmmlConfig *cfg, FILE *out);
+/* The key table (tensor/keys.h) of TrmmlConfig and its length. */
+const KeySpec *trmml_config_keys(int *n);
 /* Number of keys, and the name of key i (for --help and tests). */
 int trmml_config_key_count(void);
 const char *trmml_config_key_name(int i);
