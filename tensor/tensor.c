@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd/tape.h"
 #include "tensor/device.h"
 
 size_t dtype_size(DType dt) {
@@ -240,8 +239,21 @@ Arena *tensor_set_arena(Arena *a) {
     return prev;
 }
 
+/* Layers above the core that keep pointers into the arena (the autograd tape) register here;
+ * the core itself knows nothing of them (docs/architecture.md). */
+#define MAX_STEP_HOOKS 8
+static TensorStepHook g_step_hooks[MAX_STEP_HOOKS];
+static int g_nstep_hooks;
+
+void tensor_on_step_end(TensorStepHook fn) {
+    for (int i = 0; i < g_nstep_hooks; i++)
+        if (g_step_hooks[i] == fn) return;
+    CHECK(g_nstep_hooks < MAX_STEP_HOOKS, "more than %d step-end hooks", MAX_STEP_HOOKS);
+    g_step_hooks[g_nstep_hooks++] = fn;
+}
+
 void tensor_step_end(void) {
-    ag_tape_reset();
+    for (int i = 0; i < g_nstep_hooks; i++) g_step_hooks[i]();
     arena_reset(tensor_arena());
 }
 

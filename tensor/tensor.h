@@ -77,8 +77,12 @@ int arena_check_guards(const Arena *a);
 /* The arena that op outputs are taken from. The default is a CPU arena created on first use. */
 Arena *tensor_arena(void);
 Arena *tensor_set_arena(Arena *a); /* returns the previous one */
-/* End of a training step: reset the autograd tape and the current arena. */
+/* End of a training step: call every step-end hook (the autograd tape registers its reset,
+ * since its nodes live in the arena), then reset the current arena. */
 void tensor_step_end(void);
+/* Register fn to run at every tensor_step_end, before the arena is reset (once per fn). */
+typedef void (*TensorStepHook)(void);
+void tensor_on_step_end(TensorStepHook fn);
 
 /* ---- Creation (all from the current arena, on the arena's device) ---------------------- */
 
