@@ -197,15 +197,19 @@ bench: $(BUILD)/trmml
 	@case '$(or $(DEVICE),auto)' in auto|cpu) ;; *) echo "make bench: DEVICE=$(DEVICE): the" \
 	  "benchmarks measure the CPU only so far (docs/cuda.md, Left out)" >&2; exit 2;; esac
 	@$(PYTHON) -c 'import torch' 2>/dev/null || scripts/install-deps.sh --torch || true
-	BENCH_FILTER='$(FILTER)' scripts/bench.sh $(BUILD)/trmml $${THREADS:-2}
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE BENCH_FILTER='$(FILTER)' \
+	  scripts/bench.sh $(BUILD)/trmml $${THREADS:-2}
 
+# Benchmarks measure the user's machine: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which some
+# environments set to force one OpenBLAS kernel, are unset for them (tests keep the environment).
 # One row of the gemm/conv/clip tables, trmml and PyTorch by turns (the VM changes speed over
 # minutes; a ratio within a round compares like with like): scripts/bench_alternate.py.
 bench-alternate: $(BUILD)/trmml
 	@if [ -z '$(CASE)' ]; then echo 'make bench-alternate: CASE="KEY" names a row of' \
 	  'docs/benchmarks.md, e.g. CASE="clip rn101 img 448 b8"' >&2; exit 2; fi
 	@$(PYTHON) -c 'import torch' 2>/dev/null || scripts/install-deps.sh --torch || true
-	$(PYTHON) scripts/bench_alternate.py --bin $(BUILD)/trmml --threads $${THREADS:-2} \
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+	  $(PYTHON) scripts/bench_alternate.py --bin $(BUILD)/trmml --threads $${THREADS:-2} \
 	  --case '$(CASE)' --rounds $${ROUNDS:-5}
 
 deps:

@@ -5,7 +5,10 @@
 #
 # Runs `BIN --threads THREADS bench`, then scripts/bench_torch.py and
 # scripts/bench_torch_train.py THREADS when torch imports (the PyTorch columns stay empty
-# otherwise), and joins the rows with scripts/bench_report.py.
+# otherwise), each as installed and with glibc's malloc tuned, and joins the rows with
+# scripts/bench_report.py. Benchmarks measure the user's machine: make bench runs this with
+# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, so OpenBLAS picks its own kernel for this CPU
+# (the report records which).
 # Environment: BENCH_ARGS extra arguments for both (e.g. --quick for a smoke test),
 # BENCH_FILTER one benchmark of `trmml bench --list` (make bench FILTER=train): only it and its
 # PyTorch counterpart run, and its table replaces the one of that name in the report,
@@ -43,30 +46,28 @@ echo "== trmml: $BIN --threads $THREADS bench $ARGS $FILTER" >&2
 "$BIN" --threads "$THREADS" bench $ARGS $FILTER >"$TMP/trmml.tsv"
 
 : >"$TMP/torch.tsv"
+: >"$TMP/torch-tuned.tsv"
+# Each PyTorch script runs twice: as installed, and in its best configuration here, with glibc
+# told never to return memory to the system (PyTorch's allocator frees and re-maps its large
+# activations every iteration otherwise: page faults). The report compares with the faster.
+torch_run() {
+    echo "== PyTorch: $PY $* $ARGS (default, then $TUNED)" >&2
+    # shellcheck disable=SC2086
+    "$PY" "$@" $ARGS >>"$TMP/torch.tsv"
+    # shellcheck disable=SC2086
+    GLIBC_TUNABLES=$TUNED "$PY" "$@" $ARGS >>"$TMP/torch-tuned.tsv"
+}
+TUNED=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 if "$PY" -c 'import torch' 2>/dev/null; then
     if runs "gemm conv clip"; then
         # A filtered run times only that benchmark's rows (their keys start with its name).
         set -- "$THREADS"
         [ -n "$FILTER" ] && set -- "$THREADS" --case "$FILTER "
-        echo "== PyTorch: $PY scripts/bench_torch.py $* $ARGS" >&2
-        # shellcheck disable=SC2086
-        "$PY" "$HERE/bench_torch.py" "$@" $ARGS >>"$TMP/torch.tsv"
+        torch_run "$HERE/bench_torch.py" "$@"
     fi
-    if runs "train"; then
-        echo "== PyTorch: $PY scripts/bench_torch_train.py $THREADS $ARGS" >&2
-        # shellcheck disable=SC2086
-        "$PY" "$HERE/bench_torch_train.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
-    fi
-    if runs "pretrain"; then
-        echo "== PyTorch: $PY scripts/bench_torch_pretrain.py $THREADS $ARGS" >&2
-        # shellcheck disable=SC2086
-        "$PY" "$HERE/bench_torch_pretrain.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
-    fi
-    if runs "pvlr"; then
-        echo "== PyTorch: $PY scripts/bench_pvlr_torch.py $THREADS $ARGS" >&2
-        # shellcheck disable=SC2086
-        "$PY" "$HERE/bench_pvlr_torch.py" "$THREADS" $ARGS >>"$TMP/torch.tsv"
-    fi
+    if runs "train"; then torch_run "$HERE/bench_torch_train.py" "$THREADS"; fi
+    if runs "pretrain"; then torch_run "$HERE/bench_torch_pretrain.py" "$THREADS"; fi
+    if runs "pvlr"; then torch_run "$HERE/bench_pvlr_torch.py" "$THREADS"; fi
 else
     echo "== PyTorch not importable with $PY: the report has no PyTorch columns" >&2
 fi
@@ -79,5 +80,5 @@ fi
 
 # shellcheck disable=SC2046
 "$PY" "$HERE/bench_report.py" --trmml "$TMP/trmml.tsv" --torch "$TMP/torch.tsv" \
-    --threads "$THREADS" --command "$CMD" --out "$OUT" $([ -n "$FILTER" ] && echo --merge)
+    --torch-tuned "$TMP/torch-tuned.tsv" --tuned "$TUNED" --threads "$THREADS" --command "$CMD" --out "$OUT" $([ -n "$FILTER" ] && echo --merge)
 echo "wrote $OUT" >&2

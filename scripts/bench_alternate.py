@@ -10,7 +10,10 @@ measured one after the other, minutes apart, can then compare two modes. Here ev
 (`scripts/bench_torch.py N --case KEY`, or the pretrain and pvlr scripts, which time their one
 row), each in its own process and timed as `make bench` times it (median of several calls
 after a warm-up); the ratio is taken within the round, and the median of the rounds' ratios is
-the figure to quote. KEY is a row key of the gemm, conv, clip, pretrain or pvlr benchmarks
+the figure to quote. PyTorch runs twice per round, as installed and with glibc's malloc told
+never to return memory (GLIBC_TUNABLES below, its best configuration here), and the ratio is
+against the faster of the two. make bench-alternate runs this with OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE unset (OpenBLAS picks its kernel for this CPU; the section records which). KEY is a row key of the gemm, conv, clip, pretrain or pvlr benchmarks
 (`trmml bench --list`); NAME is its first word. The section for KEY in PATH (default
 docs/benchmarks-alternating.md) is replaced, or added; the other sections stay. Standard
 library only.
@@ -34,18 +37,28 @@ HEADER = [
     "docs/benchmarks.md measured in rounds: trmml, then PyTorch, each in a fresh process and "
     "timed as `make bench` times it, so that both sides of a ratio run minutes apart at most "
     "(the machine changes speed over minutes; see docs/benchmarks.md). `trmml / PyTorch` "
-    "below 1 means trmml is faster; the last line gives the median of each column and of the "
+    "below 1 means trmml is faster, against the faster of PyTorch as installed and PyTorch "
+    "with glibc's malloc tuned; the last line gives the median of each column and of the "
     "per-round ratios.",
     "",
 ]
 
 
-def bench_ms(cmd, key):
-    """Run cmd and return the ms of its `bench` row named key."""
-    out = subprocess.run(cmd, capture_output=True, text=True)
+TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+META = {}  # `meta` rows seen (the GEMM kernel trmml used)
+
+
+def bench_ms(cmd, key, env=None):
+    """Run cmd (with extra environment env) and return the ms of its `bench` row named key."""
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         env=dict(os.environ, **env) if env else None)
     if out.returncode != 0:
         sys.exit(f"bench_alternate: {' '.join(cmd)} failed (exit {out.returncode}):\n"
                  f"{out.stderr[-2000:]}")
+    for line in out.stdout.splitlines():
+        f = line.split("\t")
+        if len(f) == 3 and f[0] == "meta":
+            META[f[1]] = f[2]
     for line in out.stdout.splitlines():
         f = line.split("\t")
         if len(f) >= 3 and f[0] == "bench" and f[1] == key:
@@ -114,22 +127,36 @@ def main():
     rows = []
     for r in range(args.rounds):
         t = bench_ms(ours, args.case)
-        p = bench_ms(theirs, args.case)
-        rows.append((t, p))
-        print(f"round {r + 1}/{args.rounds}: trmml {t:.1f} ms, PyTorch {p:.1f} ms, "
-              f"ratio {t / p:.2f}", file=sys.stderr, flush=True)
-    ratios = [t / p for t, p in rows]
+        pd = bench_ms(theirs, args.case)
+        pt = bench_ms(theirs, args.case, {"GLIBC_TUNABLES": TUNED})
+        rows.append((t, pd, pt))
+        print(f"round {r + 1}/{args.rounds}: trmml {t:.1f} ms, PyTorch {pd:.1f} ms default, "
+              f"{pt:.1f} ms no-trim, ratio {t / min(pd, pt):.2f}", file=sys.stderr, flush=True)
+    ratios = [t / min(pd, pt) for t, pd, pt in rows]
+    forced = [f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+              if v in os.environ]
+    gemm = META.get("gemm", "unknown") + (" (forced by " + " ".join(forced) + ")" if forced
+                                           else " (chosen by OpenBLAS for this CPU)")
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = f'make bench-alternate CASE="{args.case}" ROUNDS={args.rounds}'
     if args.threads != 2:
         cmd += f" THREADS={args.threads}"
     sec = [f"## {args.case}", "",
-           f"Measured by `{cmd}` on {when}: threads {args.threads}, trmml commit {commit()}, "
-           f"PyTorch {version}.", "",
-           "| round | trmml ms | PyTorch ms | trmml / PyTorch |", "|---:|---:|---:|---:|"]
-    sec += [f"| {i + 1} | {t:.1f} | {p:.1f} | {t / p:.2f} |" for i, (t, p) in enumerate(rows)]
-    sec += [f"| median | {statistics.median(t for t, _ in rows):.1f} | "
-            f"{statistics.median(p for _, p in rows):.1f} | "
+           f"Measured by `{cmd}` on {when}: {cpu}, threads {args.threads}, GEMM {gemm}, "
+           f"trmml commit {commit()}, PyTorch {version} (no-trim: GLIBC_TUNABLES={TUNED}).", "",
+           "| round | trmml ms | PyTorch default ms | PyTorch no-trim ms | trmml / PyTorch |",
+           "|---:|---:|---:|---:|---:|"]
+    sec += [f"| {i + 1} | {t:.1f} | {pd:.1f} | {pt:.1f} | {r:.2f} |"
+            for i, ((t, pd, pt), r) in enumerate(zip(rows, ratios))]
+    sec += [f"| median | {statistics.median(x[0] for x in rows):.1f} | "
+            f"{statistics.median(x[1] for x in rows):.1f} | "
+            f"{statistics.median(x[2] for x in rows):.1f} | "
             f"{statistics.median(ratios):.2f} |", ""]
     sections = split_sections(args.out)
     sections[args.case] = sec

@@ -86,6 +86,8 @@ int bench_main(int argc, char **argv, int threads) {
     }
     BenchCtx ctx = {.threads = threads, .quick = quick, .only_case = only_case};
     fprintf(stderr, "trmml bench: %s\n", device_summary());
+    /* The GEMM kernel in use, for the report's header (scripts/bench_report.py). */
+    printf("meta\tgemm\t%s\n", gemm_backend_name());
     int ran = 0;
     for (int i = 0; i < g_nbench; i++) {
         if (only && strcmp(only, g_bench[i].name) != 0) continue;
