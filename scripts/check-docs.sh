@@ -15,7 +15,9 @@
 #       does not exist, or its #anchor matches no heading of the target Markdown file
 #       (headings compared by their letters and digits only, so GitHub's slug rules need not be
 #       reproduced exactly);
-#   (c) a function named as `name()` in docs/spec.md is defined in no .c, .h, .cu or .cuh file
+#   (c) a path docs/NAME.md (or .png) named in a comment, a string or a doc anywhere above does not
+#       exist (e.g. "docs/pretraining.md explains the choices" in a header);
+#   (d) a function named as `name()` in docs/spec.md is defined in no .c, .h, .cu or .cuh file
 #       (a definition or declaration is a line starting at column 0 that contains "name(", or a
 #       function-like #define). A rename in the code shows up here: update docs/spec.md.
 # Citations are searched in *.c *.h *.cu *.cuh *.def *.py *.sh *.md and Makefile, outside build
@@ -53,8 +55,8 @@ sed -n 's/^#\{1,6\}[[:space:]]\{1,\}\(Appendix[[:space:]]\{1,\}\)\{0,1\}\([0-9A-
 sed -n 's/^\(#\{1,6\}[[:space:]]\{1,\}\|\*\*\)DECISION[[:space:]]\{1,\}\([0-9]\{1,\}\).*/\2/p' \
     "$SPEC" | sort -u >"$tmp/decisions"
 
-# ---- (a) citations -----------------------------------------------------------------------------
-# One line per citation: FILE<TAB>LINE<TAB>KIND<TAB>KEY<TAB>TEXT, KIND = section or decision.
+# ---- (a) citations, and (c) document paths --------------------------------------------------
+# One line per citation: FILE<TAB>LINE<TAB>KIND<TAB>KEY<TAB>TEXT, KIND = section, decision or docpath.
 xargs awk '
 function other_document(prefix) {
     # The text before a "§": does it end with the name of a document other than the spec?
@@ -93,6 +95,12 @@ function emit(kind, key, text) {
         off += RSTART + RLENGTH - 1
         rest = substr(rest, RSTART + RLENGTH)
     }
+    # "docs/pretraining.md": a document named by its path
+    rest = line
+    while (match(rest, /docs\/[A-Za-z0-9_.\/-]+\.(md|png)/)) {
+        emit("docpath", substr(rest, RSTART, RLENGTH), substr(rest, RSTART, RLENGTH))
+        rest = substr(rest, RSTART + RLENGTH)
+    }
     # "DECISION 17", "DECISIONS 9-13, 23", "DECISION 6, 21", "DECISIONS 16, 17 and 28"
     rest = line
     while (match(rest, /DECISIONS? [0-9]+(( ?[-,] ?| and | ?– ?)[0-9]+)*/)) {
@@ -117,7 +125,7 @@ BEGIN {
     while ((getline s < sections) > 0) have["section", s] = 1
     while ((getline d < decisions) > 0) have["decision", d] = 1
 }
-!have[$3, $4] {
+($3 == "section" || $3 == "decision") && !have[$3, $4] {
     if ($3 == "section")
         printf "%s:%s: cites \"%s\", but %s has no section %s (no heading starting \"%s\")\n", \
             $1, $2, $5, spec, $4, $4
@@ -191,7 +199,12 @@ while IFS="$(printf '\t')" read -r file line target; do
     fi
 done <"$tmp/links"
 
-# ---- (c) functions named in docs/spec.md ----------------------------------------------------------
+# ---- (c) documents named by path --------------------------------------------------------------
+awk -F '\t' '$3 == "docpath"' "$tmp/citations" | while IFS="$(printf '\t')" read -r file line kind path text; do
+    [ -e "$path" ] || echo "$file:$line: names \"$path\", which does not exist" >>"$tmp/problems"
+done
+
+# ---- (d) functions named in docs/spec.md ----------------------------------------------------------
 # Every identifier followed by "(" on a line that starts at column 0 with a letter, "_" or "#define".
 xargs awk '
 /^[A-Za-z_]/ || /^#[ \t]*define[ \t]/ {
@@ -217,11 +230,11 @@ done
 n=$(wc -l <"$tmp/problems" | tr -d ' ')
 if [ "$n" -gt 0 ]; then
     cat "$tmp/problems" >&2
-    echo "check-docs: $n problem(s): dead citations of $SPEC, dead links, or functions it names" \
-        "that the code no longer defines (scripts/check-docs.sh says what is checked)" >&2
+    echo "check-docs: $n problem(s): citations of $SPEC without their section or decision, dead links" \
+        "or document paths, or functions it names that the code no longer defines (see the header of $SELF)" >&2
     exit 1
 fi
 ncite=$(wc -l <"$tmp/citations" | tr -d ' ')
 nlink=$(wc -l <"$tmp/links" | tr -d ' ')
 nfun=$(grep -oE '`[A-Za-z_][A-Za-z0-9_]*\(\)`' "$SPEC" | wc -l | tr -d ' ')
-echo "check-docs: OK ($ncite citations, $nlink relative links, $nfun function names resolve)"
+echo "check-docs: OK ($ncite citations and document paths, $nlink relative links, $nfun function names resolve)"
