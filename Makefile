@@ -154,9 +154,15 @@ $(BUILD)/trmml: $(TOOL_OBJ) $(BUILD)/libtrmml.a
 $(BUILD)/test_trmml: $(TEST_OBJ) $(BUILD)/libtrmml.a
 	$(CC) $(LDSAN) -o $@ $(TEST_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
 
+# Every SPEC §x / DECISION n citation, docs path, relative doc link and function named in
+# docs/spec.md resolves (scripts/check-docs.sh); `make test` runs it first.
+.PHONY: check-docs
+check-docs:
+	@scripts/check-docs.sh
+
 # Tests run from the repository root (fixtures are read from test/fixtures/).
 # FILTER=name runs the tests whose names contain it.
-test: $(BUILD)/test_trmml $(BUILD)/trmml
+test: check-docs $(BUILD)/test_trmml $(BUILD)/trmml
 	@OMP_NUM_THREADS=$${THREADS:-$${OMP_NUM_THREADS:-2}} ./$(BUILD)/test_trmml $(FILTER)
 
 # The suite under every OpenBLAS core type this CPU can run, TRMML_GEMM=naive, 1 and 2 threads:
