@@ -93,8 +93,11 @@ Status keys_set(const KeySpec *k, void *obj, const char *value, const char *labe
     char buf[160];
     const char *lab = label_of(k, label, buf, sizeof buf);
     char *field = (char *)obj + k->offset;
+    CHECK(value || k->kind == KEY_SWITCH, "%s: no value for a key of kind %d", lab, (int)k->kind);
     switch (k->kind) {
-    case KEY_SWITCH: *(bool *)field = true; return STATUS_OK;
+    case KEY_SWITCH:
+        if (!value) return *(bool *)field = true, STATUS_OK;
+        __attribute__((fallthrough)); /* with a value (a configuration file): a bool */
     case KEY_BOOL:
         if (parse_bool(value, (bool *)field) != STATUS_OK)
             return error_set(STATUS_ERR_USAGE, "%s: expected true or false, got '%s'", lab, value);

@@ -40,7 +40,8 @@ typedef enum {
     KEY_ENUM,     /* int: index of the value in `names` */
     KEY_STR,      /* char[size]: no double quote or line break (it must print back on one line) */
     KEY_INT_LIST, /* int64_t[size]: exactly `size` comma-separated integers in [lo, hi] */
-    KEY_SWITCH,   /* bool set to true by a flag that takes no value (command lines only) */
+    KEY_SWITCH,   /* bool: a flag that takes no value sets it (keys_set with value NULL); with
+                     a value (a configuration file) it reads as KEY_BOOL */
 } KeyKind;
 
 typedef struct {
