@@ -33,6 +33,7 @@
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
+#include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
 
 /* Scratch budgets for one im2col block's col matrix. A block of output rows of a large image
@@ -199,36 +200,47 @@ static void im2col_block(float *col, const float *inp, const ConvGeom *g, const 
  * (measured: the weight transform of a 512x512 layer ran 4x slower). */
 static inline int64_t wino_stride(int64_t n) { return (n + 15) / 16 * 16 + 16; }
 
-/* U (16, ob, C) for output channels [o0, o0 + ob) of weight (O, C, 3, 3):
- * U[xi][o - o0][c] = (G g G^T)[xi / 4][xi % 4] with g = weight[o, c] — assigns */
-static void wino_weights(float *restrict U, const float *restrict weight, int64_t o0, int64_t ob,
-                         int64_t C) {
+/* The transforms below run through the variant of the chosen instruction-set level
+ * (tensor/isa.h): a dispatch per row of the caller's parallel loop. */
+
+/* Row o of U (16, ob, C), the 16 matrices S apart, from output channel o0 + o of
+ * weight (O, C, 3, 3): U[xi][o][c] = (G g G^T)[xi / 4][xi % 4] with g = weight[o0 + o, c]
+ * — assigns */
+static inline ISA_BODY void wino_weights_row_body(float *restrict U, int64_t S,
+                                                  const float *restrict weight, int64_t o0,
+                                                  int64_t o, int64_t C) {
+    for (int64_t c = 0; c < C; c++) {
+        const float *w = weight + ((o0 + o) * C + c) * 9;
+        float t[4][3]; /* G g: rows of g combined */
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = w[j];
+            t[1][j] = 0.5f * (w[j] + w[3 + j] + w[6 + j]);
+            t[2][j] = 0.5f * (w[j] - w[3 + j] + w[6 + j]);
+            t[3][j] = w[6 + j];
+        }
+        for (int i = 0; i < 4; i++) { /* (G g) G^T: columns combined */
+            float *u = U + (i * 4) * S + o * C + c;
+            u[0] = t[i][0];
+            u[S] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+            u[2 * S] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+            u[3 * S] = t[i][2];
+        }
+    }
+}
+ISA_VARIANTS(wino_weights_row, (float *restrict U, int64_t S, const float *restrict weight,
+                                int64_t o0, int64_t o, int64_t C), (U, S, weight, o0, o, C))
+
+/* U (16, ob, C) for output channels [o0, o0 + ob) of weight (O, C, 3, 3) — assigns */
+static void wino_weights(float *U, const float *weight, int64_t o0, int64_t ob, int64_t C) {
     const int64_t S = wino_stride(ob * C); /* distance between successive xi */
 #pragma omp parallel for schedule(static) if (ob * C > 4096)
-    for (int64_t o = 0; o < ob; o++)
-        for (int64_t c = 0; c < C; c++) {
-            const float *w = weight + ((o0 + o) * C + c) * 9;
-            float t[4][3]; /* G g: rows of g combined */
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = w[j];
-                t[1][j] = 0.5f * (w[j] + w[3 + j] + w[6 + j]);
-                t[2][j] = 0.5f * (w[j] - w[3 + j] + w[6 + j]);
-                t[3][j] = w[6 + j];
-            }
-            for (int i = 0; i < 4; i++) { /* (G g) G^T: columns combined */
-                float *u = U + (i * 4) * S + o * C + c;
-                u[0] = t[i][0];
-                u[S] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                u[2 * S] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                u[3 * S] = t[i][2];
-            }
-        }
+    for (int64_t o = 0; o < ob; o++) wino_weights_row(U, S, weight, o0, o, C);
 }
 
 /* V[xi][c][col0 + t] = (B^T d B)[xi] for the tiles tx0 .. tx0 + nt - 1 of tile row ty of one
  * channel x (H, W) — assigns. V points at channel c's row of V[0]; rows of successive xi are
  * cstride apart. */
-static void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
+static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
                              const float *restrict x, const ConvGeom *g, int64_t ty, int64_t tx0,
                              int64_t nt) {
     float d[4][2 * WINO_CHUNK + 2];
@@ -272,7 +284,7 @@ static void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
 
 /* out rows 2ty, 2ty + 1 of one (n, o) plane y (OH, OW), tiles tx0 .. tx0 + nt - 1, from
  * M[xi][o][col0 + t] (+ bias) — assigns. */
-static void wino_output_chunk(float *restrict y, const float *restrict M, int64_t ostride,
+static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *restrict M, int64_t ostride,
                               int64_t col0, float bias, const ConvGeom *g, int64_t ty,
                               int64_t tx0, int64_t nt) {
     float r0[2 * WINO_CHUNK], r1[2 * WINO_CHUNK];
@@ -300,8 +312,9 @@ static int64_t wino_tiles_per_block(const ConvGeom *g) { return g->wino_rows * (
 
 /* Tile row r0 + r (flattened (n, ty)) of channel c into columns [r*TW, (r+1)*TW) of V's rows
  * (V[xi] is (C, T), the 16 matrices sv apart) — assigns. */
-static void wino_input_row(float *V, int64_t sv, int64_t T, const float *inp, const ConvGeom *g,
-                           int64_t r0, int64_t r, int64_t c) {
+static inline ISA_BODY void wino_input_row_body(float *V, int64_t sv, int64_t T,
+                                                const float *inp, const ConvGeom *g, int64_t r0,
+                                                int64_t r, int64_t c) {
     const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
     const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
     const float *x = inp + (n * g->c + c) * g->h * g->w;
@@ -309,11 +322,15 @@ static void wino_input_row(float *V, int64_t sv, int64_t T, const float *inp, co
         wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0,
                          TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
 }
+ISA_VARIANTS(wino_input_row, (float *V, int64_t sv, int64_t T, const float *inp,
+                              const ConvGeom *g, int64_t r0, int64_t r, int64_t c),
+             (V, sv, T, inp, g, r0, r, c))
 
 /* Output rows of tile row r0 + r for output channel o0 + o, from M (M[xi] is (ob, T), the 16
  * matrices sm apart), plus its bias — assigns. */
-static void wino_output_row(float *out, const float *M, int64_t sm, int64_t T, const float *bias,
-                            const ConvGeom *g, int64_t r0, int64_t r, int64_t o0, int64_t o) {
+static inline ISA_BODY void wino_output_row_body(float *out, const float *M, int64_t sm,
+                                                 int64_t T, const float *bias, const ConvGeom *g,
+                                                 int64_t r0, int64_t r, int64_t o0, int64_t o) {
     const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
     const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
     float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
@@ -322,6 +339,9 @@ static void wino_output_row(float *out, const float *M, int64_t sm, int64_t T, c
         wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, g, ty, tx0,
                           TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
 }
+ISA_VARIANTS(wino_output_row, (float *out, const float *M, int64_t sm, int64_t T,
+                               const float *bias, const ConvGeom *g, int64_t r0, int64_t r,
+                               int64_t o0, int64_t o), (out, M, sm, T, bias, g, r0, r, o0, o))
 
 /* One block of tile rows [r0, r0 + R) through the whole pipeline on the calling thread: input
  * transform into V (16, C, T), 16 single-threaded GEMMs into M (16, ob, T), output transform
