@@ -12,7 +12,8 @@
  *      8 significant bits), so bound 1 grows by (2 u_bf16 + u_bf16^2) |alpha| T; the fp32 GEMM
  *      (OpenBLAS) errs by at most its own
  *      gamma_{K+2} * T, and the two are within the sum of both.
- * Shapes: 1x1x1, sizes not multiples of the 12x32 tile, odd K (a zero-padded pair), K longer than
+ * Both micro-kernels run every case (AVX512-BF16, and AMX where the CPU has it).
+ * Shapes: 1x1x1, sizes not multiples of the 12x32 or 32x32 tile, odd K (a zero-padded pair), K longer than
  * one KC slice, M longer than MC, N longer than NC, all four transposes, row strides wider than
  * the matrices, alpha/beta, and beta = 0 over a C full of NaN (C must not be read). */
 #include <math.h>
@@ -54,7 +55,8 @@ static void run_case(const Bf16Case *cs, uint64_t seed) {
     for (int64_t i = 0; i < m * ldc; i++) c0[i] = cs->beta == 0.0f ? NAN : rng_normal(&r);
     memcpy(c, c0, (size_t)(m * ldc) * sizeof(float));
     memcpy(cf, c0, (size_t)(m * ldc) * sizeof(float));
-    void *scratch = xmalloc(gemm_bf16_scratch_bytes(m, n, k));
+    /* from the guarded test arena: a write past the scratch is caught after the test */
+    void *scratch = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
     gemm_bf16_cpu(c, a, b, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, scratch);
     gemm_cpu(cf, a, b, 1, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0);
     const GemmBf16Blocking bl = gemm_bf16_blocking();
@@ -86,10 +88,11 @@ static void run_case(const Bf16Case *cs, uint64_t seed) {
             if (!(e1 <= tol1 && e2 <= tol2 && e3 <= tol3)) {
                 if (bad++ < 5)
                     test_fail(__FILE__, __LINE__,
-                              "%lldx%lldx%lld ta=%d tb=%d [%lld,%lld]: got %.9g, bf16-exact %.9g "
+                              "%s %lldx%lldx%lld ta=%d tb=%d [%lld,%lld]: got %.9g, bf16-exact %.9g "
                               "(tol %.3g), fp32-exact %.9g (tol %.3g), fp32 gemm %.9g (tol %.3g)",
-                              (long long)m, (long long)n, (long long)k, cs->ta, cs->tb,
-                              (long long)i, (long long)j, got, ref_r, tol1, ref_x, tol2,
+                              gemm_bf16_kernel_name(gemm_bf16_kernel()), (long long)m,
+                              (long long)n, (long long)k, cs->ta, cs->tb, (long long)i,
+                              (long long)j, got, ref_r, tol1, ref_x, tol2,
                               (double)cf[i * ldc + j], tol3);
             }
             if (tol1 > 0 && e1 / tol1 > worst1) worst1 = e1 / tol1;
@@ -106,15 +109,15 @@ static void run_case(const Bf16Case *cs, uint64_t seed) {
                 break;
             }
     if (getenv("TRMML_TEST_MEASURE"))
-        printf("  gemm_bf16 %lldx%lldx%lld ta=%d tb=%d: max err/bound %.3f (bf16 exact), %.3f "
+        printf("  gemm_bf16 %s %lldx%lldx%lld ta=%d tb=%d: max err/bound %.3f (bf16 exact), %.3f "
                "(fp32 exact), %.3f (fp32 gemm)\n",
-               (long long)m, (long long)n, (long long)k, cs->ta, cs->tb, worst1, worst2, worst3);
+               gemm_bf16_kernel_name(gemm_bf16_kernel()), (long long)m, (long long)n,
+               (long long)k, cs->ta, cs->tb, worst1, worst2, worst3);
     free(a);
     free(b);
     free(c);
     free(c0);
     free(cf);
-    free(scratch);
 }
 
 static bool need_bf16(void) {
@@ -124,13 +127,14 @@ static bool need_bf16(void) {
     return false;
 }
 
-TEST(gemm_bf16_odd_shapes_vs_double) {
-    if (!need_bf16()) return;
+/* The cases of one kernel, sized from its own blocking. */
+static void odd_shapes(void) {
     const GemmBf16Blocking bl = gemm_bf16_blocking();
     const Bf16Case cases[] = {
         {1, 1, 1, false, false, 1.0f, 0.0f, 0},
         {1, 1, 2, false, false, 1.0f, 0.0f, 0},
-        {12, 32, 16, false, false, 1.0f, 0.0f, 0},  /* exactly one tile */
+        {12, 32, 16, false, false, 1.0f, 0.0f, 0},  /* exactly one 12x32 tile */
+        {32, 32, 32, false, false, 1.0f, 0.0f, 0},  /* exactly one 32x32 tile */
         {13, 37, 7, false, false, 1.0f, 0.0f, 3},   /* odd K, edge tiles, wide rows */
         {25, 65, 33, false, false, 1.0f, 0.0f, 0},
         {7, 5, 2 * bl.kc + 3, false, false, 1.0f, 0.0f, 0}, /* three slices of K, the last odd */
@@ -141,8 +145,7 @@ TEST(gemm_bf16_odd_shapes_vs_double) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], 100 + i);
 }
 
-TEST(gemm_bf16_transposes_alpha_beta) {
-    if (!need_bf16()) return;
+static void transposes(void) {
     for (int t = 0; t < 4; t++) {
         Bf16Case cs = {29, 45, 51, t & 1, (t >> 1) & 1, 1.0f, 0.0f, 2};
         run_case(&cs, 200 + t);
@@ -151,9 +154,27 @@ TEST(gemm_bf16_transposes_alpha_beta) {
         run_case(&cs, 300 + t);
         cs.alpha = -1.5f;
         cs.beta = 2.0f;
-        cs.k = 2 * gemm_bf16_blocking().kc + 1; /* later slices add alpha * partial sums */
+        cs.k = gemm_bf16_blocking().kc + 1; /* the second slice adds alpha * its partial sum */
         run_case(&cs, 400 + t);
     }
+}
+
+/* fn once per micro-kernel this CPU runs. */
+static void each_kernel(void (*fn)(void)) {
+    for (int kern = 0; kern < 2; kern++) {
+        if (!gemm_bf16_kernel_available((GemmBf16Kernel)kern)) continue;
+        const GemmBf16Kernel prev = gemm_bf16_set_kernel((GemmBf16Kernel)kern);
+        fn();
+        gemm_bf16_set_kernel(prev);
+    }
+}
+
+TEST(gemm_bf16_odd_shapes_vs_double) {
+    if (need_bf16()) each_kernel(odd_shapes);
+}
+
+TEST(gemm_bf16_transposes_alpha_beta) {
+    if (need_bf16()) each_kernel(transposes);
 }
 
 TEST(gemm_bf16_rounding_to_nearest_even) {

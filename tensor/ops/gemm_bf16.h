@@ -25,6 +25,16 @@ bool gemm_bf16_available(void);
 /* STATUS_OK, or STATUS_ERR_DEVICE with a message (error_last) saying what the CPU lacks. */
 Status gemm_bf16_check(void);
 
+/* The micro-kernel: AVX512-BF16 (vdpbf16ps on zmm registers) on every CPU that runs the bf16
+ * GEMM, or AMX (tdpbf16ps on tile registers) where the CPU has AMX-BF16 and Linux grants the
+ * tile state; AMX is the default where usable. Both give results within the same bound. */
+typedef enum { GEMM_BF16_AVX512 = 0, GEMM_BF16_AMX = 1 } GemmBf16Kernel;
+GemmBf16Kernel gemm_bf16_kernel(void);
+bool gemm_bf16_kernel_available(GemmBf16Kernel k);
+/* Force a kernel (tests, benchmarks); returns the previous one. CHECK: it must be available. */
+GemmBf16Kernel gemm_bf16_set_kernel(GemmBf16Kernel k);
+const char *gemm_bf16_kernel_name(GemmBf16Kernel k);
+
 /* Bytes of scratch gemm_bf16_cpu needs for these sizes (packed panels of A and B, 64-byte
  * aligned inside). */
 size_t gemm_bf16_scratch_bytes(int64_t m, int64_t n, int64_t k);
@@ -56,5 +66,6 @@ static inline float bf16_to_f32(uint16_t h) {
 /* The blocking in use (from the cache sizes at first use; docs/ops/gemm_bf16.md). */
 typedef struct {
     int64_t mr, nr, kc, mc, nc;
+    int64_t ksub; /* AMX: pairs of k per chunk whose B stays in L1 (0 for AVX512-BF16) */
 } GemmBf16Blocking;
 GemmBf16Blocking gemm_bf16_blocking(void);
