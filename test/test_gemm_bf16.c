@@ -22,7 +22,9 @@
 
 #include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
+#include "tensor/ops/conv.h"
 #include "tensor/ops/gemm_bf16.h"
+#include "tensor/ops/matmul.h"
 #include "test/test.h"
 
 #define U32 5.9604644775390625e-8 /* 2^-24 */
@@ -219,4 +221,77 @@ TEST(gemm_bf16_refused_below_avx512) {
     EXPECT(!avail && st == STATUS_ERR_DEVICE && strstr(error_last(), "TRMML_ISA"),
            "at TRMML_ISA=avx2 the bf16 GEMM must be refused: %s", error_last());
     EXPECT(gemm_bf16_available() && gemm_bf16_check() == STATUS_OK, "avx512 again");
+}
+
+/* got (bf16) against ref (fp32) of one op, with mag = the op on |inputs| (no bias), which is
+ * T = sum |w x| per output up to its own gamma_K rounding. Both results are float32 sums of the
+ * same K terms plus the bias: the bf16 terms differ from the fp32 ones by at most
+ * (2 u_bf16 + u_bf16^2) of their magnitude, each side's sum errs by at most gamma_{K+1} of
+ * (T + |bias|), so
+ *     |got - ref| <= (2 u_bf16 + u_bf16^2 + 2 gamma_{K+1}) (1 + gamma_K) (1 + 3 u_bf16) (T + |b|)
+ * with |b| <= |ref| + T (the factor (1 + 3 u_bf16) covers T of the rounded inputs). */
+static void expect_bf16_close(const char *what, const Tensor *got, const Tensor *ref,
+                              const Tensor *mag, int64_t k) {
+    const double rnd = 2.0 * UBF16 + UBF16 * UBF16;
+    const double f = (rnd + 2.0 * gamma_n((double)k + 1)) * (1.0 + gamma_n((double)k)) *
+                     (1.0 + 3.0 * UBF16);
+    const float *g = tensor_f32((Tensor *)got), *r = tensor_f32((Tensor *)ref);
+    const float *t = tensor_f32((Tensor *)mag);
+    double worst = 0.0;
+    int bad = 0;
+    for (int64_t i = 0; i < ref->numel; i++) {
+        const double tol = f * (2.0 * t[i] + fabs(r[i]));
+        const double e = fabs((double)g[i] - r[i]);
+        if (e > tol && bad++ < 5)
+            test_fail(__FILE__, __LINE__, "%s [%lld]: bf16 %.9g, fp32 %.9g (tol %.3g)", what,
+                      (long long)i, g[i], r[i], tol);
+        if (tol > 0 && e / tol > worst) worst = e / tol;
+    }
+    if (getenv("TRMML_TEST_MEASURE")) printf("  %s: max err/bound %.3f\n", what, worst);
+}
+
+static Tensor *abs_copy(Tensor *x) {
+    Tensor *y = tensor_empty(DT_F32, x->ndim, x->shape);
+    for (int64_t i = 0; i < x->numel; i++) tensor_f32(y)[i] = fabsf(tensor_f32(x)[i]);
+    return y;
+}
+
+/* conv2d (im2col 3x3, stride 2, 1x1, 40 channels) and linear with frozen
+ * weights: PRECISION_BF16 within the bound above of PRECISION_FP32; with a weight that requires
+ * a gradient, bf16 is not used (bit-identical to fp32). */
+TEST(gemm_bf16_frozen_conv_linear_match_fp32) {
+    if (!need_bf16()) return;
+    const bool grad = ag_set_grad_enabled(false);
+    struct {
+        int64_t n, c, h, w, o, k, stride, pad;
+    } convs[] = {{2, 5, 9, 11, 7, 3, 1, 1}, {2, 6, 13, 10, 9, 3, 2, 1}, {3, 17, 6, 7, 19, 1, 1, 0},
+                 {1, 40, 18, 18, 36, 3, 1, 1}};
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        Tensor *x = test_randn(500 + i, 4, SHAPE(convs[i].n, convs[i].c, convs[i].h, convs[i].w));
+        Tensor *w = test_randn(600 + i, 4, SHAPE(convs[i].o, convs[i].c, convs[i].k, convs[i].k));
+        Tensor *b = test_randn(700 + i, 1, SHAPE(convs[i].o));
+        Tensor *ref = tensor_conv2d(x, w, b, convs[i].stride, convs[i].pad);
+        Tensor *mag =
+            tensor_conv2d(abs_copy(x), abs_copy(w), NULL, convs[i].stride, convs[i].pad);
+        EXPECT(tensor_set_precision(PRECISION_BF16) == STATUS_OK, "%s", error_last());
+        Tensor *got = tensor_conv2d(x, w, b, convs[i].stride, convs[i].pad);
+        tensor_set_precision(PRECISION_FP32);
+        char what[64];
+        snprintf(what, sizeof what, "conv2d case %zu", i);
+        expect_bf16_close(what, got, ref, mag, convs[i].c * convs[i].k * convs[i].k);
+    }
+    Tensor *x = test_randn(800, 3, SHAPE(3, 7, 77)), *w = test_randn(801, 2, SHAPE(45, 77));
+    Tensor *b = test_randn(802, 1, SHAPE(45));
+    Tensor *ref = tensor_linear(x, w, b), *mag = tensor_linear(abs_copy(x), abs_copy(w), NULL);
+    tensor_set_precision(PRECISION_BF16);
+    Tensor *got = tensor_linear(x, w, b);
+    /* a learnable weight keeps fp32 under PRECISION_BF16 */
+    w->requires_grad = true;
+    Tensor *learn = tensor_linear(x, w, b);
+    w->requires_grad = false;
+    tensor_set_precision(PRECISION_FP32);
+    expect_bf16_close("linear", got, ref, mag, 77);
+    EXPECT(memcmp(tensor_f32(learn), tensor_f32(ref), (size_t)ref->numel * sizeof(float)) == 0,
+           "linear with a learnable weight must stay fp32 under PRECISION_BF16");
+    ag_set_grad_enabled(grad);
 }

@@ -35,6 +35,7 @@
 #include "tensor/device.h"
 #include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
+#include "tensor/ops/gemm_bf16.h"
 
 /* Scratch budgets for one im2col block's col matrix. A block of output rows of a large image
  * stays small enough to remain in cache between the im2col that writes it and the GEMM that
@@ -431,23 +432,34 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
     }
 }
 
-void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const float *bias,
-                        float *col, float *ybuf, const ConvGeom *g) {
-    /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,KH,KW), bias (O) or NULL,
-     * col (C*KH*KW, tile_imgs*tile_rows*OW) scratch, unused on the 1x1 path,
-     * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns */
+/* C (m, n) = A (m, k) @ B (k, n) + beta C, row-major with row strides lda/ldb/ldc: the fp32 core
+ * GEMM, or the bf16 one (tensor/ops/gemm_bf16.h) when bf16_scratch is not NULL. */
+static void conv_gemm(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
+                      float beta, int64_t lda, int64_t ldb, int64_t ldc, void *bf16_scratch) {
+    if (bf16_scratch)
+        gemm_bf16_cpu(c, a, b, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, bf16_scratch);
+    else
+        gemm_cpu(c, a, b, 1, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, 0, 0, 0);
+}
+
+/* The forward without Winograd: 1x1 GEMMs or im2col blocks, through conv_gemm — assigns. */
+static void conv2d_forward_gemm(float *out, const float *inp, const float *weight,
+                                const float *bias, float *col, float *ybuf, const ConvGeom *g,
+                                void *bf16_scratch) {
     const int64_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
     const int64_t in_img = g->c * g->h * g->w, out_img = g->o * P;
-    if (g->wino_rows > 0) {
-        conv2d_forward_winograd(out, inp, weight, bias, col, ybuf, g);
-        return;
-    }
     if (conv_pointwise(g)) {
         /* With a bias the output starts as bias and the GEMM accumulates onto it (beta = 1). */
         if (bias)
             for (int64_t n = 0; n < g->n; n++) fill_bias(out + n * out_img, bias, g->o, P, P);
-        gemm_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, bias ? 1.0f : 0.0f,
-                 g->c, P, P, 0, in_img, out_img);
+        if (!bf16_scratch) { /* one batched call: the weights shared by every image */
+            gemm_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f,
+                     bias ? 1.0f : 0.0f, g->c, P, P, 0, in_img, out_img);
+            return;
+        }
+        for (int64_t n = 0; n < g->n; n++)
+            conv_gemm(out + n * out_img, weight, inp + n * in_img, g->o, P, g->c,
+                      bias ? 1.0f : 0.0f, g->c, P, P, bf16_scratch);
         return;
     }
     for (int64_t n0 = 0; n0 < g->n; n0 += g->tile_imgs) {
@@ -459,17 +471,27 @@ void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const
                 /* One image: the GEMM writes the (O, T) block of out in place, rows P apart. */
                 float *y = out + n0 * out_img + oh0 * g->ow;
                 if (bias) fill_bias(y, bias, g->o, T, P);
-                gemm_cpu(y, weight, col, 1, g->o, T, K, false, false, 1.0f, bias ? 1.0f : 0.0f,
-                         K, T, P, 0, 0, 0);
+                conv_gemm(y, weight, col, g->o, T, K, bias ? 1.0f : 0.0f, K, T, P, bf16_scratch);
             } else {
                 /* Several whole images in one GEMM (the weights are packed once for all of
                  * them), then each image's columns are moved to its place in NCHW. */
-                gemm_cpu(ybuf, weight, col, 1, g->o, ld, K, false, false, 1.0f, 0.0f, K, ld, ld,
-                         0, 0, 0);
+                conv_gemm(ybuf, weight, col, g->o, ld, K, 0.0f, K, ld, ld, bf16_scratch);
                 block_scatter(out, ybuf, bias, n0, b.nb, g);
             }
         }
     }
+}
+
+void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const float *bias,
+                        float *col, float *ybuf, const ConvGeom *g) {
+    /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,KH,KW), bias (O) or NULL,
+     * col (C*KH*KW, tile_imgs*tile_rows*OW) scratch, unused on the 1x1 path,
+     * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns */
+    if (g->wino_rows > 0) {
+        conv2d_forward_winograd(out, inp, weight, bias, col, ybuf, g);
+        return;
+    }
+    conv2d_forward_gemm(out, inp, weight, bias, col, ybuf, g, NULL);
 }
 
 void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, float *col, float *dcol,
@@ -700,6 +722,10 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     g.ow = (g.w + 2 * pad_w - g.kw) / stride_w + 1;
     conv_pick_blocks(&g);
     conv_pick_winograd(&g, x->device);
+    /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): im2col or 1x1 with the bf16
+     * GEMM, which outruns Winograd's fp32 GEMMs where it pays at all. Backward stays fp32. */
+    const bool bf16 = tensor_bf16_forward(weight);
+    if (bf16) g.wino_rows = 0;
 
     Tensor *out = tensor_empty(DT_F32, 4, SHAPE(g.n, g.o, g.oh, g.ow));
     Arena *a = tensor_arena();
@@ -707,8 +733,16 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     size_t col_floats, ybuf_floats;
     conv_forward_scratch(&g, &col_floats, &ybuf_floats);
     float *col = scratch(a, col_floats), *ybuf = scratch(a, ybuf_floats);
-    KERNEL_CALL(x->device, conv2d_forward)(out->data, x->data, weight->data,
-                                           bias ? bias->data : NULL, col, ybuf, &g);
+    if (bf16) {
+        /* the bf16 GEMM's packing scratch, for its widest product (a block, or one image) */
+        const int64_t width = conv_pointwise(&g) ? g.oh * g.ow : g.tile_imgs * g.tile_rows * g.ow;
+        void *packs = arena_alloc(a, gemm_bf16_scratch_bytes(g.o, width, g.c * g.kh * g.kw));
+        conv2d_forward_gemm(out->data, x->data, weight->data, bias ? bias->data : NULL, col, ybuf,
+                            &g, packs);
+    } else {
+        KERNEL_CALL(x->device, conv2d_forward)(out->data, x->data, weight->data,
+                                               bias ? bias->data : NULL, col, ybuf, &g);
+    }
     arena_release(a, mark);
     Node *nd = AG_RECORD("conv2d", out, conv2d_backward, x, weight, bias);
     if (nd) {

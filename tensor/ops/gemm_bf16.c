@@ -28,6 +28,8 @@
 #include <unistd.h>
 
 #include "tensor/isa.h"
+#include "tensor/device.h"
+#include "tensor/tensor.h"
 
 #define MR 12 /* rows of the register tile: 12 broadcasts of A per pair of k */
 #define NR 32 /* columns: two zmm of 16 float32 accumulators each */
@@ -490,4 +492,32 @@ void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t 
         }
         if (amx) amx_release();
     }
+}
+
+/* ---- Precision -------------------------------------------------------------------------- */
+
+static Precision g_precision = PRECISION_FP32;
+
+Status tensor_set_precision(Precision p) {
+    CHECK(p == PRECISION_FP32 || p == PRECISION_BF16, "precision %d", (int)p);
+    if (p == PRECISION_BF16) {
+        Status st = gemm_bf16_check();
+        if (st != STATUS_OK) return st;
+    }
+    g_precision = p;
+    return STATUS_OK;
+}
+
+Precision tensor_precision(void) { return g_precision; }
+
+const char *precision_name(Precision p) { return p == PRECISION_BF16 ? "bf16" : "fp32"; }
+
+bool tensor_bf16_forward(const Tensor *weight) {
+    if (g_precision != PRECISION_BF16 || weight->requires_grad) return false;
+    CHECK(weight->device == DEVICE_CPU,
+          "precision bf16 is implemented for the CPU only (docs/ops/gemm_bf16.md); this op's "
+          "weight %s is on %s",
+          tensor_shape_str(weight), device_name(weight->device));
+    CHECK(gemm_bf16_available(), "precision bf16 but %s", (gemm_bf16_check(), error_last()));
+    return true;
 }

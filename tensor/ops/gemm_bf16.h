@@ -45,6 +45,25 @@ void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t 
                    bool trans_a, bool trans_b, float alpha, float beta, int64_t lda, int64_t ldb,
                    int64_t ldc, void *scratch);
 
+/* ---- Precision of the frozen towers' products -------------------------------------------
+ * PRECISION_BF16 routes the forward products of conv2d and linear whose weight is frozen
+ * (requires_grad false) through this GEMM: im2col (and 1x1) convolutions and x W^T, inputs
+ * rounded to bf16, sums in float32. Everything else stays fp32: products with a learnable weight,
+ * every backward product, the other ops. On the CPU only: a bf16 op on another device is a CHECK
+ * failure, never a silent fp32. The weights are rounded as they are packed, on every call: the
+ * packing of an (O, K) weight costs 1/T of the T-column product it feeds (docs/ops/gemm_bf16.md).
+ * Default PRECISION_FP32. */
+typedef enum { PRECISION_FP32 = 0, PRECISION_BF16 = 1 } Precision;
+/* Set the precision; STATUS_ERR_DEVICE (message via error_last) when the CPU cannot run bf16
+ * (gemm_bf16_check), leaving the precision unchanged. */
+Status tensor_set_precision(Precision p);
+Precision tensor_precision(void);
+const char *precision_name(Precision p); /* "fp32", "bf16" */
+/* Whether a forward product with this weight takes the bf16 path (the setting is bf16 and the
+ * weight is frozen); CHECKs that the device is the CPU when it does. */
+struct Tensor;
+bool tensor_bf16_forward(const struct Tensor *weight);
+
 /* float -> bfloat16 bits, round to nearest even (NaN stays a quiet NaN); and back (exact). */
 static inline uint16_t bf16_from_f32(float x) {
     union {
