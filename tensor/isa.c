@@ -80,9 +80,10 @@ IsaLevel isa_set_level(IsaLevel level) {
     return prev;
 }
 
-/* Before main: the best level, or $TRMML_ISA's. An unknown word or a level the CPU lacks is a
- * usage error of the whole program (exit 2), reported before any work is done. */
-__attribute__((constructor)) static void isa_choose(void) {
+/* Before main, at priority 101, ahead of the constructors that read the level (gemm_bf16.c's
+ * $TRMML_PRECISION): the best level, or $TRMML_ISA's. An unknown word or a level the CPU lacks
+ * is a usage error of the whole program (exit 2), reported before any work is done. */
+__attribute__((constructor(101))) static void isa_choose(void) {
     isa_active = isa_best();
     const char *env = getenv("TRMML_ISA");
     if (!env || !*env) return;

@@ -722,10 +722,12 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     g.ow = (g.w + 2 * pad_w - g.kw) / stride_w + 1;
     conv_pick_blocks(&g);
     conv_pick_winograd(&g, x->device);
-    /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): im2col or 1x1 with the bf16
-     * GEMM, which outruns Winograd's fp32 GEMMs where it pays at all. Backward stays fp32. */
-    const bool bf16 = tensor_bf16_forward(weight);
-    if (bf16) g.wino_rows = 0;
+    /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): the im2col and 1x1
+     * forwards use the bf16 GEMM. Convolutions that take Winograd keep it, in fp32: packing the
+     * im2col matrix into bf16 costs about as much as its products when O is small (64 to 128
+     * output channels: measured slower than fp32 Winograd, docs/ops/gemm_bf16.md). Backward
+     * stays fp32. */
+    const bool bf16 = g.wino_rows == 0 && tensor_bf16_forward(weight);
 
     Tensor *out = tensor_empty(DT_F32, 4, SHAPE(g.n, g.o, g.oh, g.ow));
     Arena *a = tensor_arena();

@@ -23,6 +23,8 @@
 #include "tensor/ops/gemm_bf16.h"
 
 #include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -511,6 +513,23 @@ Status tensor_set_precision(Precision p) {
 Precision tensor_precision(void) { return g_precision; }
 
 const char *precision_name(Precision p) { return p == PRECISION_BF16 ? "bf16" : "fp32"; }
+
+/* $TRMML_PRECISION=fp32|bf16 sets the starting precision before main, after the ISA level
+ * (constructor priority 102 > isa.c's 101), until the programs take a --precision flag; whole-
+ * model benchmarks and tests use it. A CPU that cannot run bf16, or another word, stops the
+ * program before any work with exit status 2. */
+__attribute__((constructor(102))) static void precision_from_env(void) {
+    const char *env = getenv("TRMML_PRECISION");
+    if (!env || !*env || strcmp(env, "fp32") == 0) return;
+    if (strcmp(env, "bf16") != 0) {
+        fprintf(stderr, "trmml: TRMML_PRECISION=%s: expected fp32 or bf16\n", env);
+        exit(2);
+    }
+    if (tensor_set_precision(PRECISION_BF16) != STATUS_OK) {
+        fprintf(stderr, "trmml: TRMML_PRECISION=bf16: %s\n", error_last());
+        exit(2);
+    }
+}
 
 bool tensor_bf16_forward(const Tensor *weight) {
     if (g_precision != PRECISION_BF16 || weight->requires_grad) return false;
