@@ -10,12 +10,12 @@
  *   2. Against the exact sum of the float32 inputs' products: rounding a and b to bf16 changes
  *      each product by at most (2 u_bf16 + u_bf16^2) of its magnitude (u_bf16 = 2^-8: bf16 keeps
  *      8 significant bits), so bound 1 grows by (2 u_bf16 + u_bf16^2) |alpha| T; the fp32 GEMM
- *      (OpenBLAS) errs by at most its own
- *      gamma_{K+2} * T, and the two are within the sum of both.
+ *      (OpenBLAS) errs by at most its own gamma_{K+2} * T, and the two are within the sum of both.
  * Both micro-kernels run every case (AVX512-BF16, and AMX where the CPU has it).
- * Shapes: 1x1x1, sizes not multiples of the 12x32 or 32x32 tile, odd K (a zero-padded pair), K longer than
- * one KC slice, M longer than MC, N longer than NC, all four transposes, row strides wider than
- * the matrices, alpha/beta, and beta = 0 over a C full of NaN (C must not be read). */
+ * Shapes: 1x1x1, sizes not multiples of the 12x32 or 32x32 tile, odd K (a zero-padded pair),
+ * K longer than one KC slice, M longer than MC, N longer than NC, all four transposes, row strides
+ * wider than the matrices, alpha/beta, and beta = 0 over a C full of NaN (C must not be read);
+ * then frozen conv2d and linear under PRECISION_BF16 against PRECISION_FP32. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +90,8 @@ static void run_case(const Bf16Case *cs, uint64_t seed) {
             if (!(e1 <= tol1 && e2 <= tol2 && e3 <= tol3)) {
                 if (bad++ < 5)
                     test_fail(__FILE__, __LINE__,
-                              "%s %lldx%lldx%lld ta=%d tb=%d [%lld,%lld]: got %.9g, bf16-exact %.9g "
+                              "%s %lldx%lldx%lld ta=%d tb=%d [%lld,%lld]: got %.9g, "
+                              "bf16-exact %.9g "
                               "(tol %.3g), fp32-exact %.9g (tol %.3g), fp32 gemm %.9g (tol %.3g)",
                               gemm_bf16_kernel_name(gemm_bf16_kernel()), (long long)m,
                               (long long)n, (long long)k, cs->ta, cs->tb, (long long)i,

@@ -69,7 +69,8 @@ static int64_t run_kernels(float *out) {
     pos += N * C + 2 * C;
     /* Winograd convolution: odd output size (dropped column and row), padding, bias */
     ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_ALWAYS);
-    Tensor *cx = test_randn(10, 4, SHAPE(2, 33, 13, 11)), *cw = test_randn(11, 4, SHAPE(35, 33, 3, 3));
+    Tensor *cx = test_randn(10, 4, SHAPE(2, 33, 13, 11));
+    Tensor *cw = test_randn(11, 4, SHAPE(35, 33, 3, 3));
     Tensor *cb = test_randn(12, 1, SHAPE(35));
     bool g = ag_set_grad_enabled(false);
     Tensor *cy = tensor_conv2d(cx, cw, cb, 1, 1);

@@ -242,8 +242,8 @@ static void wino_weights(float *U, const float *weight, int64_t o0, int64_t ob, 
  * channel x (H, W) — assigns. V points at channel c's row of V[0]; rows of successive xi are
  * cstride apart. */
 static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
-                             const float *restrict x, const ConvGeom *g, int64_t ty, int64_t tx0,
-                             int64_t nt) {
+                                             const float *restrict x, const ConvGeom *g,
+                                             int64_t ty, int64_t tx0, int64_t nt) {
     float d[4][2 * WINO_CHUNK + 2];
     const int64_t iw0 = 2 * tx0 - g->pad_w, len = 2 * nt + 2;
     for (int i = 0; i < 4; i++) {
@@ -287,9 +287,10 @@ static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride,
 
 /* out rows 2ty, 2ty + 1 of one (n, o) plane y (OH, OW), tiles tx0 .. tx0 + nt - 1, from
  * M[xi][o][col0 + t] (+ bias) — assigns. */
-static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *restrict M, int64_t ostride,
-                              int64_t col0, float bias, const ConvGeom *g, int64_t ty,
-                              int64_t tx0, int64_t nt) {
+static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *restrict M,
+                                              int64_t ostride, int64_t col0, float bias,
+                                              const ConvGeom *g, int64_t ty, int64_t tx0,
+                                              int64_t nt) {
     float r0[2 * WINO_CHUNK], r1[2 * WINO_CHUNK];
     const float *m[16];
     for (int k = 0; k < 16; k++) m[k] = M + k * ostride + col0;

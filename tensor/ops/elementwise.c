@@ -88,7 +88,8 @@ void binary_forward_cpu(float *out, const float *a, const float *b, const Broadc
     bool da = geom_dense(g, g->astride), db = geom_dense(g, g->bstride);
     if (da && db) {
 #pragma omp parallel for schedule(static) if (n > 32768)
-        for (int64_t i = 0; i < n; i += EW_BLOCK) binary_dense(out + i, a + i, b + i, ew_len(n, i), op);
+        for (int64_t i = 0; i < n; i += EW_BLOCK)
+            binary_dense(out + i, a + i, b + i, ew_len(n, i), op);
         return;
     }
     /* Common fast case: b is a trailing row broadcast over the leading dims (bias add). */
@@ -280,7 +281,8 @@ void unary_forward_cpu(float *out, const float *inp, int64_t n, UnaryOp op, floa
     /* out (n), inp (n) — assigns */
     if (op == UNARY_RELU || op == UNARY_QUICK_GELU) {
 #pragma omp parallel for schedule(static) if (n > 16384)
-        for (int64_t i = 0; i < n; i += EW_BLOCK) unary_fast_fwd(out + i, inp + i, ew_len(n, i), op);
+        for (int64_t i = 0; i < n; i += EW_BLOCK)
+            unary_fast_fwd(out + i, inp + i, ew_len(n, i), op);
         return;
     }
 #pragma omp parallel for schedule(static) if (n > 16384)

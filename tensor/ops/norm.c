@@ -96,7 +96,8 @@ static inline ISA_BODY void layernorm_dinp_row_body(float *dinp, const float *do
 }
 ISA_VARIANTS(layernorm_dinp_row, (float *dinp, const float *dout, const float *inp,
                                   const float *weight, const float *mean, const float *rstd,
-                                  int64_t r, int64_t c), (dinp, dout, inp, weight, mean, rstd, r, c))
+                                  int64_t r, int64_t c),
+             (dinp, dout, inp, weight, mean, rstd, r, c))
 
 /* Columns [b*NORM_BLOCK, (b+1)*NORM_BLOCK) of dweight and dbias (either may be NULL): sums over
  * the N rows — accumulates. Each work item owns a block of columns, so no two threads write the
