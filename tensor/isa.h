@@ -43,11 +43,17 @@ Status isa_parse(const char *word, IsaLevel *out);
 IsaLevel isa_set_level(IsaLevel level);
 /* Whether the CPU has AVX512-BF16 (vdpbf16ps) with AVX-512 usable (tensor/ops/gemm_bf16.h). */
 bool isa_has_avx512_bf16(void);
+/* Whether the CPU has AMX-TILE and AMX-BF16 (the OS must still grant the tile state). */
+bool isa_has_amx_bf16(void);
 
 /* Targets of the variants. x86-64-v3: AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE. x86-64-v4 adds
  * AVX-512 F/BW/CD/DQ/VL; GCC's generic tuning would still prefer 256-bit vectors there, so the
  * AVX-512 variant asks for 512. */
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__clang__)
+/* clang 14 has no prefer-vector-width in target attributes */
+#define ISA_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))
+#define ISA_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
+#elif defined(__x86_64__) && defined(__GNUC__)
 #define ISA_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))
 #define ISA_TARGET_AVX512 __attribute__((target("arch=x86-64-v4,prefer-vector-width=512")))
 #else /* another architecture: the three variants are the same code, only baseline is offered */

@@ -266,7 +266,9 @@ static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride,
     float *v[16];
     for (int k = 0; k < 16; k++) v[k] = V + k * cstride + col0;
     /* The 16 rows v[k] never overlap each other or d: ivdep lets the loop vectorise over t. */
+#if !defined(__clang__) /* clang does not vectorise this loop either way */
 #pragma GCC ivdep
+#endif
     for (int64_t t = 0; t < nt; t++) {
         float u[4][4]; /* d B: columns combined, per patch row */
         for (int i = 0; i < 4; i++) {

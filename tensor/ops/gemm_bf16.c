@@ -41,7 +41,11 @@
 
 /* The code of this file is compiled for AVX-512 with BF16; it runs only when
  * gemm_bf16_available() says the CPU has both. */
+#if defined(__clang__)
+#define BF16_TARGET __attribute__((target("arch=x86-64-v4,avx512bf16")))
+#else
 #define BF16_TARGET __attribute__((target("arch=x86-64-v4,avx512bf16,prefer-vector-width=512")))
+#endif
 
 bool gemm_bf16_available(void) {
     return isa_has_avx512_bf16() && isa_level() == ISA_AVX512;
@@ -58,8 +62,7 @@ static bool amx_usable(void) {
     if (g_amx < 0) {
         bool ok = false;
 #if defined(__x86_64__) && defined(SYS_arch_prctl)
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+        ok = isa_has_amx_bf16() &&
              syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 #endif
         g_amx = ok;
