@@ -14,12 +14,15 @@
  * vdpbf16ps, each 16 lanes x 2 products. Packing rounds each float to bf16 once, pads the edges
  * of M, N and an odd K with zeros (which add exact zeros to the sums), and lays the panels out in
  * the order the micro-kernel reads them, so that its loads are sequential.
+ * Where the CPU has AMX (and Linux grants the tile state), a second micro-kernel multiplies tiles
+ * instead: a 32 x 32 block of C in four tile registers, tdpbf16ps on 16 x 32 bf16 tiles of A and
+ * B, with a longer KC and C kept in L1 between chunks of k (the AMX section below).
  *
- * Rounding: each product of two bf16 is exact in float32 (8 + 8 significant bits); vdpbf16ps adds
- * the products of a pair one after the other to the running float32 sum, and later KC-slices add
- * their partial sums to C, so every entry is a float32 sum of K exact products in some order:
- * its error is at most gamma_K * sum_l |a_il b_lj| (Higham, Thm 3.1), plus the roundings of alpha
- * and beta. */
+ * Rounding: each product of two bf16 is exact in float32 (8 + 8 significant bits); vdpbf16ps and
+ * tdpbf16ps add the products of a pair one after the other to the running float32 sum, and later
+ * KC-slices add their partial sums to C, so every entry is a float32 sum of K exact products in
+ * some order: its error is at most gamma_K * sum_l |a_il b_lj| (Higham, Thm 3.1), plus the
+ * roundings of alpha and beta. */
 #include "tensor/ops/gemm_bf16.h"
 
 #include <immintrin.h>
