@@ -33,6 +33,8 @@ BUILD ?= build
 # will not if-convert clamps (x < lo ? lo : x) in loops that also convert float to int, so the
 # polynomial exp of QuickGELU (tensor/ops/elementwise.c) stayed scalar. It allows no reordering
 # of arithmetic: results are unchanged.
+# x86-64-v2 stays the baseline so that one binary runs on any x86-64 CPU: the hot loops carry
+# their own AVX2 and AVX-512 variants, chosen at start-up (tensor/isa.h, docs/ops/isa.md).
 OPTFLAGS := -O3 -march=x86-64-v2 -fno-trapping-math -g
 LDSAN :=
 endif

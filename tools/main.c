@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tensor/device.h"
+#include "tensor/isa.h"
 #include "tensor/text.h"
 #include "tools/command.h"
 
@@ -68,6 +69,7 @@ COMMAND(version, "print the version, the compiled-in backends and the selected d
     printf("backends: %s\n", device_summary());
     printf("kernels: %d per backend\n", device_kernel_count());
     printf("selected device: %s\n", device_name(dev));
+    printf("cpu isa: %s\n", isa_name());
     return 0;
 }
 

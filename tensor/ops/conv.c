@@ -33,7 +33,9 @@
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
+#include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
+#include "tensor/ops/gemm_bf16.h"
 
 /* Scratch budgets for one im2col block's col matrix. A block of output rows of a large image
  * stays small enough to remain in cache between the im2col that writes it and the GEMM that
@@ -199,38 +201,49 @@ static void im2col_block(float *col, const float *inp, const ConvGeom *g, const 
  * (measured: the weight transform of a 512x512 layer ran 4x slower). */
 static inline int64_t wino_stride(int64_t n) { return (n + 15) / 16 * 16 + 16; }
 
-/* U (16, ob, C) for output channels [o0, o0 + ob) of weight (O, C, 3, 3):
- * U[xi][o - o0][c] = (G g G^T)[xi / 4][xi % 4] with g = weight[o, c] — assigns */
-static void wino_weights(float *restrict U, const float *restrict weight, int64_t o0, int64_t ob,
-                         int64_t C) {
+/* The transforms below run through the variant of the chosen instruction-set level
+ * (tensor/isa.h): a dispatch per row of the caller's parallel loop. */
+
+/* Row o of U (16, ob, C), the 16 matrices S apart, from output channel o0 + o of
+ * weight (O, C, 3, 3): U[xi][o][c] = (G g G^T)[xi / 4][xi % 4] with g = weight[o0 + o, c]
+ * — assigns */
+static inline ISA_BODY void wino_weights_row_body(float *restrict U, int64_t S,
+                                                  const float *restrict weight, int64_t o0,
+                                                  int64_t o, int64_t C) {
+    for (int64_t c = 0; c < C; c++) {
+        const float *w = weight + ((o0 + o) * C + c) * 9;
+        float t[4][3]; /* G g: rows of g combined */
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = w[j];
+            t[1][j] = 0.5f * (w[j] + w[3 + j] + w[6 + j]);
+            t[2][j] = 0.5f * (w[j] - w[3 + j] + w[6 + j]);
+            t[3][j] = w[6 + j];
+        }
+        for (int i = 0; i < 4; i++) { /* (G g) G^T: columns combined */
+            float *u = U + (i * 4) * S + o * C + c;
+            u[0] = t[i][0];
+            u[S] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+            u[2 * S] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+            u[3 * S] = t[i][2];
+        }
+    }
+}
+ISA_VARIANTS(wino_weights_row, (float *restrict U, int64_t S, const float *restrict weight,
+                                int64_t o0, int64_t o, int64_t C), (U, S, weight, o0, o, C))
+
+/* U (16, ob, C) for output channels [o0, o0 + ob) of weight (O, C, 3, 3) — assigns */
+static void wino_weights(float *U, const float *weight, int64_t o0, int64_t ob, int64_t C) {
     const int64_t S = wino_stride(ob * C); /* distance between successive xi */
 #pragma omp parallel for schedule(static) if (ob * C > 4096)
-    for (int64_t o = 0; o < ob; o++)
-        for (int64_t c = 0; c < C; c++) {
-            const float *w = weight + ((o0 + o) * C + c) * 9;
-            float t[4][3]; /* G g: rows of g combined */
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = w[j];
-                t[1][j] = 0.5f * (w[j] + w[3 + j] + w[6 + j]);
-                t[2][j] = 0.5f * (w[j] - w[3 + j] + w[6 + j]);
-                t[3][j] = w[6 + j];
-            }
-            for (int i = 0; i < 4; i++) { /* (G g) G^T: columns combined */
-                float *u = U + (i * 4) * S + o * C + c;
-                u[0] = t[i][0];
-                u[S] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                u[2 * S] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                u[3 * S] = t[i][2];
-            }
-        }
+    for (int64_t o = 0; o < ob; o++) wino_weights_row(U, S, weight, o0, o, C);
 }
 
 /* V[xi][c][col0 + t] = (B^T d B)[xi] for the tiles tx0 .. tx0 + nt - 1 of tile row ty of one
  * channel x (H, W) — assigns. V points at channel c's row of V[0]; rows of successive xi are
  * cstride apart. */
-static void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
-                             const float *restrict x, const ConvGeom *g, int64_t ty, int64_t tx0,
-                             int64_t nt) {
+static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
+                                             const float *restrict x, const ConvGeom *g,
+                                             int64_t ty, int64_t tx0, int64_t nt) {
     float d[4][2 * WINO_CHUNK + 2];
     const int64_t iw0 = 2 * tx0 - g->pad_w, len = 2 * nt + 2;
     for (int i = 0; i < 4; i++) {
@@ -252,6 +265,10 @@ static void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
     }
     float *v[16];
     for (int k = 0; k < 16; k++) v[k] = V + k * cstride + col0;
+    /* The 16 rows v[k] never overlap each other or d: ivdep lets the loop vectorise over t. */
+#if !defined(__clang__) /* clang does not vectorise this loop either way */
+#pragma GCC ivdep
+#endif
     for (int64_t t = 0; t < nt; t++) {
         float u[4][4]; /* d B: columns combined, per patch row */
         for (int i = 0; i < 4; i++) {
@@ -272,9 +289,10 @@ static void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
 
 /* out rows 2ty, 2ty + 1 of one (n, o) plane y (OH, OW), tiles tx0 .. tx0 + nt - 1, from
  * M[xi][o][col0 + t] (+ bias) — assigns. */
-static void wino_output_chunk(float *restrict y, const float *restrict M, int64_t ostride,
-                              int64_t col0, float bias, const ConvGeom *g, int64_t ty,
-                              int64_t tx0, int64_t nt) {
+static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *restrict M,
+                                              int64_t ostride, int64_t col0, float bias,
+                                              const ConvGeom *g, int64_t ty, int64_t tx0,
+                                              int64_t nt) {
     float r0[2 * WINO_CHUNK], r1[2 * WINO_CHUNK];
     const float *m[16];
     for (int k = 0; k < 16; k++) m[k] = M + k * ostride + col0;
@@ -300,8 +318,9 @@ static int64_t wino_tiles_per_block(const ConvGeom *g) { return g->wino_rows * (
 
 /* Tile row r0 + r (flattened (n, ty)) of channel c into columns [r*TW, (r+1)*TW) of V's rows
  * (V[xi] is (C, T), the 16 matrices sv apart) — assigns. */
-static void wino_input_row(float *V, int64_t sv, int64_t T, const float *inp, const ConvGeom *g,
-                           int64_t r0, int64_t r, int64_t c) {
+static inline ISA_BODY void wino_input_row_body(float *V, int64_t sv, int64_t T,
+                                                const float *inp, const ConvGeom *g, int64_t r0,
+                                                int64_t r, int64_t c) {
     const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
     const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
     const float *x = inp + (n * g->c + c) * g->h * g->w;
@@ -309,11 +328,15 @@ static void wino_input_row(float *V, int64_t sv, int64_t T, const float *inp, co
         wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0,
                          TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
 }
+ISA_VARIANTS(wino_input_row, (float *V, int64_t sv, int64_t T, const float *inp,
+                              const ConvGeom *g, int64_t r0, int64_t r, int64_t c),
+             (V, sv, T, inp, g, r0, r, c))
 
 /* Output rows of tile row r0 + r for output channel o0 + o, from M (M[xi] is (ob, T), the 16
  * matrices sm apart), plus its bias — assigns. */
-static void wino_output_row(float *out, const float *M, int64_t sm, int64_t T, const float *bias,
-                            const ConvGeom *g, int64_t r0, int64_t r, int64_t o0, int64_t o) {
+static inline ISA_BODY void wino_output_row_body(float *out, const float *M, int64_t sm,
+                                                 int64_t T, const float *bias, const ConvGeom *g,
+                                                 int64_t r0, int64_t r, int64_t o0, int64_t o) {
     const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
     const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
     float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
@@ -322,6 +345,9 @@ static void wino_output_row(float *out, const float *M, int64_t sm, int64_t T, c
         wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, g, ty, tx0,
                           TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
 }
+ISA_VARIANTS(wino_output_row, (float *out, const float *M, int64_t sm, int64_t T,
+                               const float *bias, const ConvGeom *g, int64_t r0, int64_t r,
+                               int64_t o0, int64_t o), (out, M, sm, T, bias, g, r0, r, o0, o))
 
 /* One block of tile rows [r0, r0 + R) through the whole pipeline on the calling thread: input
  * transform into V (16, C, T), 16 single-threaded GEMMs into M (16, ob, T), output transform
@@ -409,23 +435,34 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
     }
 }
 
-void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const float *bias,
-                        float *col, float *ybuf, const ConvGeom *g) {
-    /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,KH,KW), bias (O) or NULL,
-     * col (C*KH*KW, tile_imgs*tile_rows*OW) scratch, unused on the 1x1 path,
-     * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns */
+/* C (m, n) = A (m, k) @ B (k, n) + beta C, row-major with row strides lda/ldb/ldc: the fp32 core
+ * GEMM, or the bf16 one (tensor/ops/gemm_bf16.h) when bf16_scratch is not NULL. */
+static void conv_gemm(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
+                      float beta, int64_t lda, int64_t ldb, int64_t ldc, void *bf16_scratch) {
+    if (bf16_scratch)
+        gemm_bf16_cpu(c, a, b, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, bf16_scratch);
+    else
+        gemm_cpu(c, a, b, 1, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, 0, 0, 0);
+}
+
+/* The forward without Winograd: 1x1 GEMMs or im2col blocks, through conv_gemm — assigns. */
+static void conv2d_forward_gemm(float *out, const float *inp, const float *weight,
+                                const float *bias, float *col, float *ybuf, const ConvGeom *g,
+                                void *bf16_scratch) {
     const int64_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
     const int64_t in_img = g->c * g->h * g->w, out_img = g->o * P;
-    if (g->wino_rows > 0) {
-        conv2d_forward_winograd(out, inp, weight, bias, col, ybuf, g);
-        return;
-    }
     if (conv_pointwise(g)) {
         /* With a bias the output starts as bias and the GEMM accumulates onto it (beta = 1). */
         if (bias)
             for (int64_t n = 0; n < g->n; n++) fill_bias(out + n * out_img, bias, g->o, P, P);
-        gemm_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, bias ? 1.0f : 0.0f,
-                 g->c, P, P, 0, in_img, out_img);
+        if (!bf16_scratch) { /* one batched call: the weights shared by every image */
+            gemm_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f,
+                     bias ? 1.0f : 0.0f, g->c, P, P, 0, in_img, out_img);
+            return;
+        }
+        for (int64_t n = 0; n < g->n; n++)
+            conv_gemm(out + n * out_img, weight, inp + n * in_img, g->o, P, g->c,
+                      bias ? 1.0f : 0.0f, g->c, P, P, bf16_scratch);
         return;
     }
     for (int64_t n0 = 0; n0 < g->n; n0 += g->tile_imgs) {
@@ -437,17 +474,27 @@ void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const
                 /* One image: the GEMM writes the (O, T) block of out in place, rows P apart. */
                 float *y = out + n0 * out_img + oh0 * g->ow;
                 if (bias) fill_bias(y, bias, g->o, T, P);
-                gemm_cpu(y, weight, col, 1, g->o, T, K, false, false, 1.0f, bias ? 1.0f : 0.0f,
-                         K, T, P, 0, 0, 0);
+                conv_gemm(y, weight, col, g->o, T, K, bias ? 1.0f : 0.0f, K, T, P, bf16_scratch);
             } else {
                 /* Several whole images in one GEMM (the weights are packed once for all of
                  * them), then each image's columns are moved to its place in NCHW. */
-                gemm_cpu(ybuf, weight, col, 1, g->o, ld, K, false, false, 1.0f, 0.0f, K, ld, ld,
-                         0, 0, 0);
+                conv_gemm(ybuf, weight, col, g->o, ld, K, 0.0f, K, ld, ld, bf16_scratch);
                 block_scatter(out, ybuf, bias, n0, b.nb, g);
             }
         }
     }
+}
+
+void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const float *bias,
+                        float *col, float *ybuf, const ConvGeom *g) {
+    /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,KH,KW), bias (O) or NULL,
+     * col (C*KH*KW, tile_imgs*tile_rows*OW) scratch, unused on the 1x1 path,
+     * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns */
+    if (g->wino_rows > 0) {
+        conv2d_forward_winograd(out, inp, weight, bias, col, ybuf, g);
+        return;
+    }
+    conv2d_forward_gemm(out, inp, weight, bias, col, ybuf, g, NULL);
 }
 
 void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, float *col, float *dcol,
@@ -678,6 +725,12 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     g.ow = (g.w + 2 * pad_w - g.kw) / stride_w + 1;
     conv_pick_blocks(&g);
     conv_pick_winograd(&g, x->device);
+    /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): the im2col and 1x1
+     * forwards use the bf16 GEMM. Convolutions that take Winograd keep it, in fp32: packing the
+     * im2col matrix into bf16 costs about as much as its products when O is small (64 to 128
+     * output channels: measured slower than fp32 Winograd, docs/ops/gemm_bf16.md). Backward
+     * stays fp32. */
+    const bool bf16 = g.wino_rows == 0 && tensor_bf16_forward(weight);
 
     Tensor *out = tensor_empty(DT_F32, 4, SHAPE(g.n, g.o, g.oh, g.ow));
     Arena *a = tensor_arena();
@@ -685,8 +738,16 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     size_t col_floats, ybuf_floats;
     conv_forward_scratch(&g, &col_floats, &ybuf_floats);
     float *col = scratch(a, col_floats), *ybuf = scratch(a, ybuf_floats);
-    KERNEL_CALL(x->device, conv2d_forward)(out->data, x->data, weight->data,
-                                           bias ? bias->data : NULL, col, ybuf, &g);
+    if (bf16) {
+        /* the bf16 GEMM's packing scratch, for its widest product (a block, or one image) */
+        const int64_t width = conv_pointwise(&g) ? g.oh * g.ow : g.tile_imgs * g.tile_rows * g.ow;
+        void *packs = arena_alloc(a, gemm_bf16_scratch_bytes(g.o, width, g.c * g.kh * g.kw));
+        conv2d_forward_gemm(out->data, x->data, weight->data, bias ? bias->data : NULL, col, ybuf,
+                            &g, packs);
+    } else {
+        KERNEL_CALL(x->device, conv2d_forward)(out->data, x->data, weight->data,
+                                               bias ? bias->data : NULL, col, ybuf, &g);
+    }
     arena_release(a, mark);
     Node *nd = AG_RECORD("conv2d", out, conv2d_backward, x, weight, bias);
     if (nd) {

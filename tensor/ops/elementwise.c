@@ -19,7 +19,14 @@
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
+#include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
+
+/* The streaming loops below run in blocks of EW_BLOCK elements, split across the threads, each
+ * block through the variant of the chosen instruction-set level (tensor/isa.h). Every element
+ * is computed by the same operations at every level, so the results are bit-identical. */
+#define EW_BLOCK 8192
+static inline int64_t ew_len(int64_t n, int64_t b) { return n - b < EW_BLOCK ? n - b : EW_BLOCK; }
 
 /* ---- CPU kernels -------------------------------------------------------------------------- */
 
@@ -60,6 +67,20 @@ static bool geom_dense(const BroadcastGeom *g, const int64_t *stride) {
     return true;
 }
 
+/* out[i] = a[i] (op) b[i] for i < n — assigns. One switch per call, not per element, so each
+ * case is a loop the compiler vectorises. */
+static inline ISA_BODY void binary_dense_body(float *out, const float *a, const float *b,
+                                              int64_t n, BinaryOp op) {
+    switch (op) {
+    case BINARY_ADD: for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i]; break;
+    case BINARY_SUB: for (int64_t i = 0; i < n; i++) out[i] = a[i] - b[i]; break;
+    case BINARY_MUL: for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i]; break;
+    default: for (int64_t i = 0; i < n; i++) out[i] = binary_apply(op, a[i], b[i]); break;
+    }
+}
+ISA_VARIANTS(binary_dense, (float *out, const float *a, const float *b, int64_t n, BinaryOp op),
+             (out, a, b, n, op))
+
 void binary_forward_cpu(float *out, const float *a, const float *b, const BroadcastGeom *g,
                         BinaryOp op) {
     /* out (shape), a and b broadcast to shape through their strides — assigns */
@@ -67,7 +88,8 @@ void binary_forward_cpu(float *out, const float *a, const float *b, const Broadc
     bool da = geom_dense(g, g->astride), db = geom_dense(g, g->bstride);
     if (da && db) {
 #pragma omp parallel for schedule(static) if (n > 32768)
-        for (int64_t i = 0; i < n; i++) out[i] = binary_apply(op, a[i], b[i]);
+        for (int64_t i = 0; i < n; i += EW_BLOCK)
+            binary_dense(out + i, a + i, b + i, ew_len(n, i), op);
         return;
     }
     /* Common fast case: b is a trailing row broadcast over the leading dims (bias add). */
@@ -78,8 +100,7 @@ void binary_forward_cpu(float *out, const float *a, const float *b, const Broadc
         if (row) {
 #pragma omp parallel for schedule(static) if (n > 32768)
             for (int64_t r = 0; r < n / inner; r++)
-                for (int64_t j = 0; j < inner; j++)
-                    out[r * inner + j] = binary_apply(op, a[r * inner + j], b[j]);
+                binary_dense(out + r * inner, a + r * inner, b, inner, op);
             return;
         }
     }
@@ -228,17 +249,40 @@ static inline float unary_apply(UnaryOp op, float x, float alpha, float beta) {
     }
 }
 
+/* ReLU (the ResNet's activation) and QuickGELU (the text tower's, through exp_poly): branch-free
+ * streams the compiler vectorises. out (n), inp (n) — assigns. */
+static inline ISA_BODY void unary_fast_fwd_body(float *out, const float *inp, int64_t n,
+                                                UnaryOp op) {
+    if (op == UNARY_RELU)
+        for (int64_t i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0.0f;
+    else
+        for (int64_t i = 0; i < n; i++) out[i] = inp[i] * quick_gelu_sigmoid(inp[i]);
+}
+ISA_VARIANTS(unary_fast_fwd, (float *out, const float *inp, int64_t n, UnaryOp op),
+             (out, inp, n, op))
+
+/* Their gradients: dinp (n) += dout (n) * f'(inp (n)) — accumulates. QuickGELU:
+ * s + 1.702 x s (1 - s), s = sigmoid(1.702 x). */
+static inline ISA_BODY void unary_fast_bwd_body(float *dinp, const float *dout, const float *inp,
+                                                int64_t n, UnaryOp op) {
+    if (op == UNARY_RELU)
+        for (int64_t i = 0; i < n; i++) dinp[i] += inp[i] > 0 ? dout[i] : 0.0f;
+    else
+        for (int64_t i = 0; i < n; i++) {
+            const float x = inp[i], sg = quick_gelu_sigmoid(x);
+            dinp[i] += dout[i] * (sg + 1.702f * x * sg * (1.0f - sg));
+        }
+}
+ISA_VARIANTS(unary_fast_bwd, (float *dinp, const float *dout, const float *inp, int64_t n,
+                              UnaryOp op), (dinp, dout, inp, n, op))
+
 void unary_forward_cpu(float *out, const float *inp, int64_t n, UnaryOp op, float alpha,
                        float beta) {
     /* out (n), inp (n) — assigns */
-    if (op == UNARY_RELU) { /* the ResNet's activation: a branch-free stream the compiler vectorises */
+    if (op == UNARY_RELU || op == UNARY_QUICK_GELU) {
 #pragma omp parallel for schedule(static) if (n > 16384)
-        for (int64_t i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0.0f;
-        return;
-    }
-    if (op == UNARY_QUICK_GELU) { /* the text tower's activation: vectorised through exp_poly */
-#pragma omp parallel for schedule(static) if (n > 16384)
-        for (int64_t i = 0; i < n; i++) out[i] = inp[i] * quick_gelu_sigmoid(inp[i]);
+        for (int64_t i = 0; i < n; i += EW_BLOCK)
+            unary_fast_fwd(out + i, inp + i, ew_len(n, i), op);
         return;
     }
 #pragma omp parallel for schedule(static) if (n > 16384)
@@ -275,17 +319,10 @@ static inline float unary_grad(UnaryOp op, float x, float y, float alpha, float 
 void unary_backward_cpu(float *dinp, const float *dout, const float *inp, const float *out,
                         int64_t n, UnaryOp op, float alpha, float beta) {
     /* dinp (n), dout (n), inp (n), out (n) — accumulates */
-    if (op == UNARY_RELU) {
+    if (op == UNARY_RELU || op == UNARY_QUICK_GELU) {
 #pragma omp parallel for schedule(static) if (n > 16384)
-        for (int64_t i = 0; i < n; i++) dinp[i] += inp[i] > 0 ? dout[i] : 0.0f;
-        return;
-    }
-    if (op == UNARY_QUICK_GELU) { /* s + 1.702 x s (1 - s), s = sigmoid(1.702 x) */
-#pragma omp parallel for schedule(static) if (n > 16384)
-        for (int64_t i = 0; i < n; i++) {
-            const float x = inp[i], sg = quick_gelu_sigmoid(x);
-            dinp[i] += dout[i] * (sg + 1.702f * x * sg * (1.0f - sg));
-        }
+        for (int64_t i = 0; i < n; i += EW_BLOCK)
+            unary_fast_bwd(dinp + i, dout + i, inp + i, ew_len(n, i), op);
         return;
     }
 #pragma omp parallel for schedule(static) if (n > 16384)

@@ -27,6 +27,7 @@
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
+#include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
 
 #define NORM_BLOCK 32 /* columns per work item in the dweight/dbias column sums */
@@ -34,33 +35,95 @@
 
 /* ---- CPU kernels -------------------------------------------------------------------------- */
 
+/* Row r of layernorm_forward_cpu, through the variant of the chosen instruction-set level
+ * (tensor/isa.h; the same operations in the same order at every level) — assigns. */
+static inline ISA_BODY void layernorm_row_body(float *out, float *mean, float *rstd,
+                                               const float *inp, const float *weight,
+                                               const float *bias, int64_t r, int64_t c,
+                                               float eps) {
+    const float *x = inp + r * c;
+    float *y = out + r * c;
+    double s = 0.0;
+    for (int64_t j = 0; j < c; j++) s += x[j];
+    double mu = s / (double)c;
+    /* Two passes: the variance of (x - mean) does not cancel catastrophically the way
+     * E[x^2] - E[x]^2 does when |mean| >> std. */
+    double v = 0.0;
+    for (int64_t j = 0; j < c; j++) {
+        double d = x[j] - mu;
+        v += d * d;
+    }
+    double rs = 1.0 / sqrt(v / (double)c + (double)eps);
+    mean[r] = (float)mu;
+    rstd[r] = (float)rs;
+    for (int64_t j = 0; j < c; j++) {
+        float xh = (float)((x[j] - mu) * rs);
+        y[j] = xh * (weight ? weight[j] : 1.0f) + (bias ? bias[j] : 0.0f);
+    }
+}
+ISA_VARIANTS(layernorm_row, (float *out, float *mean, float *rstd, const float *inp,
+                             const float *weight, const float *bias, int64_t r, int64_t c,
+                             float eps), (out, mean, rstd, inp, weight, bias, r, c, eps))
+
 void layernorm_forward_cpu(float *out, float *mean, float *rstd, const float *inp,
                            const float *weight, const float *bias, int64_t n, int64_t c,
                            float eps) {
     /* out (N,C), mean (N), rstd (N), inp (N,C), weight (C) or NULL, bias (C) or NULL — assigns */
 #pragma omp parallel for schedule(static) if (n * c > 16384)
-    for (int64_t r = 0; r < n; r++) {
-        const float *x = inp + r * c;
-        float *y = out + r * c;
-        double s = 0.0;
-        for (int64_t j = 0; j < c; j++) s += x[j];
-        double mu = s / (double)c;
-        /* Two passes: the variance of (x - mean) does not cancel catastrophically the way
-         * E[x^2] - E[x]^2 does when |mean| >> std. */
-        double v = 0.0;
-        for (int64_t j = 0; j < c; j++) {
-            double d = x[j] - mu;
-            v += d * d;
-        }
-        double rs = 1.0 / sqrt(v / (double)c + (double)eps);
-        mean[r] = (float)mu;
-        rstd[r] = (float)rs;
-        for (int64_t j = 0; j < c; j++) {
-            float xh = (float)((x[j] - mu) * rs);
-            y[j] = xh * (weight ? weight[j] : 1.0f) + (bias ? bias[j] : 0.0f);
-        }
+    for (int64_t r = 0; r < n; r++) layernorm_row(out, mean, rstd, inp, weight, bias, r, c, eps);
+}
+
+/* Row r of dinp in layernorm_backward_cpu — accumulates. */
+static inline ISA_BODY void layernorm_dinp_row_body(float *dinp, const float *dout,
+                                                    const float *inp, const float *weight,
+                                                    const float *mean, const float *rstd,
+                                                    int64_t r, int64_t c) {
+    const float *x = inp + r * c, *dy = dout + r * c;
+    float mu = mean[r], rs = rstd[r];
+    double sg = 0.0, sgx = 0.0; /* sum_j g_j and sum_j g_j xhat_j, g = dy * weight */
+    for (int64_t j = 0; j < c; j++) {
+        float xh = (x[j] - mu) * rs;
+        float g = dy[j] * (weight ? weight[j] : 1.0f);
+        sg += g;
+        sgx += (double)g * xh;
+    }
+    double mg = sg / (double)c, mgx = sgx / (double)c;
+    for (int64_t j = 0; j < c; j++) {
+        float xh = (x[j] - mu) * rs;
+        float g = dy[j] * (weight ? weight[j] : 1.0f);
+        dinp[r * c + j] += (float)(rs * (g - mg - xh * mgx));
     }
 }
+ISA_VARIANTS(layernorm_dinp_row, (float *dinp, const float *dout, const float *inp,
+                                  const float *weight, const float *mean, const float *rstd,
+                                  int64_t r, int64_t c),
+             (dinp, dout, inp, weight, mean, rstd, r, c))
+
+/* Columns [b*NORM_BLOCK, (b+1)*NORM_BLOCK) of dweight and dbias (either may be NULL): sums over
+ * the N rows — accumulates. Each work item owns a block of columns, so no two threads write the
+ * same dweight/dbias entry and the order of the sum is fixed. */
+static inline ISA_BODY void layernorm_dparam_block_body(float *dweight, float *dbias,
+                                                        const float *dout, const float *inp,
+                                                        const float *mean, const float *rstd,
+                                                        int64_t n, int64_t c, int64_t b) {
+    int64_t j0 = b * NORM_BLOCK, nb = c - j0 < NORM_BLOCK ? c - j0 : NORM_BLOCK;
+    double aw[NORM_BLOCK] = {0}, ab[NORM_BLOCK] = {0};
+    for (int64_t r = 0; r < n; r++) {
+        const float *x = inp + r * c + j0, *dy = dout + r * c + j0;
+        for (int64_t j = 0; j < nb; j++) {
+            aw[j] += (double)dy[j] * ((x[j] - mean[r]) * rstd[r]);
+            ab[j] += dy[j];
+        }
+    }
+    for (int64_t j = 0; j < nb; j++) {
+        if (dweight) dweight[j0 + j] += (float)aw[j];
+        if (dbias) dbias[j0 + j] += (float)ab[j];
+    }
+}
+ISA_VARIANTS(layernorm_dparam_block, (float *dweight, float *dbias, const float *dout,
+                                      const float *inp, const float *mean, const float *rstd,
+                                      int64_t n, int64_t c, int64_t b),
+             (dweight, dbias, dout, inp, mean, rstd, n, c, b))
 
 void layernorm_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                             const float *inp, const float *weight, const float *mean,
@@ -69,44 +132,14 @@ void layernorm_backward_cpu(float *dinp, float *dweight, float *dbias, const flo
      * weight (C) or NULL, mean (N), rstd (N) — accumulates */
     if (dinp) {
 #pragma omp parallel for schedule(static) if (n * c > 16384)
-        for (int64_t r = 0; r < n; r++) {
-            const float *x = inp + r * c, *dy = dout + r * c;
-            float mu = mean[r], rs = rstd[r];
-            double sg = 0.0, sgx = 0.0; /* sum_j g_j and sum_j g_j xhat_j, g = dy * weight */
-            for (int64_t j = 0; j < c; j++) {
-                float xh = (x[j] - mu) * rs;
-                float g = dy[j] * (weight ? weight[j] : 1.0f);
-                sg += g;
-                sgx += (double)g * xh;
-            }
-            double mg = sg / (double)c, mgx = sgx / (double)c;
-            for (int64_t j = 0; j < c; j++) {
-                float xh = (x[j] - mu) * rs;
-                float g = dy[j] * (weight ? weight[j] : 1.0f);
-                dinp[r * c + j] += (float)(rs * (g - mg - xh * mgx));
-            }
-        }
+        for (int64_t r = 0; r < n; r++)
+            layernorm_dinp_row(dinp, dout, inp, weight, mean, rstd, r, c);
     }
     if (dweight || dbias) {
-        /* Column sums over the N rows: each work item owns a block of columns, so no two
-         * threads write the same dweight/dbias entry and the order of the sum is fixed. */
-        int64_t nblk = (c + NORM_BLOCK - 1) / NORM_BLOCK;
+        const int64_t nblk = (c + NORM_BLOCK - 1) / NORM_BLOCK;
 #pragma omp parallel for schedule(static) if (n * c > 16384)
-        for (int64_t b = 0; b < nblk; b++) {
-            int64_t j0 = b * NORM_BLOCK, nb = c - j0 < NORM_BLOCK ? c - j0 : NORM_BLOCK;
-            double aw[NORM_BLOCK] = {0}, ab[NORM_BLOCK] = {0};
-            for (int64_t r = 0; r < n; r++) {
-                const float *x = inp + r * c + j0, *dy = dout + r * c + j0;
-                for (int64_t j = 0; j < nb; j++) {
-                    aw[j] += (double)dy[j] * ((x[j] - mean[r]) * rstd[r]);
-                    ab[j] += dy[j];
-                }
-            }
-            for (int64_t j = 0; j < nb; j++) {
-                if (dweight) dweight[j0 + j] += (float)aw[j];
-                if (dbias) dbias[j0 + j] += (float)ab[j];
-            }
-        }
+        for (int64_t b = 0; b < nblk; b++)
+            layernorm_dparam_block(dweight, dbias, dout, inp, mean, rstd, n, c, b);
     }
 }
 
