@@ -126,19 +126,20 @@ Status clip_pretrain_config_validate(ClipPretrainConfig *c) {
 /* The configuration file's keys (tensor/keys.h); the ranges are wide: the checks that relate
  * fields to each other are clip_pretrain_config_validate's. */
 #define T ClipPretrainConfig
-#define WIDE -9007199254740992.0, 9007199254740992.0
+#define WIDE_LO -9007199254740992.0
+#define WIDE_HI 9007199254740992.0
 static const KeySpec PRETRAIN_KEYS[] = {
-    KEY_INT(T, "vision_width", clip.vision.width, WIDE, "ResNet width w (C = 32 w), SPEC 1.4"),
-    KEY_INT_LIST(T, "vision_layers", clip.vision.layers, WIDE, "Bottlenecks per stage"),
-    KEY_INT(T, "text_width", clip.text.width, WIDE, "text transformer width"),
-    KEY_INT(T, "text_layers", clip.text.layers, WIDE, "text transformer blocks"),
-    KEY_INT(T, "text_heads", clip.text.heads, WIDE, "text attention heads"),
-    KEY_INT(T, "embed_dim", clip.embed_dim, WIDE, "joint embedding width E"),
-    KEY_INT(T, "input_size", input_size, WIDE, "square training side S, a multiple of 32"),
-    KEY_INT(T, "batch", batch, WIDE, "image-caption pairs per step (the InfoNCE batch)"),
-    KEY_INT(T, "steps", steps, WIDE, "optimizer steps"),
-    KEY_INT(T, "warmup", warmup, WIDE, "linear warm-up steps, then cosine decay"),
-    KEY_INT(T, "shift", shift, WIDE, "random translation, at most +-shift pixels"),
+    KEY_INT(T, "vision_width", clip.vision.width, WIDE_LO, WIDE_HI, "ResNet width w (C = 32 w), SPEC 1.4"),
+    KEY_INT_LIST(T, "vision_layers", clip.vision.layers, WIDE_LO, WIDE_HI, "Bottlenecks per stage"),
+    KEY_INT(T, "text_width", clip.text.width, WIDE_LO, WIDE_HI, "text transformer width"),
+    KEY_INT(T, "text_layers", clip.text.layers, WIDE_LO, WIDE_HI, "text transformer blocks"),
+    KEY_INT(T, "text_heads", clip.text.heads, WIDE_LO, WIDE_HI, "text attention heads"),
+    KEY_INT(T, "embed_dim", clip.embed_dim, WIDE_LO, WIDE_HI, "joint embedding width E"),
+    KEY_INT(T, "input_size", input_size, WIDE_LO, WIDE_HI, "square training side S, a multiple of 32"),
+    KEY_INT(T, "batch", batch, WIDE_LO, WIDE_HI, "image-caption pairs per step (the InfoNCE batch)"),
+    KEY_INT(T, "steps", steps, WIDE_LO, WIDE_HI, "optimizer steps"),
+    KEY_INT(T, "warmup", warmup, WIDE_LO, WIDE_HI, "linear warm-up steps, then cosine decay"),
+    KEY_INT(T, "shift", shift, WIDE_LO, WIDE_HI, "random translation, at most +-shift pixels"),
     KEY_DOUBLE(T, "lr", lr, -1e300, 1e300, "AdamW peak learning rate"),
     KEY_DOUBLE(T, "min_lr", min_lr, -1e300, 1e300, "end of the cosine decay"),
     KEY_DOUBLE(T, "weight_decay", weight_decay, -1e300, 1e300, "AdamW, matrices and kernels only"),
@@ -147,9 +148,10 @@ static const KeySpec PRETRAIN_KEYS[] = {
     KEY_DOUBLE(T, "eps", eps, -1e300, 1e300, "AdamW"),
     KEY_DOUBLE(T, "grad_clip", grad_clip, -1e300, 1e300, "global gradient-norm clip, 0 = off"),
     KEY_UINT64(T, "seed", seed, "initialisation, shuffling, augmentation"),
-    KEY_INT(T, "log_every", log_every, WIDE, "steps between progress lines"),
+    KEY_INT(T, "log_every", log_every, WIDE_LO, WIDE_HI, "steps between progress lines"),
 };
-#undef WIDE
+#undef WIDE_LO
+#undef WIDE_HI
 #undef T
 
 Status clip_pretrain_config_load(const char *path, ClipPretrainConfig *cfg) {
