@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "tensor/clock.h"
 #include "tensor/device.h"
 #include "tensor/ops/gemm.h"
 
@@ -22,12 +22,6 @@ void bench_register(const char *name, const char *about, BenchFn fn) {
     g_bench[g_nbench++] = (BenchEntry){name, about, fn};
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -37,11 +31,11 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
     fn(arg); /* warm-up */
     double times[1000];
     int n = 0;
-    double start = now();
-    while (n < 1000 && (n < min_reps || now() - start < min_seconds)) {
-        double t0 = now();
+    double start = time_now_s();
+    while (n < 1000 && (n < min_reps || time_now_s() - start < min_seconds)) {
+        double t0 = time_now_s();
         fn(arg);
-        times[n++] = now() - t0;
+        times[n++] = time_now_s() - t0;
     }
     qsort(times, n, sizeof *times, cmp_double);
     return times[n / 2];

@@ -5,19 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "autograd/tape.h"
 #include "clip/pretrain.h"
 #include "clip/tokenizer.h"
+#include "tensor/clock.h"
 #include "tensor/device.h"
 #include "tools/command.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int fail(const char *cmd, Status st) {
     fprintf(stderr, "trmml %s: %s\n", cmd, error_last());
@@ -91,7 +85,7 @@ COMMAND_AS(pretrain_clip, "pretrain-clip",
     ClipTokenizer *tok = NULL;
     ClipPairs pairs = {0};
     st = clip_tokenizer_load(clip_vocab_path(vocab), &tok);
-    double t0 = now();
+    double t0 = time_now_s();
     if (st == STATUS_OK) st = clip_pairs_load(data, tok, cfg.input_size, &pairs);
     clip_tokenizer_free(tok);
     if (st == STATUS_OK && pairs.n < cfg.batch)
@@ -102,7 +96,7 @@ COMMAND_AS(pretrain_clip, "pretrain-clip",
         return fail("pretrain-clip", st);
     }
     printf("pretrain-clip: %lld image-caption pairs from %s at %lld px (%.1f s)\n",
-           (long long)pairs.n, data, (long long)cfg.input_size, now() - t0);
+           (long long)pairs.n, data, (long long)cfg.input_size, time_now_s() - t0);
     clip_pretrain_config_print(&cfg, stdout);
     fflush(stdout);
 
@@ -112,7 +106,7 @@ COMMAND_AS(pretrain_clip, "pretrain-clip",
     int64_t *order = xmalloc((size_t)pairs.n * sizeof *order);
     const int64_t per_epoch = pairs.n / cfg.batch; /* the last partial batch is dropped */
     Rng shuffle;
-    double loss_sum = 0, acc_sum = 0, t_log = now(), t_start = now();
+    double loss_sum = 0, acc_sum = 0, t_log = time_now_s(), t_start = time_now_s();
     int64_t since = 0;
     int rc = 0;
     for (int64_t s = 0; s < cfg.steps; s++) {
@@ -140,7 +134,7 @@ COMMAND_AS(pretrain_clip, "pretrain-clip",
         }
         loss_sum += loss, acc_sum += acc, since++;
         if ((s + 1) % cfg.log_every == 0 || s + 1 == cfg.steps) {
-            const double t = now();
+            const double t = time_now_s();
             printf("step %lld/%lld  epoch %lld  loss %.4f  batch-acc %.3f  %.1f img/s  "
                    "elapsed %.0f s\n",
                    (long long)s + 1, (long long)cfg.steps, (long long)epoch + 1,
