@@ -355,7 +355,7 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
     }
     fprintf(f, "\n![mAP against the label ratio](%s)\n", strrchr(png, '/') ? strrchr(png, '/') + 1 : png);
     fclose(f);
-    Status st = run_write_file(out, md, len);
+    Status st = xwrite_file_atomic(out, md, len);
     free(md);
     if (st == STATUS_OK) {
         const char *names[NMETHODS] = {"BASELINE", "DUALCOOP", "TRM-ML", "PVLR"};

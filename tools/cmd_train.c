@@ -358,7 +358,7 @@ COMMAND(eval, "evaluate a training run on its test split (mAP family JSON, per-c
     if (st == STATUS_OK && run_path(path, sizeof path, pos[0], "eval.json")) {
         char *text = xmalloc(strlen(ev.json) + 2);
         sprintf(text, "%s\n", ev.json);
-        st = run_write_file(path, text, strlen(text));
+        st = xwrite_file_atomic(path, text, strlen(text));
         free(text);
     }
     if (st == STATUS_OK) printf("%s\n", ev.json);

@@ -92,20 +92,10 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
                     ds_chance_map(targets, N, C));
     }
     if (st == STATUS_OK && out) {
-        char *tmp = xmalloc(strlen(out) + 5);
-        sprintf(tmp, "%s.tmp", out);
-        FILE *f = xfopen(tmp, "wb");
-        if (!f) st = STATUS_ERR_IO;
-        else {
-            st = xfwrite(json, 1, strlen(json), f, tmp);
-            if (st == STATUS_OK) st = xfwrite("\n", 1, 1, f, tmp);
-            if (fclose(f) != 0 && st == STATUS_OK)
-                st = error_set(STATUS_ERR_IO, "%s: close failed", tmp);
-            if (st == STATUS_OK && rename(tmp, out) != 0)
-                st = error_set(STATUS_ERR_IO, "cannot rename %s to %s", tmp, out);
-            if (st != STATUS_OK) remove(tmp);
-        }
-        free(tmp);
+        char *text = xmalloc(strlen(json) + 2);
+        sprintf(text, "%s\n", json);
+        st = xwrite_file_atomic(out, text, strlen(text));
+        free(text);
     }
     int rc = st == STATUS_OK ? 0 : fail(st);
     if (rc == 0) printf("%s\n", json);
