@@ -273,17 +273,19 @@ typedef struct {
     DatasetFlags ds;
     const char *out;
     int64_t size;
-    int resample, bad_image; /* indices in RESAMPLE_NAMES, BAD_IMAGE_NAMES */
+    int resample;  /* RESAMPLE_NAMES[resample], RESAMPLE_FILTERS[resample] */
+    int skip_bad;  /* --bad-image: 0 error, 1 skip (an enum key writes an int) */
 } ExtractFlags;
 
 static const char *const RESAMPLE_NAMES[] = {"bicubic", "bilinear", NULL};
+static const ResampleFilter RESAMPLE_FILTERS[] = {RESAMPLE_BICUBIC, RESAMPLE_BILINEAR};
 static const char *const BAD_IMAGE_NAMES[] = {"error", "skip", NULL};
 
 static const KeySpec EXTRACT_FLAGS[] = {
     FLAG_ARG(ExtractFlags, "out", out, "FILE.feat", "the feature cache to write"),
     FLAG_ENUM(ExtractFlags, "resample", resample, RESAMPLE_NAMES,
               "resize filter: bicubic (TRM-ML's test transform) or bilinear (DualCoOp's)"),
-    FLAG_ENUM(ExtractFlags, "bad-image", bad_image, BAD_IMAGE_NAMES,
+    FLAG_ENUM(ExtractFlags, "bad-image", skip_bad, BAD_IMAGE_NAMES,
               "an unreadable image stops the extraction, or is stored as zeros"),
 };
 
@@ -310,8 +312,8 @@ COMMAND(extract, "cache the frozen image tower's dense features of a dataset spl
     int64_t skipped = 0;
     if (st == STATUS_OK) {
         ExtractOptions eo = {.image_size = size, .batch = 8, .model_id = model_path,
-                             .skip_bad_images = o.bad_image == 1, .progress = true,
-                             .filter = o.resample == 1 ? RESAMPLE_BILINEAR : RESAMPLE_BICUBIC};
+                             .skip_bad_images = o.skip_bad != 0, .progress = true,
+                             .filter = RESAMPLE_FILTERS[o.resample]};
         st = feature_cache_extract(model, ds, &eo, out, &skipped);
     }
     if (st == STATUS_OK)

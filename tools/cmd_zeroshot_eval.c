@@ -16,10 +16,10 @@ typedef struct {
     DatasetFlags ds;
     const char *out;
     int64_t size;
-    int feature; /* ZeroShotFeature: FEATURE_NAMES[feature] */
+    int feature; /* a ZeroShotFeature, spelled FEATURE_NAMES[feature] */
 } ZeroshotEvalFlags;
 
-static const char *const FEATURE_NAMES[] = {"pooled", "token0", NULL};
+static const char *const FEATURE_NAMES[] = {"pooled", "token0", NULL}; /* in enum order */
 
 static const KeySpec ZEROSHOT_EVAL_FLAGS[] = {
     FLAG_ARG(ZeroshotEvalFlags, "out", out, "FILE.json", "also write the metrics JSON there"),
@@ -41,7 +41,7 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
         return tool_usage_error("--model, --dataset, --root and --split are required");
     const DsOptions dopt = flags_ds_options(&o.ds);
     int size = (int)o.size;
-    const ZeroShotFeature feature = o.feature == 1 ? ZEROSHOT_TOKEN0 : ZEROSHOT_POOLED;
+    const ZeroShotFeature feature = (ZeroShotFeature)o.feature;
     const char *out = o.out;
     /* The image tower runs on the host here, as in the CLIP commands (docs/cuda.md). */
     Status st = tool_device_cpu_only();
