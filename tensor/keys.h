@@ -69,10 +69,11 @@ typedef struct {
 
 /* Table entries. T is the struct type, k the key's name, f the field. Flag tables add the
  * value's name for --help with the FLAG_* forms (tools/flags.h). */
-#define KEY_ENTRY_(k, kind, off, size, names, lo, hi, word, help, meta)                             \
+#define KEY_ENTRY_(k, kind, off, size, names, lo, hi, word, help, meta)                           \
     {k, kind, off, size, names, lo, hi, word, help, meta}
 #define KEY_FIELD_(T, f) offsetof(T, f)
-#define KEY_BOOL(T, k, f, help) KEY_ENTRY_(k, KEY_BOOL, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help, NULL)
+#define KEY_BOOL(T, k, f, help)                                                                    \
+    KEY_ENTRY_(k, KEY_BOOL, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help, NULL)
 #define KEY_SWITCH(T, k, f, help)                                                                  \
     KEY_ENTRY_(k, KEY_SWITCH, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help, NULL)
 #define KEY_INT(T, k, f, lo, hi, help)                                                             \

@@ -29,7 +29,8 @@ TEST(cli_flags_usage_errors) {
         {"synth --out /nonexistent/d --train x", "--train: expected an integer, got 'x'"},
         {"synth --out=/nonexistent/d --quality=101", "--quality: 101 is outside [1, 100]"},
         {"predict run a.png --top 0", "--top: 0 is outside [1, 1000]"},
-        {"extract --resample nearest", "--resample: expected one of bicubic|bilinear, got 'nearest'"},
+        {"extract --resample nearest",
+         "--resample: expected one of bicubic|bilinear, got 'nearest'"},
         {"embed --model m.pt --text hi --size 50", "--size: 50 is not a multiple of 32"},
         {"eval run1 run2", "trmml eval: unexpected argument 'run2'"},
         {"embed stray", "trmml embed: unexpected argument 'stray'"},
@@ -111,7 +112,8 @@ TEST(cli_flags_help_lists_every_flag) {
                "%s --help lacks the global options: %s", name, c);
         if (options) *options = 0; /* c: the usage text; options + 1: the list */
         /* The synopsis: lines "trmml ..." and their indented continuations. */
-        for (const char *line = c; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        for (const char *line = c; line;
+             line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
             if (strncmp(line, "trmml ", 6) != 0 && strncmp(line, "          ", 10) != 0) continue;
             const char *end = strchr(line, '\n') ? strchr(line, '\n') : line + strlen(line);
             for (const char *p = line; (p = strstr(p, "--")) && p < end; p += 2) {

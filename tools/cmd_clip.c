@@ -87,11 +87,13 @@ static const KeySpec EMBED_FLAGS[] = {
 
 COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
         "trmml embed --model FILE [--image PATH]... [--text STR]... [options]\n"
-        "  Prints, in input order, {\"kind\":\"image\"|\"text\",\"input\":...,\"embedding\":[...]}\n"
-        "  with the L2-normalised embedding; with --dense, image objects also hold \"dense\" (token\n"
-        "  0 first, unnormalised). An N x N image (--size) is not resampled.") {
+        "  Prints, in input order, {\"kind\":\"image\"|\"text\",\"input\":...,\n"
+        "  \"embedding\":[...]} with the L2-normalised embedding; with --dense, image objects\n"
+        "  also hold \"dense\" (token 0 first, unnormalised). An N x N image (--size) is not\n"
+        "  resampled.") {
     EmbedFlags o = {0};
-    const KeyGroup groups[] = {MODEL_GROUP(&o.model), FLAGS_OF(EMBED_FLAGS, &o), SIZE_GROUP(&o.size)};
+    const KeyGroup groups[] = {MODEL_GROUP(&o.model), FLAGS_OF(EMBED_FLAGS, &o),
+                               SIZE_GROUP(&o.size)};
     int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
     if (rc != FLAGS_GO) {
         free(o.inputs.item);

@@ -80,7 +80,8 @@ typedef struct {
 } VerifyFlags;
 
 static const KeySpec VERIFY_FLAGS[] = {
-    FLAG_SWITCH(VerifyFlags, "no-decode", no_decode, "check that images exist, without decoding them"),
+    FLAG_SWITCH(VerifyFlags, "no-decode", no_decode,
+                "check that images exist, without decoding them"),
 };
 
 COMMAND_AS(verify_dataset, "verify-dataset", "check a dataset tree: counts, missing or unreadable images, empty rows",

@@ -12,7 +12,8 @@ typedef struct {
 } InspectFlags;
 
 static const KeySpec INSPECT_FLAGS[] = {
-    FLAG_SWITCH(InspectFlags, "tensors", tensors, "also list every tensor: name, dtype as stored, shape"),
+    FLAG_SWITCH(InspectFlags, "tensors", tensors,
+                "also list every tensor: name, dtype as stored, shape"),
 };
 
 COMMAND(inspect, "describe a checkpoint: format, model and SHA-256 verdict, tensor counts",

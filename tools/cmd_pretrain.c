@@ -28,8 +28,10 @@ static const KeySpec PRETRAIN_FLAGS[] = {
              "the model: safetensors with CLIP's tensor names (loads like RN50.pt)"),
     FLAG_ARG(PretrainFlags, "config", config, "FILE",
              "key = value lines overriding the defaults (docs/pretraining.md)"),
-    FLAG_INT(PretrainFlags, "steps", steps, 1, 100000000, "N", "optimizer steps (configuration: steps)"),
-    FLAG_INT(PretrainFlags, "batch", batch, 1, 100000000, "N", "pairs per step (configuration: batch)"),
+    FLAG_INT(PretrainFlags, "steps", steps, 1, 100000000, "N",
+             "optimizer steps (configuration: steps)"),
+    FLAG_INT(PretrainFlags, "batch", batch, 1, 100000000, "N",
+             "pairs per step (configuration: batch)"),
     FLAG_INT(PretrainFlags, "seed", seed, 0, 9223372036854775807.0, "S", "configuration: seed"),
 };
 

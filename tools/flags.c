@@ -58,7 +58,8 @@ static GlobalFlags g_global = {"auto", 0};
 static const KeySpec GLOBAL_FLAGS[] = {
     FLAG_ARG(GlobalFlags, "device", device, "auto|cpu|cuda[:N]",
              "backend; auto = CUDA when a GPU answers (docs/cuda.md)"),
-    FLAG_INT(GlobalFlags, "threads", threads, 1, 1024, "N", "CPU threads of the kernels (OpenMP, OpenBLAS)"),
+    FLAG_INT(GlobalFlags, "threads", threads, 1, 1024, "N",
+             "CPU threads of the kernels (OpenMP, OpenBLAS)"),
 };
 
 const char *tool_device(void) { return g_global.device; }
@@ -118,8 +119,8 @@ static int take_flag(const KeyGroup *groups, int ngroups, int argc, char **argv,
     const KeySpec *k = find_flag(groups, ngroups, name, len, &obj);
     if (!k) {
         char flag[128];
-        snprintf(flag, sizeof flag, "%.*s", (int)(len + 2 < sizeof flag ? len + 2 : sizeof flag - 1),
-                 arg);
+        const size_t n = len + 2 < sizeof flag ? len + 2 : sizeof flag - 1;
+        snprintf(flag, sizeof flag, "%.*s", (int)n, arg);
         return tool_usage_error("unknown option '%s'", flag);
     }
     const char *value = eq ? eq + 1 : NULL;
