@@ -87,11 +87,11 @@ static const struct {
     {offsetof(T, no_kd), "use_kd", "false"},
     {offsetof(T, no_mmcp), "use_mmcp", "false"},
     {offsetof(T, no_mmcl), "use_mmcl", "false"},
-    {offsetof(T, no_kap), "pvlr_use_kap", "false"},
-    {offsetof(T, no_cap), "pvlr_use_cap", "false"},
-    {offsetof(T, no_ifm), "pvlr_use_ifm", "false"},
-    {offsetof(T, no_dma_t2v), "pvlr_use_t2v", "false"},
-    {offsetof(T, no_dma_v2t), "pvlr_use_v2t", "false"},
+    {offsetof(T, no_kap), "pvlr_kap", "false"},
+    {offsetof(T, no_cap), "pvlr_cap", "false"},
+    {offsetof(T, no_ifm), "pvlr_ifm", "false"},
+    {offsetof(T, no_dma_t2v), "pvlr_dma_t2v", "false"},
+    {offsetof(T, no_dma_v2t), "pvlr_dma_v2t", "false"},
 };
 #undef T
 
