@@ -31,8 +31,8 @@ COMMAND(metrics, "mAP, per-class AP, CP/CR/CF1/OP/OR/OF1 and top-3 of scores aga
     const KeyGroup groups[] = {FLAGS_OF(METRICS_FLAGS, &o)};
     int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
     if (rc != FLAGS_GO) return rc;
-    if (!o.scores || !*o.scores || !o.targets || !*o.targets)
-        return tool_usage_error("--scores and --targets are required");
+    if (!o.scores || !o.targets) return tool_usage_error("missing --%s", o.scores ? "targets" : "scores");
+    if (!*o.scores || !*o.targets) return tool_usage_error("an empty file name");
     const char *scores_path = o.scores, *targets_path = o.targets;
     double *scores = NULL, *targets = NULL, *ap = NULL;
     int64_t n, nc, tn, tnc;
