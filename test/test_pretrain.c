@@ -170,11 +170,11 @@ TEST(pretrain_config_errors) {
         const char *text, *expect;
     } cases[] = {
         {"vision_width = 32\ninput_size = 96\n# ok\n", NULL},
-        {"vision_widht = 32\n", ":1: unknown key"},
+        {"vision_widht = 32\n", ":1: unknown config key 'vision_widht'"},
         {"input_size = 100\n", "input_size = 100"},
         {"batch = 1\n", "batch = 1"},
-        {"lr = abc\n", "bad value"},
-        {"vision_layers = 1, 2, 3\n", "bad value"},
+        {"lr = abc\n", "config key 'lr': expected a number, got 'abc'"},
+        {"vision_layers = 1, 2, 3\n", "config key 'vision_layers': expected 4 comma-separated"},
         {"text_heads = 3\n", "text_heads = 3"},
         {"just a line\n", "expected 'key = value'"},
     };
