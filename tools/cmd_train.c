@@ -153,8 +153,8 @@ static int train(const TrainFlags *f);
 
 COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen CLIP", TRAIN_USAGE) {
     TrainFlags f = {.method = "trmml"};
-    const KeyGroup groups[] = {FLAGS_OF(TRAIN_FLAGS, &f), DATASET_GROUP(&f.ds, DATASET_RUN),
-                               MODEL_GROUP(&f.model)};
+    const KeyGroup groups[] = {DATASET_GROUP(&f.ds, DATASET_RUN), MODEL_GROUP(&f.model),
+                               FLAGS_OF(TRAIN_FLAGS, &f)};
     FlagsParsed fp;
     int rv = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, &fp);
     if (rv == FLAGS_GO && !f.out) rv = tool_usage_error("--out RUN_DIR is required");

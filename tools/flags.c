@@ -57,7 +57,7 @@ static GlobalFlags g_global = {"auto", 0};
 
 static const KeySpec GLOBAL_FLAGS[] = {
     FLAG_ARG(GlobalFlags, "device", device, "auto|cpu|cuda[:N]",
-             "backend; auto = CUDA when a GPU answers (docs/cuda.md)"),
+             "backend; auto = CUDA when a GPU answers and the command runs there (docs/cuda.md)"),
     FLAG_INT(GlobalFlags, "threads", threads, 1, 1024, "N",
              "CPU threads of the kernels (OpenMP, OpenBLAS)"),
 };
