@@ -269,13 +269,10 @@ Status safetensors_write(const char *path, const ParamStore *ps) {
     put(&h, "}", 1);
     /* Pad with spaces so the data buffer starts 8-byte aligned, as the reference writer does. */
     while (h.n % 8) put(&h, " ", 1);
-    size_t plen = strlen(path);
-    char *tmp = xmalloc(plen + 5);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    Status st = STATUS_OK;
-    FILE *f = xfopen(tmp, "wb");
-    if (!f) st = STATUS_ERR_IO;
+    AtomicFile af;
+    Status st = xatomic_open(path, &af);
+    FILE *f = af.f;
+    const char *tmp = af.tmp;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
     if (!st) st = xfwrite(len8, 1, 8, f, tmp);
@@ -284,11 +281,7 @@ Status safetensors_write(const char *path, const ParamStore *ps) {
         const Tensor *t = param_at(ps, i);
         if (t->numel) st = xfwrite(t->data, dtype_size(t->dtype), (size_t)t->numel, f, tmp);
     }
-    if (f && fclose(f) != 0 && !st) st = error_set(STATUS_ERR_IO, "%s: close failed (disk full?)", tmp);
-    if (!st && rename(tmp, path) != 0)
-        st = error_set(STATUS_ERR_IO, "%s: cannot rename to %s", tmp, path);
-    if (st && f) remove(tmp);
-    free(tmp);
+    st = xatomic_close(&af, st);
     free(h.s);
     return st;
 }

@@ -173,16 +173,11 @@ static Status csv_write(const char *path, const double *values, const int8_t *la
                         int64_t cols, const char *comment) {
     CHECK(path && (values || labels || rows * cols == 0) && rows >= 0 && cols >= 0,
           "ds_csv_write: bad arguments (%lld x %lld)", (long long)rows, (long long)cols);
-    size_t plen = strlen(path);
-    char *tmp = xmalloc(plen + 5);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    FILE *f = xfopen(tmp, "wb");
-    if (!f) {
-        free(tmp);
-        return STATUS_ERR_IO;
-    }
-    Status st = STATUS_OK;
+    AtomicFile af;
+    Status st = xatomic_open(path, &af);
+    if (st != STATUS_OK) return st;
+    FILE *f = af.f;
+    const char *tmp = af.tmp;
     /* One output line at a time: 25 bytes bound a field and its separator. */
     size_t cap = 64 + (size_t)cols * 26;
     char *line = xmalloc(cap);
@@ -212,13 +207,7 @@ static Status csv_write(const char *path, const double *values, const int8_t *la
         st = xfwrite(line, 1, n, f, tmp);
     }
     free(line);
-    if (fclose(f) != 0 && st == STATUS_OK)
-        st = error_set(STATUS_ERR_IO, "cannot finish writing '%s': %s", tmp, strerror(errno));
-    if (st == STATUS_OK && rename(tmp, path) != 0)
-        st = error_set(STATUS_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-    if (st != STATUS_OK) remove(tmp);
-    free(tmp);
-    return st;
+    return xatomic_close(&af, st);
 }
 
 Status ds_csv_write(const char *path, const double *data, int64_t rows, int64_t cols,

@@ -567,33 +567,11 @@ Status image_encode_png(const Image *im, uint8_t **data, size_t *n) {
     return s;
 }
 
-/* Write `data` to "<path>.tmp", then rename it to `path`; the temporary is removed on failure. */
-static Status write_file_atomic(const char *path, const uint8_t *data, size_t n) {
-    size_t len = strlen(path);
-    char *tmp = xmalloc(len + 5);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
-    Status s = STATUS_OK;
-    FILE *f = xfopen(tmp, "wb");
-    if (!f) {
-        s = STATUS_ERR_IO;
-    } else {
-        s = xfwrite(data, 1, n, f, tmp);
-        if (fclose(f) != 0 && s == STATUS_OK)
-            s = error_set(STATUS_ERR_IO, "%s: write failed when closing the file", tmp);
-        if (s == STATUS_OK && rename(tmp, path) != 0)
-            s = error_set(STATUS_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
-        if (s != STATUS_OK) remove(tmp);
-    }
-    free(tmp);
-    return s;
-}
-
 Status image_save_jpeg(const Image *im, const char *path, int quality) {
     uint8_t *data;
     size_t n;
     Status s = image_encode_jpeg(im, quality, &data, &n);
-    if (s == STATUS_OK) s = write_file_atomic(path, data, n);
+    if (s == STATUS_OK) s = xwrite_file_atomic(path, data, n);
     free(data);
     return s;
 }
@@ -602,7 +580,7 @@ Status image_save_png(const Image *im, const char *path) {
     uint8_t *data;
     size_t n;
     Status s = image_encode_png(im, &data, &n);
-    if (s == STATUS_OK) s = write_file_atomic(path, data, n);
+    if (s == STATUS_OK) s = xwrite_file_atomic(path, data, n);
     free(data);
     return s;
 }

@@ -31,6 +31,7 @@
 
 #include "datasets/dataset.h"
 #include "datasets/synth.h"
+#include "tensor/clock.h"
 #include "tensor/tensor.h"
 
 #define SYNTH_PI 3.14159265358979323846f
@@ -559,27 +560,6 @@ void ds_synth_image_id(const SynthConfig *cfg, SynthSplit split, int64_t index, 
 
 /* ---- Writing the tree ---------------------------------------------------------------------- */
 
-/* Write `data` to "<path>.tmp", then rename it to path; the temporary is removed on failure. */
-static Status write_atomic(const char *path, const void *data, size_t n) {
-    size_t len = strlen(path);
-    char *tmp = xmalloc(len + 5);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
-    FILE *f = xfopen(tmp, "wb");
-    Status st = f ? STATUS_OK : STATUS_ERR_IO;
-    if (f) {
-        st = xfwrite(data, 1, n, f, tmp);
-        if (fclose(f) != 0 && st == STATUS_OK)
-            st = error_set(STATUS_ERR_IO, "%s: cannot close: %s", tmp, strerror(errno));
-        if (st == STATUS_OK && rename(tmp, path) != 0)
-            st = error_set(STATUS_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path,
-                           strerror(errno));
-        if (st != STATUS_OK) remove(tmp);
-    }
-    free(tmp);
-    return st;
-}
-
 static Status make_dir(const char *path) {
     if (mkdir(path, 0755) == 0 || (errno == EEXIST && ds_is_dir(path))) return STATUS_OK;
     return error_set(STATUS_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
@@ -674,13 +654,13 @@ static Status write_split(const char *voc, const SynthConfig *cfg, SynthSplit sp
             if (st == STATUS_OK) {
                 snprintf(fname, sizeof fname, "%s.jpg", id);
                 char *path = ds_path_join(jpg_dir, fname);
-                st = write_atomic(path, it->jpeg, it->jpeg_size);
+                st = xwrite_file_atomic(path, it->jpeg, it->jpeg_size);
                 free(path);
             }
             if (st == STATUS_OK) {
                 snprintf(fname, sizeof fname, "%s.xml", id);
                 char *path = ds_path_join(ann_dir, fname);
-                st = write_atomic(path, it->xml, strlen(it->xml));
+                st = xwrite_file_atomic(path, it->xml, strlen(it->xml));
                 free(path);
             }
             if (st == STATUS_OK) {
@@ -708,8 +688,7 @@ static Status write_split(const char *voc, const SynthConfig *cfg, SynthSplit sp
 }
 
 Status ds_synth_write(const char *dir, const SynthConfig *cfg, bool force, SynthReport *report) {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = time_now_s();
     SynthReport rep;
     memset(&rep, 0, sizeof rep);
     Status st = check_config(cfg);
@@ -733,20 +712,20 @@ Status ds_synth_write(const char *dir, const SynthConfig *cfg, bool force, Synth
     const char *list_name[2] = {"ImageSets/Main/trainval.txt", "ImageSets/Main/test.txt"};
     for (int s = 0; s < 2 && st == STATUS_OK; s++) {
         char *p = ds_path_join(voc, list_name[s]);
-        st = write_atomic(p, lists[s].buf, lists[s].len);
+        st = xwrite_file_atomic(p, lists[s].buf, lists[s].len);
         free(p);
     }
     if (st == STATUS_OK) {
         Text names = {0};
         for (int k = 0; k < SYNTH_NC; k++) text_grow_add(&names, SYNTH_CLASSES[k], "\n", "");
         char *p = ds_path_join(dir, "classes.txt");
-        st = write_atomic(p, names.buf, names.len);
+        st = xwrite_file_atomic(p, names.buf, names.len);
         free(p);
         free(names.buf);
     }
     if (st == STATUS_OK) {
         char *p = ds_path_join(dir, "captions.txt");
-        st = write_atomic(p, captions.buf, captions.len);
+        st = xwrite_file_atomic(p, captions.buf, captions.len);
         free(p);
     }
     if (st == STATUS_OK) {
@@ -757,15 +736,14 @@ Status ds_synth_write(const char *dir, const SynthConfig *cfg, bool force, Synth
                          (unsigned long long)cfg->seed, (long long)cfg->n_train,
                          (long long)cfg->n_test, cfg->size, cfg->quality, SYNTH_NC);
         char *p = ds_path_join(dir, "synth.txt");
-        st = write_atomic(p, manifest, (size_t)n);
+        st = xwrite_file_atomic(p, manifest, (size_t)n);
         free(p);
     }
     free(lists[0].buf);
     free(lists[1].buf);
     free(captions.buf);
     free(voc);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    rep.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    rep.seconds = time_now_s() - t0;
     if (report) *report = rep;
     return st;
 }

@@ -145,3 +145,50 @@ Status xfwrite(const void *buf, size_t size, size_t count, FILE *f, const char *
                          strerror(errno));
     return STATUS_OK;
 }
+
+Status xatomic_open(const char *path, AtomicFile *af) {
+    const size_t n = strlen(path);
+    af->f = NULL;
+    af->path = path;
+    static const char suffix[] = ".tmpXXXXXX";
+    af->tmp = xmalloc(n + sizeof suffix);
+    memcpy(af->tmp, path, n);
+    memcpy(af->tmp + n, suffix, sizeof suffix);
+    int fd = mkstemp(af->tmp);
+    if (fd < 0)
+        return error_set(STATUS_ERR_IO, "%s: cannot create a temporary beside it (%s: %s)", path,
+                         af->tmp, strerror(errno));
+    /* mkstemp creates 0600; the file is published like one fopen would make. */
+    af->f = fchmod(fd, 0644) == 0 ? fdopen(fd, "wb") : NULL;
+    if (!af->f) {
+        const int err = errno;
+        close(fd);
+        remove(af->tmp);
+        return error_set(STATUS_ERR_IO, "%s: %s", af->tmp, strerror(err));
+    }
+    return STATUS_OK;
+}
+
+Status xatomic_close(AtomicFile *af, Status st) {
+    if (af->f) {
+        if (st == STATUS_OK && (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0))
+            st = error_set(STATUS_ERR_IO, "%s: write failed (%s)", af->tmp, strerror(errno));
+        if (fclose(af->f) != 0 && st == STATUS_OK)
+            st = error_set(STATUS_ERR_IO, "%s: write failed when closing (%s)", af->tmp,
+                           strerror(errno));
+        if (st == STATUS_OK && rename(af->tmp, af->path) != 0)
+            st = error_set(STATUS_ERR_IO, "%s: cannot rename to %s (%s)", af->tmp, af->path,
+                           strerror(errno));
+        if (st != STATUS_OK) remove(af->tmp);
+    }
+    free(af->tmp);
+    *af = (AtomicFile){0};
+    return st;
+}
+
+Status xwrite_file_atomic(const char *path, const void *data, size_t n) {
+    AtomicFile af;
+    Status st = xatomic_open(path, &af);
+    if (st == STATUS_OK && n) st = xfwrite(data, 1, n, af.f, af.tmp);
+    return xatomic_close(&af, st);
+}

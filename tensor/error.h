@@ -71,3 +71,26 @@ Status xread_file(const char *path, const char *what, uint8_t **buf, size_t *siz
  * counts. */
 Status xfread(void *buf, size_t size, size_t count, FILE *f, const char *what);
 Status xfwrite(const void *buf, size_t size, size_t count, FILE *f, const char *what);
+
+/* Writing a file whole or not at all: a reader of `path` sees its old content or the new one,
+ * never a part, and a failure leaves no temporary behind.
+ *
+ *     AtomicFile af;
+ *     Status st = xatomic_open(path, &af);            // af.f: a temporary beside path
+ *     if (st == STATUS_OK) st = xfwrite(data, 1, n, af.f, af.tmp);
+ *     st = xatomic_close(&af, st);                    // published, or removed if st failed
+ *
+ * The temporary is "<path>.tmpXXXXXX" (mkstemp: two writers of one path never share it),
+ * mode 0644, and reaches the disk (fsync) before the rename publishes it. */
+typedef struct {
+    FILE *f;          /* NULL when xatomic_open failed */
+    char *tmp;        /* the temporary's name, for messages */
+    const char *path; /* borrowed */
+} AtomicFile;
+/* STATUS_ERR_IO naming the path and the temporary when it cannot be created. */
+Status xatomic_open(const char *path, AtomicFile *af);
+/* Close af->f; if st is STATUS_OK, sync the temporary and rename it to the path, otherwise (or
+ * when any of that fails) remove it. Returns st when it is an error, else the first failure. */
+Status xatomic_close(AtomicFile *af, Status st);
+/* data[0..n) as the whole new content of `path` (xatomic_open, xfwrite, xatomic_close). */
+Status xwrite_file_atomic(const char *path, const void *data, size_t n);

@@ -95,9 +95,18 @@ Status keys_set(const KeySpec *k, void *obj, const char *value, const char *labe
     char *field = (char *)obj + k->offset;
     CHECK(value || k->kind == KEY_SWITCH, "%s: no value for a key of kind %d", lab, (int)k->kind);
     switch (k->kind) {
+    case KEY_ARG: *(const char **)field = value; return STATUS_OK;
+    case KEY_ARG_LIST: {
+        KeyArgList *l = (KeyArgList *)field;
+        l->item = xrealloc(l->item, (size_t)(l->n + 1) * sizeof *l->item);
+        l->item[l->n].key = k->name;
+        l->item[l->n++].value = value;
+        return STATUS_OK;
+    }
     case KEY_SWITCH:
-        if (!value) return *(bool *)field = true, STATUS_OK;
-        __attribute__((fallthrough)); /* with a value (a configuration file): a bool */
+        CHECK(!value, "%s: a switch takes no value", lab);
+        *(bool *)field = true;
+        return STATUS_OK;
     case KEY_BOOL:
         if (parse_bool(value, (bool *)field) != STATUS_OK)
             return error_set(STATUS_ERR_USAGE, "%s: expected true or false, got '%s'", lab, value);
@@ -143,6 +152,8 @@ Status keys_set(const KeySpec *k, void *obj, const char *value, const char *labe
 Status keys_set_in(const KeyGroup *groups, int ngroups, const char *key, const char *value) {
     for (int g = 0; g < ngroups; g++) {
         const KeySpec *k = keys_find(groups[g].keys, groups[g].n, key);
+        CHECK(!k || (k->kind != KEY_SWITCH && k->kind != KEY_ARG && k->kind != KEY_ARG_LIST),
+              "key '%s': a command-line kind in a configuration table", key);
         if (k) return keys_set(k, groups[g].obj, value, NULL);
     }
     return error_set(STATUS_ERR_USAGE, "unknown config key '%s'", key);
@@ -236,6 +247,19 @@ void keys_format(const KeySpec *k, const void *obj, char *buf, size_t cap) {
     }
     case KEY_ENUM: snprintf(buf, cap, "%s", k->names[*(const int *)field]); return;
     case KEY_STR: snprintf(buf, cap, "\"%s\"", field); return;
+    case KEY_ARG: {
+        const char *v = *(const char *const *)field;
+        snprintf(buf, cap, "%s", v ? v : "");
+        return;
+    }
+    case KEY_ARG_LIST: {
+        const KeyArgList *l = (const KeyArgList *)field;
+        size_t len = 0;
+        buf[0] = 0;
+        for (int i = 0; i < l->n && len < cap; i++)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? " " : "", l->item[i].value);
+        return;
+    }
     case KEY_INT_LIST: {
         const int64_t *v = (const int64_t *)field;
         size_t len = 0;

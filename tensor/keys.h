@@ -40,9 +40,21 @@ typedef enum {
     KEY_ENUM,     /* int: index of the value in `names` */
     KEY_STR,      /* char[size]: no double quote or line break (it must print back on one line) */
     KEY_INT_LIST, /* int64_t[size]: exactly `size` comma-separated integers in [lo, hi] */
-    KEY_SWITCH,   /* bool: a flag that takes no value sets it (keys_set with value NULL); with
-                     a value (a configuration file) it reads as KEY_BOOL */
+    KEY_SWITCH,   /* bool set to true by a flag that takes no value (keys_set with value NULL;
+                     command lines only) */
+    KEY_ARG,      /* const char *: the value as given, any bytes, borrowed (command lines only) */
+    KEY_ARG_LIST, /* KeyArgList: every value of a repeatable flag, in order (command lines only) */
 } KeyKind;
+
+/* A KEY_ARG_LIST field. Each value keeps the name of the key that gave it, so two flags may
+ * share one list and keep their relative order (`--image A --text B --image C`). The values
+ * are borrowed; `item` is allocated by keys_set: free() it. */
+typedef struct {
+    int n;
+    struct {
+        const char *key, *value;
+    } *item;
+} KeyArgList;
 
 typedef struct {
     const char *name;         /* the key, or a flag's name without the leading "--" */
@@ -53,24 +65,33 @@ typedef struct {
     double lo, hi;            /* KEY_INT, KEY_DOUBLE, KEY_INT_LIST: accepted range (inclusive) */
     const char *word;         /* KEY_DOUBLE: a word that sets NAN and prints back; NULL = none */
     const char *help;         /* one line: SPEC reference or what the flag does */
+    const char *meta;         /* flags: the value's name in --help ("FILE"); NULL: from the kind */
 } KeySpec;
 
-/* Table entries. T is the struct type, k the key's name, f the field. */
+/* Table entries. T is the struct type, k the key's name, f the field. Flag tables add the
+ * value's name for --help with the FLAG_* forms (tools/flags.h). */
+#define KEY_ENTRY_(k, kind, off, size, names, lo, hi, word, help, meta)                           \
+    {k, kind, off, size, names, lo, hi, word, help, meta}
 #define KEY_FIELD_(T, f) offsetof(T, f)
-#define KEY_BOOL(T, k, f, help) {k, KEY_BOOL, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help}
-#define KEY_SWITCH(T, k, f, help) {k, KEY_SWITCH, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help}
-#define KEY_INT(T, k, f, lo, hi, help) {k, KEY_INT, KEY_FIELD_(T, f), 0, NULL, lo, hi, NULL, help}
-#define KEY_UINT64(T, k, f, help) {k, KEY_UINT64, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help}
+#define KEY_BOOL(T, k, f, help)                                                                    \
+    KEY_ENTRY_(k, KEY_BOOL, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help, NULL)
+#define KEY_SWITCH(T, k, f, help)                                                                  \
+    KEY_ENTRY_(k, KEY_SWITCH, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help, NULL)
+#define KEY_INT(T, k, f, lo, hi, help)                                                             \
+    KEY_ENTRY_(k, KEY_INT, KEY_FIELD_(T, f), 0, NULL, lo, hi, NULL, help, NULL)
+#define KEY_UINT64(T, k, f, help)                                                                  \
+    KEY_ENTRY_(k, KEY_UINT64, KEY_FIELD_(T, f), 0, NULL, 0, 0, NULL, help, NULL)
 #define KEY_DOUBLE(T, k, f, lo, hi, help)                                                          \
-    {k, KEY_DOUBLE, KEY_FIELD_(T, f), 0, NULL, lo, hi, NULL, help}
+    KEY_ENTRY_(k, KEY_DOUBLE, KEY_FIELD_(T, f), 0, NULL, lo, hi, NULL, help, NULL)
 #define KEY_DOUBLE_OR(T, k, f, lo, hi, word, help)                                                 \
-    {k, KEY_DOUBLE, KEY_FIELD_(T, f), 0, NULL, lo, hi, word, help}
-#define KEY_ENUM(T, k, f, names, help) {k, KEY_ENUM, KEY_FIELD_(T, f), 0, names, 0, 0, NULL, help}
+    KEY_ENTRY_(k, KEY_DOUBLE, KEY_FIELD_(T, f), 0, NULL, lo, hi, word, help, NULL)
+#define KEY_ENUM(T, k, f, names, help)                                                             \
+    KEY_ENTRY_(k, KEY_ENUM, KEY_FIELD_(T, f), 0, names, 0, 0, NULL, help, NULL)
 #define KEY_STR(T, k, f, help)                                                                     \
-    {k, KEY_STR, KEY_FIELD_(T, f), sizeof(((T *)0)->f), NULL, 0, 0, NULL, help}
+    KEY_ENTRY_(k, KEY_STR, KEY_FIELD_(T, f), sizeof(((T *)0)->f), NULL, 0, 0, NULL, help, NULL)
 #define KEY_INT_LIST(T, k, f, lo, hi, help)                                                        \
-    {k, KEY_INT_LIST, KEY_FIELD_(T, f), sizeof(((T *)0)->f) / sizeof(int64_t), NULL, lo, hi, NULL, \
-     help}
+    KEY_ENTRY_(k, KEY_INT_LIST, KEY_FIELD_(T, f), sizeof(((T *)0)->f) / sizeof(int64_t), NULL, lo, \
+               hi, NULL, help, NULL)
 #define KEY_COUNT(table) ((int)(sizeof(table) / sizeof((table)[0])))
 
 /* A table and the struct it writes. */
@@ -85,10 +106,13 @@ const KeySpec *keys_find(const KeySpec *keys, int n, const char *name);
 
 /* Parse `value` into the field k describes in obj. `label` names the key in errors (NULL:
  * "config key 'NAME'"; a flag parser passes "--NAME"). STATUS_ERR_USAGE saying what was
- * expected; obj is unchanged on error. A KEY_SWITCH takes no value (value is ignored). */
+ * expected; obj is unchanged on error. A KEY_SWITCH takes no value (value is ignored); a KEY_ARG
+ * keeps the pointer `value`, a KEY_ARG_LIST appends it (both borrow it). */
 Status keys_set(const KeySpec *k, void *obj, const char *value, const char *label);
 
-/* Set `key` in the first group that has it; STATUS_ERR_USAGE "unknown config key" otherwise. */
+/* Set `key` in the first group that has it; STATUS_ERR_USAGE "unknown config key" otherwise.
+ * For configuration text: the command-line kinds (KEY_SWITCH, KEY_ARG, KEY_ARG_LIST) are a
+ * contract violation here. */
 Status keys_set_in(const KeyGroup *groups, int ngroups, const char *key, const char *value);
 
 /* Apply every `key = value` line of NUL-terminated text; `origin` names it in errors

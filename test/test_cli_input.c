@@ -258,7 +258,7 @@ TEST(cli_unknown_last_flag) {
     const char *cmds[][2] = {
         {"train --out /nonexistent/run --dataset voc2007", "--epochs"},
         {"train --out /nonexistent/run", "--root"},
-        {"eval /nonexistent/run", "--top"},
+        {"eval /nonexistent/run", "--cached-test"},
         {"predict /nonexistent/run a.png", "--top"},
         {"visualize /nonexistent/run a.png", "--out"},
         {"embed --model m.pt", "--image"},

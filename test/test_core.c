@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tensor/clock.h"
 #include "tensor/device.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/reduce.h"
@@ -349,4 +351,47 @@ TEST(core_bench_case_filter) {
     snprintf(cmd, sizeof cmd, "'%s' bench gemm --case 2>&1", exe);
     EXPECT(test_run_capture(cmd, out, sizeof out) == 2 && strstr(out, "--case needs"),
            "--case without a value: %s", out);
+}
+
+/* Entries of dir whose name begins with prefix. */
+static int count_entries(const char *dir, const char *prefix) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d) closedir(d);
+    return n;
+}
+
+TEST(core_write_file_atomic) {
+    /* xwrite_file_atomic replaces the whole file and leaves no temporary; an AtomicFile closed
+     * with an error publishes nothing; a missing directory is an I/O error naming the path. */
+    char dir[64] = "/tmp/trmml-atomic-XXXXXX", path[128];
+    CHECK(mkdtemp(dir), "mkdtemp");
+    snprintf(path, sizeof path, "%s/f.txt", dir);
+    EXPECT(xwrite_file_atomic(path, "first version\n", 14) == STATUS_OK, "%s", error_last());
+    EXPECT(xwrite_file_atomic(path, "second\n", 7) == STATUS_OK, "%s", error_last());
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    EXPECT(xread_file(path, "test file", &buf, &n) == STATUS_OK && n == 7 &&
+               memcmp(buf, "second\n", 7) == 0,
+           "content after the second write: %zu bytes", n);
+    free(buf);
+    struct stat sb;
+    EXPECT(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0644, "mode %o", sb.st_mode & 0777);
+    AtomicFile af;
+    char other[160];
+    snprintf(other, sizeof other, "%s/g.txt", dir);
+    EXPECT(xatomic_open(other, &af) == STATUS_OK, "%s", error_last());
+    fputs("partial", af.f);
+    EXPECT(xatomic_close(&af, STATUS_ERR_FORMAT) == STATUS_ERR_FORMAT, "the error comes back");
+    EXPECT(access(other, F_OK) != 0, "a failed write published %s", other);
+    EXPECT(count_entries(dir, "f.txt.tmp") == 0 && count_entries(dir, "g.txt.tmp") == 0 &&
+               count_entries(dir, "") == 3, /* ".", "..", f.txt */
+           "temporaries left in %s", dir);
+    snprintf(other, sizeof other, "%s/missing/h.txt", dir);
+    EXPECT(xwrite_file_atomic(other, "x", 1) == STATUS_ERR_IO && strstr(error_last(), other),
+           "missing directory: %s", error_last());
+    const double t0 = time_now_s(), t1 = time_now_s();
+    EXPECT(t0 > 0 && t1 >= t0, "time_now_s %.9f then %.9f", t0, t1);
+    test_remove_tree(dir);
 }

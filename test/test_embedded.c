@@ -97,7 +97,8 @@ TEST(embedded_miniature_train_and_results) {
              "%s zeroshot-eval --model %s/clip-small.safetensors --dataset voc2007 --root %s/world "
              "--split test --feature mean 2>&1", exe, dir, dir);
     rc = test_run_capture(cmd, out, sizeof out);
-    EXPECT(rc == 2 && strstr(out, "--feature 'mean'"), "bad --feature: exit %d: %s", rc, out);
+    EXPECT(rc == 2 && strstr(out, "--feature") && strstr(out, "'mean'"), "bad --feature: exit %d: %s",
+           rc, out);
 
     /* A corrupt picture stops pretraining with its path (the error travels from the decoding
      * thread), exit 1, and no model file. */

@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "tensor/clock.h"
 #include "tensor/device.h"
 #include "tensor/ops/gemm.h"
+#include "tools/command.h"
+#include "tools/flags.h"
 
 typedef struct {
     const char *name, *about;
@@ -22,12 +24,6 @@ void bench_register(const char *name, const char *about, BenchFn fn) {
     g_bench[g_nbench++] = (BenchEntry){name, about, fn};
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -37,11 +33,11 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
     fn(arg); /* warm-up */
     double times[1000];
     int n = 0;
-    double start = now();
-    while (n < 1000 && (n < min_reps || now() - start < min_seconds)) {
-        double t0 = now();
+    double start = time_now_s();
+    while (n < 1000 && (n < min_reps || time_now_s() - start < min_seconds)) {
+        double t0 = time_now_s();
         fn(arg);
-        times[n++] = now() - t0;
+        times[n++] = time_now_s() - t0;
     }
     qsort(times, n, sizeof *times, cmp_double);
     return times[n / 2];
@@ -61,30 +57,34 @@ bool bench_wanted(const BenchCtx *ctx, const char *key) {
     return !ctx->only_case || strstr(key, ctx->only_case) != NULL;
 }
 
-int bench_main(int argc, char **argv, int threads) {
-    bool quick = false, list = false;
-    const char *only = NULL, *only_case = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0) quick = true;
-        else if (strcmp(argv[i], "--case") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "trmml bench: --case needs a text (part of a row's key)\n");
-                return 2;
-            }
-            only_case = argv[++i];
-        }
-        else if (strcmp(argv[i], "--list") == 0) list = true;
-        else if (argv[i][0] != '-') only = argv[i];
-        else {
-            fprintf(stderr, "trmml bench: unknown option '%s' (see trmml bench --help)\n", argv[i]);
-            return 2;
-        }
-    }
-    if (list) {
+typedef struct {
+    bool quick, list;
+    const char *only_case;
+} BenchOptions;
+
+static const KeySpec BENCH_FLAGS[] = {
+    FLAG_SWITCH(BenchOptions, "quick", quick, "fewer repetitions (a smoke test)"),
+    FLAG_SWITCH(BenchOptions, "list", list, "list the benchmarks and exit"),
+    FLAG_ARG(BenchOptions, "case", only_case, "TEXT",
+             "only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\"); train and "
+             "loader run all their rows"),
+};
+
+int bench_main(int argc, char **argv) {
+    BenchOptions o = {0};
+    const KeyGroup groups[] = {FLAGS_OF(BENCH_FLAGS, &o)};
+    FlagsParsed fp;
+    int rc = flags_parse(groups, KEY_COUNT(groups), 1, argc, argv, &fp);
+    if (rc != FLAGS_GO) return rc;
+    const char *only = fp.npos ? argv[0] : NULL; /* one benchmark, or all */
+    /* The benchmarks time the CPU kernels (docs/cuda.md: no GPU benchmarks yet). */
+    Status st = tool_device_cpu_only();
+    if (st != STATUS_OK) return tool_fail(st);
+    if (o.list) {
         for (int i = 0; i < g_nbench; i++) printf("%-12s %s\n", g_bench[i].name, g_bench[i].about);
         return 0;
     }
-    BenchCtx ctx = {.threads = threads, .quick = quick, .only_case = only_case};
+    BenchCtx ctx = {.threads = tool_threads(), .quick = o.quick, .only_case = o.only_case};
     fprintf(stderr, "trmml bench: %s\n", device_summary());
     /* The GEMM kernel in use, for the report's header (scripts/bench_report.py). */
     printf("meta\tgemm\t%s\n", gemm_backend_name());
@@ -99,9 +99,9 @@ int bench_main(int argc, char **argv, int threads) {
         fprintf(stderr, "trmml bench: no benchmark named '%s' (see trmml bench --list)\n", only);
         return 2;
     }
-    if (only_case && g_rows == 0) {
+    if (o.only_case && g_rows == 0) {
         fprintf(stderr, "trmml bench: --case '%s' matches no row of %s (row keys: the second "
-                "column of the TSV, e.g. \"clip rn101 img 448 b8\")\n", only_case,
+                "column of the TSV, e.g. \"clip rn101 img 448 b8\")\n", o.only_case,
                 only ? only : "any benchmark");
         return 2;
     }

@@ -30,12 +30,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "autograd/tape.h"
 #include "clip/tokenizer.h"
 #include "datasets/synth.h"
+#include "tensor/clock.h"
 #include "tools/bench.h"
 #include "trmml/feature_cache.h"
 #include "trmml/train.h"
@@ -109,12 +109,6 @@ static double median(double *v, int n) {
     return v[n / 2];
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void bench_iteration(const TrainBench *tb, const ClipModel *clip) {
     const int64_t B = tb->B, S = tb->S, g = S / 32, T = g * g + 1, E = clip->cfg.embed_dim;
     /* Images and the dense features live in an arena of their own: steps reset theirs. */
@@ -130,12 +124,12 @@ static void bench_iteration(const TrainBench *tb, const ClipModel *clip) {
 
     double t_img[16];
     for (int i = 0; i <= tb->reps; i++) {
-        const double t0 = now();
+        const double t0 = time_now_s();
         bool gm = ag_set_grad_enabled(false);
         Tensor *emb, *d;
         clip_encode_image(clip, images, &emb, &d);
         ag_set_grad_enabled(gm);
-        if (i > 0) t_img[i - 1] = now() - t0;
+        if (i > 0) t_img[i - 1] = time_now_s() - t0;
         memcpy(dense->data, d->data, (size_t)d->numel * sizeof(float));
         tensor_step_end();
     }
@@ -162,9 +156,9 @@ static void bench_iteration(const TrainBench *tb, const ClipModel *clip) {
             tensor_set_arena(work);
             trmml_optim_set(o, 5e-4, 0.9);
             TrmmlStepStats st;
-            const double t0 = now();
+            const double t0 = time_now_s();
             const bool ok = trmml_train_step(&m, o, dense, y, false, (uint64_t)i, &st);
-            const double t = now() - t0;
+            const double t = time_now_s() - t0;
             tensor_step_end();
             CHECK(ok && isfinite(st.loss), "bench train: step loss %g", st.loss);
             if (i == 0) continue;
@@ -206,7 +200,7 @@ static int remove_entry(const char *p, const struct stat *st, int flag, struct F
 /* One epoch over src: batches of B in dataset order, all labels known. */
 static double run_epoch(TrmmlModel *m, TrmmlOptim *o, TrmmlBatchSource *src, const Dataset *ds,
                         int64_t B) {
-    const double t0 = now();
+    const double t0 = time_now_s();
     int64_t *idx = xmalloc((size_t)B * sizeof *idx);
     for (int64_t b0 = 0; b0 < ds->n; b0 += B) {
         const int64_t nb = ds->n - b0 < B ? ds->n - b0 : B;
@@ -223,7 +217,7 @@ static double run_epoch(TrmmlModel *m, TrmmlOptim *o, TrmmlBatchSource *src, con
         tensor_step_end();
     }
     free(idx);
-    return now() - t0;
+    return time_now_s() - t0;
 }
 
 static void bench_epoch(const TrainBench *tb, const ClipModel *clip) {
@@ -247,10 +241,10 @@ static void bench_epoch(const TrainBench *tb, const ClipModel *clip) {
     bench_model(&m, &rc, clip, ds->c);
     TrmmlOptim *o = trmml_optim_create(&m);
 
-    double t0 = now();
+    double t0 = time_now_s();
     ExtractOptions eo = {.image_size = (int)tb->S, .batch = 8, .model_id = "random rn101"};
     CHECK(feature_cache_extract(clip, ds, &eo, cache, NULL) == STATUS_OK, "%s", error_last());
-    const double t_extract = now() - t0;
+    const double t_extract = time_now_s() - t0;
     TrmmlBatchSource cached, images;
     CHECK(trmml_source_cache(&cached, cache, ds, clip, tb->S) == STATUS_OK, "%s", error_last());
     CHECK(trmml_source_images(&images, ds, clip, tb->S, TRMML_TRANSFORM_TRAIN_TRMML, false) ==

@@ -19,22 +19,16 @@
 #include "tensor/ops/softmax.h"
 #include "tensor/text.h"
 #include "tools/command.h"
+#include "tools/flags.h"
 #include "trmml/feature_cache.h"
 
 /* Load the checkpoint and build the model; prints what was loaded on stderr. */
 static Status load_model(const char *path, ClipModel **model) {
     /* The commands read and write host memory around the model (checkpoint, images, scores)
-     * and have not been ported to the CUDA backend (docs/cuda.md): `auto` means the CPU here,
-     * and an explicit CUDA device is refused rather than half-run. */
-    DeviceKind dev = DEVICE_CPU;
-    int idx;
-    Status st = strcmp(tool_device(), "auto") == 0 ? STATUS_OK
-                                                   : device_parse(tool_device(), &dev, &idx);
+     * and have not been ported to the CUDA backend (docs/cuda.md): an explicit CUDA device is
+     * refused rather than half-run. */
+    Status st = tool_device_cpu_only();
     if (st != STATUS_OK) return st;
-    if (dev != DEVICE_CPU)
-        return error_set(STATUS_ERR_DEVICE, "--device %s: the CLIP commands run on the CPU only "
-                         "(the CUDA backend's kernels exist, but these commands are not ported "
-                         "to it: docs/cuda.md); use --device cpu", tool_device());
     ParamStore *sd = NULL;
     CkptInfo info;
     st = ckpt_load(path, NULL, &sd, &info);
@@ -70,11 +64,6 @@ typedef struct {
     Image image;
 } EmbedInput;
 
-static int fail(const char *cmd, Status st) {
-    fprintf(stderr, "trmml %s: %s\n", cmd, error_last());
-    return st == STATUS_ERR_USAGE ? 2 : 1;
-}
-
 /* Image (1,3,n,n) normalised as CLIP expects, from the current arena. */
 static Tensor *image_tensor(const Image *im, int n) {
     Tensor *x = tensor_empty(DT_F32, 4, SHAPE(1, 3, n, n));
@@ -82,49 +71,50 @@ static Tensor *image_tensor(const Image *im, int n) {
     return x;
 }
 
+typedef struct {
+    ModelFlags model;
+    int64_t size;
+    bool dense;
+    KeyArgList inputs; /* --image and --text, in command-line order */
+} EmbedFlags;
+
+static const KeySpec EMBED_FLAGS[] = {
+    FLAG_LIST(EmbedFlags, "image", inputs, "PATH", "an image to embed (repeatable)"),
+    FLAG_LIST(EmbedFlags, "text", inputs, "STR", "a text to embed (repeatable)"),
+    FLAG_SWITCH(EmbedFlags, "dense", dense,
+                "add to image objects \"dense\": the (HW+1) x E dense features"),
+};
+
 COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
-        "trmml embed --model FILE [--vocab F] [--size N] [--dense] [--image PATH]... [--text STR]...\n"
-        "  Prints, in input order, {\"kind\":\"image\"|\"text\",\"input\":...,\"embedding\":[...]}\n"
-        "  with the L2-normalised embedding. --dense adds to image objects \"dense\": the\n"
-        "  (HW+1) x E dense features (token 0 first, unnormalised). --size N: square input side\n"
-        "  (a multiple of 32; default the model's native resolution); an N x N image is not\n"
-        "  resampled. --vocab: the BPE vocabulary (default $TRMML_VOCAB, then ../shared/clip/).") {
-    const char *model_path = NULL, *vocab = NULL;
-    int size = 0;
-    bool dense = false;
-    EmbedInput *in = xcalloc(argc + 1, sizeof *in);
-    int nin = 0, ntext = 0;
-    static const char *const value_flags[] = {"--model", "--vocab", "--image", "--text", "--size",
-                                              NULL};
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i], *v;
-        if (strcmp(f, "--dense") == 0) { dense = true; continue; }
-        int rc = tool_flag_value("embed", argc, argv, &i, value_flags, &v);
-        if (rc) {
-            free(in);
-            return rc;
-        }
-        if (strcmp(f, "--model") == 0) model_path = v;
-        else if (strcmp(f, "--vocab") == 0) vocab = v;
-        else if (strcmp(f, "--image") == 0) in[nin++] = (EmbedInput){true, v, {0}};
-        else if (strcmp(f, "--text") == 0) { in[nin++] = (EmbedInput){false, v, {0}}; ntext++; }
-        else if (strcmp(f, "--size") == 0) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 32 || n > 4096 || n % 32) {
-                fprintf(stderr, "trmml embed: --size '%s': expected a multiple of 32 in [32, 4096]\n", v);
-                free(in);
-                return 2;
-            }
-            size = (int)n;
-        } else
-            CHECK(false, "embed: value flag %s not handled", f);
+        "trmml embed --model FILE [--image PATH]... [--text STR]... [options]\n"
+        "  Prints, in input order, {\"kind\":\"image\"|\"text\",\"input\":...,\n"
+        "  \"embedding\":[...]} with the L2-normalised embedding; with --dense, image objects\n"
+        "  also hold \"dense\" (token 0 first, unnormalised). An N x N image (--size) is not\n"
+        "  resampled.") {
+    EmbedFlags o = {0};
+    const KeyGroup groups[] = {MODEL_GROUP(&o.model), FLAGS_OF(EMBED_FLAGS, &o),
+                               SIZE_GROUP(&o.size)};
+    int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
+    if (rc != FLAGS_GO) {
+        free(o.inputs.item);
+        return rc;
     }
-    if (!model_path || nin == 0) {
-        fprintf(stderr, "trmml embed: --model and at least one --image or --text are required\n");
-        free(in);
-        return 2;
+    if (!o.model.model || o.inputs.n == 0) {
+        free(o.inputs.item);
+        return tool_usage_error("--model and at least one --image or --text are required");
     }
+    const char *model_path = o.model.model, *vocab = o.model.vocab;
+    int size = (int)o.size;
+    const bool dense = o.dense;
+    const int nin = o.inputs.n;
+    EmbedInput *in = xcalloc((size_t)nin, sizeof *in);
+    int ntext = 0;
+    for (int i = 0; i < nin; i++) {
+        const bool image = strcmp(o.inputs.item[i].key, "image") == 0;
+        in[i] = (EmbedInput){image, o.inputs.item[i].value, {0}};
+        ntext += !image;
+    }
+    free(o.inputs.item);
     /* Read and check every input first. */
     Status st = STATUS_OK;
     ClipTokenizer *tok = NULL;
@@ -143,7 +133,7 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
     ClipModel *model = NULL;
     if (st == STATUS_OK) st = load_model(model_path, &model);
     if (st != STATUS_OK) {
-        int rc = fail("embed", st);
+        int rc = tool_fail(st);
         for (int i = 0; i < nin; i++) image_free(&in[i].image);
         free(in);
         clip_tokenizer_free(tok);
@@ -188,37 +178,31 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
     return 0;
 }
 
+typedef struct {
+    ModelFlags model;
+    const char *image, *classes;
+    int64_t size;
+} ZeroshotFlags;
+
+static const KeySpec ZEROSHOT_FLAGS[] = {
+    FLAG_ARG(ZeroshotFlags, "image", image, "PATH", "the image"),
+    FLAG_ARG(ZeroshotFlags, "classes", classes, "LIST", "class names, comma-separated"),
+};
+
 COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo of a {class}.\")",
-        "trmml zeroshot --model FILE --image PATH --classes \"dog,cat,...\" [--vocab F] [--size N]\n"
+        "trmml zeroshot --model FILE --image PATH --classes \"dog,cat,...\" [options]\n"
         "  Prints one line per class, most probable first: probability, tab, class. The\n"
         "  probabilities are softmax(exp(logit_scale) * cos(image, prompt)) over the classes.") {
-    const char *model_path = NULL, *image_path = NULL, *classes = NULL, *vocab = NULL;
-    int size = 0;
-    static const char *const value_flags[] = {"--model", "--image", "--classes", "--vocab",
-                                              "--size", NULL};
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i], *v;
-        int rc = tool_flag_value("zeroshot", argc, argv, &i, value_flags, &v);
-        if (rc) return rc;
-        if (strcmp(f, "--model") == 0) model_path = v;
-        else if (strcmp(f, "--image") == 0) image_path = v;
-        else if (strcmp(f, "--classes") == 0) classes = v;
-        else if (strcmp(f, "--vocab") == 0) vocab = v;
-        else if (strcmp(f, "--size") == 0) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 32 || n > 4096 || n % 32) {
-                fprintf(stderr, "trmml zeroshot: --size '%s': expected a multiple of 32 in [32, 4096]\n", v);
-                return 2;
-            }
-            size = (int)n;
-        } else
-            CHECK(false, "zeroshot: value flag %s not handled", f);
-    }
-    if (!model_path || !image_path || !classes) {
-        fprintf(stderr, "trmml zeroshot: --model, --image and --classes are required\n");
-        return 2;
-    }
+    ZeroshotFlags o = {0};
+    const KeyGroup groups[] = {MODEL_GROUP(&o.model), FLAGS_OF(ZEROSHOT_FLAGS, &o),
+                               SIZE_GROUP(&o.size)};
+    int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
+    if (rc != FLAGS_GO) return rc;
+    if (!o.model.model || !o.image || !o.classes)
+        return tool_usage_error("--model, --image and --classes are required");
+    const char *model_path = o.model.model, *image_path = o.image, *classes = o.classes;
+    const char *vocab = o.model.vocab;
+    int size = (int)o.size;
     /* Class names, comma-separated, trimmed of surrounding spaces. */
     char *list = xmalloc(strlen(classes) + 1);
     strcpy(list, classes);
@@ -249,9 +233,9 @@ COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo o
         st = clip_tokenize_tensor(tok, (const char *const *)prompts, ncls, false, &ids, eot);
     }
     if (st == STATUS_OK) st = load_model(model_path, &model);
-    int rc = 0;
+    rc = 0;
     if (st != STATUS_OK) {
-        rc = fail("zeroshot", st);
+        rc = tool_fail(st);
     } else {
         if (!size) size = (int)(32 * model->cfg.vision.grid);
         bool grad = ag_set_grad_enabled(false);
@@ -286,67 +270,52 @@ COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo o
     return rc;
 }
 
+typedef struct {
+    ModelFlags model;
+    DatasetFlags ds;
+    const char *out;
+    int64_t size;
+    int resample;  /* RESAMPLE_NAMES[resample], RESAMPLE_FILTERS[resample] */
+    int skip_bad;  /* --bad-image: 0 error, 1 skip (an enum key writes an int) */
+} ExtractFlags;
+
+static const char *const RESAMPLE_NAMES[] = {"bicubic", "bilinear", NULL};
+static const ResampleFilter RESAMPLE_FILTERS[] = {RESAMPLE_BICUBIC, RESAMPLE_BILINEAR};
+static const char *const BAD_IMAGE_NAMES[] = {"error", "skip", NULL};
+
+static const KeySpec EXTRACT_FLAGS[] = {
+    FLAG_ARG(ExtractFlags, "out", out, "FILE.feat", "the feature cache to write"),
+    FLAG_ENUM(ExtractFlags, "resample", resample, RESAMPLE_NAMES,
+              "resize filter: bicubic (TRM-ML's test transform) or bilinear (DualCoOp's)"),
+    FLAG_ENUM(ExtractFlags, "bad-image", skip_bad, BAD_IMAGE_NAMES,
+              "an unreadable image stops the extraction, or is stored as zeros"),
+};
+
 COMMAND(extract, "cache the frozen image tower's dense features of a dataset split (float16)",
-        "trmml extract --model FILE --dataset NAME --root DIR --split S --out FILE.feat\n"
-        "              [--size N] [--resample bicubic|bilinear] [--class-list F] [--image-dir D]\n"
-        "              [--bad-image error|skip]\n"
-        "  Runs the image tower once per image (resize to N x N, default 448: bicubic as TRM-ML's\n"
-        "  test transform, or bilinear as DualCoOp's; then CLIP\n"
-        "  normalisation) and stores the (HW+1) x E dense features as float16\n"
+        "trmml extract --model FILE --dataset NAME --root DIR --split S --out FILE.feat [options]\n"
+        "  Runs the image tower once per image (resize to N x N, default 448, with --resample;\n"
+        "  then CLIP normalisation) and stores the (HW+1) x E dense features as float16\n"
         "  (trmml/feature_cache.h); training and evaluation read them with --cached.") {
-    const char *model_path = NULL, *out = NULL, *bad = "error", *resample = "bicubic";
-    DsOptions dopt = {0};
-    const char *name = NULL, *root = NULL, *split = NULL;
-    int size = 448;
-    static const char *const value_flags[] = {
-        "--model",     "--out",       "--dataset",   "--root",     "--split", "--class-list",
-        "--image-dir", "--bad-image", "--resample",  "--size",     NULL};
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i], *v;
-        int rc = tool_flag_value("extract", argc, argv, &i, value_flags, &v);
-        if (rc) return rc;
-        if (strcmp(f, "--model") == 0) model_path = v;
-        else if (strcmp(f, "--out") == 0) out = v;
-        else if (strcmp(f, "--dataset") == 0) name = v;
-        else if (strcmp(f, "--root") == 0) root = v;
-        else if (strcmp(f, "--split") == 0) split = v;
-        else if (strcmp(f, "--class-list") == 0) dopt.class_list = v;
-        else if (strcmp(f, "--image-dir") == 0) dopt.image_dir = v;
-        else if (strcmp(f, "--bad-image") == 0) bad = v;
-        else if (strcmp(f, "--resample") == 0) resample = v;
-        else if (strcmp(f, "--size") == 0) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 32 || n > 4096 || n % 32) {
-                fprintf(stderr, "trmml extract: --size '%s': expected a multiple of 32 in [32, 4096]\n", v);
-                return 2;
-            }
-            size = (int)n;
-        } else
-            CHECK(false, "extract: value flag %s not handled", f);
-    }
-    if (!model_path || !out || !name || !root || !split) {
-        fprintf(stderr, "trmml extract: --model, --dataset, --root, --split and --out are required\n");
-        return 2;
-    }
-    if (strcmp(resample, "bicubic") != 0 && strcmp(resample, "bilinear") != 0) {
-        fprintf(stderr, "trmml extract: --resample '%s': expected bicubic or bilinear\n", resample);
-        return 2;
-    }
-    if (strcmp(bad, "error") != 0 && strcmp(bad, "skip") != 0) {
-        fprintf(stderr, "trmml extract: --bad-image '%s': expected error or skip\n", bad);
-        return 2;
-    }
+    ExtractFlags o = {.size = 448};
+    const KeyGroup groups[] = {MODEL_FILE_GROUP(&o.model), DATASET_GROUP(&o.ds, DATASET_SPLIT),
+                               FLAGS_OF(EXTRACT_FLAGS, &o), SIZE_GROUP(&o.size)};
+    int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
+    if (rc != FLAGS_GO) return rc;
+    if (!o.model.model || !o.out || !o.ds.dataset || !o.ds.root || !o.ds.split)
+        return tool_usage_error("--model, --dataset, --root, --split and --out are required");
+    const char *model_path = o.model.model, *out = o.out, *name = o.ds.dataset;
+    const char *split = o.ds.split;
+    const int size = (int)o.size;
+    const DsOptions dopt = flags_ds_options(&o.ds);
     Dataset *ds = NULL;
     ClipModel *model = NULL;
-    Status st = ds_open(name, root, split, &dopt, &ds);
+    Status st = ds_open(name, o.ds.root, split, &dopt, &ds);
     if (st == STATUS_OK) st = load_model(model_path, &model);
     int64_t skipped = 0;
     if (st == STATUS_OK) {
         ExtractOptions eo = {.image_size = size, .batch = 8, .model_id = model_path,
-                             .skip_bad_images = strcmp(bad, "skip") == 0, .progress = true,
-                             .filter = strcmp(resample, "bilinear") == 0 ? RESAMPLE_BILINEAR
-                                                                         : RESAMPLE_BICUBIC};
+                             .skip_bad_images = o.skip_bad != 0, .progress = true,
+                             .filter = RESAMPLE_FILTERS[o.resample]};
         st = feature_cache_extract(model, ds, &eo, out, &skipped);
     }
     if (st == STATUS_OK)
@@ -354,5 +323,5 @@ COMMAND(extract, "cache the frozen image tower's dense features of a dataset spl
                 size, skipped ? ", some unreadable images skipped (zeros)" : "");
     if (model) clip_model_free(model);
     ds_free(ds);
-    return st == STATUS_OK ? 0 : fail("extract", st);
+    return st == STATUS_OK ? 0 : tool_fail(st);
 }

@@ -5,36 +5,32 @@
 
 #include "clip/checkpoint.h"
 #include "tools/command.h"
+#include "tools/flags.h"
+
+typedef struct {
+    bool tensors;
+} InspectFlags;
+
+static const KeySpec INSPECT_FLAGS[] = {
+    FLAG_SWITCH(InspectFlags, "tensors", tensors,
+                "also list every tensor: name, dtype as stored, shape"),
+};
 
 COMMAND(inspect, "describe a checkpoint: format, model and SHA-256 verdict, tensor counts",
         "trmml inspect FILE [--tensors]\n"
-        "  FILE       TorchScript .pt (e.g. OpenAI's RN50.pt), torch.save state dict, or safetensors\n"
-        "  --tensors  also list every tensor: name, dtype as stored, shape") {
-    const char *path = NULL;
-    bool tensors = false;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--tensors") == 0) {
-            tensors = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "trmml inspect: unknown option '%s' (expected --tensors)\n", argv[i]);
-            return 2;
-        } else if (path) {
-            fprintf(stderr, "trmml inspect: one FILE expected, got '%s' and '%s'\n", path, argv[i]);
-            return 2;
-        } else {
-            path = argv[i];
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "trmml inspect: missing FILE\nusage: trmml inspect FILE [--tensors]\n");
-        return 2;
-    }
+        "  FILE: TorchScript .pt (e.g. OpenAI's RN50.pt), torch.save state dict, or safetensors") {
+    InspectFlags o = {0};
+    const KeyGroup groups[] = {FLAGS_OF(INSPECT_FLAGS, &o)};
+    FlagsParsed fp;
+    int rc = flags_parse(groups, KEY_COUNT(groups), 1, argc, argv, &fp);
+    if (rc != FLAGS_GO) return rc;
+    if (fp.npos != 1) return tool_usage_error("missing FILE");
+    const char *path = argv[0];
+    const bool tensors = o.tensors;
     ParamStore *ps = NULL;
     CkptInfo info;
-    if (ckpt_load(path, NULL, &ps, &info) != STATUS_OK) {
-        fprintf(stderr, "trmml inspect: %s\n", error_last());
-        return 1;
-    }
+    Status st = ckpt_load(path, NULL, &ps, &info);
+    if (st != STATUS_OK) return tool_fail(st);
     char verdict[64];
     printf("file: %s\n", path);
     printf("format: %s\n", ckpt_format_name(info.format));

@@ -7,44 +7,33 @@
 #include "datasets/csv.h"
 #include "datasets/metrics.h"
 #include "tools/command.h"
+#include "tools/flags.h"
+
+typedef struct {
+    const char *scores, *targets;
+} MetricsFlags;
+
+static const KeySpec METRICS_FLAGS[] = {
+    FLAG_ARG(MetricsFlags, "scores", scores, "S.csv",
+             "N x C probabilities, comma-separated, one image per line"),
+    FLAG_ARG(MetricsFlags, "targets", targets, "T.csv",
+             "N x C labels: +1 positive; anything else (-1, 0, ...) negative"),
+};
 
 COMMAND(metrics, "mAP, per-class AP, CP/CR/CF1/OP/OR/OF1 and top-3 of scores against targets",
         "trmml metrics --scores S.csv --targets T.csv\n"
-        "  --scores S.csv   N x C probabilities, comma-separated, one image per line\n"
-        "  --targets T.csv  N x C labels: +1 positive; anything else (-1, 0, ...) negative\n"
         "Prints one JSON object, all values in percent:\n"
         "  {\"mAP\":..,\"AP\":[..],\"CP\":..,\"CR\":..,\"CF1\":..,\"OP\":..,\"OR\":..,\"OF1\":..,\n"
         "   \"top3\":{\"CP\":..,\"CR\":..,\"CF1\":..,\"OP\":..,\"OR\":..,\"OF1\":..}}\n"
         "CSV: no header; blank lines and lines starting with '#' are skipped.\n"
         "Exit status: 0 success, 1 unreadable or malformed input, 2 usage error.") {
-    const char *scores_path = NULL, *targets_path = NULL;
-    for (int i = 0; i < argc; i++) {
-        const char **dst = NULL;
-        const char *val = NULL, *flag = argv[i];
-        if (strcmp(flag, "--scores") == 0 || strncmp(flag, "--scores=", 9) == 0) dst = &scores_path;
-        else if (strcmp(flag, "--targets") == 0 || strncmp(flag, "--targets=", 10) == 0)
-            dst = &targets_path;
-        else {
-            fprintf(stderr,
-                    "trmml metrics: unknown argument '%s' (expected --scores F --targets F)\n",
-                    flag);
-            return 2;
-        }
-        const char *eq = strchr(flag, '=');
-        if (eq) val = eq + 1;
-        else if (i + 1 < argc) val = argv[++i];
-        if (!val || !*val) {
-            fprintf(stderr, "trmml metrics: %.9s needs a file name\n", flag);
-            return 2;
-        }
-        *dst = val;
-    }
-    if (!scores_path || !targets_path) {
-        fprintf(stderr,
-                "trmml metrics: missing %s (usage: trmml metrics --scores S.csv --targets T.csv)\n",
-                scores_path ? "--targets" : "--scores");
-        return 2;
-    }
+    MetricsFlags o = {0};
+    const KeyGroup groups[] = {FLAGS_OF(METRICS_FLAGS, &o)};
+    int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
+    if (rc != FLAGS_GO) return rc;
+    if (!o.scores || !o.targets) return tool_usage_error("missing --%s", o.scores ? "targets" : "scores");
+    if (!*o.scores || !*o.targets) return tool_usage_error("an empty file name");
+    const char *scores_path = o.scores, *targets_path = o.targets;
     double *scores = NULL, *targets = NULL, *ap = NULL;
     int64_t n, nc, tn, tnc;
     Status st = ds_csv_read(scores_path, &scores, &n, &nc);

@@ -8,6 +8,7 @@
 
 #include "datasets/image.h"
 #include "tools/command.h"
+#include "tools/flags.h"
 #include "trmml/run.h"
 
 #define MAX_RATIOS 16
@@ -242,6 +243,22 @@ static Status plot(const char *path, Series *s, int ns, const char *const *names
     return st;
 }
 
+typedef struct {
+    const char *runs, *zeroshot, *out, *plot, *command, *ratios, *seeds;
+    double chance;
+} ResultsFlags;
+
+static const KeySpec RESULTS_FLAGS[] = {
+    FLAG_ARG(ResultsFlags, "runs", runs, "DIR", "the runs, DIR/<method>-r<ratio>-s<seed>/"),
+    FLAG_ARG(ResultsFlags, "zeroshot", zeroshot, "FILE.json", "zero-shot CLIP's metrics"),
+    FLAG_DOUBLE(ResultsFlags, "chance", chance, -1e300, 1e300, "MAP", "chance-level mAP"),
+    FLAG_ARG(ResultsFlags, "ratios", ratios, "\"0.1 0.3 ...\"", "the label ratios, in order"),
+    FLAG_ARG(ResultsFlags, "seeds", seeds, "\"0 1 2\"", "the seeds of each ratio"),
+    FLAG_ARG(ResultsFlags, "out", out, "FILE.md", "the Markdown tables"),
+    FLAG_ARG(ResultsFlags, "plot", plot, "FILE.png", "the plot of mAP against the ratio"),
+    FLAG_ARG(ResultsFlags, "command", command, "TEXT", "quoted in FILE.md as its command"),
+};
+
 COMMAND(results, "summarise the embedded default's results grid (docs/results.md and a plot)",
         "trmml results --runs DIR --zeroshot FILE.json --chance MAP --ratios \"0.1 0.3 ...\"\n"
         "              --seeds \"0 1 2\" --out FILE.md --plot FILE.png [--command TEXT]\n"
@@ -249,37 +266,14 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
         "  trmml, pvlr) and TRM-ML's Table-3 components (trmml-carl, trmml-kd, trmml-mmcp),\n"
         "  writes mean ± sample standard deviation over the seeds of mAP, CF1 and OF1 per ratio\n"
         "  as Markdown, and a PNG of mAP against the ratio per method. Missing runs are shown\n"
-        "  as '–'. --command is quoted in the file as the command that produced it.") {
-    const char *runs = NULL, *zs = NULL, *out = NULL, *png = NULL, *command = NULL;
-    char *ratio_s = NULL, *seed_s = NULL;
-    double chance = NAN;
-    static const char *const value_flags[] = {"--runs",   "--zeroshot", "--out",    "--plot",
-                                              "--command", "--ratios",  "--seeds", "--chance",
-                                              NULL};
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i], *v;
-        int rc = tool_flag_value("results", argc, argv, &i, value_flags, &v);
-        if (rc) {
-            free(ratio_s), free(seed_s);
-            return rc;
-        }
-        if (strcmp(f, "--runs") == 0) runs = v;
-        else if (strcmp(f, "--zeroshot") == 0) zs = v;
-        else if (strcmp(f, "--out") == 0) out = v;
-        else if (strcmp(f, "--plot") == 0) png = v;
-        else if (strcmp(f, "--command") == 0) command = v;
-        else if (strcmp(f, "--ratios") == 0) ratio_s = strdup(v);
-        else if (strcmp(f, "--seeds") == 0) seed_s = strdup(v);
-        else if (strcmp(f, "--chance") == 0) {
-            char *end;
-            chance = strtod(v, &end);
-            if (*end || !isfinite(chance)) {
-                fprintf(stderr, "trmml results: --chance '%s': expected a number\n", v);
-                return 2;
-            }
-        } else
-            CHECK(false, "results: value flag %s not handled", f);
-    }
+        "  as '–'.") {
+    ResultsFlags o = {.chance = NAN};
+    const KeyGroup groups[] = {FLAGS_OF(RESULTS_FLAGS, &o)};
+    int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
+    if (rc != FLAGS_GO) return rc;
+    const char *runs = o.runs, *zs = o.zeroshot, *out = o.out, *png = o.plot, *command = o.command;
+    char *ratio_s = o.ratios ? strdup(o.ratios) : NULL, *seed_s = o.seeds ? strdup(o.seeds) : NULL;
+    const double chance = o.chance;
     char *ratios[MAX_RATIOS], *seeds[MAX_SEEDS];
     int nr = ratio_s ? split_words(ratio_s, ratios, MAX_RATIOS) : 0;
     int ns = seed_s ? split_words(seed_s, seeds, MAX_SEEDS) : 0;
@@ -355,7 +349,7 @@ COMMAND(results, "summarise the embedded default's results grid (docs/results.md
     }
     fprintf(f, "\n![mAP against the label ratio](%s)\n", strrchr(png, '/') ? strrchr(png, '/') + 1 : png);
     fclose(f);
-    Status st = run_write_file(out, md, len);
+    Status st = xwrite_file_atomic(out, md, len);
     free(md);
     if (st == STATUS_OK) {
         const char *names[NMETHODS] = {"BASELINE", "DUALCOOP", "TRM-ML", "PVLR"};

@@ -9,6 +9,7 @@
 
 #include "clip/tokenizer.h"
 #include "tools/command.h"
+#include "tools/flags.h"
 
 /* Print one text's line; returns false when the input is refused (message printed). */
 static bool print_ids(const ClipTokenizer *tok, const char *text, size_t len, int32_t **ids,
@@ -56,49 +57,29 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
+typedef struct {
+    ModelFlags model; /* --vocab only */
+    const char *file;
+} TokenizeFlags;
+
+static const KeySpec TOKENIZE_FLAGS[] = {
+    FLAG_ARG(TokenizeFlags, "file", file, "F", "read the texts from F, one per line"),
+};
+
 COMMAND(tokenize, "print CLIP BPE token ids (SOT ... EOT), one line per text",
         "trmml tokenize [--vocab F] TEXT... | --file F\n"
-        "  TEXT       one or more texts, one output line each\n"
-        "  --file F   read the texts from F, one per line ('\\n' separated)\n"
-        "  --vocab F  the BPE vocabulary bpe_simple_vocab_16e6.txt.gz (default: $TRMML_VOCAB,\n"
-        "             else ../shared/clip/ beside the current directory or the repository)\n"
+        "  TEXT: one or more texts, one output line each (after `--` a text may begin with --).\n"
         "Output: the ids from 49406 (start of text) to 49407 (end of text) inclusive, separated\n"
         "by spaces, no padding, no context-length limit.") {
-    const char *vocab = NULL, *file = NULL;
-    int ntexts = 0;
-    char **texts = xmalloc(((size_t)argc + 1) * sizeof *texts);
-    bool options = true;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (options && (strcmp(a, "--vocab") == 0 || strcmp(a, "--file") == 0)) {
-            slot = a[2] == 'v' ? &vocab : &file;
-            if (i + 1 >= argc) {
-                fprintf(stderr, "trmml tokenize: %s needs a value\n", a);
-                free(texts);
-                return 2;
-            }
-            *slot = argv[++i];
-        } else if (options && strncmp(a, "--vocab=", 8) == 0) {
-            vocab = a + 8;
-        } else if (options && strncmp(a, "--file=", 7) == 0) {
-            file = a + 7;
-        } else if (options && strcmp(a, "--") == 0) {
-            options = false;
-        } else if (options && a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "trmml tokenize: unknown option '%s' (see trmml tokenize --help)\n", a);
-            free(texts);
-            return 2;
-        } else {
-            texts[ntexts++] = argv[i];
-        }
-    }
-    if ((file != NULL) == (ntexts > 0)) {
-        fprintf(stderr,
-                "trmml tokenize: give either texts or --file F (see trmml tokenize --help)\n");
-        free(texts);
-        return 2;
-    }
+    TokenizeFlags o = {0};
+    const KeyGroup groups[] = {VOCAB_GROUP(&o.model), FLAGS_OF(TOKENIZE_FLAGS, &o)};
+    FlagsParsed fp;
+    int rc = flags_parse(groups, KEY_COUNT(groups), -1, argc, argv, &fp);
+    if (rc != FLAGS_GO) return rc;
+    if ((o.file != NULL) == (fp.npos > 0)) return tool_usage_error("give either texts or --file F");
+    const char *vocab = o.model.vocab, *file = o.file;
+    char **texts = argv;
+    const int ntexts = fp.npos;
 
     const char *path = clip_vocab_path(vocab);
     ClipTokenizer *tok;
@@ -106,11 +87,11 @@ COMMAND(tokenize, "print CLIP BPE token ids (SOT ... EOT), one line per text",
         fprintf(stderr, "trmml tokenize: %s\n", error_last());
         if (!vocab)
             fprintf(stderr, "HINT: pass --vocab PATH/%s or set TRMML_VOCAB\n", CLIP_VOCAB_FILE);
-        free(texts);
         return 1;
     }
 
-    int cap = 256, rc = 0;
+    int cap = 256;
+    rc = 0;
     int32_t *ids = xmalloc((size_t)cap * sizeof *ids);
     if (file) {
         size_t len;
@@ -133,7 +114,6 @@ COMMAND(tokenize, "print CLIP BPE token ids (SOT ... EOT), one line per text",
         rc = 1;
     }
     free(ids);
-    free(texts);
     clip_tokenizer_free(tok);
     return rc;
 }

@@ -12,30 +12,9 @@
 #include "tensor/device.h"
 #include "tensor/text.h"
 #include "tools/command.h"
+#include "tools/flags.h"
 #include "trmml/evaluate.h"
 #include "trmml/train.h"
-
-static int fail(const char *cmd, Status st) {
-    fprintf(stderr, "trmml %s: %s\n", cmd, error_last());
-    return st == STATUS_ERR_USAGE ? 2 : 1;
-}
-
-/* The training pipeline (trmml/) keeps its parameters, labels and MMCP state on the CPU and has
- * not been ported to the CUDA backend (docs/cuda.md), so `auto` means the CPU here and an
- * explicit CUDA device is refused. */
-static Status cpu_only(void) {
-    if (strcmp(tool_device(), "auto") == 0) return STATUS_OK;
-    DeviceKind dev;
-    int idx;
-    Status st = device_parse(tool_device(), &dev, &idx);
-    if (st == STATUS_OK && dev != DEVICE_CPU)
-        st = error_set(STATUS_ERR_DEVICE,
-                       "--device %s: training runs on the CPU only (the CUDA backend's "
-                       "kernels exist, but trmml/ is not ported to it: docs/cuda.md); use "
-                       "--device cpu",
-                       tool_device());
-    return st;
-}
 
 /* Copy an existing path as an absolute one (the run directory must not depend on the working
  * directory); a path that does not exist is kept as given, so the open names it. */
@@ -48,175 +27,157 @@ static void set_path(char *dst, size_t cap, const char *src) {
     dst[n] = 0;
 }
 
-/* Switches that set a boolean configuration value. */
-static const struct {
-    const char *flag;
-    size_t offset;
-    bool value;
-} SWITCHES[] = {
-    {"--single-positive", offsetof(TrmmlConfig, single_positive), true},
-    {"--no-kd", offsetof(TrmmlConfig, use_kd), false},
-    {"--no-mmcp", offsetof(TrmmlConfig, use_mmcp), false},
-    {"--no-mmcl", offsetof(TrmmlConfig, use_mmcl), false},
-    {"--no-kap", offsetof(TrmmlConfig, pvlr_use_kap), false},
-    {"--no-cap", offsetof(TrmmlConfig, pvlr_use_cap), false},
-    {"--no-ifm", offsetof(TrmmlConfig, pvlr_use_ifm), false},
-    {"--no-dma-t2v", offsetof(TrmmlConfig, pvlr_use_t2v), false},
-    {"--no-dma-v2t", offsetof(TrmmlConfig, pvlr_use_v2t), false},
-    {"--cache-any-filter", offsetof(TrmmlConfig, cache_any_filter), true},
+typedef struct {
+    DatasetFlags ds; /* --dataset --root --class-list */
+    ModelFlags model;
+    const char *method, *out, *config, *cached, *cached_test;
+    const char *ratio, *seed, *epochs, *batch, *micro_batch, *eval_every, *text_chunk;
+    KeyArgList set; /* --set KEY=VALUE */
+    bool resume, no_carl, single_positive, cache_any_filter;
+    bool no_kd, no_mmcp, no_mmcl, no_kap, no_cap, no_ifm, no_dma_t2v, no_dma_v2t;
+} TrainFlags;
+
+#define T TrainFlags
+static const KeySpec TRAIN_FLAGS[] = {
+    FLAG_ARG(T, "method", method, "trmml|dualcoop|baseline|pvlr", "the method (default trmml)"),
+    FLAG_ARG(T, "out", out, "RUN_DIR", "the run directory"),
+    FLAG_SWITCH(T, "resume", resume, "continue the run in RUN_DIR (give only --out with it)"),
+    FLAG_ARG(T, "config", config, "FILE", "configuration keys (key = value, as config.txt)"),
+    FLAG_ARG(T, "cached", cached, "TRAIN.feat", "training features from `trmml extract`"),
+    FLAG_ARG(T, "cached-test", cached_test, "TEST.feat", "test features from `trmml extract`"),
+    FLAG_SWITCH(T, "cache-any-filter", cache_any_filter,
+                "accept caches extracted with another resize filter than the method's"),
+    FLAG_ARG(T, "ratio", ratio, "R",
+             "partial-label protocol: the share of labels kept (SPEC §6.1)"),
+    FLAG_SWITCH(T, "single-positive", single_positive, "single-positive protocol (SPEC §6.7)"),
+    FLAG_ARG(T, "seed", seed, "S", "configuration key seed"),
+    FLAG_ARG(T, "epochs", epochs, "N", "configuration key epochs"),
+    FLAG_ARG(T, "batch", batch, "B", "configuration key batch_size"),
+    FLAG_ARG(T, "micro-batch", micro_batch, "M",
+             "configuration key micro_batch: split each batch for memory (same result)"),
+    FLAG_ARG(T, "eval-every", eval_every, "N", "configuration key eval_every (epochs)"),
+    FLAG_ARG(T, "text-chunk", text_chunk, "K", "configuration key text_chunk"),
+    FLAG_SWITCH(T, "no-carl", no_carl, "train the Table-3 baseline (method baseline)"),
+    FLAG_SWITCH(T, "no-kd", no_kd, "use_kd = false (Table 3)"),
+    FLAG_SWITCH(T, "no-mmcp", no_mmcp, "use_mmcp = false (Table 3)"),
+    FLAG_SWITCH(T, "no-mmcl", no_mmcl, "use_mmcl = false (Table 3)"),
+    FLAG_SWITCH(T, "no-kap", no_kap, "PVLR without KAP (docs/pvlr.md)"),
+    FLAG_SWITCH(T, "no-cap", no_cap, "PVLR without CAP"),
+    FLAG_SWITCH(T, "no-ifm", no_ifm, "PVLR without IFM"),
+    FLAG_SWITCH(T, "no-dma-t2v", no_dma_t2v, "PVLR without DMA's text-to-visual attention"),
+    FLAG_SWITCH(T, "no-dma-v2t", no_dma_v2t, "PVLR without DMA's visual-to-text attention"),
+    FLAG_LIST(T, "set", set, "KEY=VALUE", "any configuration key (repeatable; applied last)"),
 };
 
-/* Flags with a value that name a configuration key, and flags with a path. */
+/* The flags above that set one configuration key (trmml/trmml_config.c, trmml/run.c), applied
+ * after --config: the field, the key, and for a switch the value it sets. */
 static const struct {
-    const char *flag, *key;
-} KEY_FLAGS[] = {
-    {"--dataset", "dataset"},
-    {"--ratio", "ratio"},
-    {"--seed", "seed"},
-    {"--epochs", "epochs"},
-    {"--batch", "batch_size"},
-    {"--micro-batch", "micro_batch"},
-    {"--eval-every", "eval_every"},
-    {"--text-chunk", "text_chunk"},
+    size_t field;
+    const char *key, *value;
+} CONFIG_FLAGS[] = {
+    {offsetof(T, ratio), "ratio", NULL},
+    {offsetof(T, seed), "seed", NULL},
+    {offsetof(T, epochs), "epochs", NULL},
+    {offsetof(T, batch), "batch_size", NULL},
+    {offsetof(T, micro_batch), "micro_batch", NULL},
+    {offsetof(T, eval_every), "eval_every", NULL},
+    {offsetof(T, text_chunk), "text_chunk", NULL},
+    {offsetof(T, single_positive), "single_positive", "true"},
+    {offsetof(T, cache_any_filter), "cache_any_filter", "true"},
+    {offsetof(T, no_kd), "use_kd", "false"},
+    {offsetof(T, no_mmcp), "use_mmcp", "false"},
+    {offsetof(T, no_mmcl), "use_mmcl", "false"},
+    {offsetof(T, no_kap), "pvlr_kap", "false"},
+    {offsetof(T, no_cap), "pvlr_cap", "false"},
+    {offsetof(T, no_ifm), "pvlr_ifm", "false"},
+    {offsetof(T, no_dma_t2v), "pvlr_dma_t2v", "false"},
+    {offsetof(T, no_dma_v2t), "pvlr_dma_v2t", "false"},
 };
-static const struct {
-    const char *flag;
-    size_t offset;
-} PATH_FLAGS[] = {
-    {"--root", offsetof(RunConfig, root)},
-    {"--model", offsetof(RunConfig, model)},
-    {"--cached", offsetof(RunConfig, cached_train)},
-    {"--cached-test", offsetof(RunConfig, cached_test)},
-    {"--class-list", offsetof(RunConfig, class_list)},
-    {"--vocab", offsetof(RunConfig, vocab)},
-};
+#undef T
 
-/* Whether f is a train flag that takes a value (so a last-position f lacks one, rather than
- * being unknown). */
-static bool takes_value(const char *f) {
-    if (!strcmp(f, "--out") || !strcmp(f, "--method") || !strcmp(f, "--config") ||
-        !strcmp(f, "--set"))
-        return true;
-    for (size_t k = 0; k < sizeof PATH_FLAGS / sizeof PATH_FLAGS[0]; k++)
-        if (strcmp(f, PATH_FLAGS[k].flag) == 0) return true;
-    for (size_t k = 0; k < sizeof KEY_FLAGS / sizeof KEY_FLAGS[0]; k++)
-        if (strcmp(f, KEY_FLAGS[k].flag) == 0) return true;
-    return false;
+/* run_config_set, with a failure reported as a usage error naming `label` (a flag). */
+static int set_key(RunConfig *rc, const char *label, const char *key, const char *value) {
+    return run_config_set(rc, key, value) == STATUS_OK
+               ? 0
+               : tool_usage_error("%s: %s", label, error_last());
 }
 
-/* Apply argv[*i] (and its value, advancing *i) to rc; 0, or the exit status of a usage error. */
-static int apply_flag(RunConfig *rc, int argc, char **argv, int *i) {
-    const char *f = argv[*i];
-    for (size_t k = 0; k < sizeof SWITCHES / sizeof SWITCHES[0]; k++)
-        if (strcmp(f, SWITCHES[k].flag) == 0) {
-            *(bool *)((char *)&rc->tc + SWITCHES[k].offset) = SWITCHES[k].value;
-            return 0;
-        }
-    if (*i + 1 >= argc) {
-        if (takes_value(f))
-            fprintf(stderr, "trmml train: %s needs a value (see trmml train --help)\n", f);
-        else
-            fprintf(stderr, "trmml train: unknown option '%s' (see trmml train --help)\n",
-                    text_for_message(f));
-        return 2;
+/* Apply the flags after --config: paths (made absolute), configuration keys, then --set. 0, or
+ * the exit status of a usage error. */
+static int apply_flags(RunConfig *rc, const TrainFlags *f) {
+    const struct {
+        const char *value;
+        char *dst;
+    } paths[] = {{f->ds.root, rc->root},           {f->model.model, rc->model},
+                 {f->cached, rc->cached_train},     {f->cached_test, rc->cached_test},
+                 {f->ds.class_list, rc->class_list}, {f->model.vocab, rc->vocab}};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (paths[i].value) set_path(paths[i].dst, RUN_PATH_MAX, paths[i].value);
+    if (f->ds.dataset && set_key(rc, "--dataset", "dataset", f->ds.dataset)) return 2;
+    for (size_t c = 0; c < sizeof CONFIG_FLAGS / sizeof CONFIG_FLAGS[0]; c++) {
+        const char *field = (const char *)f + CONFIG_FLAGS[c].field, *value = CONFIG_FLAGS[c].value;
+        if (!value) value = *(const char *const *)field;
+        else if (!*(const bool *)field) value = NULL;
+        const KeySpec *k = TRAIN_FLAGS;
+        while (k->offset != CONFIG_FLAGS[c].field) k++; /* the flag, for messages */
+        char label[64];
+        snprintf(label, sizeof label, "--%s", k->name);
+        if (value && set_key(rc, label, CONFIG_FLAGS[c].key, value)) return 2;
     }
-    const char *v = argv[++*i];
-    if (strcmp(f, "--out") == 0 || strcmp(f, "--method") == 0 || strcmp(f, "--config") == 0)
-        return 0; /* taken by the first pass */
-    for (size_t k = 0; k < sizeof PATH_FLAGS / sizeof PATH_FLAGS[0]; k++)
-        if (strcmp(f, PATH_FLAGS[k].flag) == 0) {
-            set_path((char *)rc + PATH_FLAGS[k].offset, RUN_PATH_MAX, v);
-            return 0;
-        }
-    const char *key = NULL;
-    char kv[2 * RUN_PATH_MAX];
-    for (size_t k = 0; k < sizeof KEY_FLAGS / sizeof KEY_FLAGS[0]; k++)
-        if (strcmp(f, KEY_FLAGS[k].flag) == 0) key = KEY_FLAGS[k].key;
-    if (!key && strcmp(f, "--set") == 0) {
-        snprintf(kv, sizeof kv, "%s", v);
+    for (int i = 0; i < f->set.n; i++) {
+        char kv[2 * RUN_PATH_MAX];
+        snprintf(kv, sizeof kv, "%s", f->set.item[i].value);
         char *eq = strchr(kv, '=');
-        if (!eq) {
-            fprintf(stderr, "trmml train: --set '%s': expected KEY=VALUE\n", v);
-            return 2;
-        }
+        if (!eq) return tool_usage_error("--set '%s': expected KEY=VALUE", f->set.item[i].value);
         *eq = 0;
-        key = kv;
-        v = eq + 1;
-    }
-    if (!key) {
-        fprintf(stderr, "trmml train: unknown option '%s' (see trmml train --help)\n",
-                text_for_message(f));
-        return 2;
-    }
-    if (run_config_set(rc, key, v) != STATUS_OK) {
-        fprintf(stderr, "trmml train: %s: %s\n", f, error_last());
-        return 2;
+        if (set_key(rc, "--set", kv, eq + 1)) return 2;
     }
     return 0;
 }
 
-#define TRAIN_USAGE                                                                                  \
-    "trmml train --method trmml|dualcoop|baseline|pvlr --dataset NAME --root DIR --model CLIP\n"     \
-    "            --out RUN_DIR [--ratio R | --single-positive] [--config FILE]\n"                    \
-    "            [--cached TRAIN.feat --cached-test TEST.feat [--cache-any-filter]]\n"              \
-    "            [--class-list F] [--vocab F]\n"                                                     \
-    "            [--seed S] [--epochs N] [--batch B] [--micro-batch M] [--eval-every N]\n"           \
-    "            [--text-chunk K] [--no-kd] [--no-mmcp] [--no-mmcl] [--no-carl] [--set KEY=VALUE]\n" \
-    "            [--no-kap] [--no-cap] [--no-ifm] [--no-dma-t2v] [--no-dma-v2t]   (pvlr)\n"         \
-    "trmml train --out RUN_DIR --resume\n"                                                           \
-    "  Trains a method on the partial-label (--ratio, SPEC §6.1) or single-positive (§6.7)\n"      \
-    "  protocol and evaluates on the test split every --eval-every epochs. Precedence: the\n"        \
-    "  method's defaults, then --config (key = value, see config.txt of any run), then flags.\n"     \
-    "  --cached/--cached-test read features written by `trmml extract`; without them the\n"          \
-    "  image tower runs on augmented images. A cache extracted with another resize filter\n"        \
-    "  than the method's (bicubic; DualCoOp bilinear) is refused unless --cache-any-filter.\n"      \
-    "  --micro-batch splits each batch for memory (same result). --no-carl trains the Table-3\n"    \
-    "  baseline. --no-kap ... --no-dma-v2t switch PVLR's components off for its ablation\n"         \
-    "  (docs/pvlr.md). RUN_DIR receives config.txt, log.txt, metrics.jsonl, ap.csv and\n"          \
-    "  checkpoint.safetensors (written every epoch); --resume continues a run from its\n"           \
+static int train(const TrainFlags *f);
+
+#define TRAIN_USAGE                                                                              \
+    "trmml train --method trmml|dualcoop|baseline|pvlr --dataset NAME --root DIR --model CLIP\n" \
+    "            --out RUN_DIR [--ratio R | --single-positive] [options]\n"                    \
+    "trmml train --out RUN_DIR --resume\n"                                                       \
+    "  Trains a method on the partial-label (--ratio, SPEC §6.1) or single-positive (§6.7)\n"  \
+    "  protocol and evaluates on the test split every --eval-every epochs. Precedence: the\n"    \
+    "  method's defaults, then --config (key = value, see config.txt of any run), then flags,\n" \
+    "  then --set. --cached/--cached-test read features written by `trmml extract`; without\n"  \
+    "  them the image tower runs on augmented images. A cache extracted with another resize\n"  \
+    "  filter than the method's (bicubic; DualCoOp bilinear) is refused unless\n"              \
+    "  --cache-any-filter. RUN_DIR receives config.txt, log.txt, metrics.jsonl, ap.csv and\n"  \
+    "  checkpoint.safetensors (written every epoch); --resume continues a run from its\n"       \
     "  checkpoint with its saved configuration (docs/training.md)."
 
 COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen CLIP", TRAIN_USAGE) {
-    const char *out = NULL, *config = NULL, *method_s = "trmml", *dataset = NULL;
-    bool resume = false, other = false;
-    /* First pass: the flags that decide the defaults (method, dataset) and the mode. */
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(f, "--resume") == 0)
-            resume = true;
-        else if (strcmp(f, "--out") == 0 && v)
-            out = argv[++i];
-        else {
-            other = true;
-            if (strcmp(f, "--method") == 0 && v)
-                method_s = argv[++i];
-            else if (strcmp(f, "--dataset") == 0 && v)
-                dataset = argv[++i];
-            else if (strcmp(f, "--config") == 0 && v)
-                config = argv[++i];
-        }
-    }
-    if (!out) {
-        fprintf(stderr, "trmml train: --out RUN_DIR is required (see trmml train --help)\n");
-        return 2;
-    }
+    TrainFlags f = {.method = "trmml"};
+    const KeyGroup groups[] = {DATASET_GROUP(&f.ds, DATASET_RUN), MODEL_GROUP(&f.model),
+                               FLAGS_OF(TRAIN_FLAGS, &f)};
+    FlagsParsed fp;
+    int rv = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, &fp);
+    if (rv == FLAGS_GO && !f.out) rv = tool_usage_error("--out RUN_DIR is required");
+    if (rv == FLAGS_GO && f.resume && fp.nflags != 2)
+        rv = tool_usage_error("with --resume the configuration comes from the run in %s (its "
+                              "checkpoint); give only --out and --resume", f.out);
+    if (rv == FLAGS_GO) rv = train(&f);
+    free(f.set.item);
+    return rv;
+}
+
+/* `trmml train` once its flags are read. */
+static int train(const TrainFlags *f) {
+    const char *out = f->out, *config = f->config, *method_s = f->method, *dataset = f->ds.dataset;
     RunConfig rc;
     Status st;
-    if (resume) {
-        if (other) {
-            fprintf(stderr,
-                    "trmml train: with --resume the configuration comes from the run in %s "
-                    "(its checkpoint); give only --out and --resume\n",
-                    out);
-            return 2;
-        }
+    if (f->resume) {
         /* The configuration is the checkpoint's own (trmml_train_run). */
-        if ((st = cpu_only()) != STATUS_OK) return fail("train", st);
+        if ((st = tool_device_cpu_only()) != STATUS_OK) return tool_fail(st);
         TrainOptions opt = {
             .resume = true, .echo = stderr, .progress_bar = isatty(fileno(stderr)) != 0};
         st = trmml_train_run(NULL, out, &opt);
-        return st == STATUS_OK ? 0 : fail("train", st);
+        return st == STATUS_OK ? 0 : tool_fail(st);
     } else {
         int method = trmml_method_parse(method_s);
         if (method < 0) {
@@ -225,24 +186,18 @@ COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen
                     method_s);
             return 2;
         }
-        for (int i = 0; i < argc; i++)
-            if (strcmp(argv[i], "--no-carl") == 0) method = TRMML_METHOD_BASELINE;
+        if (f->no_carl) method = TRMML_METHOD_BASELINE;
         rc = run_config_default(method, dataset);
         if (config) {
             st = run_config_parse_file(&rc, config);
-            if (st != STATUS_OK) return fail("train", st);
+            if (st != STATUS_OK) return tool_fail(st);
             if (rc.method != method) {
                 fprintf(stderr, "trmml train: %s says method = %s, the command line %s\n", config,
                         trmml_method_name(rc.method), trmml_method_name(method));
                 return 2;
             }
         }
-        /* Second pass: every other flag. */
-        for (int i = 0; i < argc; i++) {
-            if (strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--no-carl") == 0) continue;
-            int rv = apply_flag(&rc, argc, argv, &i);
-            if (rv) return rv;
-        }
+        if (apply_flags(&rc, f)) return 2;
         if (!rc.dataset[0] || !rc.root[0] || !rc.model[0]) {
             fprintf(
                 stderr,
@@ -268,72 +223,45 @@ COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen
         }
         run_config_default_splits(&rc);
     }
-    if ((st = cpu_only()) != STATUS_OK) return fail("train", st);
+    if ((st = tool_device_cpu_only()) != STATUS_OK) return tool_fail(st);
     st = run_config_validate(&rc);
-    if (st != STATUS_OK) return fail("train", st);
+    if (st != STATUS_OK) return tool_fail(st);
     TrainOptions opt = {.echo = stderr, .progress_bar = isatty(fileno(stderr)) != 0};
     st = trmml_train_run(&rc, out, &opt);
-    return st == STATUS_OK ? 0 : fail("train", st);
+    return st == STATUS_OK ? 0 : tool_fail(st);
 }
 
-/* "--flag value" options of the run-directory commands. */
+/* The flags of the run-directory commands. */
 typedef struct {
     const char *cached_test, *out;
-    int top;
-} UseOptions;
+    int64_t top;
+} UseFlags;
 
-static int parse_use(const char *cmd, int argc, char **argv, int first, UseOptions *o,
-                     const char **pos, int *npos) {
-    for (int i = first; i < argc; i++) {
-        const char *f = argv[i];
-        if (strncmp(f, "--", 2) != 0) {
-            pos[(*npos)++] = f;
-            continue;
-        }
-        static const char *const value_flags[] = {"--cached-test", "--out", "--top", NULL};
-        const char *v;
-        int rc = tool_flag_value(cmd, argc, argv, &i, value_flags, &v);
-        if (rc) return rc;
-        if (strcmp(f, "--cached-test") == 0)
-            o->cached_test = v;
-        else if (strcmp(f, "--out") == 0)
-            o->out = v;
-        else if (strcmp(f, "--top") == 0) {
-            char *end;
-            long k = strtol(v, &end, 10);
-            if (*end || k < 1 || k > 1000) {
-                fprintf(stderr, "trmml %s: --top '%s': expected an integer in [1, 1000]\n", cmd, v);
-                return 2;
-            }
-            o->top = (int)k;
-        } else
-            CHECK(false, "%s: value flag %s not handled", cmd, f);
-    }
-    return 0;
-}
+static const KeySpec EVAL_FLAGS[] = {
+    FLAG_ARG(UseFlags, "cached-test", cached_test, "TEST.feat",
+             "test features (default: the run's cache, else the image tower)"),
+};
+static const KeySpec TOP_FLAGS[] = {
+    FLAG_INT(UseFlags, "top", top, 1, 1000, "K", "classes shown per image"),
+    FLAG_ARG(UseFlags, "out", out, "PNG", "the picture to write"), /* visualize only */
+};
 
 COMMAND(eval, "evaluate a training run on its test split (mAP family JSON, per-class AP CSV)",
         "trmml eval RUN_DIR [--cached-test TEST.feat]\n"
         "  Prints the JSON object of `trmml metrics` (mAP, AP per class, CP/CR/CF1/OP/OR/OF1,\n"
         "  top-3), and writes RUN_DIR/eval.json and RUN_DIR/ap.csv (class,AP). Test features come\n"
         "  from --cached-test, else from the run's cache, else from the image tower.") {
-    UseOptions o = {0};
-    const char *pos[8];
-    int npos = 0;
-    if (argc > 8) {
-        fprintf(stderr, "trmml eval: too many arguments\n");
-        return 2;
-    }
-    int rc = parse_use("eval", argc, argv, 0, &o, pos, &npos);
-    if (rc) return rc;
-    if (npos != 1) {
-        fprintf(stderr, "trmml eval: expected one RUN_DIR (see trmml eval --help)\n");
-        return 2;
-    }
-    Status st = cpu_only();
-    if (st != STATUS_OK) return fail("eval", st);
+    UseFlags o = {0};
+    const KeyGroup groups[] = {FLAGS_OF(EVAL_FLAGS, &o)};
+    FlagsParsed fp;
+    int rc = flags_parse(groups, KEY_COUNT(groups), 1, argc, argv, &fp);
+    if (rc != FLAGS_GO) return rc;
+    if (fp.npos != 1) return tool_usage_error("expected one RUN_DIR");
+    const char *const *pos = (const char *const *)argv;
+    Status st = tool_device_cpu_only();
+    if (st != STATUS_OK) return tool_fail(st);
     TrmmlRun run;
-    if ((st = trmml_run_open(pos[0], &run)) != STATUS_OK) return fail("eval", st);
+    if ((st = trmml_run_open(pos[0], &run)) != STATUS_OK) return tool_fail(st);
     const RunConfig *c = &run.cfg;
     Dataset *ds = NULL;
     DsOptions dopt = {.class_list = c->class_list[0] ? c->class_list : NULL};
@@ -358,7 +286,7 @@ COMMAND(eval, "evaluate a training run on its test split (mAP family JSON, per-c
     if (st == STATUS_OK && run_path(path, sizeof path, pos[0], "eval.json")) {
         char *text = xmalloc(strlen(ev.json) + 2);
         sprintf(text, "%s\n", ev.json);
-        st = run_write_file(path, text, strlen(text));
+        st = xwrite_file_atomic(path, text, strlen(text));
         free(text);
     }
     if (st == STATUS_OK) printf("%s\n", ev.json);
@@ -366,7 +294,7 @@ COMMAND(eval, "evaluate a training run on its test split (mAP family JSON, per-c
     trmml_source_close(&src);
     ds_free(ds);
     trmml_run_close(&run);
-    return st == STATUS_OK ? 0 : fail("eval", st);
+    return st == STATUS_OK ? 0 : tool_fail(st);
 }
 
 /* Class indices of p (C) sorted by descending probability (ties: lower index first). */
@@ -385,19 +313,15 @@ COMMAND(predict, "top classes of images under a trained run",
         "  Runs the image tower on each image (the method's test transform) and the run's head;\n"
         "  prints, per image, its K (default 5) most probable classes, one line each:\n"
         "  IMAGE<TAB>probability<TAB>class.") {
-    UseOptions o = {.top = 5};
-    const char **pos = xcalloc((size_t)argc + 1, sizeof *pos);
-    int npos = 0;
-    int rc = parse_use("predict", argc, argv, 0, &o, pos, &npos);
-    if (!rc && npos < 2) {
-        fprintf(stderr, "trmml predict: expected RUN_DIR and at least one IMAGE\n");
-        rc = 2;
-    }
-    if (rc) {
-        free(pos);
-        return rc;
-    }
-    Status st = cpu_only();
+    UseFlags o = {.top = 5};
+    const KeyGroup groups[] = {{TOP_FLAGS, 1, &o}}; /* --top */
+    FlagsParsed fp;
+    int rc = flags_parse(groups, KEY_COUNT(groups), -1, argc, argv, &fp);
+    if (rc != FLAGS_GO) return rc;
+    if (fp.npos < 2) return tool_usage_error("expected RUN_DIR and at least one IMAGE");
+    const char *const *pos = (const char *const *)argv;
+    const int npos = fp.npos;
+    Status st = tool_device_cpu_only();
     Image *ims = xcalloc((size_t)npos, sizeof *ims);
     for (int i = 1; i < npos && st == STATUS_OK; i++) st = image_load(pos[i], &ims[i], NULL);
     TrmmlRun run;
@@ -422,8 +346,7 @@ COMMAND(predict, "top classes of images under a trained run",
     if (open) trmml_run_close(&run);
     for (int i = 0; i < npos; i++) image_free(&ims[i]);
     free(ims);
-    free(pos);
-    return st == STATUS_OK ? 0 : fail("predict", st);
+    return st == STATUS_OK ? 0 : tool_fail(st);
 }
 
 COMMAND(visualize, "heat maps of the regions a trained run matches for an image's top classes",
@@ -433,20 +356,14 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
         "  PVLR: the text->visual attention of DMA per class (SPEC §5.5), scaled alike.\n"
         "  The HW grid is upsampled bilinearly and blended over the image; the PNG holds the K\n"
         "  panels side by side, and stdout lists them: panel<TAB>probability<TAB>class.") {
-    UseOptions o = {.top = 3};
-    const char *pos[8];
-    int npos = 0;
-    if (argc > 8) {
-        fprintf(stderr, "trmml visualize: too many arguments\n");
-        return 2;
-    }
-    int rc = parse_use("visualize", argc, argv, 0, &o, pos, &npos);
-    if (rc) return rc;
-    if (npos != 2 || !o.out) {
-        fprintf(stderr, "trmml visualize: expected RUN_DIR IMAGE --out PNG\n");
-        return 2;
-    }
-    Status st = cpu_only();
+    UseFlags o = {.top = 3};
+    const KeyGroup groups[] = {FLAGS_OF(TOP_FLAGS, &o)};
+    FlagsParsed fp;
+    int rc = flags_parse(groups, KEY_COUNT(groups), 2, argc, argv, &fp);
+    if (rc != FLAGS_GO) return rc;
+    if (fp.npos != 2 || !o.out) return tool_usage_error("expected RUN_DIR IMAGE --out PNG");
+    const char *const *pos = (const char *const *)argv;
+    Status st = tool_device_cpu_only();
     Image im = {0};
     if (st == STATUS_OK) st = image_load(pos[1], &im, NULL);
     TrmmlRun run;
@@ -484,5 +401,5 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
     }
     if (open) trmml_run_close(&run);
     image_free(&im);
-    return st == STATUS_OK ? 0 : fail("visualize", st);
+    return st == STATUS_OK ? 0 : tool_fail(st);
 }

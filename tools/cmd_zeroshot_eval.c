@@ -7,72 +7,50 @@
 #include "clip/tokenizer.h"
 #include "datasets/metrics.h"
 #include "tools/command.h"
+#include "tools/flags.h"
 #include "trmml/evaluate.h"
 #include "trmml/zeroshot.h"
 
-static int fail(Status st) {
-    fprintf(stderr, "trmml zeroshot-eval: %s\n", error_last());
-    return st == STATUS_ERR_USAGE ? 2 : 1;
-}
+typedef struct {
+    ModelFlags model;
+    DatasetFlags ds;
+    const char *out;
+    int64_t size;
+    int feature; /* a ZeroShotFeature, spelled FEATURE_NAMES[feature] */
+} ZeroshotEvalFlags;
+
+static const char *const FEATURE_NAMES[] = {"pooled", "token0", NULL}; /* in enum order */
+
+static const KeySpec ZEROSHOT_EVAL_FLAGS[] = {
+    FLAG_ARG(ZeroshotEvalFlags, "out", out, "FILE.json", "also write the metrics JSON there"),
+    FLAG_ENUM(ZeroshotEvalFlags, "feature", feature, FEATURE_NAMES,
+              "score with the pooled embedding, or token 0 of the dense features (no attention)"),
+};
 
 COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a dataset split",
-           "trmml zeroshot-eval --model FILE --dataset NAME --root DIR --split S [--size N]\n"
-           "                    [--class-list F] [--image-dir D] [--vocab F] [--out FILE.json]\n"
-           "                    [--feature pooled|token0]\n"
+           "trmml zeroshot-eval --model FILE --dataset NAME --root DIR --split S [options]\n"
            "  Scores every image with p_c = softmax over classes of exp(logit_scale) *\n"
-           "  cos(image, \"a photo of a {class}.\") at N x N (default: the model's native side;\n"
-           "  bicubic resize of the shorter side, centre crop) and prints the metrics JSON\n"
-           "  (datasets/metrics.h); --out also writes it to FILE.json. --feature token0 scores\n"
-           "  with token 0 of the dense features (no attention) instead of the pooled embedding.") {
-    const char *model_path = NULL, *name = NULL, *root = NULL, *split = NULL, *vocab = NULL;
-    const char *out = NULL;
-    DsOptions dopt = {0};
-    int size = 0;
-    ZeroShotFeature feature = ZEROSHOT_POOLED;
-    static const char *const value_flags[] = {
-        "--model",     "--dataset", "--root", "--split",   "--class-list",
-        "--image-dir", "--vocab",   "--out",  "--feature", "--size",       NULL};
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i], *v;
-        int rc = tool_flag_value("zeroshot-eval", argc, argv, &i, value_flags, &v);
-        if (rc) return rc;
-        if (strcmp(f, "--model") == 0) model_path = v;
-        else if (strcmp(f, "--dataset") == 0) name = v;
-        else if (strcmp(f, "--root") == 0) root = v;
-        else if (strcmp(f, "--split") == 0) split = v;
-        else if (strcmp(f, "--class-list") == 0) dopt.class_list = v;
-        else if (strcmp(f, "--image-dir") == 0) dopt.image_dir = v;
-        else if (strcmp(f, "--vocab") == 0) vocab = v;
-        else if (strcmp(f, "--out") == 0) out = v;
-        else if (strcmp(f, "--feature") == 0) {
-            if (strcmp(v, "pooled") && strcmp(v, "token0")) {
-                fprintf(stderr, "trmml zeroshot-eval: --feature '%s': expected pooled or token0\n", v);
-                return 2;
-            }
-            feature = strcmp(v, "token0") == 0 ? ZEROSHOT_TOKEN0 : ZEROSHOT_POOLED;
-        }
-        else if (strcmp(f, "--size") == 0) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 32 || n > 4096 || n % 32) {
-                fprintf(stderr, "trmml zeroshot-eval: --size '%s': expected a multiple of 32 in "
-                                "[32, 4096]\n", v);
-                return 2;
-            }
-            size = (int)n;
-        } else
-            CHECK(false, "zeroshot-eval: value flag %s not handled", f);
-    }
-    if (!model_path || !name || !root || !split) {
-        fprintf(stderr, "trmml zeroshot-eval: --model, --dataset, --root and --split are required\n");
-        return 2;
-    }
+           "  cos(image, \"a photo of a {class}.\") at N x N (--size; bicubic resize of the shorter\n"
+           "  side, centre crop) and prints the metrics JSON (datasets/metrics.h).") {
+    ZeroshotEvalFlags o = {.feature = ZEROSHOT_POOLED};
+    const KeyGroup groups[] = {MODEL_GROUP(&o.model), DATASET_GROUP(&o.ds, DATASET_SPLIT),
+                               FLAGS_OF(ZEROSHOT_EVAL_FLAGS, &o), SIZE_GROUP(&o.size)};
+    int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
+    if (rc != FLAGS_GO) return rc;
+    if (!o.model.model || !o.ds.dataset || !o.ds.root || !o.ds.split)
+        return tool_usage_error("--model, --dataset, --root and --split are required");
+    const DsOptions dopt = flags_ds_options(&o.ds);
+    int size = (int)o.size;
+    const ZeroShotFeature feature = (ZeroShotFeature)o.feature;
+    const char *out = o.out;
+    /* The image tower runs on the host here, as in the CLIP commands (docs/cuda.md). */
+    Status st = tool_device_cpu_only();
     Dataset *ds = NULL;
     ClipTokenizer *tok = NULL;
     ClipModel *clip = NULL;
-    Status st = ds_open(name, root, split, &dopt, &ds);
-    if (st == STATUS_OK) st = clip_tokenizer_load(clip_vocab_path(vocab), &tok);
-    if (st == STATUS_OK) st = trmml_load_clip(model_path, &clip);
+    if (st == STATUS_OK) st = ds_open(o.ds.dataset, o.ds.root, o.ds.split, &dopt, &ds);
+    if (st == STATUS_OK) st = clip_tokenizer_load(clip_vocab_path(o.model.vocab), &tok);
+    if (st == STATUS_OK) st = trmml_load_clip(o.model.model, &clip);
     double *scores = NULL, *targets = NULL, *ap = NULL;
     char *json = NULL;
     if (st == STATUS_OK) {
@@ -92,22 +70,12 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
                     ds_chance_map(targets, N, C));
     }
     if (st == STATUS_OK && out) {
-        char *tmp = xmalloc(strlen(out) + 5);
-        sprintf(tmp, "%s.tmp", out);
-        FILE *f = xfopen(tmp, "wb");
-        if (!f) st = STATUS_ERR_IO;
-        else {
-            st = xfwrite(json, 1, strlen(json), f, tmp);
-            if (st == STATUS_OK) st = xfwrite("\n", 1, 1, f, tmp);
-            if (fclose(f) != 0 && st == STATUS_OK)
-                st = error_set(STATUS_ERR_IO, "%s: close failed", tmp);
-            if (st == STATUS_OK && rename(tmp, out) != 0)
-                st = error_set(STATUS_ERR_IO, "cannot rename %s to %s", tmp, out);
-            if (st != STATUS_OK) remove(tmp);
-        }
-        free(tmp);
+        char *text = xmalloc(strlen(json) + 2);
+        sprintf(text, "%s\n", json);
+        st = xwrite_file_atomic(out, text, strlen(text));
+        free(text);
     }
-    int rc = st == STATUS_OK ? 0 : fail(st);
+    rc = st == STATUS_OK ? 0 : tool_fail(st);
     if (rc == 0) printf("%s\n", json);
     free(json);
     free(scores);

@@ -4,10 +4,13 @@
  *         ... return 0;   // exit status: 0 success, 1 failure, 2 usage error (STYLE.md §5)
  *     }
  *
- * The body receives the arguments after the subcommand name (global options --device and
- * --threads already removed; `tool_device()` gives the parsed --device value). `--help` is
- * answered by main from the usage text, so bodies never see it. */
+ * The body receives the arguments after the subcommand name and reads them with flags_parse
+ * (tools/flags.h), which also answers --help: the summary, then the usage text (synopsis and
+ * description; the flags themselves are listed from the command's key tables). */
 #pragma once
+#include <stdio.h>
+
+#include "tensor/error.h"
 
 typedef int (*CommandFn)(int argc, char **argv);
 void command_register(const char *name, const char *summary, const char *usage, CommandFn fn);
@@ -21,13 +24,11 @@ void command_register(const char *name, const char *summary, const char *usage, 
     }                                                                                      \
     static int command_##ident(int argc, char **argv)
 
-/* For an option that takes a value ("--flag value"): when argv[*i] is one of `known` (a
- * NULL-terminated list) and a value follows, sets *value, advances *i and returns 0. Otherwise
- * prints "trmml CMD: unknown option" or "... needs a value" and returns 2 (a usage error): an
- * unknown flag in last position is still reported as unknown. */
-int tool_flag_value(const char *cmd, int argc, char **argv, int *i, const char *const *known,
-                    const char **value);
-
-/* The --device value given on the command line ("auto" by default) and --threads (0 = default). */
-const char *tool_device(void);
-int tool_threads(void);
+/* The running command's name ("zeroshot-eval"); NULL before main has chosen one. */
+const char *tool_command(void);
+/* The running command's summary and usage text, as --help begins. */
+void tool_print_usage(FILE *f);
+/* "trmml CMD: <last error>" on stderr; returns the exit status: 2 for STATUS_ERR_USAGE, else 1. */
+int tool_fail(Status st);
+/* "trmml CMD: <message> (see trmml CMD --help)" on stderr; returns 2 (a usage error). */
+int tool_usage_error(const char *fmt, ...) TRMML_PRINTF(1, 2);

@@ -1,5 +1,7 @@
 /* main.c — the `trmml` command-line tool: git-style subcommands, each with --help.
- * Global options (before or after the subcommand): --device auto|cpu|cuda[:N], --threads N. */
+ * Global options (before or after the subcommand): --device auto|cpu|cuda[:N], --threads N
+ * (tools/flags.h). */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,10 +11,11 @@
 #include "tensor/isa.h"
 #include "tensor/text.h"
 #include "tools/command.h"
+#include "tools/flags.h"
 
 #define TRMML_VERSION "0.1.0"
 
-int bench_main(int argc, char **argv, int threads);
+int bench_main(int argc, char **argv);
 
 typedef struct {
     const char *name, *summary, *usage;
@@ -21,33 +24,40 @@ typedef struct {
 
 static Command commands[64];
 static int ncommands;
-static int g_threads = 0;
-static const char *g_device = "auto";
+static const Command *g_running; /* the command main chose */
 
 void command_register(const char *name, const char *summary, const char *usage, CommandFn fn) {
     CHECK(ncommands < 64, "too many commands");
     commands[ncommands++] = (Command){name, summary, usage, fn};
 }
 
-const char *tool_device(void) { return g_device; }
-int tool_threads(void) { return g_threads; }
+const char *tool_command(void) { return g_running ? g_running->name : NULL; }
 
-int tool_flag_value(const char *cmd, int argc, char **argv, int *i, const char *const *known,
-                    const char **value) {
-    const char *f = argv[*i];
-    bool is_known = false;
-    for (int k = 0; known[k] && !is_known; k++) is_known = strcmp(f, known[k]) == 0;
-    if (!is_known) {
-        fprintf(stderr, "trmml %s: unknown option '%s' (see trmml %s --help)\n", cmd,
-                text_for_message(f), cmd);
-        return 2;
-    }
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "trmml %s: %s needs a value (see trmml %s --help)\n", cmd, f, cmd);
-        return 2;
-    }
-    *value = argv[++*i];
-    return 0;
+void tool_print_usage(FILE *f) {
+    if (g_running) fprintf(f, "%s\n\n%s\n", g_running->summary, g_running->usage);
+}
+
+/* "trmml CMD" or "trmml" before a command is chosen. */
+static void print_prefix(void) {
+    fprintf(stderr, "trmml%s%s: ", g_running ? " " : "", g_running ? g_running->name : "");
+}
+
+int tool_fail(Status st) {
+    print_prefix();
+    fprintf(stderr, "%s\n", error_last());
+    return st == STATUS_ERR_USAGE ? 2 : 1;
+}
+
+int tool_usage_error(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    print_prefix();
+    fprintf(stderr, "%s (see trmml%s%s --help)\n", text_for_message(msg), g_running ? " " : "",
+            g_running ? g_running->name : "");
+    return 2;
 }
 
 static int cmp_commands(const void *a, const void *b) {
@@ -56,15 +66,12 @@ static int cmp_commands(const void *a, const void *b) {
 
 COMMAND(version, "print the version, the compiled-in backends and the selected device",
         "trmml version [--device auto|cpu|cuda[:N]]") {
-    (void)argc;
-    (void)argv;
+    int rc = flags_parse(NULL, 0, 0, argc, argv, NULL);
+    if (rc != FLAGS_GO) return rc;
     DeviceKind dev;
     int idx;
-    Status st = device_parse(g_device, &dev, &idx);
-    if (st != STATUS_OK) {
-        fprintf(stderr, "trmml: %s\n", error_last());
-        return st == STATUS_ERR_USAGE ? 2 : 1;
-    }
+    Status st = device_parse(tool_device(), &dev, &idx);
+    if (st != STATUS_OK) return tool_fail(st);
     printf("trmml %s\n", TRMML_VERSION);
     printf("backends: %s\n", device_summary());
     printf("kernels: %d per backend\n", device_kernel_count());
@@ -74,13 +81,10 @@ COMMAND(version, "print the version, the compiled-in backends and the selected d
 }
 
 COMMAND(bench, "run benchmarks (TSV on stdout, a readable log on stderr)",
-        "trmml bench [--threads N] [--quick] [--list] [--case TEXT] [NAME]\n"
-        "  NAME     run one benchmark (see --list); all by default\n"
-        "  --quick  fewer repetitions (a smoke test)\n"
-        "  --case TEXT  only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\");\n"
-        "               train and loader run all their rows\n"
-        "  make bench runs them all and writes docs/benchmarks.md") {
-    return bench_main(argc, argv, g_threads);
+        "trmml bench [--quick] [--list] [--case TEXT] [NAME]\n"
+        "  NAME: run one benchmark (see --list); all by default. make bench runs them all and\n"
+        "  writes docs/benchmarks.md.") {
+    return bench_main(argc, argv);
 }
 
 static void usage(FILE *f) {
@@ -90,60 +94,20 @@ static void usage(FILE *f) {
     fprintf(f, "\n`trmml <command> --help` describes one command.\n");
 }
 
-/* Remove the global options from argv (they may appear anywhere); returns the new argc or -1. */
-static int take_global_options(int argc, char **argv) {
-    int out = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        int which = 0;
-        if (strcmp(a, "--device") == 0 || strcmp(a, "--threads") == 0) {
-            which = a[2] == 'd' ? 1 : 2;
-            if (i + 1 >= argc) {
-                fprintf(stderr, "trmml: %s needs a value\n", a);
-                return -1;
-            }
-            val = argv[++i];
-        } else if (strncmp(a, "--device=", 9) == 0) {
-            which = 1;
-            val = a + 9;
-        } else if (strncmp(a, "--threads=", 10) == 0) {
-            which = 2;
-            val = a + 10;
-        }
-        if (which == 1) g_device = val;
-        else if (which == 2) {
-            char *end;
-            long n = strtol(val, &end, 10);
-            if (*end || n < 1 || n > 1024) {
-                fprintf(stderr, "trmml: --threads '%s': expected an integer in [1, 1024]\n", val);
-                return -1;
-            }
-            g_threads = (int)n;
-        } else argv[out++] = argv[i];
-    }
-    return out;
-}
-
 int main(int argc, char **argv) {
     qsort(commands, ncommands, sizeof *commands, cmp_commands);
-    argc = take_global_options(argc, argv);
-    if (argc < 0) return 2;
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    int first;
+    if (flags_parse_global(argc, argv, &first) != FLAGS_GO) return 2;
+    if (first >= argc || strcmp(argv[first], "--help") == 0 || strcmp(argv[first], "help") == 0) {
+        usage(first >= argc ? stderr : stdout);
+        return first >= argc ? 2 : 0;
     }
-    if (g_threads) device_set_threads(g_threads);
     for (int i = 0; i < ncommands; i++) {
-        if (strcmp(argv[1], commands[i].name) != 0) continue;
-        for (int k = 2; k < argc; k++)
-            if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
-                printf("%s\n\n%s\n", commands[i].summary, commands[i].usage);
-                return 0;
-            }
-        return commands[i].run(argc - 2, argv + 2);
+        if (strcmp(argv[first], commands[i].name) != 0) continue;
+        g_running = &commands[i];
+        return commands[i].run(argc - first - 1, argv + first + 1);
     }
-    fprintf(stderr, "trmml: unknown command '%s'\n", argv[1]);
+    fprintf(stderr, "trmml: unknown command '%s'\n", text_for_message(argv[first]));
     usage(stderr);
     return 2;
 }

@@ -87,7 +87,7 @@ Status trmml_write_ap_csv(const char *path, char *const *names, const double *ap
         fprintf(f, ",%s\n", ds_format_double(num, sizeof num, ap[c]));
     }
     fclose(f);
-    Status st = run_write_file(path, text, n);
+    Status st = xwrite_file_atomic(path, text, n);
     free(text);
     return st;
 }

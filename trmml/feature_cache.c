@@ -32,10 +32,11 @@ Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const Ex
     if (S <= 0 || S % 32)
         return error_set(STATUS_ERR_USAGE, "feature cache: image size %d is not a multiple of 32", S);
     int64_t g = S / 32, tokens = g * g + 1, dim = model->cfg.embed_dim;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = xfopen(tmp, "wb");
-    if (!f) return STATUS_ERR_IO;
+    AtomicFile af;
+    Status st = xatomic_open(path, &af);
+    if (st != STATUS_OK) return st;
+    FILE *f = af.f;
+    const char *tmp = af.tmp;
     FcHeader h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, FC_MAGIC, 8);
@@ -50,7 +51,7 @@ Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const Ex
     snprintf(h.split, sizeof h.split, "%s", ds->split);
     ResampleFilter filter = opt->filter == RESAMPLE_NEAREST ? RESAMPLE_BICUBIC : opt->filter;
     snprintf(h.resample, sizeof h.resample, "%s", resample_filter_name(filter));
-    Status st = xfwrite(&h, sizeof h, 1, f, tmp);
+    st = xfwrite(&h, sizeof h, 1, f, tmp);
 
     int64_t nskip = 0;
     size_t per_image = (size_t)(tokens * dim);
@@ -106,10 +107,7 @@ Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const Ex
     free(bad);
     free(img_st);
     free(img_err);
-    if (fclose(f) != 0 && st == STATUS_OK) st = error_set(STATUS_ERR_IO, "%s: close failed", tmp);
-    if (st == STATUS_OK && rename(tmp, path) != 0)
-        st = error_set(STATUS_ERR_IO, "cannot rename %s to %s", tmp, path);
-    if (st != STATUS_OK) remove(tmp);
+    st = xatomic_close(&af, st);
     if (skipped) *skipped = nskip;
     return st;
 }

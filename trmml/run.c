@@ -188,29 +188,7 @@ static Status fsync_path(const char *path) {
 }
 
 Status run_write_file(const char *path, const char *text, size_t n) {
-    /* A temporary of its own (mkstemp), not a fixed "<path>.tmp": `trmml eval` writes ap.csv
-     * into a run directory whose training may be writing it too, and two writers of one fixed
-     * name would truncate each other's file before the rename. */
-    char tmp[RUN_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return error_set(STATUS_ERR_IO, "%s: cannot create a temporary beside it (%s)", path,
-                         strerror(errno));
-    FILE *f = fchmod(fd, 0644) == 0 ? fdopen(fd, "wb") : NULL; /* mkstemp makes 0600 */
-    if (!f) {
-        const int err = errno;
-        close(fd);
-        remove(tmp);
-        return error_set(STATUS_ERR_IO, "%s: %s", tmp, strerror(err));
-    }
-    Status st = n ? xfwrite(text, 1, n, f, tmp) : STATUS_OK;
-    if (fclose(f) != 0 && st == STATUS_OK) st = error_set(STATUS_ERR_IO, "%s: write failed", tmp);
-    if (st == STATUS_OK) st = fsync_path(tmp);
-    if (st == STATUS_OK && rename(tmp, path) != 0)
-        st = error_set(STATUS_ERR_IO, "%s: cannot rename to %s", tmp, path);
-    if (st != STATUS_OK) remove(tmp);
-    return st;
+    return xwrite_file_atomic(path, text, n);
 }
 
 Status run_log_open(RunLog *log, const char *dir, bool append, FILE *echo) {

@@ -93,8 +93,9 @@ double run_config_loss_w(const RunConfig *rc);
 bool run_path(char *buf, size_t cap, const char *dir, const char *name);
 /* mkdir -p; STATUS_ERR_IO naming the directory. */
 Status run_mkdir(const char *dir);
-/* Write `text` (n bytes) to a temporary of its own beside `path` (mkstemp), fsync, rename: a
- * concurrent writer of the same file (trmml eval during training) cannot tear it. */
+/* xwrite_file_atomic (tensor/error.h): a temporary of its own beside `path`, fsync, rename, so
+ * a concurrent writer of the same file (trmml eval during training) cannot tear it. The name
+ * stays for trmml/train.c's calls; other code calls xwrite_file_atomic. */
 Status run_write_file(const char *path, const char *text, size_t n);
 
 /* The exclusive lock of a run directory: flock on <dir>/.lock, held while the descriptor is

@@ -1,0 +1,238 @@
+/* flags.c — the command-line parser (flags.h): one loop over argv for every command, the shared
+ * flag groups, and the global --device/--threads. */
+#include "tools/flags.h"
+
+#include <string.h>
+
+#include "tensor/device.h"
+#include "tensor/text.h"
+#include "tools/command.h"
+
+/* ---- the shared groups ------------------------------------------------------------------- */
+
+const KeySpec MODEL_FLAGS[2] = {
+    FLAG_ARG(ModelFlags, "model", model, "FILE",
+             "CLIP checkpoint: OpenAI .pt, torch state dict or safetensors"),
+    FLAG_ARG(ModelFlags, "vocab", vocab, "F",
+             "BPE vocabulary (default $TRMML_VOCAB, then ../shared/clip/)"),
+};
+
+const KeySpec DATASET_FLAGS[DATASET_ALL] = {
+    FLAG_ARG(DatasetFlags, "dataset", dataset, "NAME",
+             "voc2007 voc2012 coco2014 nuswide vg200 cub"),
+    FLAG_ARG(DatasetFlags, "root", root, "DIR", "the dataset's directory (docs/datasets.md)"),
+    FLAG_ARG(DatasetFlags, "class-list", class_list, "F",
+             "class names, one per line (instead of the layout's)"),
+    FLAG_ARG(DatasetFlags, "split", split, "S", "the split: trainval, test, train, val, ..."),
+    FLAG_ARG(DatasetFlags, "image-dir", image_dir, "D", "images (instead of the layout's)"),
+    FLAG_ARG(DatasetFlags, "split-list", split_list, "F", "image list (instead of the layout's)"),
+    FLAG_ARG(DatasetFlags, "labels", labels, "F", "label file (instead of the layout's)"),
+    FLAG_SWITCH(DatasetFlags, "dualcoop-labels", dualcoop_labels,
+                "label files use 1/0/-1 (positive/negative/unknown)"),
+};
+
+DsOptions flags_ds_options(const DatasetFlags *d) {
+    DsOptions o = {0};
+    o.image_dir = d->image_dir;
+    o.class_list = d->class_list;
+    o.split_list = d->split_list;
+    o.labels = d->labels;
+    o.convention = d->dualcoop_labels ? DS_LABELS_DUALCOOP : DS_LABELS_PM1;
+    return o;
+}
+
+const KeySpec SIZE_FLAGS[1] = {
+    KEY_ENTRY_("size", KEY_INT, 0, 0, NULL, 32, 4096, NULL,
+               "square input side, a multiple of 32 (default: the model's native side)", "N"),
+};
+
+/* ---- the global group -------------------------------------------------------------------- */
+
+typedef struct {
+    const char *device;
+    int64_t threads;
+} GlobalFlags;
+
+static GlobalFlags g_global = {"auto", 0};
+
+static const KeySpec GLOBAL_FLAGS[] = {
+    FLAG_ARG(GlobalFlags, "device", device, "auto|cpu|cuda[:N]",
+             "backend; auto = CUDA when a GPU answers and the command runs there (docs/cuda.md)"),
+    FLAG_INT(GlobalFlags, "threads", threads, 1, 1024, "N",
+             "CPU threads of the kernels (OpenMP, OpenBLAS)"),
+};
+
+const char *tool_device(void) { return g_global.device; }
+int tool_threads(void) { return (int)g_global.threads; }
+
+Status tool_device_cpu_only(void) {
+    /* auto means the CPU: these commands keep their data on the host (docs/cuda.md). */
+    if (strcmp(g_global.device, "auto") == 0) return STATUS_OK;
+    DeviceKind dev;
+    int idx;
+    Status st = device_parse(g_global.device, &dev, &idx);
+    if (st == STATUS_OK && dev != DEVICE_CPU)
+        st = error_set(STATUS_ERR_DEVICE,
+                       "--device %s: trmml %s runs on the CPU only (the CUDA backend's kernels "
+                       "exist, but this command is not ported to them: docs/cuda.md); use "
+                       "--device cpu",
+                       g_global.device, tool_command() ? tool_command() : "");
+    return st;
+}
+
+/* The global flags take effect once parsed: a malformed --device is a usage error for every
+ * command (whether CUDA answers is the concern of the commands that use it). */
+static int apply_global(void) {
+    DeviceKind dev;
+    int idx;
+    if (strcmp(g_global.device, "auto") != 0 &&
+        device_parse(g_global.device, &dev, &idx) == STATUS_ERR_USAGE)
+        return tool_usage_error("%s", error_last());
+    if (g_global.threads) device_set_threads((int)g_global.threads);
+    return FLAGS_GO;
+}
+
+/* ---- the parser -------------------------------------------------------------------------- */
+
+#define MAX_GROUPS 16
+
+/* The entry spelled name[0 .. len) and the struct of its group; NULL when none has it. */
+static const KeySpec *find_flag(const KeyGroup *groups, int ngroups, const char *name, size_t len,
+                                void **obj) {
+    for (int g = 0; g < ngroups; g++)
+        for (int i = 0; i < groups[g].n; i++) {
+            const KeySpec *k = &groups[g].keys[i];
+            if (strlen(k->name) == len && strncmp(k->name, name, len) == 0) {
+                *obj = groups[g].obj;
+                return k;
+            }
+        }
+    return NULL;
+}
+
+/* Apply the flag argv[*i] ("--name", "--name=value", or "--name" with the value after it),
+ * leaving *i on the last argument it used. FLAGS_GO, or 2 after printing a usage error. */
+static int take_flag(const KeyGroup *groups, int ngroups, int argc, char **argv, int *i) {
+    const char *arg = argv[*i], *name = arg + 2, *eq = strchr(name, '=');
+    const size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    void *obj = NULL;
+    const KeySpec *k = find_flag(groups, ngroups, name, len, &obj);
+    if (!k) {
+        char flag[128];
+        const size_t n = len + 2 < sizeof flag ? len + 2 : sizeof flag - 1;
+        snprintf(flag, sizeof flag, "%.*s", (int)n, arg);
+        return tool_usage_error("unknown option '%s'", flag);
+    }
+    const char *value = eq ? eq + 1 : NULL;
+    if (k->kind == KEY_SWITCH) {
+        if (value) return tool_usage_error("--%s takes no value (got '%s')", k->name, arg);
+    } else if (!value) {
+        if (*i + 1 >= argc) return tool_usage_error("--%s needs a value", k->name);
+        value = argv[++*i];
+    }
+    char label[128];
+    snprintf(label, sizeof label, "--%s", k->name);
+    if (keys_set(k, obj, value, label) != STATUS_OK) return tool_usage_error("%s", error_last());
+    return FLAGS_GO;
+}
+
+/* Whether argv element a is a flag ("--x..."); "--" itself and "-x" are not. */
+static bool is_flag(const char *a) { return a[0] == '-' && a[1] == '-' && a[2]; }
+
+int flags_parse(const KeyGroup *groups, int ngroups, int max_pos, int argc, char **argv,
+                FlagsParsed *out) {
+    CHECK(ngroups >= 0 && ngroups < MAX_GROUPS, "flags_parse: %d groups", ngroups);
+    KeyGroup all[MAX_GROUPS];
+    for (int g = 0; g < ngroups; g++) all[g] = groups[g];
+    all[ngroups] = (KeyGroup){GLOBAL_FLAGS, KEY_COUNT(GLOBAL_FLAGS), &g_global};
+    const int nall = ngroups + 1;
+    int npos = 0, nflags = 0;
+    bool flags_done = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!flags_done && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+            tool_print_usage(stdout);
+            flags_print_help(groups, ngroups, stdout);
+            return 0;
+        }
+        if (!flags_done && strcmp(a, "--") == 0) {
+            flags_done = true;
+        } else if (!flags_done && is_flag(a)) {
+            const int first = i;
+            int rc = take_flag(all, nall, argc, argv, &i);
+            if (rc != FLAGS_GO) return rc;
+            void *obj;
+            const char *name = argv[first] + 2, *eq = strchr(name, '=');
+            nflags += find_flag(groups, ngroups, name, eq ? (size_t)(eq - name) : strlen(name),
+                                &obj) != NULL;
+        } else {
+            if (max_pos >= 0 && npos >= max_pos)
+                return tool_usage_error("unexpected argument '%s'", text_for_message(a));
+            argv[npos++] = argv[i]; /* npos <= i: an element not yet read is never overwritten */
+        }
+    }
+    if (out) *out = (FlagsParsed){npos, nflags};
+    for (int g = 0; g < ngroups; g++)
+        if (groups[g].keys == SIZE_FLAGS) {
+            const int64_t size = *(const int64_t *)groups[g].obj;
+            if (size % 32)
+                return tool_usage_error("--size: %lld is not a multiple of 32", (long long)size);
+        }
+    return apply_global();
+}
+
+int flags_parse_global(int argc, char **argv, int *next) {
+    const KeyGroup global = {GLOBAL_FLAGS, KEY_COUNT(GLOBAL_FLAGS), &g_global};
+    int i = 1;
+    for (; i < argc && is_flag(argv[i]) && strcmp(argv[i], "--help") != 0; i++) {
+        int rc = take_flag(&global, 1, argc, argv, &i);
+        if (rc != FLAGS_GO) return rc;
+    }
+    *next = i;
+    return apply_global();
+}
+
+/* ---- --help ------------------------------------------------------------------------------ */
+
+/* The value's name: the table's, else one from the kind. */
+static void flag_meta(const KeySpec *k, char *buf, size_t cap) {
+    buf[0] = 0;
+    if (k->kind == KEY_SWITCH) return;
+    if (k->meta) {
+        snprintf(buf, cap, " %s", k->meta);
+        return;
+    }
+    switch (k->kind) {
+    case KEY_ENUM: {
+        size_t n = (size_t)snprintf(buf, cap, " ");
+        for (int i = 0; k->names[i] && n < cap; i++)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? "|" : "", k->names[i]);
+        return;
+    }
+    case KEY_BOOL: snprintf(buf, cap, " true|false"); return;
+    case KEY_INT:
+    case KEY_UINT64: snprintf(buf, cap, " N"); return;
+    case KEY_DOUBLE: snprintf(buf, cap, " X"); return;
+    case KEY_INT_LIST: snprintf(buf, cap, " N,N,..."); return;
+    default: snprintf(buf, cap, " TEXT"); return;
+    }
+}
+
+static void print_flags(const KeySpec *keys, int n, FILE *f) {
+    for (int i = 0; i < n; i++) {
+        char meta[200], left[256];
+        flag_meta(&keys[i], meta, sizeof meta);
+        snprintf(left, sizeof left, "--%s%s", keys[i].name, meta);
+        if (strlen(left) <= 24) fprintf(f, "  %-24s  %s\n", left, keys[i].help);
+        else fprintf(f, "  %s\n  %-24s  %s\n", left, "", keys[i].help);
+    }
+}
+
+void flags_print_help(const KeyGroup *groups, int ngroups, FILE *f) {
+    bool any = false;
+    for (int g = 0; g < ngroups; g++) any |= groups[g].n > 0;
+    if (any) fprintf(f, "\noptions:\n");
+    for (int g = 0; g < ngroups; g++) print_flags(groups[g].keys, groups[g].n, f);
+    fprintf(f, "\nglobal options (before or after the command):\n");
+    print_flags(GLOBAL_FLAGS, KEY_COUNT(GLOBAL_FLAGS), f);
+}
