@@ -209,6 +209,14 @@ def main():
             ratio = "-" if best is None else f"{ms / best:.2f}"
             sec.append(f"| {key[len(name) + 1:]} | {ms:.2f} | {rate} | {frac} | {fmt(a)} | "
                        f"{fmt(b)} | {ratio} |")
+        # bf16 rows' accuracy (tools/bench_clip.c): the smallest cosine of an output row
+        # against fp32 on the same input.
+        cos = [(k[len("cosine "):], v) for k, v in ometa.items()
+               if k.startswith("cosine " + name + " ")]
+        if cos:
+            sec += ["", "bf16 against fp32 on the same input, smallest cosine over the output's "
+                    "rows:", ""]
+            sec += [f"- {k[len(name) + 1:]}: {float(v):.6f}" for k, v in cos]
         sec.append("")
         sections[name] = sec
 

@@ -48,15 +48,6 @@ uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | q);
 }
 
-float bf16_to_f32(uint16_t b) { return bits_f32((uint32_t)b << 16); }
-
-uint16_t f32_to_bf16(float f) {
-    uint32_t u = f32_bits(f);
-    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fff + ((u >> 16) & 1); /* round to nearest, ties to even */
-    return (uint16_t)(u >> 16);
-}
-
 void convert_to_f32_cpu(float *out, const void *inp, int64_t n, DType dtype) {
     /* out (n), inp (n) of `dtype` — assigns */
 #pragma omp parallel for schedule(static) if (n > 65536)

@@ -11,8 +11,23 @@
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
-float bf16_to_f32(uint16_t b);
-uint16_t f32_to_bf16(float f);
+/* bfloat16 is the top half of a float32: inline, for the bf16 GEMM's packing loops too. */
+static inline float bf16_to_f32(uint16_t b) {
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = (uint32_t)b << 16};
+    return v.f;
+}
+static inline uint16_t f32_to_bf16(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {.f = f};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u); /* quiet NaN */
+    v.u += 0x7fffu + ((v.u >> 16) & 1u); /* round to nearest, ties to even */
+    return (uint16_t)(v.u >> 16);
+}
 
 /* A new float32 tensor (current arena) with the values of `t` (any dtype). */
 Tensor *tensor_to_f32(const Tensor *t);

@@ -8,6 +8,10 @@
  *     "clip rn101 text fwd 2x80"      text tower forward of 2*80 prompts, no grad
  *     "clip rn101 text fwdbwd 2x80"   forward with the tape + backward into the prompt
  *                                     embeddings (the weights are frozen: input path only)
+ *     "clip rn101 img 448 b8 bf16", "clip rn101 text fwd|fwdbwd 2x80 bf16"
+ *                                     the same under --precision bf16 (CPUs with AVX512-BF16),
+ *                                     with the smallest cosine of each output row against fp32
+ *                                     on stderr and as `meta cosine ...` rows
  * Prompts are 77 positions with the end-of-text token at 18..22 (learned context + class name),
  * so the tower runs the first 23 positions. GFLOP = 2 x multiply-accumulates. Backward through
  * frozen weights computes only dx = dy W per linear layer (as many MACs as its forward), so
@@ -28,6 +32,7 @@
 #include "autograd/tape.h"
 #include "clip/model.h"
 #include "tensor/convert.h"
+#include "tensor/ops/gemm_bf16.h"
 #include "tools/bench.h"
 
 /* Scale of random values for a state-dict key: He-scaled weights, unit BN statistics with the
@@ -146,14 +151,42 @@ static const ClipModel *lazy_clip(LazyClip *lc) {
     return lc->m;
 }
 
+static void set_precision(int p) {
+    CHECK(tensor_set_precision((Precision)p) == STATUS_OK, "bench clip: %s", error_last());
+}
+
+/* The accuracy of a bf16 row against fp32 on the same input: the smallest cosine between a
+ * row of `ref` and the same row of `got` (rows: the last dimension), on stderr and as a `meta`
+ * row "cosine KEY WHAT" for the report (docs/benchmarks.md). */
+static void report_cosine(const char *key, const char *what, const Tensor *ref, const Tensor *got) {
+    const int64_t d = ref->shape[ref->ndim - 1], rows = ref->numel / d;
+    double worst = 1;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = tensor_f32(ref) + r * d, *y = tensor_f32(got) + r * d;
+        double xy = 0, xx = 0, yy = 0;
+        for (int64_t i = 0; i < d; i++) xy += (double)x[i] * y[i], xx += (double)x[i] * x[i],
+                                         yy += (double)y[i] * y[i];
+        const double c = xx > 0 && yy > 0 ? xy / sqrt(xx * yy) : 1;
+        if (c < worst) worst = c;
+    }
+    fprintf(stderr, "  %-40s bf16 against fp32: smallest %s cosine %.6f over %lld rows\n", key,
+            what, worst, (long long)rows);
+    printf("meta\tcosine %s %s\t%.6f\n", key, what, worst);
+}
+
 static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
     static const int64_t batches[2] = {1, 8}, sides[2] = {224, 448};
     for (int bi = 0; bi < 2; bi++) {
         for (int si = 0; si < 2; si++) {
+          for (int prec = PRECISION_FP32; prec <= PRECISION_BF16; prec++) {
             const int64_t B = batches[bi], side = sides[si];
             if (ctx->quick && (B != 1 || side != 224)) continue;
+            /* bf16 rows: the largest case (the smoke test's one), where the CPU has bf16. */
+            if (prec == PRECISION_BF16 && (!gemm_bf16_available() || (!ctx->quick && B != 8)))
+                continue;
             char key[96];
-            snprintf(key, sizeof key, "clip %s img %lld b%lld", tag, (long long)side, (long long)B);
+            snprintf(key, sizeof key, "clip %s img %lld b%lld%s", tag, (long long)side, (long long)B,
+                     prec == PRECISION_BF16 ? " bf16" : "");
             if (!bench_wanted(ctx, key)) continue;
             const ClipModel *m = lazy_clip(lc);
             /* The input in an arena of its own; a fresh caller arena per case, so its peak is
@@ -166,13 +199,19 @@ static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
             ClipBench b = {.m = m, .images = tensor_empty(DT_F32, 4, SHAPE(B, 3, side, side))};
             rng_fill_uniform(&r, b.images->data, b.images->numel, -1, 1);
             tensor_set_arena(a);
-            Tensor *emb, *dense;
+            Tensor *emb, *dense, *emb32 = NULL, *dense32 = NULL;
+            if (prec == PRECISION_BF16) clip_encode_image(m, b.images, &emb32, &dense32);
+            set_precision(prec);
             const bool rss = rss_peak_reset();
             const long rss_base = status_kib("VmRSS");
             clip_encode_image(m, b.images, &emb, &dense);
             const long rss_growth = rss && rss_base >= 0 ? status_kib("VmHWM") - rss_base : -1;
             for (int64_t i = 0; i < emb->numel; i++)
                 CHECK(isfinite(tensor_f32(emb)[i]), "bench clip: non-finite image embedding");
+            if (emb32) {
+                report_cosine(key, "embedding", emb32, emb);
+                report_cosine(key, "dense", dense32, dense);
+            }
             double conv, pool, dmacs;
             clip_resnet_macs(&m->cfg.vision, side, side, &conv, &pool, &dmacs);
             const double S = (double)((side / 32) * (side / 32) + 1);
@@ -187,9 +226,11 @@ static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
                 fprintf(stderr, "; peak RSS growth %.1f MiB over the first call",
                         rss_growth / 1024.0);
             fprintf(stderr, "; input %.1f MiB not included\n", b.images->numel * 4.0 / 1048576.0);
+            set_precision(PRECISION_FP32);
             tensor_set_arena(prev);
             arena_destroy(a);
             arena_destroy(in);
+          }
         }
     }
 }
@@ -197,12 +238,17 @@ static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
 static void bench_text(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
     static const int64_t classes[2] = {20, 80};
     const int64_t C = lc->cfg.text.width, T = lc->cfg.text.context;
-    for (int ci = 0; ci < 2; ci++) {
+    for (int ci = 0; ci < 2; ci++)
+      for (int prec = PRECISION_FP32; prec <= PRECISION_BF16; prec++) {
         if (ctx->quick && ci > 0) continue;
+        /* bf16 rows: the 80-class case (the smoke test's one), where the CPU has bf16. */
+        if (prec == PRECISION_BF16 && (!gemm_bf16_available() || (!ctx->quick && ci == 0)))
+            continue;
+        const char *suffix = prec == PRECISION_BF16 ? " bf16" : "";
         char key[96], key_bwd[96];
-        snprintf(key, sizeof key, "clip %s text fwd 2x%lld", tag, (long long)classes[ci]);
-        snprintf(key_bwd, sizeof key_bwd, "clip %s text fwdbwd 2x%lld", tag,
-                 (long long)classes[ci]);
+        snprintf(key, sizeof key, "clip %s text fwd 2x%lld%s", tag, (long long)classes[ci], suffix);
+        snprintf(key_bwd, sizeof key_bwd, "clip %s text fwdbwd 2x%lld%s", tag,
+                 (long long)classes[ci], suffix);
         const bool want_fwd = bench_wanted(ctx, key);
         const bool want_bwd = !ctx->quick && bench_wanted(ctx, key_bwd);
         if (!want_fwd && !want_bwd) continue;
@@ -222,13 +268,20 @@ static void bench_text(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
         const double fwd = 2.0 * (double)N * clip_text_macs(&m->cfg.text, 23) * 1e-9;
         const int reps = ctx->quick ? 1 : 3;
         const double min_s = ctx->quick ? 0 : 1.0;
+        if (prec == PRECISION_BF16) {
+            Tensor *f32 = clip_encode_text_embedded(m, b.prompts, b.eot);
+            set_precision(prec);
+            report_cosine(want_fwd ? key : key_bwd, "text features", f32,
+                          clip_encode_text_embedded(m, b.prompts, b.eot));
+        }
         if (want_fwd) bench_report(key, bench_time(run_text, &b, reps, min_s), fwd);
         if (want_bwd) {
             ag_set_requires_grad(b.prompts, NULL);
             bench_report(key_bwd, bench_time(run_text_backward, &b, reps, min_s), 2.0 * fwd);
         }
+        set_precision(PRECISION_FP32);
         arena_release(a, mark);
-    }
+      }
 }
 
 BENCH(clip, "CLIP RN50/RN101 towers: image forward (224/448, batch 1/8), text forward and "

@@ -76,6 +76,7 @@ typedef struct {
     int64_t size;
     bool dense;
     KeyArgList inputs; /* --image and --text, in command-line order */
+    int precision; /* Precision, --precision */
 } EmbedFlags;
 
 static const KeySpec EMBED_FLAGS[] = {
@@ -93,7 +94,7 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
         "  resampled.") {
     EmbedFlags o = {0};
     const KeyGroup groups[] = {MODEL_GROUP(&o.model), FLAGS_OF(EMBED_FLAGS, &o),
-                               SIZE_GROUP(&o.size)};
+                               SIZE_GROUP(&o.size), PRECISION_GROUP(&o.precision)};
     int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
     if (rc != FLAGS_GO) {
         free(o.inputs.item);
@@ -182,6 +183,7 @@ typedef struct {
     ModelFlags model;
     const char *image, *classes;
     int64_t size;
+    int precision; /* Precision, --precision */
 } ZeroshotFlags;
 
 static const KeySpec ZEROSHOT_FLAGS[] = {
@@ -195,7 +197,7 @@ COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo o
         "  probabilities are softmax(exp(logit_scale) * cos(image, prompt)) over the classes.") {
     ZeroshotFlags o = {0};
     const KeyGroup groups[] = {MODEL_GROUP(&o.model), FLAGS_OF(ZEROSHOT_FLAGS, &o),
-                               SIZE_GROUP(&o.size)};
+                               SIZE_GROUP(&o.size), PRECISION_GROUP(&o.precision)};
     int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
     if (rc != FLAGS_GO) return rc;
     if (!o.model.model || !o.image || !o.classes)
@@ -277,6 +279,7 @@ typedef struct {
     int64_t size;
     int resample;  /* RESAMPLE_NAMES[resample], RESAMPLE_FILTERS[resample] */
     int skip_bad;  /* --bad-image: 0 error, 1 skip (an enum key writes an int) */
+    int precision; /* Precision, --precision */
 } ExtractFlags;
 
 static const char *const RESAMPLE_NAMES[] = {"bicubic", "bilinear", NULL};
@@ -298,7 +301,7 @@ COMMAND(extract, "cache the frozen image tower's dense features of a dataset spl
         "  (trmml/feature_cache.h); training and evaluation read them with --cached.") {
     ExtractFlags o = {.size = 448};
     const KeyGroup groups[] = {MODEL_FILE_GROUP(&o.model), DATASET_GROUP(&o.ds, DATASET_SPLIT),
-                               FLAGS_OF(EXTRACT_FLAGS, &o), SIZE_GROUP(&o.size)};
+                               FLAGS_OF(EXTRACT_FLAGS, &o), SIZE_GROUP(&o.size), PRECISION_GROUP(&o.precision)};
     int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
     if (rc != FLAGS_GO) return rc;
     if (!o.model.model || !o.out || !o.ds.dataset || !o.ds.root || !o.ds.split)

@@ -17,6 +17,7 @@ typedef struct {
     const char *out;
     int64_t size;
     int feature; /* a ZeroShotFeature, spelled FEATURE_NAMES[feature] */
+    int precision; /* Precision, --precision */
 } ZeroshotEvalFlags;
 
 static const char *const FEATURE_NAMES[] = {"pooled", "token0", NULL}; /* in enum order */
@@ -34,7 +35,7 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
            "  side, centre crop) and prints the metrics JSON (datasets/metrics.h).") {
     ZeroshotEvalFlags o = {.feature = ZEROSHOT_POOLED};
     const KeyGroup groups[] = {MODEL_GROUP(&o.model), DATASET_GROUP(&o.ds, DATASET_SPLIT),
-                               FLAGS_OF(ZEROSHOT_EVAL_FLAGS, &o), SIZE_GROUP(&o.size)};
+                               FLAGS_OF(ZEROSHOT_EVAL_FLAGS, &o), SIZE_GROUP(&o.size), PRECISION_GROUP(&o.precision)};
     int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
     if (rc != FLAGS_GO) return rc;
     if (!o.model.model || !o.ds.dataset || !o.ds.root || !o.ds.split)

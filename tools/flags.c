@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tensor/device.h"
+#include "tensor/ops/gemm_bf16.h"
 #include "tensor/text.h"
 #include "tools/command.h"
 
@@ -44,6 +45,14 @@ DsOptions flags_ds_options(const DatasetFlags *d) {
 const KeySpec SIZE_FLAGS[1] = {
     KEY_ENTRY_("size", KEY_INT, 0, 0, NULL, 32, 4096, NULL,
                "square input side, a multiple of 32 (default: the model's native side)", "N"),
+};
+
+static const char *const PRECISION_NAMES[] = {"fp32", "bf16", NULL};
+const KeySpec PRECISION_FLAGS[1] = {
+    KEY_ENTRY_("precision", KEY_ENUM, 0, 0, PRECISION_NAMES, 0, 0, NULL,
+               "products of the frozen towers: fp32, or bf16 inputs with fp32 sums (CPUs with "
+               "AVX512-BF16; docs/ops/gemm_bf16.md)",
+               NULL),
 };
 
 /* ---- the global group -------------------------------------------------------------------- */
@@ -177,6 +186,10 @@ int flags_parse(const KeyGroup *groups, int ngroups, int max_pos, int argc, char
             const int64_t size = *(const int64_t *)groups[g].obj;
             if (size % 32)
                 return tool_usage_error("--size: %lld is not a multiple of 32", (long long)size);
+        } else if (groups[g].keys == PRECISION_FLAGS) {
+            const int p = *(const int *)groups[g].obj;
+            if (tensor_set_precision((Precision)p) != STATUS_OK)
+                return tool_usage_error("--precision %s: %s", PRECISION_NAMES[p], error_last());
         }
     return apply_global();
 }

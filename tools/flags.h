@@ -103,6 +103,12 @@ DsOptions flags_ds_options(const DatasetFlags *d);
 extern const KeySpec SIZE_FLAGS[1];
 #define SIZE_GROUP(size) {SIZE_FLAGS, 1, (size)}
 
+/* --precision fp32|bf16: the precision of the frozen towers' products (tensor/ops/gemm_bf16.h).
+ * The group writes one int (a Precision, PRECISION_FP32 by default); flags_parse applies it with
+ * tensor_set_precision, so bf16 on a CPU without AVX512-BF16 is a usage error naming the flag. */
+extern const KeySpec PRECISION_FLAGS[1];
+#define PRECISION_GROUP(precision) {PRECISION_FLAGS, 1, (precision)}
+
 /* ---- the global group: --device auto|cpu|cuda[:N], --threads N ---------------------------- */
 
 /* The --device value ("auto" by default) and --threads (0: the default). */

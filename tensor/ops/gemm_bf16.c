@@ -24,6 +24,7 @@
  * some order: its error is at most gamma_K * sum_l |a_il b_lj| (Higham, Thm 3.1), plus the
  * roundings of alpha and beta. */
 #include "tensor/ops/gemm_bf16.h"
+#include "tensor/convert.h"
 
 #include <immintrin.h>
 #include <stdio.h>
@@ -185,7 +186,7 @@ size_t gemm_bf16_scratch_bytes(int64_t m, int64_t n, int64_t k) {
 /* Two bf16 in one 32-bit word: element k of the pair in the low half, k + 1 in the high half,
  * the order vdpbf16ps pairs them in (lane i multiplies elements 2i and 2i+1 of both sources). */
 static inline uint32_t bf16_pair(float lo, float hi) {
-    return (uint32_t)bf16_from_f32(lo) | (uint32_t)bf16_from_f32(hi) << 16;
+    return (uint32_t)f32_to_bf16(lo) | (uint32_t)f32_to_bf16(hi) << 16;
 }
 
 /* Panel q of A's slice: rows [q*MR, q*MR + MR) x columns [k0, k0 + kc) of op(A), element (i, l)

@@ -64,23 +64,7 @@ const char *precision_name(Precision p); /* "fp32", "bf16" */
 struct Tensor;
 bool tensor_bf16_forward(const struct Tensor *weight);
 
-/* float -> bfloat16 bits, round to nearest even (NaN stays a quiet NaN); and back (exact). */
-static inline uint16_t bf16_from_f32(float x) {
-    union {
-        float f;
-        uint32_t u;
-    } v = {.f = x};
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
-    v.u += 0x7fffu + ((v.u >> 16) & 1u);
-    return (uint16_t)(v.u >> 16);
-}
-static inline float bf16_to_f32(uint16_t h) {
-    union {
-        uint32_t u;
-        float f;
-    } v = {.u = (uint32_t)h << 16};
-    return v.f;
-}
+/* The conversions float <-> bfloat16 are tensor/convert.h's f32_to_bf16 and bf16_to_f32. */
 
 /* The blocking in use (from the cache sizes at first use; docs/ops/gemm_bf16.md). */
 typedef struct {
