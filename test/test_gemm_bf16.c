@@ -24,6 +24,7 @@
 #include "tensor/kernels_cpu.h"
 #include "tensor/ops/conv.h"
 #include "tensor/ops/gemm_bf16.h"
+#include "tensor/convert.h"
 #include "tensor/ops/matmul.h"
 #include "test/test.h"
 
@@ -73,7 +74,7 @@ static void run_case(const Bf16Case *cs, uint64_t seed) {
             for (int64_t l = 0; l < k; l++) {
                 const float av = cs->ta ? a[l * lda + i] : a[i * lda + l];
                 const float bv = cs->tb ? b[j * ldb + l] : b[l * ldb + j];
-                sr += (double)bf16_to_f32(bf16_from_f32(av)) * bf16_to_f32(bf16_from_f32(bv));
+                sr += (double)bf16_to_f32(f32_to_bf16(av)) * bf16_to_f32(f32_to_bf16(bv));
                 sx += (double)av * bv;
                 t += fabs((double)av * bv);
             }
@@ -198,14 +199,14 @@ TEST(gemm_bf16_rounding_to_nearest_even) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         float f;
         memcpy(&f, &cases[i].in, sizeof f);
-        EXPECT(bf16_from_f32(f) == cases[i].out, "bf16(0x%08x) = 0x%04x, want 0x%04x",
-               cases[i].in, bf16_from_f32(f), cases[i].out);
+        EXPECT(f32_to_bf16(f) == cases[i].out, "bf16(0x%08x) = 0x%04x, want 0x%04x",
+               cases[i].in, f32_to_bf16(f), cases[i].out);
     }
-    EXPECT(isnan(bf16_to_f32(bf16_from_f32(NAN))), "NaN must stay NaN");
+    EXPECT(isnan(bf16_to_f32(f32_to_bf16(NAN))), "NaN must stay NaN");
     uint32_t snan = 0x7f800001u; /* a NaN whose payload is only in the dropped bits */
     float fs;
     memcpy(&fs, &snan, sizeof fs);
-    EXPECT(isnan(bf16_to_f32(bf16_from_f32(fs))), "a low-payload NaN must not become inf");
+    EXPECT(isnan(bf16_to_f32(f32_to_bf16(fs))), "a low-payload NaN must not become inf");
 }
 
 TEST(gemm_bf16_refused_below_avx512) {
