@@ -15,6 +15,7 @@
 #include "clip/tokenizer.h"
 #include "datasets/image.h"
 #include "tensor/convert.h"
+#include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/norm.h"
 #include "test/test.h"
 #include "test/util_clip.h"
@@ -97,6 +98,28 @@ TEST(cli_embed_and_zeroshot) {
                "dense is not (HW+1) x E = 5 x 32");
         EXPECT_CLOSE_N("embed dense", dn, tensor_f32(dense), 5 * 32, TOL_MODEL_ATOL, TOL_MODEL_RTOL);
     }
+
+    /* --precision bf16 (CPUs with AVX512-BF16): the frozen products round their inputs to bf16
+     * (unit roundoff u = 2^-8) and sum in fp32. Each product's relative error is then at most
+     * about 2u normwise (both inputs rounded), and a chain of D products compounds to about
+     * 2 D u: bounded here with D = 32, more products than any path through this small model
+     * has (docs/ops/gemm_bf16.md). A wrong kernel or layout gives an error of order 1. */
+    if (gemm_bf16_available()) {
+        snprintf(cmd, sizeof cmd, "'%s' embed --model '%s' --image '%s' --precision bf16 2>&1",
+                 exe, model_path, img_path);
+        rc = test_run_capture(cmd, out, sizeof out);
+        float got[256];
+        EXPECT(rc == 0 && json_floats(out, "\"embedding\"", got, 256) == 32, "bf16 embed exit %d: %s",
+               rc, out);
+        if (rc == 0)
+            EXPECT_CLOSE_NORMWISE("embed image bf16", got, tensor_f32(img_emb), 32,
+                                  2.0 * 32 * 0x1p-8);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' embed --model '%s' --text hi --precision fp16 2>&1", exe,
+             model_path);
+    rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 2 && strstr(out, "--precision") && strstr(out, "fp32|bf16"),
+           "unknown precision: exit %d: %s", rc, out);
 
     /* zeroshot: probabilities sum to 1, sorted, over the given classes. */
     snprintf(cmd, sizeof cmd, "'%s' zeroshot --model '%s' --image '%s' --classes 'dog, cat,car' "
