@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "test/test.h"
+#include "trmml/method_pvlr.h"
 #include "trmml/pvlr.h"
 #include "trmml/train.h"
 
@@ -35,7 +36,7 @@ static int64_t model_count(const RunConfig *rc, int64_t C) {
     TrmmlModel m;
     trmml_model_declare(&m, rc, C, 512, 512);
     int64_t n = param_numel_trainable(m.ps);
-    param_store_destroy(m.ps);
+    trmml_model_free(&m);
     return n;
 }
 
@@ -44,8 +45,9 @@ TEST(pvlr_param_count_coco) {
     const int64_t n = model_count(&rc, 80);
     EXPECT(n == PVLR_COCO_PARAMS, "COCO/RN101: %lld learnable, by hand %d", (long long)n,
            PVLR_COCO_PARAMS);
-    EXPECT(n == pvlr_param_count(80, 512, &rc.tc) + 16 * 512, "formula %lld + contexts",
-           (long long)pvlr_param_count(80, 512, &rc.tc));
+    const MethodPvlrConfig *pc = method_pvlr_config(&rc);
+    EXPECT(n == pvlr_param_count(80, 512, &rc.tc, pc) + 16 * 512, "formula %lld + contexts",
+           (long long)pvlr_param_count(80, 512, &rc.tc, pc));
     /* VOC: 60 classes fewer, one bias each. */
     EXPECT(model_count(&rc, 20) == PVLR_COCO_PARAMS - 60, "VOC %lld", (long long)model_count(&rc, 20));
 }
@@ -76,17 +78,18 @@ TEST(pvlr_ablation_param_sets) {
                cases[i].absent);
         EXPECT(param_find(m.ps, cases[i].present), "%s off lost %s", cases[i].key,
                cases[i].present);
-        param_store_destroy(m.ps);
+        trmml_model_free(&m);
     }
     RunConfig rc = run_config_default(TRMML_METHOD_PVLR, "coco2014");
-    rc.tc.pvlr_use_kap = rc.tc.pvlr_use_cap = false;
-    EXPECT(trmml_config_validate(&rc.tc) == STATUS_ERR_USAGE, "KAP and CAP both off accepted");
+    method_pvlr_config(&rc)->pvlr_use_kap = method_pvlr_config(&rc)->pvlr_use_cap = false;
+    EXPECT(trmml_method_ops(TRMML_METHOD_PVLR)->config_validate(&rc) == STATUS_ERR_USAGE,
+           "KAP and CAP both off accepted");
 }
 
 /* ---- the PyTorch fixture ------------------------------------------------------------------ */
 
 typedef struct {
-    TrmmlConfig cfg;
+    RunConfig cfg;
     ParamStore *ps;
     PvlrHead m;
     Tensor *dense, *text_ctx, *y, *y_full;
@@ -103,20 +106,21 @@ static bool head_load(Fixture *fx, Head *h, const char *off) {
     const FixtureTensor *sz = get(fx, "sizes"), *args = get(fx, "args"), *raw = get(fx, "kap_raw");
     if (!sz || !args || !raw) return false;
     const int64_t C = sz->i64[0], d = sz->i64[1];
-    TrmmlConfig *c = &h->cfg;
-    *c = trmml_config_default();
-    c->pvlr_heads = sz->i64[2];
-    c->ffn_hidden = sz->i64[5];
-    c->dropout = 0.0;
-    c->pvlr_kap_tau = args->f32[0];
-    c->pvlr_spatial_temp = args->f32[1];
-    c->ln_eps = args->f32[2];
-    c->asl_clip = args->f32[3];
-    c->asl_eps = args->f32[4];
-    c->temp_max = args->f32[5];
-    if (off) CHECK(trmml_config_set(c, off, "false") == STATUS_OK, "%s", error_last());
+    RunConfig *c = &h->cfg;
+    *c = run_config_default(TRMML_METHOD_PVLR, NULL);
+    MethodPvlrConfig *pc = method_pvlr_config(c);
+    pc->pvlr_heads = sz->i64[2];
+    c->tc.ffn_hidden = sz->i64[5];
+    c->tc.dropout = 0.0;
+    pc->pvlr_kap_tau = args->f32[0];
+    pc->pvlr_spatial_temp = args->f32[1];
+    c->tc.ln_eps = args->f32[2];
+    c->tc.asl_clip = args->f32[3];
+    c->tc.asl_eps = args->f32[4];
+    c->tc.temp_max = args->f32[5];
+    if (off) CHECK(run_config_set(c, off, "false") == STATUS_OK, "%s", error_last());
     h->ps = param_store_create(DEVICE_CPU, "pvlr");
-    pvlr_declare(&h->m, h->ps, "pvlr", C, d, c, false);
+    pvlr_declare(&h->m, h->ps, "pvlr", C, d, &c->tc, pc, false);
     param_store_finalize(h->ps);
     if (!fixture_fill_params(fx, h->ps, "pvlr/p/")) return false;
     pvlr_set_knowledge(&h->m, raw->f32);
@@ -151,7 +155,7 @@ TEST(pvlr_fixture_forward_loss_gradients) {
     /* The full-label setting, as auto resolves it when every label is known (γ+ 0, γ− 4). */
     ParamStore *scratch = param_store_create(DEVICE_CPU, "scratch");
     PvlrHead full;
-    pvlr_declare(&full, scratch, "pvlr", h.m.C, h.m.d, &h.cfg, true);
+    pvlr_declare(&full, scratch, "pvlr", h.m.C, h.m.d, &h.cfg.tc, method_pvlr_config(&h.cfg), true);
     EXPECT(full.asl_gamma_pos == 0.0f && full.asl_gamma_neg == 4.0f,
            "auto with full labels resolved to γ+ %g γ− %g", full.asl_gamma_pos, full.asl_gamma_neg);
     PvlrHead with_full = h.m;
@@ -251,12 +255,12 @@ TEST(pvlr_ablation_forward) {
 
 static void random_head(Head *h, int64_t C, int64_t d, int64_t heads, int64_t ffn, double dropout,
                         uint64_t seed) {
-    h->cfg = trmml_config_default();
-    h->cfg.pvlr_heads = heads;
-    h->cfg.ffn_hidden = ffn;
-    h->cfg.dropout = dropout;
+    h->cfg = run_config_default(TRMML_METHOD_PVLR, NULL);
+    method_pvlr_config(&h->cfg)->pvlr_heads = heads;
+    h->cfg.tc.ffn_hidden = ffn;
+    h->cfg.tc.dropout = dropout;
     h->ps = param_store_create(DEVICE_CPU, "pvlr");
-    pvlr_declare(&h->m, h->ps, "pvlr", C, d, &h->cfg, false);
+    pvlr_declare(&h->m, h->ps, "pvlr", C, d, &h->cfg.tc, method_pvlr_config(&h->cfg), false);
     param_store_finalize(h->ps);
     Rng rng;
     rng_seed(&rng, seed);

@@ -31,7 +31,9 @@
 #include "test/util_clip.h"
 #include "trmml/evaluate.h"
 #include "trmml/feature_cache.h"
+#include "trmml/method_trmml.h"
 #include "trmml/train.h"
+#include "trmml/pvlr.h"
 #include "trmml/trmml_loss.h"
 
 TEST(train_e2e_param_counts) {
@@ -54,7 +56,7 @@ TEST(train_e2e_param_counts) {
         EXPECT(got == cases[i].want, "%s C=%lld: %lld learnable parameters, SPEC says %lld",
                trmml_method_name(cases[i].method), (long long)cases[i].C, (long long)got,
                (long long)cases[i].want);
-        param_store_destroy(m.ps);
+        trmml_model_free(&m);
     }
 }
 
@@ -133,8 +135,11 @@ static RunConfig mini_config(const World *w, int method) {
     rc.tc.micro_batch = 3;
     rc.tc.text_chunk = 5;
     rc.tc.epochs = 2;
-    rc.tc.mmcp_queue_len = 4; /* small queues fill within the run, so MMCP acts */
-    rc.tc.ffn_hidden = rc.tc.head_hidden = 48;
+    rc.tc.ffn_hidden = 48;
+    if (method == TRMML_METHOD_TRMML) {
+        method_trmml_config(&rc)->mmcp_queue_len = 4; /* small queues fill within the run, so MMCP acts */
+        method_trmml_config(&rc)->head_hidden = 48;
+    }
     /* The world's caches are bicubic; DualCoOp's filter is bilinear (SPEC §2.3). */
     rc.tc.cache_any_filter = method == TRMML_METHOD_DUALCOOP;
     return rc;
@@ -236,7 +241,8 @@ TEST(train_e2e_micro_batch_step_matches_one_pass) {
     if (!world_open(&w)) return;
     RunConfig rc = mini_config(&w, TRMML_METHOD_TRMML);
     rc.tc.dropout = 0;              /* the two forms draw dropout differently */
-    rc.tc.beta = rc.tc.gamma = 1.0; /* weigh KD and InfoNCE like L_cls, so errors in them show */
+    /* weigh KD and InfoNCE like L_cls, so errors in them show */
+    method_trmml_config(&rc)->beta = method_trmml_config(&rc)->gamma = 1.0;
     TrmmlModel m;
     CHECK(trmml_model_create(&m, &rc, w.clip, w.tok, w.train->class_names, w.train->c) == STATUS_OK,
           "%s", error_last());
@@ -247,7 +253,7 @@ TEST(train_e2e_micro_batch_step_matches_one_pass) {
     for (int c = 0; c < 16; c += 3)
         for (int j = 0; j < 2; j++) {
             rng_fill_normal(&r, v, 32, 0, 1);
-            trmml_mmcp_push_vector(&m.mmcp, c, v);
+            trmml_mmcp_push_vector(&method_trmml_state(&m)->mmcp, c, v);
         }
     FeatureCache fc;
     CHECK(feature_cache_open(w.train_feat, &fc) == STATUS_OK, "%s", error_last());
@@ -262,10 +268,11 @@ TEST(train_e2e_micro_batch_step_matches_one_pass) {
     TrmmlCarlOut out;
     Rng drng;
     rng_seed(&drng, 1);
-    trmml_carl_forward(&m.carl, trmml_model_head_input(&m, dense), gp, gn, true, &drng, &out);
+    MethodTrmmlState *s = method_trmml_state(&m);
+    trmml_carl_forward(&s->carl, method_trmml_head_input(&m, dense), gp, gn, true, &drng, &out);
     TrmmlLoss loss;
-    trmml_loss_compute(&m.carl, &rc.tc, &out, gp, trmml_mmcp_targets(y, NULL, false), y, &m.mmcp,
-                       &loss);
+    trmml_loss_compute(&s->carl, &rc.tc, method_trmml_config(&rc), &out, gp,
+                       trmml_mmcp_targets(y, NULL, false), y, &s->mmcp, &loss);
     const float ref_loss = tensor_f32(loss.total)[0];
     ag_backward(loss.total);
     float **ref = snapshot_grads(&m);
@@ -407,9 +414,9 @@ TEST(train_e2e_pvlr_micro_batch_step_matches_one_pass) {
     /* W_K starts at 0, which would hide its path: give it values. */
     Rng r;
     rng_seed(&r, 4);
-    float *wk = xmalloc((size_t)m.pvlr.kap_weight->numel * sizeof(float));
-    rng_fill_normal(&r, wk, m.pvlr.kap_weight->numel, 0, 0.1f);
-    tensor_copy_from_host(m.pvlr.kap_weight, wk);
+    float *wk = xmalloc((size_t)((PvlrHead *)m.head)->kap_weight->numel * sizeof(float));
+    rng_fill_normal(&r, wk, ((PvlrHead *)m.head)->kap_weight->numel, 0, 0.1f);
+    tensor_copy_from_host(((PvlrHead *)m.head)->kap_weight, wk);
     free(wk);
     FeatureCache fc;
     CHECK(feature_cache_open(w.train_feat, &fc) == STATUS_OK, "%s", error_last());
@@ -421,8 +428,8 @@ TEST(train_e2e_pvlr_micro_batch_step_matches_one_pass) {
     trmml_prompt_features(&m.prompt, w.clip, 0, &gp, &gn);
     EXPECT(gn == NULL, "PVLR's prompt learner produced negative features");
     PvlrOut out;
-    pvlr_forward(&m.pvlr, dense, gp, true, NULL, &out);
-    Tensor *loss = pvlr_loss(&m.pvlr, out.logits, y);
+    pvlr_forward((PvlrHead *)m.head, dense, gp, true, NULL, &out);
+    Tensor *loss = pvlr_loss((PvlrHead *)m.head, out.logits, y);
     const float ref_loss = tensor_f32(loss)[0];
     ag_backward(loss);
     float **ref = snapshot_grads(&m);
@@ -980,20 +987,26 @@ TEST(train_e2e_checkpoint_corruption_is_refused) {
         EXPECT(st != STATUS_OK && strstr(error_last(), path), "%s: resume gave %d: %s",
                cases[k].what, st, st == STATUS_OK ? "accepted" : error_last());
     }
-    /* A version 1 checkpoint (no record, no digest) is refused by its version. */
-    ParamStore *v1 = param_store_create(DEVICE_CPU, "v1");
-    Tensor *mt = param_add(v1, "trmml.meta", DT_I64, 1, SHAPE(16), false);
-    param_store_finalize(v1);
-    memset(mt->data, 0, 16 * sizeof(int64_t));
-    ((int64_t *)mt->data)[0] = RUN_CKPT_MAGIC;
-    ((int64_t *)mt->data)[1] = 1;
-    CHECK(safetensors_write(path, v1) == STATUS_OK, "%s", error_last());
-    param_store_destroy(v1);
+    /* A version 1 checkpoint (no record, no digest) is refused by its version, and so is a
+     * version 2 one (a configuration of every method's keys, docs/methods.md). */
     TrmmlRun run;
-    Status st = trmml_run_open(full, &run);
-    EXPECT(st != STATUS_OK && strstr(error_last(), path) && strstr(error_last(), "version 1"),
-           "a version 1 checkpoint gave %d: %s", st, st == STATUS_OK ? "accepted" : error_last());
-    if (st == STATUS_OK) trmml_run_close(&run);
+    for (int version = 1; version <= 2; version++) {
+        ParamStore *old = param_store_create(DEVICE_CPU, "old");
+        Tensor *mt = param_add(old, "trmml.meta", DT_I64, 1, SHAPE(16), false);
+        param_store_finalize(old);
+        memset(mt->data, 0, 16 * sizeof(int64_t));
+        ((int64_t *)mt->data)[0] = RUN_CKPT_MAGIC;
+        ((int64_t *)mt->data)[1] = version;
+        CHECK(safetensors_write(path, old) == STATUS_OK, "%s", error_last());
+        param_store_destroy(old);
+        char want[32];
+        snprintf(want, sizeof want, "version %d,", version);
+        Status st = trmml_run_open(full, &run);
+        EXPECT(st != STATUS_OK && strstr(error_last(), path) && strstr(error_last(), want),
+               "a version %d checkpoint gave %d: %s", version, st,
+               st == STATUS_OK ? "accepted" : error_last());
+        if (st == STATUS_OK) trmml_run_close(&run);
+    }
     put_file(path, good, n);
     EXPECT(trmml_run_open(full, &run) == STATUS_OK, "intact again: %s", error_last());
     trmml_run_close(&run);

@@ -22,6 +22,7 @@
 #include "tensor/device.h"
 #include "test/test.h"
 #include "test/util_clip.h"
+#include "trmml/method_trmml.h"
 #include "trmml/train.h"
 
 enum { ARG_ALPHA, ARG_BETA, ARG_GAMMA, ARG_TAU, ARG_ETA, ARG_TEMP_MAX, ARG_BETA2, ARG_EPS,
@@ -50,15 +51,18 @@ static RunConfig steps_config(int method, const float *args, const int64_t *sz) 
     tc->micro_batch = 3;
     tc->text_chunk = 2;
     tc->ffn_hidden = sz[SZ_FFN];
-    tc->head_hidden = sz[SZ_HEAD];
-    tc->mlp_hidden = 0;
-    tc->mmcp_queue_len = sz[SZ_QLEN];
-    tc->mmcp_k = sz[SZ_K];
-    tc->alpha = args[ARG_ALPHA];
-    tc->beta = args[ARG_BETA];
-    tc->gamma = args[ARG_GAMMA];
-    tc->nce_tau = args[ARG_TAU];
-    tc->mmcp_eta = args[ARG_ETA];
+    if (method == TRMML_METHOD_TRMML) {
+        MethodTrmmlConfig *mc = method_trmml_config(&rc);
+        mc->head_hidden = sz[SZ_HEAD];
+        mc->mlp_hidden = 0;
+        mc->mmcp_queue_len = sz[SZ_QLEN];
+        mc->mmcp_k = sz[SZ_K];
+        mc->alpha = args[ARG_ALPHA];
+        mc->beta = args[ARG_BETA];
+        mc->gamma = args[ARG_GAMMA];
+        mc->nce_tau = args[ARG_TAU];
+        mc->mmcp_eta = args[ARG_ETA];
+    }
     tc->temp_max = args[ARG_TEMP_MAX];
     tc->adam_beta2 = args[ARG_BETA2];
     tc->adam_eps = args[ARG_EPS];
@@ -113,9 +117,9 @@ static void run_case(const char *cs, int method, bool mmcp_on) {
         fill_f32(p, get_n(fx, KEY("%s/init/%s", cs, p->name), p->numel));
         nparam++;
     }
-    TrmmlMmcp *b = &m.mmcp;
     if (method == TRMML_METHOD_TRMML) {
-        trmml_mmcp_init(b, C, E, &rc.tc);
+        TrmmlMmcp *b = &method_trmml_state(&m)->mmcp;
+        trmml_mmcp_init(b, C, E, method_trmml_config(&rc));
         const int64_t Q = b->len;
         const FixtureTensor *bank = get_n(fx, KEY("%s/bank", cs), C * Q * E);
         const FixtureTensor *fill = get_n(fx, KEY("%s/fill", cs), C);
@@ -184,6 +188,7 @@ static void run_case(const char *cs, int method, bool mmcp_on) {
     EXPECT(compared == nparam && nparam >= 2, "%s: %d of %d parameters compared", cs, compared,
            nparam);
     if (method == TRMML_METHOD_TRMML) {
+        const TrmmlMmcp *b = &method_trmml_state(&m)->mmcp;
         const FixtureTensor *bank = get_n(fx, KEY("%s/bank_after", cs), C * b->len * E);
         const FixtureTensor *fill = get_n(fx, KEY("%s/fill_after", cs), C);
         const FixtureTensor *write = get_n(fx, KEY("%s/write_after", cs), C);

@@ -19,7 +19,19 @@
 #include "trmml/carl.h"
 #include "trmml/mmcp.h"
 #include "trmml/trmml_config.h"
+#include "trmml/method_pvlr.h"
+#include "trmml/method_trmml.h"
 #include "trmml/trmml_loss.h"
+
+/* The shared keys and TRM-ML's own, as the head functions take them. */
+typedef struct {
+    TrmmlConfig tc;
+    MethodTrmmlConfig mc;
+} HeadConfig;
+
+static HeadConfig head_config_default(void) {
+    return (HeadConfig){trmml_config_default(), method_trmml_config_default()};
+}
 
 
 /* ---- parameter counts (SPEC §10.2) ------------------------------------------------------- */
@@ -28,13 +40,13 @@
 static int64_t prompt_count(int64_t C) { return 2 * C * 16 * 512; }
 
 static int64_t declared_count(int64_t C, int64_t d) {
-    TrmmlConfig cfg = trmml_config_default();
+    HeadConfig cfg = head_config_default();
     ParamStore *ps = param_store_create(DEVICE_CPU, "count");
     TrmmlCarl m;
-    trmml_carl_declare(&m, ps, "carl", C, d, &cfg);
+    trmml_carl_declare(&m, ps, "carl", C, d, &cfg.tc, &cfg.mc);
     int64_t n = param_numel_trainable(ps);
-    EXPECT(n == trmml_carl_param_count(C, d, &cfg), "C %lld d %lld: declared %lld vs formula %lld",
-           (long long)C, (long long)d, (long long)n, (long long)trmml_carl_param_count(C, d, &cfg));
+    EXPECT(n == trmml_carl_param_count(C, d, &cfg.tc, &cfg.mc), "C %lld d %lld: declared %lld vs formula %lld",
+           (long long)C, (long long)d, (long long)n, (long long)trmml_carl_param_count(C, d, &cfg.tc, &cfg.mc));
     param_store_destroy(ps);
     return n;
 }
@@ -57,7 +69,7 @@ TEST(trmml_head_param_count) {
 /* ---- the PyTorch fixture ------------------------------------------------------------------ */
 
 typedef struct {
-    TrmmlConfig cfg;
+    HeadConfig cfg;
     ParamStore *ps;
     TrmmlCarl m;
     TrmmlMmcp mmcp;
@@ -75,28 +87,28 @@ static bool head_load(Fixture *fx, Head *h, bool fold) {
     const FixtureTensor *sz = get(fx, "sizes"), *args = get(fx, "args");
     if (!sz || !args) return false;
     int64_t C = sz->i64[0], d = sz->i64[1];
-    TrmmlConfig *c = &h->cfg;
-    *c = trmml_config_default();
-    c->ffn_hidden = sz->i64[4];
-    c->mlp_hidden = sz->i64[5];
-    c->head_hidden = sz->i64[6];
-    c->mmcp_queue_len = sz->i64[7];
-    c->mmcp_k = sz->i64[8];
-    c->dropout = 0.0;
-    c->alpha = args->f32[0];
-    c->beta = args->f32[1];
-    c->gamma = args->f32[2];
-    c->nce_tau = args->f32[3];
-    c->mmcp_eta = args->f32[4];
-    c->ln_eps = args->f32[5];
-    c->region_eps = args->f32[6];
-    c->temp_max = args->f32[7];
-    c->attn_fold = fold;
+    HeadConfig *c = &h->cfg;
+    *c = head_config_default();
+    c->tc.ffn_hidden = sz->i64[4];
+    c->mc.mlp_hidden = sz->i64[5];
+    c->mc.head_hidden = sz->i64[6];
+    c->mc.mmcp_queue_len = sz->i64[7];
+    c->mc.mmcp_k = sz->i64[8];
+    c->tc.dropout = 0.0;
+    c->mc.alpha = args->f32[0];
+    c->mc.beta = args->f32[1];
+    c->mc.gamma = args->f32[2];
+    c->mc.nce_tau = args->f32[3];
+    c->mc.mmcp_eta = args->f32[4];
+    c->tc.ln_eps = args->f32[5];
+    c->mc.region_eps = args->f32[6];
+    c->tc.temp_max = args->f32[7];
+    c->mc.attn_fold = fold;
     h->ps = param_store_create(DEVICE_CPU, "head");
-    trmml_carl_declare(&h->m, h->ps, "carl", C, d, c);
+    trmml_carl_declare(&h->m, h->ps, "carl", C, d, &c->tc, &c->mc);
     param_store_finalize(h->ps);
     if (!fixture_fill_params(fx, h->ps, "head/p/")) return false;
-    trmml_mmcp_init(&h->mmcp, C, d, c);
+    trmml_mmcp_init(&h->mmcp, C, d, &c->mc);
     const FixtureTensor *bank = get(fx, "bank"), *fill = get(fx, "fill"), *write = get(fx, "write"),
                         *protos = get(fx, "protos"), *theta = get(fx, "theta"),
                         *init = get(fx, "theta_init");
@@ -164,7 +176,7 @@ static void run_fixture(bool fold) {
     EXPECT_TENSOR("targets", targets, get(fx, "targets"), 0, 0);
 
     TrmmlLoss loss;
-    trmml_loss_compute(&h.m, &h.cfg, &out, h.gpos, targets, h.y, &h.mmcp, &loss);
+    trmml_loss_compute(&h.m, &h.cfg.tc, &h.cfg.mc, &out, h.gpos, targets, h.y, &h.mmcp, &loss);
     EXPECT_TENSOR("cls_q", loss.cls_q, get(fx, "cls_q"), TOL_MODEL_ATOL, TOL_MODEL_RTOL);
     EXPECT_TENSOR("cls_r", loss.cls_r, get(fx, "cls_r"), TOL_MODEL_ATOL, TOL_MODEL_RTOL);
     EXPECT_TENSOR("kd", loss.kd, get(fx, "kd"), TOL_MODEL_ATOL, TOL_MODEL_RTOL);
@@ -205,12 +217,12 @@ TEST(trmml_head_fixture_plain) { run_fixture(false); }
 TEST(trmml_head_kd_bernoulli_fixture) {
     Fixture *fx = fixture_open("trmml_head");
     if (!fx) return;
-    TrmmlConfig cfg = trmml_config_default();
-    cfg.kd_form = TRMML_KD_BERNOULLI;
+    HeadConfig cfg = head_config_default();
+    cfg.mc.kd_form = TRMML_KD_BERNOULLI;
     Tensor *student = test_case_input(fx, "kd_bernoulli", "student", true);
     Tensor *teacher = test_case_input(fx, "kd_bernoulli", "teacher", true);
     if (!student || !teacher) return;
-    Tensor *out = trmml_loss_kd(&cfg, student, teacher);
+    Tensor *out = trmml_loss_kd(&cfg.mc, student, teacher);
     test_check_case(fx, "kd_bernoulli", out, &student, (const char *[]){"student"}, 1,
                     (CaseTol){TOL_REDUCE_ATOL, TOL_REDUCE_RTOL, TOL_REDUCE_ATOL, TOL_REDUCE_RTOL});
     EXPECT(teacher->grad == NULL, "the KD teacher received a gradient");
@@ -220,11 +232,11 @@ TEST(trmml_head_kd_bernoulli_fixture) {
 
 /* A random head: text-initialised queries, and every bias and LayerNorm made non-trivial so the
  * folding of b_k and b_v is exercised. */
-static void random_head(Head *h, int64_t C, int64_t d, int64_t HW, int64_t B, TrmmlConfig cfg,
+static void random_head(Head *h, int64_t C, int64_t d, int64_t HW, int64_t B, HeadConfig cfg,
                         uint64_t seed) {
     h->cfg = cfg;
     h->ps = param_store_create(DEVICE_CPU, "head");
-    trmml_carl_declare(&h->m, h->ps, "carl", C, d, &h->cfg);
+    trmml_carl_declare(&h->m, h->ps, "carl", C, d, &h->cfg.tc, &h->cfg.mc);
     param_store_finalize(h->ps);
     Rng rng;
     rng_seed(&rng, seed);
@@ -240,7 +252,7 @@ static void random_head(Head *h, int64_t C, int64_t d, int64_t HW, int64_t B, Tr
         tensor_copy_from_host(extra[i], v);
         free(v);
     }
-    trmml_mmcp_init(&h->mmcp, C, d, &h->cfg);
+    trmml_mmcp_init(&h->mmcp, C, d, &h->cfg.mc);
     h->f = test_randn(seed + 1, 3, SHAPE(B, HW, d));
     h->gpos = test_randn(seed + 2, 2, SHAPE(C, d));
     h->gneg = test_randn(seed + 3, 2, SHAPE(C, d));
@@ -282,7 +294,7 @@ static Flat run_once(Head *h) {
     TrmmlCarlOut out;
     trmml_carl_forward(&h->m, h->f, h->gpos, h->gneg, true, NULL, &out);
     TrmmlLoss loss;
-    trmml_loss_compute(&h->m, &h->cfg, &out, h->gpos, h->y, h->y, &h->mmcp, &loss);
+    trmml_loss_compute(&h->m, &h->cfg.tc, &h->cfg.mc, &out, h->gpos, h->y, h->y, &h->mmcp, &loss);
     Tensor *outs[] = {out.phi, out.regions, out.fq, out.fr, out.uq, out.ur, loss.total};
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) flat_push(&fl, outs[i]);
     param_zero_grad(h->ps);
@@ -295,13 +307,13 @@ static Flat run_once(Head *h) {
 }
 
 TEST(trmml_head_fold_matches_plain) {
-    TrmmlConfig cfg = trmml_config_default();
-    cfg.dropout = 0.0;
-    cfg.ffn_hidden = 48;
-    cfg.head_hidden = 40;
-    cfg.mmcp_queue_len = 6;
-    cfg.beta = 0.5;
-    cfg.gamma = 0.5;
+    HeadConfig cfg = head_config_default();
+    cfg.tc.dropout = 0.0;
+    cfg.tc.ffn_hidden = 48;
+    cfg.mc.head_hidden = 40;
+    cfg.mc.mmcp_queue_len = 6;
+    cfg.mc.beta = 0.5;
+    cfg.mc.gamma = 0.5;
     Head h;
     random_head(&h, 7, 32, 13, 4, cfg, 11);
     fill_bank(&h.mmcp, 12, 3);
@@ -320,9 +332,9 @@ TEST(trmml_head_fold_matches_plain) {
 }
 
 TEST(trmml_head_infer_is_region_branch) {
-    TrmmlConfig cfg = trmml_config_default();
-    cfg.ffn_hidden = 16;
-    cfg.head_hidden = 16;
+    HeadConfig cfg = head_config_default();
+    cfg.tc.ffn_hidden = 16;
+    cfg.mc.head_hidden = 16;
     Head h;
     random_head(&h, 5, 8, 6, 3, cfg, 21);
     TrmmlCarlOut out;
@@ -350,9 +362,9 @@ TEST(trmml_head_infer_is_region_branch) {
 }
 
 TEST(trmml_head_temperature_cap) {
-    TrmmlConfig cfg = trmml_config_default();
-    cfg.ffn_hidden = 8;
-    cfg.head_hidden = 8;
+    HeadConfig cfg = head_config_default();
+    cfg.tc.ffn_hidden = 8;
+    cfg.mc.head_hidden = 8;
     Head h;
     random_head(&h, 3, 4, 5, 2, cfg, 31);
     float t = logf(400.0f);
@@ -385,7 +397,7 @@ static Tensor *gc_loss(Tensor *const *inputs, void *vctx) {
     TrmmlCarlOut out;
     trmml_carl_forward(&h->m, h->f, inputs[0], inputs[1], true, NULL, &out);
     TrmmlLoss loss;
-    trmml_loss_compute(&h->m, &h->cfg, &out, inputs[0], h->y, h->y, &h->mmcp, &loss);
+    trmml_loss_compute(&h->m, &h->cfg.tc, &h->cfg.mc, &out, inputs[0], h->y, h->y, &h->mmcp, &loss);
     return loss.total;
 }
 
@@ -394,16 +406,16 @@ static Tensor *gc_loss(Tensor *const *inputs, void *vctx) {
  * γ+ = γ− = 0 (factors identically 1), and KD is on only for the inputs that reach the query
  * branch alone (decoder value/output path, FFN, MLP, LayerNorms; the head reaches L_NCE only). */
 TEST(trmml_head_gradcheck) {
-    TrmmlConfig cfg = trmml_config_default();
-    cfg.dropout = 0.0;
-    cfg.ffn_hidden = 7;
-    cfg.head_hidden = 5;
-    cfg.mmcp_queue_len = 3;
-    cfg.asl_gamma_pos = cfg.asl_gamma_neg = 0.0;
-    cfg.beta = 1.0;
-    cfg.gamma = 1.0;
-    cfg.nce_tau = 0.5;
-    cfg.use_kd = false;
+    HeadConfig cfg = head_config_default();
+    cfg.tc.dropout = 0.0;
+    cfg.tc.ffn_hidden = 7;
+    cfg.mc.head_hidden = 5;
+    cfg.mc.mmcp_queue_len = 3;
+    cfg.tc.asl_gamma_pos = cfg.tc.asl_gamma_neg = 0.0;
+    cfg.mc.beta = 1.0;
+    cfg.mc.gamma = 1.0;
+    cfg.mc.nce_tau = 0.5;
+    cfg.mc.use_kd = false;
     Head h;
     random_head(&h, 3, 6, 5, 2, cfg, 41);
     float t = logf(5.0f);
@@ -414,7 +426,7 @@ TEST(trmml_head_gradcheck) {
     Tensor *in[] = {h.gpos, h.gneg, h.m.queries, h.m.attn_q.weight, h.m.attn_q.bias,
                     h.m.attn_k.weight, h.m.attn_k.bias, h.m.logit_scale};
     EXPECT_GRADCHECK("trmml head, no KD (G+, G-, Q, Wq, bq, Wk, bk, t)", gc_loss, &ctx, in, 8, NULL, &opts);
-    h.cfg.use_kd = true;
+    h.cfg.mc.use_kd = true;
     Tensor *in2[] = {h.gpos, h.gneg, h.m.attn_v.weight, h.m.attn_o.bias, h.m.ffn1.weight,
                      h.m.mlp2.weight, h.m.ln1_weight, h.m.head1.weight};
     const bool wrt2[] = {false, false, true, true, true, true, true, true};
@@ -425,18 +437,18 @@ TEST(trmml_head_gradcheck) {
 
 /* ---- MMCP on hand-built banks ------------------------------------------------------------- */
 
-static TrmmlConfig mmcp_cfg(int64_t len, int64_t k, double eta) {
-    TrmmlConfig c = trmml_config_default();
-    c.mmcp_queue_len = len;
-    c.mmcp_k = k;
-    c.mmcp_eta = eta;
+static HeadConfig mmcp_cfg(int64_t len, int64_t k, double eta) {
+    HeadConfig c = head_config_default();
+    c.mc.mmcp_queue_len = len;
+    c.mc.mmcp_k = k;
+    c.mc.mmcp_eta = eta;
     return c;
 }
 
 TEST(trmml_head_mmcp_fifo) {
-    TrmmlConfig cfg = mmcp_cfg(3, 1, 0.99);
+    HeadConfig cfg = mmcp_cfg(3, 1, 0.99);
     TrmmlMmcp m;
-    trmml_mmcp_init(&m, 2, 2, &cfg);
+    trmml_mmcp_init(&m, 2, 2, &cfg.mc);
     for (int j = 1; j <= 5; j++) trmml_mmcp_push_vector(&m, 0, (float[]){(float)j, 0.0f});
     trmml_mmcp_push_vector(&m, 1, (float[]){3.0f, 4.0f});
     EXPECT(m.fill[0] == 3 && m.write[0] == 2 && m.fill[1] == 1 && m.write[1] == 1,
@@ -462,10 +474,10 @@ TEST(trmml_head_mmcp_fifo) {
 static Tensor *rows(int64_t B, const float *xy) { return tensor_from_f32(3, SHAPE(B, 1, 2), xy); }
 
 TEST(trmml_head_mmcp_threshold_ema) {
-    TrmmlConfig cfg = mmcp_cfg(1, 1, 0.75);
-    cfg.mmcp_use_text = false;
+    HeadConfig cfg = mmcp_cfg(1, 1, 0.75);
+    cfg.mc.mmcp_use_text = false;
     TrmmlMmcp m;
-    trmml_mmcp_init(&m, 1, 2, &cfg);
+    trmml_mmcp_init(&m, 1, 2, &cfg.mc);
     trmml_mmcp_push_vector(&m, 0, (float[]){1.0f, 0.0f});
     /* Batch 1: s = 1 (positive), 0 (negative), 0.7071 (unknown): first values initialise. */
     Tensor *y1 = tensor_from_f32(2, SHAPE(3, 1), (float[]){1, -1, 0});
@@ -487,7 +499,7 @@ TEST(trmml_head_mmcp_threshold_ema) {
            "one-sided EMA: theta+ %.7f theta- %.7f", m.theta[0], m.theta[1]);
     /* Single positive: the unknown counts as a negative for the statistics. */
     TrmmlMmcp s;
-    trmml_mmcp_init(&s, 1, 2, &cfg);
+    trmml_mmcp_init(&s, 1, 2, &cfg.mc);
     trmml_mmcp_push_vector(&s, 0, (float[]){1.0f, 0.0f});
     Tensor *ysp = tensor_from_f32(2, SHAPE(2, 1), (float[]){1, 0});
     trmml_mmcp_pseudo_labels(&s, rows(2, (float[]){1, 0, 0, 1}), ysp, true, NULL, NULL);
@@ -507,9 +519,9 @@ static void set_theta(TrmmlMmcp *m, float vp, float vn, float tp, float tn) {
 }
 
 TEST(trmml_head_mmcp_pseudo_label_rules) {
-    TrmmlConfig cfg = mmcp_cfg(1, 1, 0.9);
+    HeadConfig cfg = mmcp_cfg(1, 1, 0.9);
     TrmmlMmcp m;
-    trmml_mmcp_init(&m, 1, 2, &cfg);
+    trmml_mmcp_init(&m, 1, 2, &cfg.mc);
     trmml_mmcp_push_vector(&m, 0, (float[]){1.0f, 0.0f});
     trmml_mmcp_set_prototypes(&m, tensor_from_f32(2, SHAPE(1, 2), (float[]){0.0f, 2.0f}));
     /* s_vis = x, s_txt = y of the normalised row; every label unknown (no EMA update). */
@@ -546,10 +558,10 @@ TEST(trmml_head_mmcp_pseudo_label_rules) {
     trmml_mmcp_free(&m);
 
     /* Queue not full -> no visual similarity, no pseudo-label. */
-    TrmmlConfig c2 = mmcp_cfg(2, 1, 0.9);
-    c2.mmcp_use_text = false;
+    HeadConfig c2 = mmcp_cfg(2, 1, 0.9);
+    c2.mc.mmcp_use_text = false;
     TrmmlMmcp q;
-    trmml_mmcp_init(&q, 1, 2, &c2);
+    trmml_mmcp_init(&q, 1, 2, &c2.mc);
     trmml_mmcp_push_vector(&q, 0, (float[]){1.0f, 0.0f});
     set_theta(&q, 0.5f, -0.5f, 0.5f, -0.5f);
     float sv[5];
@@ -576,9 +588,9 @@ TEST(trmml_head_mmcp_targets) {
 }
 
 TEST(trmml_head_mmcp_bank_push_topk) {
-    TrmmlConfig cfg = mmcp_cfg(8, 2, 0.9);
+    HeadConfig cfg = mmcp_cfg(8, 2, 0.9);
     TrmmlMmcp m;
-    trmml_mmcp_init(&m, 2, 2, &cfg);
+    trmml_mmcp_init(&m, 2, 2, &cfg.mc);
     /* R (2 images, 2 classes, 4 positions); image 0 class 0 has a tie at positions 1 and 3. */
     Tensor *R = tensor_from_f32(3, SHAPE(2, 2, 4), (float[]){0.1f, 0.9f, 0.2f, 0.9f,   /* i0 c0 */
                                                             0.8f, 0.1f, 0.1f, 0.1f,   /* i0 c1 */
@@ -605,20 +617,20 @@ TEST(trmml_head_mmcp_bank_push_topk) {
 }
 
 TEST(trmml_head_nce_without_keys_is_zero) {
-    TrmmlConfig cfg = trmml_config_default();
-    cfg.ffn_hidden = 8;
-    cfg.head_hidden = 8;
+    HeadConfig cfg = head_config_default();
+    cfg.tc.ffn_hidden = 8;
+    cfg.mc.head_hidden = 8;
     Head h;
     random_head(&h, 3, 4, 5, 2, cfg, 51);
     TrmmlCarlOut out;
     trmml_carl_forward(&h.m, h.f, h.gpos, h.gneg, false, NULL, &out);
     Tensor *y = tensor_from_f32(2, SHAPE(2, 3), (float[]){-1, 0, -1, 0, -1, 0});
-    Tensor *l = trmml_loss_nce(&h.m, &cfg, h.gpos, out.fr, y, &h.mmcp);
+    Tensor *l = trmml_loss_nce(&h.m, &cfg.mc, h.gpos, out.fr, y, &h.mmcp);
     EXPECT(tensor_f32(l)[0] == 0.0f && !l->requires_grad, "no positives and an empty bank: 0");
     /* Switches: components off leave their terms NULL and out of the total. */
-    cfg.use_kd = cfg.use_mmcl = false;
+    cfg.mc.use_kd = cfg.mc.use_mmcl = false;
     TrmmlLoss loss;
-    trmml_loss_compute(&h.m, &cfg, &out, h.gpos, h.y, h.y, &h.mmcp, &loss);
+    trmml_loss_compute(&h.m, &cfg.tc, &cfg.mc, &out, h.gpos, h.y, h.y, &h.mmcp, &loss);
     EXPECT(!loss.kd && !loss.nce && loss.total, "switched-off terms");
     float tot = tensor_f32(loss.total)[0], q = tensor_f32(loss.cls_q)[0], r = tensor_f32(loss.cls_r)[0];
     EXPECT(fabsf(tot - (q + r)) <= 1e-5f * fabsf(tot), "L = L^q + alpha L^r: %g vs %g", tot, q + r);
@@ -627,24 +639,28 @@ TEST(trmml_head_nce_without_keys_is_zero) {
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
-static char *print_config(const TrmmlConfig *c) {
+static char *print_config(const RunConfig *c) {
     char *buf = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&buf, &n);
-    trmml_config_print(c, f);
+    run_config_print(c, f);
     fclose(f);
     return buf;
 }
 
 TEST(trmml_head_config) {
-    TrmmlConfig c = trmml_config_default();
-    EXPECT(c.alpha == 1.0 && c.beta == 0.05 && c.gamma == 0.01 && c.mmcp_k == 4 &&
-               c.mmcp_queue_len == 256 && c.mmcp_eta == 0.99 && c.nce_tau == 0.07 && c.dropout == 0.1 &&
-               c.temp_max == 100.0 && isnan(c.temp_init) && c.pct_start == 0.2 && c.weight_decay == 1e-2 &&
-               c.asl_eps == 1e-8 && c.ffn_hidden == 2048 && c.head_hidden == 2048 && c.epochs == 40 &&
-               c.batch_size == 128 && c.lr == 5e-4,
+    RunConfig c = run_config_default(TRMML_METHOD_TRMML, NULL);
+    const MethodTrmmlConfig *m = method_trmml_config(&c);
+    EXPECT(m->alpha == 1.0 && m->beta == 0.05 && m->gamma == 0.01 && m->mmcp_k == 4 &&
+               m->mmcp_queue_len == 256 && m->mmcp_eta == 0.99 && m->nce_tau == 0.07 &&
+               c.tc.dropout == 0.1 && c.tc.temp_max == 100.0 && isnan(c.tc.temp_init) &&
+               c.tc.pct_start == 0.2 && c.tc.weight_decay == 1e-2 && c.tc.asl_eps == 1e-8 &&
+               c.tc.ffn_hidden == 2048 && m->head_hidden == 2048 && c.tc.epochs == 40 &&
+               c.tc.batch_size == 128 && c.tc.lr == 5e-4,
            "SPEC defaults");
-    EXPECT(trmml_config_validate(&c) == STATUS_OK, "defaults invalid: %s", error_last());
+    const TrmmlMethodOps *ops = trmml_method_ops(TRMML_METHOD_TRMML);
+    EXPECT(trmml_config_validate(&c.tc) == STATUS_OK && ops->config_validate(&c) == STATUS_OK,
+           "defaults invalid: %s", error_last());
     const char *text = "# a comment\n"
                        "beta = 0.1\n"
                        "use_mmcp: false   # YAML style\n"
@@ -652,38 +668,55 @@ TEST(trmml_head_config) {
                        "query_template = \"a photo of the {}.\"\n"
                        "temp_init = 3.5\n\n"
                        "mmcp_k = 8\n";
-    EXPECT(trmml_config_parse_string(&c, text, "test") == STATUS_OK, "parse: %s", error_last());
-    EXPECT(c.beta == 0.1 && !c.use_mmcp && c.kd_form == TRMML_KD_BERNOULLI && c.temp_init == 3.5 &&
-               c.mmcp_k == 8 && strcmp(c.query_template, "a photo of the {}.") == 0,
+    EXPECT(run_config_parse_text(&c, text, "test") == STATUS_OK, "parse: %s", error_last());
+    EXPECT(m->beta == 0.1 && !m->use_mmcp && m->kd_form == TRMML_KD_BERNOULLI &&
+               c.tc.temp_init == 3.5 && m->mmcp_k == 8 &&
+               strcmp(c.tc.query_template, "a photo of the {}.") == 0,
            "parsed values");
-    /* The printed configuration parses back to the same configuration. */
+    /* The printed configuration parses back to the same configuration, whatever the method
+     * of the configuration it is read into. */
     char *p1 = print_config(&c);
-    TrmmlConfig d = trmml_config_default();
-    EXPECT(trmml_config_parse_string(&d, p1, "printed") == STATUS_OK, "reparse: %s", error_last());
+    RunConfig d = run_config_default(TRMML_METHOD_PVLR, NULL);
+    EXPECT(run_config_parse_text(&d, p1, "printed") == STATUS_OK, "reparse: %s", error_last());
     char *p2 = print_config(&d);
     EXPECT(strcmp(p1, p2) == 0, "print/parse round trip differs");
-    EXPECT(strstr(p1, "temp_init = 3.5") && strstr(p1, "beta = 0.1 ") && strstr(p1, "DECISION 17"),
-           "printed form:\n%s", p1);
-    TrmmlConfig e = trmml_config_default();
+    EXPECT(strstr(p1, "temp_init = 3.5") && strstr(p1, "beta = 0.1 ") && strstr(p1, "DECISION 17") &&
+               !strstr(p1, "pvlr_") && !strstr(p1, "sgd_momentum"),
+           "printed form (the shared keys and TRM-ML's):\n%s", p1);
+    RunConfig e = run_config_default(TRMML_METHOD_TRMML, NULL);
     char *p3 = print_config(&e);
     EXPECT(strstr(p3, "temp_init = clip"), "temp_init default prints as clip");
     free(p1);
     free(p2);
     free(p3);
-    EXPECT(trmml_config_key_count() > 50, "%d keys", trmml_config_key_count());
+    EXPECT(trmml_config_key_count() + ops->nkeys > 50, "%d keys", trmml_config_key_count() + ops->nkeys);
     /* Errors name the key (and the line), and leave the configuration unchanged. */
-    TrmmlConfig g = trmml_config_default();
-    EXPECT(trmml_config_set(&g, "no_such_key", "1") == STATUS_ERR_USAGE &&
+    RunConfig g = run_config_default(TRMML_METHOD_TRMML, NULL);
+    EXPECT(run_config_set(&g, "no_such_key", "1") == STATUS_ERR_USAGE &&
                strstr(error_last(), "no_such_key"), "unknown key: %s", error_last());
-    EXPECT(trmml_config_parse_string(&g, "beta = 0.2\nmmcp_eta = 1.5\n", "cfg.txt") == STATUS_ERR_USAGE &&
+    EXPECT(run_config_parse_text(&g, "beta = 0.2\nmmcp_eta = 1.5\n", "cfg.txt") == STATUS_ERR_USAGE &&
                strstr(error_last(), "cfg.txt:2") && strstr(error_last(), "mmcp_eta"),
            "out of range: %s", error_last());
-    EXPECT(trmml_config_set(&g, "use_kd", "maybe") == STATUS_ERR_USAGE, "bad bool");
-    EXPECT(trmml_config_set(&g, "kd_form", "hinton") == STATUS_ERR_USAGE &&
+    EXPECT(run_config_set(&g, "use_kd", "maybe") == STATUS_ERR_USAGE, "bad bool");
+    EXPECT(run_config_set(&g, "kd_form", "hinton") == STATUS_ERR_USAGE &&
                strstr(error_last(), "softmax|bernoulli"), "bad enum: %s", error_last());
-    EXPECT(trmml_config_set(&g, "mmcp_k", "4.5") == STATUS_ERR_USAGE, "bad integer");
-    EXPECT(trmml_config_parse_string(&g, "just words\n", "x") == STATUS_ERR_USAGE, "no separator");
-    g.temp_init = log(200.0);
-    EXPECT(trmml_config_validate(&g) == STATUS_ERR_USAGE, "temp_init above the cap");
-    EXPECT(trmml_config_parse_file(&g, "/nonexistent/trmml.cfg") == STATUS_ERR_IO, "missing file");
+    EXPECT(run_config_set(&g, "mmcp_k", "4.5") == STATUS_ERR_USAGE, "bad integer");
+    EXPECT(run_config_parse_text(&g, "just words\n", "x") == STATUS_ERR_USAGE, "no separator");
+    /* A key of another method names the method it belongs to. */
+    EXPECT(run_config_set(&g, "pvlr_heads", "4") == STATUS_ERR_USAGE &&
+               strstr(error_last(), "'pvlr_heads' belongs to method pvlr"),
+           "key of another method: %s", error_last());
+    EXPECT(run_config_parse_text(&g, "epochs = 3\nsgd_momentum = 0.5\n", "cfg.txt") == STATUS_ERR_USAGE &&
+               strstr(error_last(), "cfg.txt") && strstr(error_last(), "method dualcoop"),
+           "key of another method in a file: %s", error_last());
+    /* A method line, anywhere in the text, selects the method whose keys the rest reads. */
+    RunConfig h = run_config_default(TRMML_METHOD_TRMML, NULL);
+    EXPECT(run_config_parse_text(&h, "pvlr_heads = 4\nmethod = pvlr\n", "cfg.txt") == STATUS_OK &&
+               h.method == TRMML_METHOD_PVLR && method_pvlr_config(&h)->pvlr_heads == 4,
+           "method line: %s", error_last());
+    EXPECT(run_config_set(&h, "method", "nosuch") == STATUS_ERR_USAGE &&
+               strstr(error_last(), "trmml, dualcoop, baseline, pvlr"), "bad method: %s", error_last());
+    g.tc.temp_init = log(200.0);
+    EXPECT(trmml_config_validate(&g.tc) == STATUS_ERR_USAGE, "temp_init above the cap");
+    EXPECT(run_config_parse_file(&g, "/nonexistent/trmml.cfg") == STATUS_ERR_IO, "missing file");
 }

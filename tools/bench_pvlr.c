@@ -17,7 +17,7 @@
 #include "nn/optim.h"
 #include "tensor/ops/elementwise.h"
 #include "tools/bench.h"
-#include "trmml/pvlr.h"
+#include "trmml/method_pvlr.h"
 
 typedef struct {
     PvlrHead m;
@@ -50,9 +50,9 @@ BENCH(pvlr, "PVLR head: one training iteration (forward, backward, AdamW) at COC
     snprintf(key, sizeof key, "pvlr head step c80 b%lld", (long long)B);
     if (!bench_wanted(ctx, key)) return;
     PvlrBench b;
-    TrmmlConfig cfg = trmml_config_default();
+    const RunConfig rc = run_config_default(TRMML_METHOD_PVLR, NULL);
     b.ps = param_store_create(DEVICE_CPU, "bench pvlr");
-    pvlr_declare(&b.m, b.ps, "pvlr", C, d, &cfg, true);
+    pvlr_declare(&b.m, b.ps, "pvlr", C, d, &rc.tc, method_pvlr_config(&rc), true);
     b.text_ctx = param_add(b.ps, "bench.text_ctx", DT_F32, 2, SHAPE(C, d), true);
     ParamStore *inputs = param_store_create(DEVICE_CPU, "bench pvlr inputs");
     b.dense = param_add(inputs, "dense", DT_F32, 3, SHAPE(B, HW + 1, d), false);

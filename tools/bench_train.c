@@ -38,6 +38,7 @@
 #include "tensor/clock.h"
 #include "tools/bench.h"
 #include "trmml/feature_cache.h"
+#include "trmml/method_trmml.h"
 #include "trmml/train.h"
 
 typedef struct {
@@ -65,15 +66,16 @@ static void bench_model(TrmmlModel *m, RunConfig *rc, const ClipModel *clip, int
         row[j] = CLIP_EOT;
     }
     trmml_prompt_set_tokens(&m->prompt, clip->text.token_embedding, ids);
-    trmml_mmcp_init(&m->mmcp, C, m->d, &rc->tc);
+    TrmmlMmcp *mmcp = &method_trmml_state(m)->mmcp;
+    trmml_mmcp_init(mmcp, C, m->d, method_trmml_config(rc));
     trmml_model_init(m, 1, true);
     Rng r;
     rng_seed(&r, 5);
     float *v = xmalloc((size_t)m->d * sizeof *v);
     for (int64_t c = 0; c < C; c++)
-        for (int64_t j = 0; j < m->mmcp.len; j++) {
+        for (int64_t j = 0; j < mmcp->len; j++) {
             rng_fill_normal(&r, v, m->d, 0, 1);
-            trmml_mmcp_push_vector(&m->mmcp, c, v);
+            trmml_mmcp_push_vector(mmcp, c, v);
         }
     free(v);
 }

@@ -181,12 +181,12 @@ static int train(const TrainFlags *f) {
     } else {
         int method = trmml_method_parse(method_s);
         if (method < 0) {
-            fprintf(stderr,
-                    "trmml train: --method '%s': expected trmml, dualcoop, baseline or pvlr\n",
-                    method_s);
+            char names[256];
+            fprintf(stderr, "trmml train: --method '%s': expected one of %s\n", method_s,
+                    trmml_method_list(names, sizeof names));
             return 2;
         }
-        if (f->no_carl) method = TRMML_METHOD_BASELINE;
+        if (f->no_carl) method = trmml_method_parse("baseline");
         rc = run_config_default(method, dataset);
         if (config) {
             st = run_config_parse_file(&rc, config);
@@ -275,10 +275,7 @@ COMMAND(eval, "evaluate a training run on its test split (mAP family JSON, per-c
     if (st == STATUS_OK)
         st = cache[0] ? trmml_source_cache(&src, cache, ds, run.clip, c->tc.input_size)
                       : trmml_source_images(&src, ds, run.clip, c->tc.input_size,
-                                            c->method == TRMML_METHOD_DUALCOOP
-                                                ? TRMML_TRANSFORM_TEST_BILINEAR
-                                                : TRMML_TRANSFORM_TEST_BICUBIC,
-                                            false);
+                                            run.model.ops->test_transform, false);
     if (st == STATUS_OK) st = trmml_evaluate(&run.model, &src, ds, TRMML_EVAL_BATCH, &ev);
     char path[RUN_PATH_MAX];
     if (st == STATUS_OK && run_path(path, sizeof path, pos[0], "ap.csv"))
@@ -369,15 +366,16 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
     TrmmlRun run;
     bool open = false;
     if (st == STATUS_OK) open = (st = trmml_run_open(pos[0], &run)) == STATUS_OK;
-    if (st == STATUS_OK && run.cfg.method == TRMML_METHOD_BASELINE)
+    if (st == STATUS_OK && !run.model.ops->maps)
         st = error_set(STATUS_ERR_USAGE,
-                       "%s: the baseline matches the whole image (no regions to show)", pos[0]);
+                       "%s: %s has no spatial maps to show (it matches the whole image)", pos[0],
+                       run.model.ops->title);
     if (st == STATUS_OK) {
         Tensor *gp, *gn;
         trmml_model_text_features(&run.model, &gp, &gn);
         Tensor *dense = trmml_image_dense(&run.model, &im);
         const float *p = tensor_f32(trmml_model_probs(&run.model, dense, gp, gn));
-        Tensor *maps = trmml_region_maps(&run.model, dense, gp, gn);
+        Tensor *maps = trmml_model_maps(&run.model, dense, gp, gn);
         const int64_t HW = maps->shape[2];
         const int g = (int)lrint(sqrt((double)HW));
         CHECK((int64_t)g * g == HW, "visualize: %lld spatial positions is not a square grid",

@@ -29,71 +29,60 @@
 #include "tensor/ops/norm.h"
 #include "tensor/ops/reduce.h"
 #include "tensor/ops/shape.h"
+#include "trmml/head_params.h"
 #include "tensor/ops/softmax.h"
 
-static Tensor *declare(ParamStore *ps, const char *prefix, const char *leaf, int ndim,
-                       const int64_t *shape, bool trainable) {
-    char name[256];
-    snprintf(name, sizeof name, "%s.%s", prefix, leaf);
-    return param_add(ps, name, DT_F32, ndim, shape, trainable);
-}
 
-static void linear(NnLinear *l, ParamStore *ps, const char *prefix, const char *leaf, int64_t in,
-                   int64_t out) {
-    char name[256];
-    snprintf(name, sizeof name, "%s.%s", prefix, leaf);
-    nn_linear_declare(l, ps, name, in, out, true, true);
-}
-
-static int64_t mlp_hidden(int64_t d, const TrmmlConfig *cfg) {
-    return cfg->mlp_hidden > 0 ? cfg->mlp_hidden : d;
+static int64_t mlp_hidden(int64_t d, const MethodTrmmlConfig *mc) {
+    return mc->mlp_hidden > 0 ? mc->mlp_hidden : d;
 }
 
 void trmml_carl_declare(TrmmlCarl *m, ParamStore *ps, const char *prefix, int64_t C, int64_t d,
-                        const TrmmlConfig *cfg) {
+                        const TrmmlConfig *cfg, const MethodTrmmlConfig *mc) {
     CHECK(C > 0 && d > 0, "carl '%s': C %lld, d %lld", prefix, (long long)C, (long long)d);
     memset(m, 0, sizeof *m);
     m->C = C;
     m->d = d;
     m->ffn_hidden = cfg->ffn_hidden;
-    m->mlp_hidden = mlp_hidden(d, cfg);
-    m->head_hidden = cfg->head_hidden;
+    m->mlp_hidden = mlp_hidden(d, mc);
+    m->head_hidden = mc->head_hidden;
     m->ln_eps = (float)cfg->ln_eps;
     m->dropout = (float)cfg->dropout;
-    m->region_eps = (float)cfg->region_eps;
-    m->region_mean = cfg->region_pool == TRMML_REGION_MEAN;
+    m->region_eps = (float)mc->region_eps;
+    m->region_mean = mc->region_pool == TRMML_REGION_MEAN;
     m->temp_max = (float)cfg->temp_max;
     m->temp_init = (float)cfg->temp_init;
-    m->fold = cfg->attn_fold;
-    m->query_init = cfg->query_init;
+    m->fold = mc->attn_fold;
+    m->query_init = mc->query_init;
 
-    m->queries = declare(ps, prefix, "queries", 2, SHAPE(C, d), true);
-    linear(&m->attn_q, ps, prefix, "attn.q", d, d);
-    linear(&m->attn_k, ps, prefix, "attn.k", d, d);
-    linear(&m->attn_v, ps, prefix, "attn.v", d, d);
-    linear(&m->attn_o, ps, prefix, "attn.o", d, d);
-    m->ln1_weight = declare(ps, prefix, "ln1.weight", 1, SHAPE(d), true);
-    m->ln1_bias = declare(ps, prefix, "ln1.bias", 1, SHAPE(d), true);
-    m->ln2_weight = declare(ps, prefix, "ln2.weight", 1, SHAPE(d), true);
-    m->ln2_bias = declare(ps, prefix, "ln2.bias", 1, SHAPE(d), true);
-    linear(&m->ffn1, ps, prefix, "ffn1", d, m->ffn_hidden);
-    linear(&m->ffn2, ps, prefix, "ffn2", m->ffn_hidden, d);
-    linear(&m->mlp1, ps, prefix, "mlp1", d, m->mlp_hidden);
-    linear(&m->mlp2, ps, prefix, "mlp2", m->mlp_hidden, d);
-    linear(&m->head1, ps, prefix, "head1", d, m->head_hidden);
-    linear(&m->head2, ps, prefix, "head2", m->head_hidden, d);
-    m->logit_scale = declare(ps, prefix, "logit_scale", 1, SHAPE(1), cfg->temp_learnable);
+    m->queries = trmml_param_declare(ps, prefix, "queries", 2, SHAPE(C, d), true);
+    trmml_linear_declare(&m->attn_q, ps, prefix, "attn.q", d, d);
+    trmml_linear_declare(&m->attn_k, ps, prefix, "attn.k", d, d);
+    trmml_linear_declare(&m->attn_v, ps, prefix, "attn.v", d, d);
+    trmml_linear_declare(&m->attn_o, ps, prefix, "attn.o", d, d);
+    m->ln1_weight = trmml_param_declare(ps, prefix, "ln1.weight", 1, SHAPE(d), true);
+    m->ln1_bias = trmml_param_declare(ps, prefix, "ln1.bias", 1, SHAPE(d), true);
+    m->ln2_weight = trmml_param_declare(ps, prefix, "ln2.weight", 1, SHAPE(d), true);
+    m->ln2_bias = trmml_param_declare(ps, prefix, "ln2.bias", 1, SHAPE(d), true);
+    trmml_linear_declare(&m->ffn1, ps, prefix, "ffn1", d, m->ffn_hidden);
+    trmml_linear_declare(&m->ffn2, ps, prefix, "ffn2", m->ffn_hidden, d);
+    trmml_linear_declare(&m->mlp1, ps, prefix, "mlp1", d, m->mlp_hidden);
+    trmml_linear_declare(&m->mlp2, ps, prefix, "mlp2", m->mlp_hidden, d);
+    trmml_linear_declare(&m->head1, ps, prefix, "head1", d, m->head_hidden);
+    trmml_linear_declare(&m->head2, ps, prefix, "head2", m->head_hidden, d);
+    m->logit_scale = trmml_param_declare(ps, prefix, "logit_scale", 1, SHAPE(1), mc->temp_learnable);
 }
 
-int64_t trmml_carl_param_count(int64_t C, int64_t d, const TrmmlConfig *cfg) {
-    int64_t hf = cfg->ffn_hidden, hm = mlp_hidden(d, cfg), hh = cfg->head_hidden;
+int64_t trmml_carl_param_count(int64_t C, int64_t d, const TrmmlConfig *cfg,
+                               const MethodTrmmlConfig *mc) {
+    int64_t hf = cfg->ffn_hidden, hm = mlp_hidden(d, mc), hh = mc->head_hidden;
     return C * d                          /* queries */
            + 4 * (d * d + d)              /* q, k, v, o with biases */
            + 4 * d                        /* two LayerNorms */
            + (d * hf + hf) + (hf * d + d) /* decoder FFN */
            + (d * hm + hm) + (hm * d + d) /* Eq. 3 MLP */
            + (d * hh + hh) + (hh * d + d) /* projection head */
-           + (cfg->temp_learnable ? 1 : 0);
+           + (mc->temp_learnable ? 1 : 0);
 }
 
 /* Host fill helpers: initialisation runs once, outside per-step code. */

@@ -51,9 +51,10 @@ typedef struct {
 /* Declare the parameters of a head for C classes and width d into ps (not yet finalized). The
  * sizes, dropout, LayerNorm eps, folding, Eq. 4 pooling and temperature settings come from cfg. */
 void trmml_carl_declare(TrmmlCarl *m, ParamStore *ps, const char *prefix, int64_t C, int64_t d,
-                        const TrmmlConfig *cfg);
+                        const TrmmlConfig *cfg, const MethodTrmmlConfig *mc);
 /* The learnable-parameter count of that head, by formula (SPEC §10.2 without the prompts). */
-int64_t trmml_carl_param_count(int64_t C, int64_t d, const TrmmlConfig *cfg);
+int64_t trmml_carl_param_count(int64_t C, int64_t d, const TrmmlConfig *cfg,
+                               const MethodTrmmlConfig *mc);
 /* Initialise after param_store_finalize: queries = rows of text_features (C,d) L2-normalised
  * (DECISION 9; host floats, borrowed) or, when text_features is NULL or cfg said random,
  * N(0, 1/d); attention weights Xavier-uniform and biases 0; LayerNorms 1/0; FFN, MLP and head

@@ -197,7 +197,8 @@ void trmml_run_close(TrmmlRun *run) {
 Tensor *trmml_image_dense(const TrmmlModel *m, const Image *im) {
     const int S = (int)m->cfg.tc.input_size;
     Image t = {0};
-    aug_test(im, S, m->method == TRMML_METHOD_DUALCOOP ? RESAMPLE_BILINEAR : RESAMPLE_BICUBIC, &t);
+    const bool bilinear = m->ops->test_transform == TRMML_TRANSFORM_TEST_BILINEAR;
+    aug_test(im, S, bilinear ? RESAMPLE_BILINEAR : RESAMPLE_BICUBIC, &t);
     Tensor *x = tensor_empty(DT_F32, 4, SHAPE(1, 3, S, S));
     clip_normalize_image(&t, CLIP_MEAN, CLIP_STD, tensor_f32(x));
     image_free(&t);
@@ -206,51 +207,6 @@ Tensor *trmml_image_dense(const TrmmlModel *m, const Image *im) {
     clip_encode_image(m->clip, x, &emb, &dense);
     ag_set_grad_enabled(g);
     return dense;
-}
-
-Tensor *trmml_region_maps(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg) {
-    (void)gneg;
-    const int64_t B = dense->shape[0], T = dense->shape[1], E = dense->shape[2], C = m->C,
-                  HW = T - 1;
-    if (m->method == TRMML_METHOD_BASELINE) return NULL;
-    if (m->method == TRMML_METHOD_PVLR) return pvlr_attention_maps(&m->pvlr, dense, gpos);
-    Tensor *out = tensor_empty(DT_F32, 3, SHAPE(B, C, HW));
-    float *o = tensor_f32(out);
-    bool g = ag_set_grad_enabled(false);
-    if (m->method == TRMML_METHOD_TRMML) {
-        /* R = σ(Φ) over the spatial tokens (Eq. 2). */
-        Tensor *f = m->cfg.tc.drop_token0 ? trmml_model_head_input(m, dense) : dense;
-        const float *r = tensor_f32(tensor_sigmoid(trmml_carl_energies(&m->carl, f)));
-        const int64_t P = f->shape[1], skip = P - HW;
-        for (int64_t i = 0; i < B * C; i++)
-            memcpy(o + i * HW, r + i * P + skip, (size_t)HW * sizeof(float));
-    } else {
-        /* DualCoOp: w = softmax over the T tokens of 20 cos(z_t, G+_c) (SPEC §3 step 2). */
-        const float *z = tensor_f32(dense), *G = tensor_f32(gpos);
-        double *s = xmalloc((size_t)T * sizeof(double));
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t c = 0; c < C; c++) {
-                double mx = -INFINITY;
-                for (int64_t t = 0; t < T; t++) {
-                    const float *zt = z + (b * T + t) * E;
-                    double dot = 0, nz = 0;
-                    for (int64_t e = 0; e < E; e++) {
-                        dot += (double)zt[e] * G[c * E + e];
-                        nz += (double)zt[e] * zt[e];
-                    }
-                    s[t] = 20.0 * dot / fmax(sqrt(nz), 1e-12);
-                    if (s[t] > mx) mx = s[t];
-                }
-                double sum = 0, wmax = 0;
-                for (int64_t t = 0; t < T; t++) sum += (s[t] = exp(s[t] - mx));
-                for (int64_t t = 1; t < T; t++) wmax = fmax(wmax, s[t] / sum);
-                for (int64_t t = 1; t < T; t++)
-                    o[(b * C + c) * HW + t - 1] = (float)(wmax > 0 ? s[t] / sum / wmax : 0);
-            }
-        free(s);
-    }
-    ag_set_grad_enabled(g);
-    return out;
 }
 
 /* A blue-cyan-yellow-red ramp for v in [0, 1] (the "jet" colour map, piecewise linear). */

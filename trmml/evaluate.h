@@ -56,11 +56,6 @@ void trmml_run_close(TrmmlRun *run);
 
 /* Dense features (1, HW+1, E) of one image with the method's test transform, no tape. */
 Tensor *trmml_image_dense(const TrmmlModel *m, const Image *im);
-/* Spatial maps (B, C, HW) of dense (B, HW+1, E): TRM-ML R = σ(Φ); DualCoOp the spatial weights
- * w over the HW spatial tokens (token 0 left out), rescaled to a maximum of 1 per class; PVLR
- * the text->visual attention per class (pvlr_attention_maps); the baseline has none (returns
- * NULL). No tape. */
-Tensor *trmml_region_maps(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg);
 /* The image with map (g x g, values in [0, 1]) upsampled bilinearly to its size and blended
  * as a heat map (alpha 0.5). A new image (image_free). */
 Image trmml_heatmap_overlay(const Image *im, const float *map, int g);

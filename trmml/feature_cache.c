@@ -26,6 +26,106 @@ typedef struct {
 } FcHeader;
 _Static_assert(sizeof(FcHeader) == FC_HEADER, "feature cache header must be 256 bytes");
 
+/* The 256-byte header of a cache of ds at S px with `tokens` x embed_dim features. */
+static Status write_header(FILE *f, const char *tmp, const ClipModel *model, const Dataset *ds,
+                           const ExtractOptions *opt, int S, int64_t tokens, ResampleFilter filter) {
+    FcHeader h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, FC_MAGIC, 8);
+    h.version = FC_VERSION;
+    h.header_bytes = FC_HEADER;
+    h.n = ds->n;
+    h.tokens = tokens;
+    h.dim = model->cfg.embed_dim;
+    h.image_size = S;
+    snprintf(h.model, sizeof h.model, "%s", opt->model_id ? opt->model_id : "");
+    snprintf(h.dataset, sizeof h.dataset, "%s", ds->name);
+    snprintf(h.split, sizeof h.split, "%s", ds->split);
+    snprintf(h.resample, sizeof h.resample, "%s", resample_filter_name(filter));
+    return xfwrite(&h, sizeof h, 1, f, tmp);
+}
+
+/* The buffers of one batch of at most B images (S px, per_image halves each). */
+typedef struct {
+    int S, B;
+    size_t per_image;
+    uint16_t *half;
+    float *pixels;
+    bool *bad;
+    Status *img_st;
+    char (*img_err)[512];
+} ExtractBatch;
+
+static void batch_alloc(ExtractBatch *xb, int S, int B, size_t per_image) {
+    *xb = (ExtractBatch){S, B, per_image, NULL, NULL, NULL, NULL, NULL};
+    xb->half = xmalloc((size_t)B * per_image * sizeof(uint16_t));
+    xb->pixels = xmalloc((size_t)B * 3 * S * S * sizeof(float));
+    xb->bad = xcalloc(B, sizeof *xb->bad);
+    xb->img_st = xcalloc(B, sizeof *xb->img_st);
+    xb->img_err = xcalloc(B, sizeof *xb->img_err);
+}
+
+static void batch_free(ExtractBatch *xb) {
+    free(xb->half);
+    free(xb->pixels);
+    free(xb->bad);
+    free(xb->img_st);
+    free(xb->img_err);
+}
+
+/* Decode and transform images [start, start+cnt) in parallel; errors are collected per image
+ * (the last-error message is global, so each image keeps its own copy). */
+static void decode_batch(ExtractBatch *xb, const Dataset *ds, int64_t start, int64_t cnt,
+                         ResampleFilter filter) {
+    const int S = xb->S;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t b = 0; b < cnt; b++) {
+        Image im = {0}, out = {0};
+        xb->img_st[b] = image_load(ds_image_path(ds, start + b), &im, NULL);
+        xb->bad[b] = xb->img_st[b] != STATUS_OK;
+        if (xb->bad[b]) {
+            snprintf(xb->img_err[b], sizeof xb->img_err[b], "%s", error_last());
+            memset(xb->pixels + (size_t)b * 3 * S * S, 0, (size_t)3 * S * S * sizeof(float));
+            continue;
+        }
+        aug_test(&im, S, filter, &out);
+        clip_normalize_image(&out, CLIP_MEAN, CLIP_STD, xb->pixels + (size_t)b * 3 * S * S);
+        image_free(&im);
+        image_free(&out);
+    }
+}
+
+/* The unreadable images of the batch: an error unless they may be skipped (counted). */
+static Status check_batch(const ExtractBatch *xb, int64_t cnt, const ExtractOptions *opt,
+                          int64_t *nskip) {
+    Status st = STATUS_OK;
+    for (int64_t b = 0; b < cnt && st == STATUS_OK; b++) {
+        if (!xb->bad[b]) continue;
+        if (!opt->skip_bad_images)
+            st = error_set(xb->img_st[b], "%s (use --bad-image skip to skip unreadable images)",
+                           xb->img_err[b]);
+        (*nskip)++;
+    }
+    return st;
+}
+
+/* The image tower on the batch, its dense features as float16 (zeros for skipped images). */
+static Status encode_batch(ExtractBatch *xb, const ClipModel *model, int64_t cnt, FILE *f,
+                           const char *tmp) {
+    const int S = xb->S;
+    const size_t per_image = xb->per_image;
+    Tensor *x = tensor_from_f32(4, SHAPE(cnt, 3, S, S), xb->pixels);
+    Tensor *emb = NULL, *dense = NULL;
+    clip_encode_image(model, x, &emb, &dense);
+    const float *d = tensor_f32(dense);
+    for (int64_t b = 0; b < cnt; b++)
+        for (size_t k = 0; k < per_image; k++)
+            xb->half[b * per_image + k] = xb->bad[b] ? 0 : f32_to_f16(d[b * per_image + k]);
+    Status st = xfwrite(xb->half, sizeof(uint16_t), cnt * per_image, f, tmp);
+    tensor_step_end();
+    return st;
+}
+
 Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const ExtractOptions *opt,
                              const char *path, int64_t *skipped) {
     int S = opt->image_size, B = opt->batch > 0 ? opt->batch : 8;
@@ -37,76 +137,24 @@ Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const Ex
     if (st != STATUS_OK) return st;
     FILE *f = af.f;
     const char *tmp = af.tmp;
-    FcHeader h;
-    memset(&h, 0, sizeof h);
-    memcpy(h.magic, FC_MAGIC, 8);
-    h.version = FC_VERSION;
-    h.header_bytes = FC_HEADER;
-    h.n = ds->n;
-    h.tokens = tokens;
-    h.dim = dim;
-    h.image_size = S;
-    snprintf(h.model, sizeof h.model, "%s", opt->model_id ? opt->model_id : "");
-    snprintf(h.dataset, sizeof h.dataset, "%s", ds->name);
-    snprintf(h.split, sizeof h.split, "%s", ds->split);
     ResampleFilter filter = opt->filter == RESAMPLE_NEAREST ? RESAMPLE_BICUBIC : opt->filter;
-    snprintf(h.resample, sizeof h.resample, "%s", resample_filter_name(filter));
-    st = xfwrite(&h, sizeof h, 1, f, tmp);
-
+    st = write_header(f, tmp, model, ds, opt, S, tokens, filter);
     int64_t nskip = 0;
-    size_t per_image = (size_t)(tokens * dim);
-    uint16_t *half = xmalloc((size_t)B * per_image * sizeof(uint16_t));
-    float *pixels = xmalloc((size_t)B * 3 * S * S * sizeof(float));
-    bool *bad = xcalloc(B, sizeof *bad);
-    Status *img_st = xcalloc(B, sizeof *img_st);
-    char (*img_err)[512] = xcalloc(B, sizeof *img_err);
+    ExtractBatch xb;
+    batch_alloc(&xb, S, B, (size_t)(tokens * dim));
     bool grad = ag_set_grad_enabled(false);
     for (int64_t start = 0; st == STATUS_OK && start < ds->n; start += B) {
         int64_t cnt = ds->n - start < B ? ds->n - start : B;
-        /* Decode and transform in parallel; errors are collected per image (the last-error
-         * message is global, so each image keeps its own copy). */
-#pragma omp parallel for schedule(dynamic)
-        for (int64_t b = 0; b < cnt; b++) {
-            Image im = {0}, out = {0};
-            img_st[b] = image_load(ds_image_path(ds, start + b), &im, NULL);
-            bad[b] = img_st[b] != STATUS_OK;
-            if (bad[b]) {
-                snprintf(img_err[b], sizeof img_err[b], "%s", error_last());
-                memset(pixels + (size_t)b * 3 * S * S, 0, (size_t)3 * S * S * sizeof(float));
-                continue;
-            }
-            aug_test(&im, S, filter, &out);
-            clip_normalize_image(&out, CLIP_MEAN, CLIP_STD, pixels + (size_t)b * 3 * S * S);
-            image_free(&im);
-            image_free(&out);
-        }
-        for (int64_t b = 0; b < cnt && st == STATUS_OK; b++) {
-            if (!bad[b]) continue;
-            if (!opt->skip_bad_images)
-                st = error_set(img_st[b], "%s (use --bad-image skip to skip unreadable images)",
-                               img_err[b]);
-            nskip++;
-        }
+        decode_batch(&xb, ds, start, cnt, filter);
+        st = check_batch(&xb, cnt, opt, &nskip);
         if (st != STATUS_OK) break;
-        Tensor *x = tensor_from_f32(4, SHAPE(cnt, 3, S, S), pixels);
-        Tensor *emb = NULL, *dense = NULL;
-        clip_encode_image(model, x, &emb, &dense);
-        const float *d = tensor_f32(dense);
-        for (int64_t b = 0; b < cnt; b++)
-            for (size_t k = 0; k < per_image; k++)
-                half[b * per_image + k] = bad[b] ? 0 : f32_to_f16(d[b * per_image + k]);
-        st = xfwrite(half, sizeof(uint16_t), cnt * per_image, f, tmp);
-        tensor_step_end();
+        st = encode_batch(&xb, model, cnt, f, tmp);
         if (opt->progress && (start / B) % 16 == 0)
             fprintf(stderr, "extract %s %s: %lld / %lld images\n", ds->name, ds->split,
                     (long long)(start + cnt), (long long)ds->n);
     }
     ag_set_grad_enabled(grad);
-    free(half);
-    free(pixels);
-    free(bad);
-    free(img_st);
-    free(img_err);
+    batch_free(&xb);
     st = xatomic_close(&af, st);
     if (skipped) *skipped = nskip;
     return st;

@@ -13,7 +13,7 @@
 #include "autograd/tape.h"
 #include "tensor/ops/index.h"
 
-void trmml_mmcp_init(TrmmlMmcp *m, int64_t C, int64_t d, const TrmmlConfig *cfg) {
+void trmml_mmcp_init(TrmmlMmcp *m, int64_t C, int64_t d, const MethodTrmmlConfig *cfg) {
     CHECK(C > 0 && d > 0 && cfg->mmcp_queue_len > 0 && cfg->mmcp_k > 0,
           "mmcp: C %lld, d %lld, queue length %lld, k %lld", (long long)C, (long long)d,
           (long long)cfg->mmcp_queue_len, (long long)cfg->mmcp_k);
@@ -119,6 +119,61 @@ static int one_sided(const TrmmlMmcp *m, int which_pos, int64_t c, float s) {
     return 0;
 }
 
+/* Eq. 8 through the queue means (valid because every bank row is a unit vector): mean (C, d),
+ * NAN rows for queues not usable (not full, or empty when a full queue is not required). */
+static void queue_means(const TrmmlMmcp *m, float *mean) {
+    const int64_t C = m->C, d = m->d;
+    for (int64_t c = 0; c < C; c++) {
+        bool ok = m->require_full ? m->fill[c] == m->len : m->fill[c] > 0;
+        for (int64_t j = 0; j < d; j++) {
+            double s = 0;
+            for (int64_t e = 0; e < m->fill[c]; e++) s += m->bank[(c * m->len + e) * d + j];
+            mean[c * d + j] = ok ? (float)(s / (double)m->fill[c]) : NAN;
+        }
+    }
+}
+
+/* The visual and text similarities sv, st (B, C) of normalize(F^r) to the queue means and the
+ * prototypes, and the labels lab (B, C) the thresholds learn from (unknown as negative in
+ * single-positive mode). nf: d floats of scratch. */
+static void similarities(const TrmmlMmcp *m, const float *F, const float *Y, int64_t B,
+                         bool single_positive, const float *mean, float *nf, float *sv, float *st,
+                         float *lab) {
+    const int64_t C = m->C, d = m->d;
+    for (int64_t i = 0; i < B; i++)
+        for (int64_t c = 0; c < C; c++) {
+            normalize_into(nf, F + (i * C + c) * d, d);
+            double dv = 0, dt = 0;
+            for (int64_t j = 0; j < d; j++) {
+                dv += (double)nf[j] * mean[c * d + j];
+                dt += (double)nf[j] * m->proto[c * d + j];
+            }
+            sv[i * C + c] = (float)dv; /* NAN when the queue is not usable */
+            st[i * C + c] = m->has_proto ? (float)dt : NAN;
+            float yy = Y[i * C + c];
+            lab[i * C + c] = (single_positive && yy == 0.0f) ? -1.0f : yy;
+        }
+}
+
+/* Eq. 12: the pseudo-label P (B, C) of each unknown entry; both modalities must agree, and a
+ * switched-off modality does not vote. */
+static void fuse(const TrmmlMmcp *m, const float *Y, int64_t B, const float *sv, const float *st,
+                 float *P) {
+    const int64_t C = m->C;
+    for (int64_t i = 0; i < B; i++)
+        for (int64_t c = 0; c < C; c++) {
+            if (Y[i * C + c] != 0.0f) continue;
+            int v = one_sided(m, TRMML_THETA_VIS_POS, c, sv[i * C + c]);
+            int t = one_sided(m, TRMML_THETA_TXT_POS, c, st[i * C + c]);
+            int fused;
+            if (m->use_visual && m->use_text) fused = (v == t) ? v : 0;
+            else if (m->use_visual) fused = v;
+            else if (m->use_text) fused = t;
+            else fused = 0;
+            P[i * C + c] = (float)fused;
+        }
+}
+
 Tensor *trmml_mmcp_pseudo_labels(TrmmlMmcp *m, const Tensor *fr, const Tensor *y,
                                  bool single_positive, float *sim_vis, float *sim_txt) {
     int64_t C = m->C, d = m->d;
@@ -138,45 +193,12 @@ Tensor *trmml_mmcp_pseudo_labels(TrmmlMmcp *m, const Tensor *fr, const Tensor *y
     float *mean = arena_alloc(ar, (size_t)(C * d) * sizeof(float));
     float *nf = arena_alloc(ar, (size_t)d * sizeof(float));
 
-    /* Eq. 8 through the queue means (valid because every bank row is a unit vector). */
-    for (int64_t c = 0; c < C; c++) {
-        bool ok = m->require_full ? m->fill[c] == m->len : m->fill[c] > 0;
-        for (int64_t j = 0; j < d; j++) {
-            double s = 0;
-            for (int64_t e = 0; e < m->fill[c]; e++) s += m->bank[(c * m->len + e) * d + j];
-            mean[c * d + j] = ok ? (float)(s / (double)m->fill[c]) : NAN;
-        }
-    }
-    for (int64_t i = 0; i < B; i++)
-        for (int64_t c = 0; c < C; c++) {
-            normalize_into(nf, F + (i * C + c) * d, d);
-            double dv = 0, dt = 0;
-            for (int64_t j = 0; j < d; j++) {
-                dv += (double)nf[j] * mean[c * d + j];
-                dt += (double)nf[j] * m->proto[c * d + j];
-            }
-            sv[i * C + c] = (float)dv; /* NAN when the queue is not usable */
-            st[i * C + c] = m->has_proto ? (float)dt : NAN;
-            float yy = Y[i * C + c];
-            lab[i * C + c] = (single_positive && yy == 0.0f) ? -1.0f : yy;
-        }
+    queue_means(m, mean);
+    similarities(m, F, Y, B, single_positive, mean, nf, sv, st, lab);
     update_thresholds(m, TRMML_THETA_VIS_POS, sv, lab, B);
     update_thresholds(m, TRMML_THETA_TXT_POS, st, lab, B);
 
-    float *P = tensor_f32(out);
-    for (int64_t i = 0; i < B; i++)
-        for (int64_t c = 0; c < C; c++) {
-            if (Y[i * C + c] != 0.0f) continue;
-            int v = one_sided(m, TRMML_THETA_VIS_POS, c, sv[i * C + c]);
-            int t = one_sided(m, TRMML_THETA_TXT_POS, c, st[i * C + c]);
-            /* Eq. 12: both modalities must agree; a switched-off modality does not vote. */
-            int fused;
-            if (m->use_visual && m->use_text) fused = (v == t) ? v : 0;
-            else if (m->use_visual) fused = v;
-            else if (m->use_text) fused = t;
-            else fused = 0;
-            P[i * C + c] = (float)fused;
-        }
+    fuse(m, Y, B, sv, st, tensor_f32(out));
     if (sim_vis) memcpy(sim_vis, sv, (size_t)(B * C) * sizeof(float));
     if (sim_txt) memcpy(sim_txt, st, (size_t)(B * C) * sizeof(float));
     arena_release(ar, mark);

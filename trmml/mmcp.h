@@ -33,7 +33,7 @@ typedef struct {
 
 /* Allocate an empty bank and uninitialised thresholds for C classes of width d, with k, len,
  * eta and the switches from cfg. Owns its memory until trmml_mmcp_free. */
-void trmml_mmcp_init(TrmmlMmcp *m, int64_t C, int64_t d, const TrmmlConfig *cfg);
+void trmml_mmcp_init(TrmmlMmcp *m, int64_t C, int64_t d, const MethodTrmmlConfig *cfg);
 void trmml_mmcp_free(TrmmlMmcp *m);
 
 /* T = normalize(G+) (§4.7 stage boundary); gpos (C,d) is only read. */

@@ -32,30 +32,18 @@
 #include "tensor/ops/norm.h"
 #include "tensor/ops/reduce.h"
 #include "tensor/ops/shape.h"
+#include "trmml/head_params.h"
 #include "tensor/ops/softmax.h"
 
 /* ---- declaration -------------------------------------------------------------------------- */
 
-static Tensor *declare(ParamStore *ps, const char *prefix, const char *leaf, int ndim,
-                       const int64_t *shape) {
-    char name[256];
-    snprintf(name, sizeof name, "%.120s.%.120s", prefix, leaf);
-    return param_add(ps, name, DT_F32, ndim, shape, true);
-}
-
-static void linear(NnLinear *l, ParamStore *ps, const char *prefix, const char *leaf, int64_t in,
-                   int64_t out) {
-    char name[256];
-    snprintf(name, sizeof name, "%.120s.%.120s", prefix, leaf);
-    nn_linear_declare(l, ps, name, in, out, true, true);
-}
 
 static void norm(PvlrNorm *n, ParamStore *ps, const char *prefix, const char *leaf, int64_t d) {
     char name[256];
     snprintf(name, sizeof name, "%.100s.weight", leaf);
-    n->weight = declare(ps, prefix, name, 1, SHAPE(d));
+    n->weight = trmml_param_declare(ps, prefix, name, 1, SHAPE(d), true);
     snprintf(name, sizeof name, "%.100s.bias", leaf);
-    n->bias = declare(ps, prefix, name, 1, SHAPE(d));
+    n->bias = trmml_param_declare(ps, prefix, name, 1, SHAPE(d), true);
 }
 
 static void attention(PvlrAttention *a, ParamStore *ps, const char *prefix, const char *leaf,
@@ -65,7 +53,7 @@ static void attention(PvlrAttention *a, ParamStore *ps, const char *prefix, cons
     char name[256];
     for (int i = 0; i < 4; i++) {
         snprintf(name, sizeof name, "%.100s.%s", leaf, parts[i]);
-        linear(l[i], ps, prefix, name, d, d);
+        trmml_linear_declare(l[i], ps, prefix, name, d, d);
     }
 }
 
@@ -73,41 +61,38 @@ static void ffn(PvlrFfn *f, ParamStore *ps, const char *prefix, const char *leaf
                 int64_t hidden) {
     char name[256];
     snprintf(name, sizeof name, "%.100s1", leaf);
-    linear(&f->fc1, ps, prefix, name, d, hidden);
+    trmml_linear_declare(&f->fc1, ps, prefix, name, d, hidden);
     snprintf(name, sizeof name, "%.100s2", leaf);
-    linear(&f->fc2, ps, prefix, name, hidden, d);
+    trmml_linear_declare(&f->fc2, ps, prefix, name, hidden, d);
 }
 
 /* IFM exists only between two label sources (DECISION in docs/pvlr.md). */
-static bool ifm_on(const TrmmlConfig *cfg) {
-    return cfg->pvlr_use_ifm && cfg->pvlr_use_kap && cfg->pvlr_use_cap;
+static bool ifm_on(const MethodPvlrConfig *pc) {
+    return pc->pvlr_use_ifm && pc->pvlr_use_kap && pc->pvlr_use_cap;
 }
 
-void pvlr_declare(PvlrHead *m, ParamStore *ps, const char *prefix, int64_t C, int64_t d,
-                  const TrmmlConfig *cfg, bool full_labels) {
-    CHECK(C > 0 && d > 0 && cfg->pvlr_heads > 0 && d % cfg->pvlr_heads == 0,
-          "pvlr '%s': C %lld, d %lld, heads %lld (must divide d)", prefix, (long long)C,
-          (long long)d, (long long)cfg->pvlr_heads);
-    CHECK(cfg->pvlr_use_kap || cfg->pvlr_use_cap, "pvlr: KAP and CAP both off");
+/* The sizes, switches and constants of a head from the configuration (SPEC §5.7: full labels
+ * γ+ 0, γ− 4; partial labels γ+ 1, γ− 2; both with m = 0.05). */
+static void settings(PvlrHead *m, int64_t C, int64_t d, const TrmmlConfig *cfg,
+                     const MethodPvlrConfig *pc, bool full_labels) {
     memset(m, 0, sizeof *m);
     m->C = C;
     m->d = d;
-    m->heads = cfg->pvlr_heads;
+    m->heads = pc->pvlr_heads;
     m->ffn_hidden = cfg->ffn_hidden;
     m->ln_eps = (float)cfg->ln_eps;
     m->dropout = (float)cfg->dropout;
-    m->kap_tau = (float)cfg->pvlr_kap_tau;
-    m->spatial_temp = (float)cfg->pvlr_spatial_temp;
+    m->kap_tau = (float)pc->pvlr_kap_tau;
+    m->spatial_temp = (float)pc->pvlr_spatial_temp;
     m->temp_max = (float)cfg->temp_max;
-    m->temp_init = (float)cfg->pvlr_temp_init;
-    m->use_kap = cfg->pvlr_use_kap;
-    m->use_cap = cfg->pvlr_use_cap;
-    m->use_ifm = ifm_on(cfg);
-    m->use_t2v = cfg->pvlr_use_t2v;
-    m->use_v2t = cfg->pvlr_use_v2t;
-    m->use_global = cfg->pvlr_use_global;
-    /* SPEC §5.7: full labels γ+ 0, γ− 4; partial labels γ+ 1, γ− 2; both with m = 0.05. */
-    int setting = cfg->pvlr_asl;
+    m->temp_init = (float)pc->pvlr_temp_init;
+    m->use_kap = pc->pvlr_use_kap;
+    m->use_cap = pc->pvlr_use_cap;
+    m->use_ifm = ifm_on(pc);
+    m->use_t2v = pc->pvlr_use_t2v;
+    m->use_v2t = pc->pvlr_use_v2t;
+    m->use_global = pc->pvlr_use_global;
+    int setting = pc->pvlr_asl;
     if (setting == PVLR_ASL_AUTO) setting = full_labels ? PVLR_ASL_FULL : PVLR_ASL_PARTIAL;
     m->asl_gamma_pos = setting == PVLR_ASL_FULL      ? 0.0f
                        : setting == PVLR_ASL_PARTIAL ? 1.0f
@@ -118,51 +103,67 @@ void pvlr_declare(PvlrHead *m, ParamStore *ps, const char *prefix, int64_t C, in
     m->asl_clip = (float)cfg->asl_clip;
     m->asl_eps = (float)cfg->asl_eps;
 
+}
+
+/* One attention layer with its FFN: <name>.attn, <name>.norm1, <name>.ffn, <name>.norm2. */
+static void declare_block(PvlrAttention *a, PvlrNorm *n1, PvlrFfn *f, PvlrNorm *n2,
+                          ParamStore *ps, const char *prefix, const char *name, int64_t d,
+                          int64_t H) {
+    char leaf[64];
+    snprintf(leaf, sizeof leaf, "%s.attn", name);
+    attention(a, ps, prefix, leaf, d);
+    snprintf(leaf, sizeof leaf, "%s.norm1", name);
+    norm(n1, ps, prefix, leaf, d);
+    snprintf(leaf, sizeof leaf, "%s.ffn", name);
+    ffn(f, ps, prefix, leaf, d, H);
+    snprintf(leaf, sizeof leaf, "%s.norm2", name);
+    norm(n2, ps, prefix, leaf, d);
+}
+
+void pvlr_declare(PvlrHead *m, ParamStore *ps, const char *prefix, int64_t C, int64_t d,
+                  const TrmmlConfig *cfg, const MethodPvlrConfig *pc, bool full_labels) {
+    CHECK(C > 0 && d > 0 && pc->pvlr_heads > 0 && d % pc->pvlr_heads == 0,
+          "pvlr '%s': C %lld, d %lld, heads %lld (must divide d)", prefix, (long long)C,
+          (long long)d, (long long)pc->pvlr_heads);
+    CHECK(pc->pvlr_use_kap || pc->pvlr_use_cap, "pvlr: KAP and CAP both off");
+    settings(m, C, d, cfg, pc, full_labels);
     const int64_t H = m->ffn_hidden;
     if (m->use_kap) {
-        m->kap_weight = declare(ps, prefix, "kap.weight", 2, SHAPE(d, d));
+        m->kap_weight = trmml_param_declare(ps, prefix, "kap.weight", 2, SHAPE(d, d), true);
         norm(&m->kap_norm, ps, prefix, "kap_norm", d);
     }
-    if (m->use_cap) {
-        attention(&m->cap_attn, ps, prefix, "cap.attn", d);
-        norm(&m->cap_norm1, ps, prefix, "cap.norm1", d);
-        ffn(&m->cap_ffn, ps, prefix, "cap.ffn", d, H);
-        norm(&m->cap_norm2, ps, prefix, "cap.norm2", d);
-    }
+    if (m->use_cap)
+        declare_block(&m->cap_attn, &m->cap_norm1, &m->cap_ffn, &m->cap_norm2, ps, prefix, "cap",
+                      d, H);
     if (m->use_ifm) {
         attention(&m->ifm_k2c, ps, prefix, "ifm.k2c", d);
         norm(&m->ifm_norm_k, ps, prefix, "ifm.norm_k", d);
         attention(&m->ifm_c2k, ps, prefix, "ifm.c2k", d);
         norm(&m->ifm_norm_c, ps, prefix, "ifm.norm_c", d);
-        linear(&m->gate, ps, prefix, "ifm.gate", 2 * d, d);
+        trmml_linear_declare(&m->gate, ps, prefix, "ifm.gate", 2 * d, d);
         ffn(&m->ifm_ffn, ps, prefix, "ifm.ffn", d, H);
         norm(&m->ifm_norm, ps, prefix, "ifm.norm", d);
     }
-    if (m->use_t2v) {
-        attention(&m->t2v_attn, ps, prefix, "t2v.attn", d);
-        norm(&m->t2v_norm1, ps, prefix, "t2v.norm1", d);
-        ffn(&m->t2v_ffn, ps, prefix, "t2v.ffn", d, H);
-        norm(&m->t2v_norm2, ps, prefix, "t2v.norm2", d);
-    }
-    if (m->use_v2t) {
-        attention(&m->v2t_attn, ps, prefix, "v2t.attn", d);
-        norm(&m->v2t_norm1, ps, prefix, "v2t.norm1", d);
-        ffn(&m->v2t_ffn, ps, prefix, "v2t.ffn", d, H);
-        norm(&m->v2t_norm2, ps, prefix, "v2t.norm2", d);
-    }
-    m->logit_scale = declare(ps, prefix, "logit_scale", 1, SHAPE(1));
-    m->class_bias = declare(ps, prefix, "class_bias", 1, SHAPE(C));
+    if (m->use_t2v)
+        declare_block(&m->t2v_attn, &m->t2v_norm1, &m->t2v_ffn, &m->t2v_norm2, ps, prefix, "t2v",
+                      d, H);
+    if (m->use_v2t)
+        declare_block(&m->v2t_attn, &m->v2t_norm1, &m->v2t_ffn, &m->v2t_norm2, ps, prefix, "v2t",
+                      d, H);
+    m->logit_scale = trmml_param_declare(ps, prefix, "logit_scale", 1, SHAPE(1), true);
+    m->class_bias = trmml_param_declare(ps, prefix, "class_bias", 1, SHAPE(C), true);
 }
 
-int64_t pvlr_param_count(int64_t C, int64_t d, const TrmmlConfig *cfg) {
+int64_t pvlr_param_count(int64_t C, int64_t d, const TrmmlConfig *cfg,
+                         const MethodPvlrConfig *pc) {
     const int64_t H = cfg->ffn_hidden, attn = 4 * (d * d + d), ln = 2 * d,
                   ff = (d * H + H) + (H * d + d), layer = attn + ln + ff + ln;
     int64_t n = 1 + C; /* t, b */
-    if (cfg->pvlr_use_kap) n += d * d + ln;
-    if (cfg->pvlr_use_cap) n += layer;
-    if (ifm_on(cfg)) n += 2 * (attn + ln) + (2 * d * d + d) + ff + ln;
-    if (cfg->pvlr_use_t2v) n += layer;
-    if (cfg->pvlr_use_v2t) n += layer;
+    if (pc->pvlr_use_kap) n += d * d + ln;
+    if (pc->pvlr_use_cap) n += layer;
+    if (ifm_on(pc)) n += 2 * (attn + ln) + (2 * d * d + d) + ff + ln;
+    if (pc->pvlr_use_t2v) n += layer;
+    if (pc->pvlr_use_v2t) n += layer;
     return n;
 }
 
@@ -200,14 +201,20 @@ static void init_ffn(PvlrFfn *f, Rng *rng) {
     nn_linear_init(&f->fc2, rng);
 }
 
+/* In the order of block(): attention, norm1, FFN, norm2 (the generator's draws follow it). */
+static void init_block(PvlrAttention *a, PvlrNorm *n1, PvlrFfn *f, PvlrNorm *n2, Rng *rng,
+                       int64_t d) {
+    init_attention(a, rng, d);
+    init_norm(n1);
+    init_ffn(f, rng);
+    init_norm(n2);
+}
+
 void pvlr_init(PvlrHead *m, Rng *rng) {
     const int64_t d = m->d;
     if (m->kap_weight) tensor_fill(m->kap_weight, 0.0f); /* KAP starts as pure CLIP knowledge */
     init_norm(&m->kap_norm);
-    init_attention(&m->cap_attn, rng, d);
-    init_norm(&m->cap_norm1);
-    init_ffn(&m->cap_ffn, rng);
-    init_norm(&m->cap_norm2);
+    init_block(&m->cap_attn, &m->cap_norm1, &m->cap_ffn, &m->cap_norm2, rng, d);
     init_attention(&m->ifm_k2c, rng, d);
     init_norm(&m->ifm_norm_k);
     init_attention(&m->ifm_c2k, rng, d);
@@ -215,14 +222,8 @@ void pvlr_init(PvlrHead *m, Rng *rng) {
     if (m->gate.weight) nn_linear_init(&m->gate, rng);
     init_ffn(&m->ifm_ffn, rng);
     init_norm(&m->ifm_norm);
-    init_attention(&m->t2v_attn, rng, d);
-    init_norm(&m->t2v_norm1);
-    init_ffn(&m->t2v_ffn, rng);
-    init_norm(&m->t2v_norm2);
-    init_attention(&m->v2t_attn, rng, d);
-    init_norm(&m->v2t_norm1);
-    init_ffn(&m->v2t_ffn, rng);
-    init_norm(&m->v2t_norm2);
+    init_block(&m->t2v_attn, &m->t2v_norm1, &m->t2v_ffn, &m->t2v_norm2, rng, d);
+    init_block(&m->v2t_attn, &m->v2t_norm1, &m->v2t_ffn, &m->v2t_norm2, rng, d);
     CHECK(isfinite(m->temp_init), "pvlr: temperature init %g is not finite", m->temp_init);
     tensor_copy_from_host(m->logit_scale, &m->temp_init);
     tensor_fill(m->class_bias, 0.0f);

@@ -28,6 +28,21 @@
 #include "tensor/tensor.h"
 #include "trmml/trmml_config.h"
 
+/* PVLR's ASL focusing (SPEC §5.7): auto = full when every training label is known (ratio 1, not
+ * single-positive), else partial; custom = the asl_gamma_pos / asl_gamma_neg keys. */
+typedef enum { PVLR_ASL_AUTO = 0, PVLR_ASL_FULL, PVLR_ASL_PARTIAL, PVLR_ASL_CUSTOM } PvlrAslSetting;
+
+/* PVLR's own keys (SPEC §5, DECISION 24; docs/pvlr.md; the key table is in
+ * trmml/method_pvlr.c): component switches for the ablation, sizes, constants, the second
+ * learning rate of §5.7. The shared keys (ffn_hidden, ln_eps, dropout, temp_max, asl_*,
+ * query_template, prompt_*, the recipe) apply to PVLR too. */
+typedef struct {
+    bool pvlr_use_kap, pvlr_use_cap, pvlr_use_ifm, pvlr_use_t2v, pvlr_use_v2t, pvlr_use_global;
+    int64_t pvlr_heads;
+    double pvlr_kap_tau, pvlr_spatial_temp, pvlr_temp_init, pvlr_layer_lr;
+    int pvlr_asl; /* PvlrAslSetting */
+} MethodPvlrConfig;
+
 typedef struct {
     NnLinear q, k, v, o; /* each (d,d) with bias */
 } PvlrAttention;
@@ -81,11 +96,12 @@ typedef struct {
 } PvlrOut;
 
 /* Declare the head for C classes and width d into ps (not finalized). Sizes, switches and
- * constants come from cfg; full_labels selects the full-label ASL setting when cfg says auto. */
+ * constants come from cfg and pc; full_labels selects the full-label ASL setting when pc says auto. */
 void pvlr_declare(PvlrHead *m, ParamStore *ps, const char *prefix, int64_t C, int64_t d,
-                  const TrmmlConfig *cfg, bool full_labels);
+                  const TrmmlConfig *cfg, const MethodPvlrConfig *pc, bool full_labels);
 /* The head's learnable-parameter count by formula (without the CAP contexts). */
-int64_t pvlr_param_count(int64_t C, int64_t d, const TrmmlConfig *cfg);
+int64_t pvlr_param_count(int64_t C, int64_t d, const TrmmlConfig *cfg,
+                         const MethodPvlrConfig *pc);
 /* After finalize: W_K 0; q/k/v Xavier-uniform over the stacked (3d, d) in-projection and o
  * U(±1/√d), their biases 0 (nn.MultiheadAttention); FFNs and the gate PyTorch's Linear default;
  * LayerNorms 1/0; t = pvlr_temp_init (ln 10); b = 0. */

@@ -18,57 +18,12 @@
 #include "clip/safetensors.h"
 #include "datasets/image.h"
 #include "tensor/sha256.h"
-
-static const char *const METHOD_NAMES[] = {"trmml", "dualcoop", "baseline", "pvlr"};
-
-const char *trmml_method_name(int method) {
-    CHECK(method >= 0 && method < TRMML_METHOD_COUNT, "unknown method %d", method);
-    return METHOD_NAMES[method];
-}
-
-int trmml_method_parse(const char *s) {
-    for (int i = 0; i < TRMML_METHOD_COUNT; i++)
-        if (strcmp(s, METHOD_NAMES[i]) == 0) return i;
-    return -1;
-}
-
-RunConfig run_config_default(int method, const char *dataset) {
-    RunConfig rc;
-    memset(&rc, 0, sizeof rc);
-    rc.method = method;
-    if (dataset) snprintf(rc.dataset, sizeof rc.dataset, "%s", dataset);
-    rc.ratio = 1.0;
-    rc.mask_seed = -1; /* resolved by the protocol: 0 partial, 1200 single-positive */
-    rc.sgd_momentum = 0.9;
-    rc.warmup_epochs = 1;
-    rc.warmup_lr = 1e-5;
-    rc.loss_w = NAN;
-    rc.tc = trmml_config_default();
-    if (method == TRMML_METHOD_BASELINE) rc.tc.use_carl = false;
-    if (method == TRMML_METHOD_PVLR) {
-        /* SPEC §5.3, §5.7: one class-shared context; none of TRM-ML's components. */
-        rc.tc.prompt_class_specific = false;
-        rc.tc.use_carl = rc.tc.use_kd = rc.tc.use_mmcp = rc.tc.use_mmcl = false;
-    }
-    if (method == TRMML_METHOD_DUALCOOP) {
-        /* SPEC §3: SGD on the contexts, lr 0.002 (COCO) / 0.001 (VOC), batch 32, 50 epochs. */
-        bool voc = dataset && strncmp(dataset, "voc", 3) == 0;
-        rc.tc.lr = voc ? 0.001 : 0.002;
-        rc.tc.batch_size = 32;
-        rc.tc.epochs = 50;
-        rc.tc.weight_decay = 5e-4;
-        rc.tc.use_carl = rc.tc.use_kd = rc.tc.use_mmcp = rc.tc.use_mmcl = false;
-    }
-    return rc;
-}
+#include "trmml/method.h"
 
 /* ---- run keys ------------------------------------------------------------------------------ */
 
-static const char *const METHOD_KEY_NAMES[] = {"trmml", "dualcoop", "baseline", "pvlr", NULL};
-
 #define T RunConfig
 static const KeySpec RUN_KEYS[] = {
-    KEY_ENUM(T, "method", method, METHOD_KEY_NAMES, "trmml | dualcoop | baseline | pvlr"),
     KEY_STR(T, "dataset", dataset, "ds_open name, docs/datasets.md"),
     KEY_STR(T, "root", root, "dataset root"),
     KEY_STR(T, "train_split", train_split, "training split"),
@@ -81,41 +36,186 @@ static const KeySpec RUN_KEYS[] = {
     KEY_DOUBLE(T, "ratio", ratio, 0, 1e300, "partial-label keep probability, SPEC 6.1"),
     KEY_INT(T, "mask_seed", mask_seed, -1, 4294967295.0,
             "-1 = protocol default (partial 0, single positive 1200)"),
-    KEY_DOUBLE(T, "sgd_momentum", sgd_momentum, 0, 1e300, "DualCoOp SGD, SPEC 3"),
-    KEY_INT(T, "warmup_epochs", warmup_epochs, -1, 4294967295.0, "DualCoOp cosine, SPEC 2.4"),
-    KEY_DOUBLE(T, "warmup_lr", warmup_lr, 0, 1e300, "DualCoOp cosine, SPEC 2.4"),
-    KEY_DOUBLE_OR(T, "loss_w", loss_w, 0, 1e300, "auto",
-                  "DualCoOp loss weight, auto = 0.015/ratio (DECISION 4)"),
 };
 #undef T
 
-/* The run keys, then every TrmmlConfig key. */
-static int config_groups(RunConfig *rc, KeyGroup g[2]) {
+/* The `method` key, read as a word and looked up in the registry (trmml/methods.c), so that
+ * the list of methods lives in one place. */
+typedef struct {
+    char name[32];
+} MethodName;
+static const KeySpec METHOD_KEY[] = {
+    KEY_STR(MethodName, "method", name, "the training method, docs/methods.md"),
+};
+
+/* The method's own keys from its defaults; its changes to the shared keys go to *tc (NULL:
+ * they are dropped, and the shared keys stay as they are). */
+static void default_method_keys(RunConfig *rc, TrmmlConfig *tc) {
+    const TrmmlMethodOps *ops = trmml_method_ops(rc->method);
+    CHECK(ops->config_size <= sizeof rc->mc.bytes, "method %s: %zu bytes of keys, at most %zu",
+          ops->name, ops->config_size, sizeof rc->mc.bytes);
+    memset(rc->mc.bytes, 0, sizeof rc->mc.bytes);
+    TrmmlConfig scratch = rc->tc;
+    if (ops->config_default) ops->config_default(rc->mc.bytes, tc ? tc : &scratch, rc->dataset);
+}
+
+RunConfig run_config_default(int method, const char *dataset) {
+    RunConfig rc;
+    memset(&rc, 0, sizeof rc);
+    rc.method = method;
+    if (dataset) snprintf(rc.dataset, sizeof rc.dataset, "%s", dataset);
+    rc.ratio = 1.0;
+    rc.mask_seed = -1; /* resolved by the protocol: 0 partial, 1200 single-positive */
+    rc.tc = trmml_config_default();
+    default_method_keys(&rc, &rc.tc);
+    return rc;
+}
+
+static Status set_method(RunConfig *rc, const char *name) {
+    const int m = trmml_method_parse(name);
+    if (m < 0) {
+        char list[256] = "";
+        for (int i = 0; i < trmml_method_count(); i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                     trmml_method_name(i));
+        return error_set(STATUS_ERR_USAGE, "config key 'method': expected one of %s, got '%s'",
+                         list, name);
+    }
+    if (m != rc->method) {
+        rc->method = m;
+        default_method_keys(rc, NULL);
+    }
+    return STATUS_OK;
+}
+
+/* The run keys, the shared keys, the keys of rc's method. */
+static int config_groups(RunConfig *rc, KeyGroup g[3]) {
     int n;
     const KeySpec *tc_keys = trmml_config_keys(&n);
+    const TrmmlMethodOps *ops = trmml_method_ops(rc->method);
     g[0] = (KeyGroup){RUN_KEYS, KEY_COUNT(RUN_KEYS), rc};
     g[1] = (KeyGroup){tc_keys, n, &rc->tc};
-    return 2;
+    g[2] = (KeyGroup){ops->keys, ops->nkeys, rc->mc.bytes};
+    return 3;
+}
+
+static bool in_groups(const KeyGroup *g, int ng, const char *key) {
+    for (int i = 0; i < ng; i++)
+        if (keys_find(g[i].keys, g[i].n, key)) return true;
+    return false;
+}
+
+/* The error for `key` of method `owner` in a configuration of rc's method. */
+static Status foreign_key(const RunConfig *rc, const char *where, const char *key, int owner) {
+    return error_set(STATUS_ERR_USAGE,
+                     "%s%sconfig key '%s' belongs to method %s, but this configuration's method "
+                     "is %s: remove it, or set method = %s (docs/training.md)",
+                     where ? where : "", where ? ": " : "", key, trmml_method_name(owner),
+                     trmml_method_name(rc->method), trmml_method_name(owner));
 }
 
 Status run_config_set(RunConfig *rc, const char *key, const char *value) {
-    KeyGroup g[2];
-    return keys_set_in(g, config_groups(rc, g), key, value);
+    if (strcmp(key, "method") == 0) return set_method(rc, value);
+    KeyGroup g[3];
+    const int ng = config_groups(rc, g);
+    const int owner = trmml_method_owning_key(key, rc->method);
+    if (!in_groups(g, ng, key) && owner >= 0) return foreign_key(rc, NULL, key, owner);
+    return keys_set_in(g, ng, key, value);
 }
 
-Status run_config_parse_file(RunConfig *rc, const char *path) {
-    KeyGroup g[2];
-    return keys_parse_file(g, config_groups(rc, g), path);
+/* Pass 1 of a text: its method (the last `method` line), every other line read into scratch
+ * copies that accept the keys of every method, so that syntax errors and unknown keys are
+ * reported here with their line. Sets rc's method when the text names one. */
+static Status text_method(RunConfig *rc, const char *text, const char *what) {
+    const int nm = trmml_method_count();
+    RunConfig scratch = *rc;
+    MethodName mn = {""};
+    KeyGroup *g = xcalloc((size_t)nm + 4, sizeof *g);
+    unsigned char *blobs = xcalloc((size_t)nm, RUN_METHOD_CONFIG_BYTES);
+    int ng = config_groups(&scratch, g) - 1; /* run and shared keys */
+    g[ng++] = (KeyGroup){METHOD_KEY, 1, &mn};
+    for (int i = 0; i < nm; i++)
+        g[ng++] = (KeyGroup){trmml_methods[i]->keys, trmml_methods[i]->nkeys,
+                             blobs + (size_t)i * RUN_METHOD_CONFIG_BYTES};
+    Status st = keys_parse_text(g, ng, text, what);
+    free(blobs);
+    free(g);
+    if (st == STATUS_OK && mn.name[0]) {
+        st = set_method(rc, mn.name);
+        if (st != STATUS_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", error_last());
+            st = error_set(st, "%s: %s", what, msg);
+        }
+    }
+    return st;
+}
+
+/* Pass 2 sees the keys of the other methods as switches into seen[] (KEY_SWITCH ignores the
+ * value), so a line that sets one is found after the parse and named with its method. */
+typedef struct {
+    KeySpec *keys;
+    int *owner;
+    bool *seen;
+    int n;
+} ForeignKeys;
+
+static KeyGroup foreign_group(RunConfig *rc, const KeyGroup *own, int nown, ForeignKeys *f) {
+    int total = 0;
+    for (int i = 0; i < trmml_method_count(); i++) total += trmml_methods[i]->nkeys;
+    f->keys = xcalloc((size_t)total + 1, sizeof *f->keys);
+    f->owner = xcalloc((size_t)total + 1, sizeof *f->owner);
+    f->seen = xcalloc((size_t)total + 1, sizeof *f->seen);
+    f->n = 0;
+    for (int i = 0; i < trmml_method_count(); i++)
+        for (int k = 0; i != rc->method && k < trmml_methods[i]->nkeys; k++) {
+            const char *name = trmml_methods[i]->keys[k].name;
+            if (in_groups(own, nown, name)) continue;
+            f->keys[f->n] = (KeySpec){name, KEY_SWITCH, (size_t)f->n, 0, NULL, 0, 0, NULL, NULL};
+            f->owner[f->n++] = i;
+        }
+    return (KeyGroup){f->keys, f->n, f->seen};
 }
 
 Status run_config_parse_text(RunConfig *rc, const char *text, const char *what) {
-    KeyGroup g[2];
-    return keys_parse_text(g, config_groups(rc, g), text, what);
+    Status st = text_method(rc, text, what);
+    if (st != STATUS_OK) return st;
+    MethodName mn;
+    snprintf(mn.name, sizeof mn.name, "%s", trmml_method_name(rc->method));
+    KeyGroup g[5];
+    int ng = config_groups(rc, g);
+    ForeignKeys f;
+    g[ng] = foreign_group(rc, g, ng, &f);
+    g[ng + 1] = (KeyGroup){METHOD_KEY, 1, &mn};
+    st = keys_parse_text(g, ng + 2, text, what);
+    for (int i = 0; st == STATUS_OK && i < f.n; i++)
+        if (f.seen[i]) st = foreign_key(rc, what, f.keys[i].name, f.owner[i]);
+    free(f.keys);
+    free(f.owner);
+    free(f.seen);
+    return st;
+}
+
+Status run_config_parse_file(RunConfig *rc, const char *path) {
+    uint8_t *buf;
+    size_t n;
+    Status st = xread_file(path, "configuration file", &buf, &n);
+    if (st != STATUS_OK) return st;
+    if (memchr(buf, 0, n))
+        st = error_set(STATUS_ERR_FORMAT, "%s: not a text file (NUL byte)", path);
+    else
+        st = run_config_parse_text(rc, (const char *)buf, path);
+    free(buf);
+    return st;
 }
 
 void run_config_print(const RunConfig *rc, FILE *out) {
-    keys_print(RUN_KEYS, KEY_COUNT(RUN_KEYS), rc, out);
-    trmml_config_print(&rc->tc, out);
+    MethodName mn;
+    snprintf(mn.name, sizeof mn.name, "%s", trmml_method_name(rc->method));
+    keys_print(METHOD_KEY, 1, &mn, out);
+    KeyGroup g[3];
+    const int ng = config_groups((RunConfig *)rc, g);
+    for (int i = 0; i < ng; i++) keys_print(g[i].keys, g[i].n, g[i].obj, out);
 }
 
 Status run_config_validate(const RunConfig *rc) {
@@ -125,15 +225,10 @@ Status run_config_validate(const RunConfig *rc) {
         return error_set(STATUS_ERR_USAGE, "configuration: model (CLIP checkpoint) is required");
     if (!rc->tc.single_positive && !(rc->ratio > 0 && rc->ratio <= 1))
         return error_set(STATUS_ERR_USAGE, "configuration: ratio %g must lie in (0, 1]", rc->ratio);
-    if (rc->sgd_momentum >= 1)
-        return error_set(STATUS_ERR_USAGE, "configuration: sgd_momentum %g must be < 1",
-                         rc->sgd_momentum);
-    if (rc->method == TRMML_METHOD_BASELINE && rc->tc.use_carl)
-        return error_set(STATUS_ERR_USAGE, "configuration: method baseline needs use_carl = false");
-    if (rc->method == TRMML_METHOD_TRMML && !rc->tc.use_carl)
-        return error_set(STATUS_ERR_USAGE, "configuration: use_carl = false is the baseline method "
-                                           "(--method baseline)");
-    return trmml_config_validate(&rc->tc);
+    Status st = trmml_config_validate(&rc->tc);
+    const TrmmlMethodOps *ops = trmml_method_ops(rc->method);
+    if (st == STATUS_OK && ops->config_validate) st = ops->config_validate(rc);
+    return st;
 }
 
 void run_config_default_splits(RunConfig *rc) {
@@ -144,10 +239,6 @@ void run_config_default_splits(RunConfig *rc) {
     if (!rc->test_split[0]) snprintf(rc->test_split, sizeof rc->test_split, "%s", test);
 }
 
-double run_config_loss_w(const RunConfig *rc) {
-    if (!isnan(rc->loss_w)) return rc->loss_w;
-    return 0.015 / (rc->tc.single_positive ? 1.0 : rc->ratio);
-}
 
 /* ---- files --------------------------------------------------------------------------------- */
 
@@ -433,6 +524,18 @@ static const int64_t *meta_values(ParamStore *ps) {
     return (const int64_t *)mt->data;
 }
 
+/* The refusal of a checkpoint of another version: what changed since, and what to do. */
+static Status other_version(const char *path, int64_t version) {
+    return error_set(STATUS_ERR_FORMAT,
+                     "%s: checkpoint version %lld, this program reads version %d (%s); train the "
+                     "run again, or use it with the program that wrote it",
+                     path, (long long)version, RUN_CKPT_VERSION,
+                     version == 2 ? "since version 3 the configuration it carries holds the shared "
+                                    "keys and its method's keys only, docs/methods.md"
+                                  : "since version 2 a checkpoint carries its configuration and a "
+                                    "SHA-256, since version 3 only its method's keys");
+}
+
 /* Why a file whose digest does not match was refused: an older version, or damage. */
 static Status digest_mismatch(const char *path, const uint8_t *buf, size_t size) {
     ParamStore *ps = NULL;
@@ -447,11 +550,7 @@ static Status digest_mismatch(const char *path, const uint8_t *buf, size_t size)
                         "number)",
                         path)
         : v && v[1] != RUN_CKPT_VERSION
-            ? error_set(STATUS_ERR_FORMAT,
-                        "%s: checkpoint version %lld, this program reads version %d (since "
-                        "version 2 a checkpoint carries its configuration and a SHA-256); "
-                        "train the run again, or use it with the program that wrote it",
-                        path, (long long)v[1], RUN_CKPT_VERSION)
+            ? other_version(path, v[1])
             : error_set(STATUS_ERR_FORMAT,
                         "%s: the file is damaged (its SHA-256 does not match the one stored in "
                         "it: truncated, or bytes changed on disk)",
@@ -516,8 +615,7 @@ Status run_checkpoint_open(const char *path, RunCheckpoint *ck) {
                        "number)",
                        path);
     else if (v[1] != RUN_CKPT_VERSION)
-        st = error_set(STATUS_ERR_FORMAT, "%s: checkpoint version %lld, this program reads %d",
-                       path, (long long)v[1], RUN_CKPT_VERSION);
+        st = other_version(path, v[1]);
     if (st == STATUS_OK) {
         meta_unpack(&ck->meta, v);
         ck->config = entry_text(ck->ps, CKPT_CONFIG);
@@ -581,7 +679,12 @@ static char *print_config(const RunConfig *rc) {
 /* The first key that may not change (may_change) where `file` and `saved` differ: an error
  * naming `path`, the key and both settings. */
 static Status compare_recipe(const RunConfig *saved, const RunConfig *file, const char *path) {
-    KeyGroup gs[2], gf[2];
+    if (saved->method != file->method)
+        return error_set(STATUS_ERR_FORMAT,
+                         "%s: key 'method' reads '%s', but the run's checkpoint was written by "
+                         "method %s; put the line back, or train a new run into another --out",
+                         path, trmml_method_name(file->method), trmml_method_name(saved->method));
+    KeyGroup gs[3], gf[3];
     int ng = config_groups((RunConfig *)saved, gs);
     config_groups((RunConfig *)file, gf);
     for (int g = 0; g < ng; g++)

@@ -1,8 +1,9 @@
 /* run.h — the run directory of `trmml train`: its configuration, its log and its checkpoint.
  *
  * A run directory holds everything needed to continue, evaluate or use a run:
- *   config.txt                the resolved configuration: run keys (method, dataset, paths, label
- *                             protocol, DualCoOp recipe) then every TrmmlConfig key; parses back
+ *   config.txt                the resolved configuration: the run keys (method, dataset, paths,
+ *                             label protocol), the shared keys (TrmmlConfig), then the keys of
+ *                             the run's method (trmml/method.h); parses back
  *   classes.txt               the class names, one per line, in index order
  *   log.txt                   progress lines (key=value), mirrored from the terminal
  *   metrics.jsonl             one JSON object per evaluation (stage, epoch, loss, mAP family)
@@ -17,8 +18,8 @@
  *   trmml.metrics (n) uint8         metrics.jsonl as of this checkpoint (meta.history lines)
  *   param.<name>                    every trainable parameter
  *   optim.<k>.<name>, optim.steps   optimizer state (trmml/train.c)
- *   mmcp.*                          the memory bank, write pointers, fill counts, prototypes,
- *                                   thresholds and their flags (trmml/mmcp.h)
+ *   <method state>                  the method's `state` (TRM-ML: mmcp.*, the memory bank, write
+ *                                   pointers, fill counts, prototypes, thresholds, trmml/mmcp.h)
  *   trmml.sha256 (32) uint8         SHA-256 of every byte of the file before it (it is last)
  * So a checkpoint is the run's own record: resume takes its settings and metrics from it, and
  * the digest catches any flipped or missing byte. It is written to path.new, fsynced and
@@ -36,15 +37,20 @@
 
 #define RUN_PATH_MAX 1024
 
+/* The indices of the four built-in methods in the registry (trmml/methods.c, whose order the
+ * checkpoints record); for tests and tools. A new method needs no name here. */
 typedef enum {
     TRMML_METHOD_TRMML = 0,
     TRMML_METHOD_DUALCOOP,
     TRMML_METHOD_BASELINE,
     TRMML_METHOD_PVLR,
-    TRMML_METHOD_COUNT
+    TRMML_METHOD_COUNT /* the built-in ones; trmml_method_count() is the registry's length */
 } TrmmlMethod;
 
-/* The run keys (config.txt, before the TrmmlConfig keys). */
+/* Bytes that hold the configuration of any method (TrmmlMethodOps.config_size at most). */
+#define RUN_METHOD_CONFIG_BYTES 512
+
+/* The run keys, the shared keys and the method's keys (config.txt prints them in this order). */
 typedef struct {
     int method;                          /* TrmmlMethod */
     char dataset[32];                    /* ds_open name */
@@ -57,37 +63,44 @@ typedef struct {
     char cached_test[RUN_PATH_MAX];
     double ratio;                        /* partial-label keep probability (SPEC §6.1) */
     int64_t mask_seed;                   /* partial 0, single-positive 1200 (datasets/mask.h) */
-    double sgd_momentum;                 /* DualCoOp: SGD momentum 0.9 (SPEC §3) */
-    int64_t warmup_epochs;               /* DualCoOp: constant warm-up epochs (1) */
-    double warmup_lr;                    /* DualCoOp: warm-up lr 1e-5 (SPEC §2.4) */
-    double loss_w;                       /* DualCoOp loss weight; NAN = 0.015 / ratio (DECISION 4) */
-    TrmmlConfig tc;                      /* every TRM-ML key; the recipe keys serve all methods */
+    TrmmlConfig tc;                      /* the keys every method shares (the recipe, prompts, ASL) */
+    union {                              /* the method's own keys: the struct of its method file */
+        unsigned char bytes[RUN_METHOD_CONFIG_BYTES]; /* (method_trmml_config(), ...), written */
+        double align_d;                               /* by its key table and defaults */
+        int64_t align_i;
+    } mc;
 } RunConfig;
 
+/* The registry (trmml/methods.c): the name of method i ("trmml"); the index of a name, -1 when
+ * no method has it. */
 const char *trmml_method_name(int method);
-/* TRMML_METHOD_* for "trmml", "dualcoop", "baseline", "pvlr"; -1 otherwise. */
 int trmml_method_parse(const char *s);
 
-/* The defaults of a method: TRM-ML's recipe (SPEC §4.7) for trmml and baseline (which also sets
- * use_carl off); PVLR's (SPEC §5.7: the same AdamW/OneCycle recipe, class-shared contexts, the
- * TRM-ML components off); DualCoOp's (SPEC §3: SGD 0.9, lr 0.002, 0.001 on VOC, batch 32, 50 epochs,
- * weight decay 5e-4) for dualcoop. `dataset` may be NULL. */
+/* The defaults of a method: the shared keys' SPEC values (TRM-ML's recipe, SPEC §4.7) changed
+ * by the method (its config_default: PVLR's class-shared contexts, SPEC §5.7; DualCoOp's SGD
+ * recipe, SPEC §3: lr 0.002, 0.001 on VOC, batch 32, 50 epochs, weight decay 5e-4), and the
+ * method's own keys. `dataset` may be NULL. */
 RunConfig run_config_default(int method, const char *dataset);
-/* Set one key, run key or TrmmlConfig key. STATUS_ERR_USAGE naming the key otherwise. */
+/* Set one key: a run key, a shared key or a key of the configuration's method. `method` sets
+ * the method and resets the method's own keys to its defaults when it changes (the shared keys
+ * stay). STATUS_ERR_USAGE naming the key otherwise; a key of another method is named with the
+ * method it belongs to. */
 Status run_config_set(RunConfig *rc, const char *key, const char *value);
-/* Apply a `key = value` file (the format of trmml_config.h). Errors name FILE:LINE. */
+/* Apply a `key = value` file (the format of trmml_config.h). Its `method` line, wherever it
+ * stands, is applied first (as run_config_set), so the method's keys read into the method's
+ * struct; a key of another method is an error naming the key and the method it belongs to.
+ * Errors name FILE:LINE (FILE alone for a key of another method). */
 Status run_config_parse_file(RunConfig *rc, const char *path);
 /* The same for text in memory (NUL-terminated); `what` names it in errors. */
 Status run_config_parse_text(RunConfig *rc, const char *text, const char *what);
-/* Every key as `key = value`; parses back to the same configuration. */
+/* Every key as `key = value`: the run keys (method first), the shared keys, the method's keys;
+ * parses back to the same configuration. */
 void run_config_print(const RunConfig *rc, FILE *out);
-/* Cross-field checks (ratio range, paths given, TrmmlConfig validation). */
+/* Cross-field checks (ratio range, paths given, the shared keys, the method's config_validate). */
 Status run_config_validate(const RunConfig *rc);
 /* Fill empty train_split / test_split with the dataset's protocol splits (voc2007 trainval/test,
  * voc2012 train/val, coco2014 train/val, nuswide, vg200 and cub train/test). */
 void run_config_default_splits(RunConfig *rc);
-/* DualCoOp's loss weight: loss_w, or 0.015 / ratio when it is NAN (1 in single-positive mode). */
-double run_config_loss_w(const RunConfig *rc);
 
 /* Path of a file inside the run directory ("<dir>/<name>") in buf; false when it does not fit. */
 bool run_path(char *buf, size_t cap, const char *dir, const char *name);
@@ -128,8 +141,11 @@ Status run_write_curve(const char *metrics_path, const char *png_path);
 
 #define RUN_CKPT_MAGIC 0x31504B434C4D4D52LL /* "RMMLCKP1" little-endian */
 /* 2: trmml.config, trmml.metrics and trmml.sha256 added. Version 1 files are refused (they
- * carry neither the settings nor a digest to check them by; docs/training.md). */
-#define RUN_CKPT_VERSION 2
+ * carry neither the settings nor a digest to check them by; docs/training.md).
+ * 3: the configuration text holds the shared keys and the run's method's keys only (per-method
+ * key tables, docs/methods.md); a version 2 text, which lists every method's keys, no longer
+ * parses, so version 2 files are refused too. */
+#define RUN_CKPT_VERSION 3
 #define RUN_META_N 16
 
 /* Counters and records kept with the learnable state. */

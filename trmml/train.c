@@ -1,8 +1,10 @@
-/* train.c — the training program of TRM-ML, DualCoOp and the Table-3 baseline (trmml/train.h).
+/* train.c — the training program of every method (trmml/train.h), driving the method's table of
+ * operations (trmml/method.h) and naming no method.
  *
  * Sections: the model of a run; batch sources; the optimizer with exportable state; one
- * iteration per method; the run (stages, schedules, evaluation, checkpoints, resume). The order
- * of one TRM-ML iteration is SPEC §4.9; docs/training.md walks through it. */
+ * iteration (the text tower around the method's step); the run (stages, schedules, evaluation,
+ * checkpoints, resume). The order of one TRM-ML iteration is SPEC §4.9; docs/training.md walks
+ * through it, docs/methods.md through the interface. */
 #include "trmml/train.h"
 
 #include <math.h>
@@ -42,58 +44,17 @@ uint64_t trmml_seed_mix(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
     return x;
 }
 
-/* A header over rows [b0, b0 + nb) of a contiguous tensor whose first dimension is the batch
- * (no copy; the rows stay owned by t). */
-static Tensor *rows(Tensor *t, int64_t b0, int64_t nb) {
-    int64_t shape[TENSOR_MAX_DIMS];
-    for (int i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
-    const int64_t per = t->numel / t->shape[0];
-    shape[0] = nb;
-    return tensor_wrap(t->dtype, t->device, t->ndim, shape,
-                       (char *)t->data + (size_t)(b0 * per) * dtype_size(t->dtype));
-}
-
-static float scalar(const Tensor *t) { return tensor_f32(t)[0]; }
-
 /* ---- the model ------------------------------------------------------------------------------ */
 
 void trmml_model_declare(TrmmlModel *m, const RunConfig *rc, int64_t C, int64_t d, int64_t width) {
     memset(m, 0, sizeof *m);
+    m->ops = trmml_method_ops(rc->method);
     m->method = rc->method;
     m->cfg = *rc;
     m->C = C;
     m->d = d;
     m->ps = param_store_create(DEVICE_CPU, "learnable");
-    PromptConfig pc = trmml_prompt_config(C, width);
-    pc.n_ctx = rc->tc.prompt_ctx_len;
-    pc.class_specific = rc->tc.prompt_class_specific;
-    pc.init_std = (float)rc->tc.prompt_ctx_std;
-    pc.positive_only = m->method == TRMML_METHOD_PVLR; /* CAP: positive template only (SPEC §5.3) */
-    if (m->method != TRMML_METHOD_PVLR || rc->tc.pvlr_use_cap)
-        trmml_prompt_declare(&m->prompt, &pc, m->ps);
-    if (m->method == TRMML_METHOD_TRMML) trmml_carl_declare(&m->carl, m->ps, "carl", C, d, &rc->tc);
-    if (m->method == TRMML_METHOD_PVLR)
-        pvlr_declare(&m->pvlr, m->ps, "pvlr", C, d, &rc->tc,
-                     !rc->tc.single_positive && rc->ratio >= 1.0);
-    if (m->method == TRMML_METHOD_BASELINE) trmml_baseline_declare(&m->base, m->ps);
-    if (m->method == TRMML_METHOD_DUALCOOP) {
-        m->dc = trmml_dualcoop_config(rc->tc.single_positive ? 1.0f : (float)rc->ratio);
-        m->dc.loss_w = (float)run_config_loss_w(rc);
-    }
-}
-
-/* The query template with "{}" replaced by the class name (DECISION 9). */
-static char *query_text(const char *tmpl, const char *name) {
-    const char *hole = strstr(tmpl, "{}");
-    size_t n = strlen(tmpl) + strlen(name) + 1;
-    char *s = xmalloc(n);
-    if (!hole)
-        snprintf(s, n, "%s", tmpl);
-    else
-        snprintf(s, n, "%.*s%s%s", (int)(hole - tmpl), tmpl, name, hole + 2);
-    for (char *p = s; *p; p++)
-        if (*p == '_') *p = ' ';
-    return s;
+    m->ops->declare(m, width);
 }
 
 Status trmml_model_create(TrmmlModel *m, const RunConfig *rc, const ClipModel *clip,
@@ -104,29 +65,7 @@ Status trmml_model_create(TrmmlModel *m, const RunConfig *rc, const ClipModel *c
     Status st = STATUS_OK;
     if (m->prompt.ctx_pos)
         st = trmml_prompt_set_classes(&m->prompt, clip, tok, (const char *const *)names);
-    if (st == STATUS_OK && m->method == TRMML_METHOD_TRMML) trmml_mmcp_init(&m->mmcp, C, m->d, &rc->tc);
-    if (st == STATUS_OK && (m->method == TRMML_METHOD_TRMML ||
-                            (m->method == TRMML_METHOD_PVLR && rc->tc.pvlr_use_kap))) {
-        /* Query initialisation (trmml) / KAP's fixed prompts (pvlr): CLIP text features of
-         * "a photo of a {class}." (no tape). */
-        char **texts = xcalloc((size_t)C, sizeof *texts);
-        for (int64_t c = 0; c < C; c++) texts[c] = query_text(rc->tc.query_template, names[c]);
-        Arena *arena = tensor_arena();
-        size_t mark = arena_mark(arena);
-        Tensor *ids = NULL;
-        st = clip_tokenize_tensor(tok, (const char *const *)texts, (int)C, true, &ids, NULL);
-        if (st == STATUS_OK) {
-            bool g = ag_set_grad_enabled(false);
-            Tensor *feat = clip_encode_text(clip, ids);
-            ag_set_grad_enabled(g);
-            m->query_text = xmalloc((size_t)(C * m->d) * sizeof(float));
-            tensor_copy_to_host(m->query_text, feat);
-        }
-        arena_release(arena, mark);
-        for (int64_t c = 0; c < C; c++) free(texts[c]);
-        free(texts);
-        if (st == STATUS_OK && m->method == TRMML_METHOD_PVLR) pvlr_set_knowledge(&m->pvlr, m->query_text);
-    }
+    if (st == STATUS_OK && m->ops->create) st = m->ops->create(m, tok, names);
     if (st != STATUS_OK) {
         trmml_model_free(m);
         return st;
@@ -135,59 +74,16 @@ Status trmml_model_create(TrmmlModel *m, const RunConfig *rc, const ClipModel *c
     return STATUS_OK;
 }
 
-static float clip_logit_scale(const TrmmlModel *m) {
-    float t = logf(100.0f);
-    if (m->clip) tensor_copy_to_host(&t, m->clip->logit_scale);
-    return t;
-}
-
 void trmml_model_init(TrmmlModel *m, uint64_t seed, bool reset_prototypes) {
     if (m->prompt.ctx_pos) trmml_prompt_init(&m->prompt, trmml_seed_mix(seed, 1, 0, 0));
-    if (m->method == TRMML_METHOD_PVLR) {
-        Rng rng;
-        rng_seed(&rng, trmml_seed_mix(seed, 2, 0, 0));
-        pvlr_init(&m->pvlr, &rng);
-    }
-    if (m->method == TRMML_METHOD_TRMML) {
-        Rng rng;
-        rng_seed(&rng, trmml_seed_mix(seed, 2, 0, 0));
-        trmml_carl_init(&m->carl, &rng, m->query_text, clip_logit_scale(m));
-        /* A fresh bank and thresholds; the prototypes survive a stage-2 re-initialisation. */
-        float *proto = NULL;
-        bool had = m->mmcp.has_proto && !reset_prototypes;
-        if (had) {
-            proto = xmalloc((size_t)(m->C * m->d) * sizeof(float));
-            memcpy(proto, m->mmcp.proto, (size_t)(m->C * m->d) * sizeof(float));
-        }
-        trmml_mmcp_free(&m->mmcp);
-        trmml_mmcp_init(&m->mmcp, m->C, m->d, &m->cfg.tc);
-        if (had) {
-            memcpy(m->mmcp.proto, proto, (size_t)(m->C * m->d) * sizeof(float));
-            m->mmcp.has_proto = true;
-            free(proto);
-        }
-    }
-    if (m->method == TRMML_METHOD_BASELINE) {
-        double t0 = m->cfg.tc.temp_init;
-        trmml_baseline_init(&m->base, isnan(t0) ? clip_logit_scale(m) : (float)t0);
-    }
+    if (m->ops->init) m->ops->init(m, seed, reset_prototypes);
 }
 
 void trmml_model_free(TrmmlModel *m) {
     trmml_prompt_free(&m->prompt);
-    if (m->method == TRMML_METHOD_TRMML) trmml_mmcp_free(&m->mmcp);
-    if (m->method == TRMML_METHOD_PVLR) pvlr_free(&m->pvlr);
-    free(m->query_text);
+    if (m->ops) m->ops->free(m);
     param_store_destroy(m->ps);
     memset(m, 0, sizeof *m);
-}
-
-Tensor *trmml_model_head_input(const TrmmlModel *m, Tensor *dense) {
-    if (m->method != TRMML_METHOD_TRMML || !m->cfg.tc.drop_token0) return dense;
-    bool g = ag_set_grad_enabled(false);
-    Tensor *f = tensor_slice(dense, 1, 1, dense->shape[1] - 1); /* DECISION 7: spatial tokens */
-    ag_set_grad_enabled(g);
-    return f;
 }
 
 void trmml_model_text_features(const TrmmlModel *m, Tensor **gpos, Tensor **gneg) {
@@ -200,30 +96,17 @@ void trmml_model_text_features(const TrmmlModel *m, Tensor **gpos, Tensor **gneg
 
 Tensor *trmml_model_probs(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg) {
     bool g = ag_set_grad_enabled(false);
-    Tensor *p = NULL;
-    if (m->method == TRMML_METHOD_TRMML) {
-        p = trmml_carl_infer(&m->carl, trmml_model_head_input(m, dense), gpos, gneg);
-    } else if (m->method == TRMML_METHOD_DUALCOOP) {
-        Tensor *ln, *lp;
-        trmml_dualcoop_forward(&m->dc, dense, gpos, gneg, &ln, &lp);
-        p = trmml_dualcoop_probs(ln, lp);
-    } else if (m->method == TRMML_METHOD_PVLR) {
-        PvlrOut out;
-        pvlr_forward(&m->pvlr, dense, gpos, false, NULL, &out);
-        p = tensor_sigmoid(out.logits);
-    } else {
-        Tensor *s = trmml_logit_scale(m->base.logit_t);
-        p = tensor_sigmoid(trmml_baseline_logits(dense, gpos, gneg, s));
-    }
+    Tensor *p = m->ops->probs(m, dense, gpos, gneg);
     ag_set_grad_enabled(g);
     return p;
 }
 
-static void add_entry(RunTensor *out, int *n, int cap, const char *name, Tensor *t) {
-    CHECK(*n < cap, "checkpoint entries: more than %d", cap);
-    snprintf(out[*n].name, sizeof out[*n].name, "%s", name);
-    out[*n].t = t;
-    (*n)++;
+Tensor *trmml_model_maps(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg) {
+    if (!m->ops->maps) return NULL;
+    bool g = ag_set_grad_enabled(false);
+    Tensor *maps = m->ops->maps(m, dense, gpos, gneg);
+    ag_set_grad_enabled(g);
+    return maps;
 }
 
 int trmml_model_state(TrmmlModel *m, RunTensor *out, int cap) {
@@ -233,25 +116,9 @@ int trmml_model_state(TrmmlModel *m, RunTensor *out, int cap) {
         Tensor *p = param_at(m->ps, i);
         if (!p->requires_grad) continue;
         snprintf(name, sizeof name, "param.%s", p->name);
-        add_entry(out, &n, cap, name, p);
+        trmml_method_add_entry(out, &n, cap, name, p);
     }
-    if (m->method == TRMML_METHOD_TRMML) {
-        TrmmlMmcp *b = &m->mmcp;
-        const int64_t C = b->C, d = b->d;
-        add_entry(out, &n, cap, "mmcp.bank",
-                  tensor_wrap(DT_F32, DEVICE_CPU, 3, SHAPE(C, b->len, d), b->bank));
-        add_entry(out, &n, cap, "mmcp.write",
-                  tensor_wrap(DT_I64, DEVICE_CPU, 1, SHAPE(C), b->write));
-        add_entry(out, &n, cap, "mmcp.fill", tensor_wrap(DT_I64, DEVICE_CPU, 1, SHAPE(C), b->fill));
-        add_entry(out, &n, cap, "mmcp.proto",
-                  tensor_wrap(DT_F32, DEVICE_CPU, 2, SHAPE(C, d), b->proto));
-        add_entry(out, &n, cap, "mmcp.has_proto",
-                  tensor_wrap(DT_U8, DEVICE_CPU, 1, SHAPE(1), &b->has_proto));
-        add_entry(out, &n, cap, "mmcp.theta",
-                  tensor_wrap(DT_F32, DEVICE_CPU, 2, SHAPE(4, C), b->theta));
-        add_entry(out, &n, cap, "mmcp.theta_init",
-                  tensor_wrap(DT_U8, DEVICE_CPU, 2, SHAPE(4, C), b->theta_init));
-    }
+    if (m->ops->state) n += m->ops->state(m, out + n, cap - n);
     return n;
 }
 
@@ -404,34 +271,28 @@ struct TrmmlOptim {
     Tensor *steps;     /* (n) int64 */
 };
 
-static bool is_temperature(const char *name) {
-    return strcmp(name, "carl.logit_scale") == 0 || strcmp(name, "baseline.logit_t") == 0 ||
-           strcmp(name, "pvlr.logit_scale") == 0;
-}
-
-/* SPEC §5.7: PVLR's attention and fusion layers (every "pvlr.*" tensor but t and b) train at
- * pvlr_layer_lr; the CAP contexts, t and b at lr. A group's lr is a scale of the scheduled lr,
- * as torch's OneCycleLR with one max_lr per group. */
-static bool pvlr_layer_param(const char *name) {
-    return strncmp(name, "pvlr.", 5) == 0 && strcmp(name, "pvlr.logit_scale") != 0 &&
-           strcmp(name, "pvlr.class_bias") != 0;
-}
-
 TrmmlOptim *trmml_optim_create(TrmmlModel *m) {
-    const TrmmlConfig *tc = &m->cfg.tc;
+    const RunConfig *rc = &m->cfg;
+    const TrmmlConfig *tc = &rc->tc;
     TrmmlOptim *o = xcalloc(1, sizeof *o);
-    o->adamw = m->method != TRMML_METHOD_DUALCOOP;
-    o->opt = o->adamw ? optim_adamw_create(m->ps, tc->lr, tc->beta1_max, tc->adam_beta2,
-                                           tc->adam_eps, tc->weight_decay)
-                      : optim_sgd_create(m->ps, tc->lr, m->cfg.sgd_momentum, tc->weight_decay,
-                                         false);
+    o->adamw = m->ops->optim == TRMML_OPTIM_ADAMW;
+    if (o->adamw) {
+        o->opt = optim_adamw_create(m->ps, tc->lr, tc->beta1_max, tc->adam_beta2, tc->adam_eps,
+                                    tc->weight_decay);
+    } else {
+        double lr0, momentum;
+        m->ops->schedule(rc, 0, &lr0, &momentum);
+        o->opt = optim_sgd_create(m->ps, tc->lr, momentum, tc->weight_decay, false);
+    }
     o->n = optim_param_count(o->opt);
     o->names = xcalloc((size_t)(2 * o->n) + 1, sizeof *o->names);
     for (int i = 0; i < o->n; i++) {
         const char *pn = optim_param_at(o->opt, i)->name;
-        if (is_temperature(pn) && !tc->wd_temperature) optim_exclude_weight_decay(o->opt, pn);
-        if (m->method == TRMML_METHOD_PVLR && pvlr_layer_param(pn) && tc->lr > 0)
-            optim_set_lr_scale(o->opt, pn, tc->pvlr_layer_lr / tc->lr);
+        bool no_decay = false;
+        double lr_scale = 1.0;
+        if (m->ops->param_group) m->ops->param_group(rc, pn, &no_decay, &lr_scale);
+        if (no_decay) optim_exclude_weight_decay(o->opt, pn);
+        if (lr_scale != 1.0) optim_set_lr_scale(o->opt, pn, lr_scale);
         size_t len = strlen(pn) + 16;
         o->names[2 * i] = xmalloc(len);
         o->names[2 * i + 1] = xmalloc(len);
@@ -468,8 +329,9 @@ int trmml_optim_state(TrmmlOptim *o, RunTensor *out, int cap) {
     for (int i = 0; i < o->n; i++)
         for (int k = 0; k < 2; k++)
             if (optim_state_at(o->opt, i, k))
-                add_entry(out, &n, cap, o->names[2 * i + k], optim_state_at(o->opt, i, k));
-    add_entry(out, &n, cap, "optim.steps", o->steps);
+                trmml_method_add_entry(out, &n, cap, o->names[2 * i + k],
+                                       optim_state_at(o->opt, i, k));
+    trmml_method_add_entry(out, &n, cap, "optim.steps", o->steps);
     return n;
 }
 
@@ -489,171 +351,9 @@ static double grad_norm(const TrmmlOptim *o) {
 
 /* ---- one iteration -------------------------------------------------------------------------- */
 
-static int64_t micro_size(const TrmmlConfig *tc, int64_t B) {
-    return tc->micro_batch > 0 && tc->micro_batch < B ? tc->micro_batch : B;
-}
-
-/* Weight of a micro-batch of nb images in a loss that averages over the batch's B images. */
-static float image_weight(const TrmmlConfig *tc, int64_t nb, int64_t B) {
-    return tc->asl_reduction == TRMML_ASL_SUM ? 1.0f : (float)nb / (float)B;
-}
-
-static void step_trmml(TrmmlModel *m, Tensor *dense, Tensor *y, bool mmcp_on, uint64_t seed,
-                       Tensor *gp, Tensor *gn, TrmmlStepStats *st, Tensor **r_out, Tensor **f_out) {
-    const TrmmlConfig *tc = &m->cfg.tc;
-    Arena *arena = tensor_arena();
-    const int64_t B = dense->shape[0], C = m->C, d = m->d, mb = micro_size(tc, B);
-    Tensor *f = trmml_model_head_input(m, dense); /* (B,HW,d) */
-    const int64_t HW = f->shape[1];
-
-    /* Pass 0, no tape: the whole batch's R and F^r, which MMCP's batch statistics, the InfoNCE
-     * over all positive regions and the bank update need (the same values the taped forward
-     * of each micro-batch recomputes below). */
-    Tensor *fr_all = tensor_empty(DT_F32, 3, SHAPE(B, C, d));
-    Tensor *r_all = tensor_empty(DT_F32, 3, SHAPE(B, C, HW));
-    bool g = ag_set_grad_enabled(false);
-    for (int64_t b0 = 0; b0 < B; b0 += mb) {
-        const int64_t nb = B - b0 < mb ? B - b0 : mb;
-        size_t mark = arena_mark(arena);
-        Tensor *fb = rows(f, b0, nb);
-        Tensor *r = tensor_sigmoid(trmml_carl_energies(&m->carl, fb));
-        Tensor *fr = trmml_carl_region_features(&m->carl, r, fb);
-        memcpy(tensor_f32(fr_all) + b0 * C * d, tensor_f32(fr),
-               (size_t)(nb * C * d) * sizeof(float));
-        memcpy(tensor_f32(r_all) + b0 * C * HW, tensor_f32(r),
-               (size_t)(nb * C * HW) * sizeof(float));
-        arena_release(arena, mark);
-    }
-    ag_set_grad_enabled(g);
-
-    /* §4.9 step 5-6: pseudo-labels from the pre-batch bank, targets. */
-    Tensor *pseudo = NULL;
-    if (mmcp_on) {
-        pseudo = trmml_mmcp_pseudo_labels(&m->mmcp, fr_all, y, tc->single_positive, NULL, NULL);
-        const float *p = tensor_f32(pseudo);
-        for (int64_t i = 0; i < B * C; i++) {
-            st->pseudo_pos += p[i] > 0;
-            st->pseudo_neg += p[i] < 0;
-        }
-    }
-    Tensor *targets = trmml_mmcp_targets(y, pseudo, tc->single_positive);
-
-    /* L_NCE on the whole batch, with F^r as a leaf: its gradient reaches the projection head
-     * and G+ now, and F^r's own gradient is carried into each micro-batch below. */
-    if (tc->use_mmcl) {
-        ag_set_requires_grad(fr_all, tensor_zeros_like(fr_all));
-        size_t mark = arena_mark(arena);
-        Tensor *l = trmml_loss_nce(&m->carl, tc, gp, fr_all, y, &m->mmcp);
-        st->nce = scalar(l);
-        if (l->requires_grad && tc->gamma != 0) ag_backward(tensor_mul_scalar(l, (float)tc->gamma));
-        arena_release(arena, mark);
-    }
-
-    /* Micro-batches: L_cls (both branches) and L_KD, which are per-image terms. */
-    Rng rng;
-    rng_seed(&rng, seed);
-    for (int64_t b0 = 0; b0 < B; b0 += mb) {
-        const int64_t nb = B - b0 < mb ? B - b0 : mb;
-        size_t mark = arena_mark(arena);
-        Tensor *tb = rows(targets, b0, nb);
-        TrmmlCarlOut out;
-        trmml_carl_forward(&m->carl, rows(f, b0, nb), gp, gn, true, &rng, &out);
-        const float w = image_weight(tc, nb, B);
-        Tensor *lq = trmml_loss_cls(tc, out.uq, tb), *lr = trmml_loss_cls(tc, out.ur, tb);
-        Tensor *loss = tensor_add(lq, tensor_mul_scalar(lr, (float)tc->alpha));
-        st->cls += w * ((double)scalar(lq) + tc->alpha * scalar(lr));
-        if (tc->use_kd) {
-            Tensor *kd = trmml_loss_kd(tc, out.uq, out.ur);
-            st->kd += w * (double)scalar(kd);
-            loss = tensor_add(loss, tensor_mul_scalar(kd, (float)tc->beta));
-        }
-        loss = tensor_mul_scalar(loss, w);
-        /* + <F^r, dL_NCE/dF^r>: a term whose gradient in F^r is exactly the InfoNCE's. */
-        if (fr_all->grad)
-            loss = tensor_add(loss, tensor_sum_all(tensor_mul(out.fr, rows(fr_all->grad, b0, nb))));
-        ag_backward(loss);
-        arena_release(arena, mark);
-    }
-    st->loss = st->cls + tc->beta * st->kd + tc->gamma * st->nce;
-    /* The bank update happens after the optimizer step (DECISION 27): keep what it needs. */
-    *r_out = r_all;
-    *f_out = f;
-}
-
-static void step_dualcoop(TrmmlModel *m, Tensor *dense, Tensor *targets, Tensor *gp, Tensor *gn,
-                          TrmmlStepStats *st) {
-    Arena *arena = tensor_arena();
-    const int64_t B = dense->shape[0], mb = micro_size(&m->cfg.tc, B);
-    for (int64_t b0 = 0; b0 < B; b0 += mb) {
-        const int64_t nb = B - b0 < mb ? B - b0 : mb;
-        size_t mark = arena_mark(arena);
-        Tensor *ln, *lp;
-        trmml_dualcoop_forward(&m->dc, rows(dense, b0, nb), gp, gn, &ln, &lp);
-        /* Summed over the batch's known entries: micro-batches simply add up. */
-        Tensor *loss = trmml_dualcoop_loss(&m->dc, ln, lp, rows(targets, b0, nb));
-        st->cls += scalar(loss);
-        ag_backward(loss);
-        arena_release(arena, mark);
-    }
-    st->loss = st->cls;
-}
-
-static void step_baseline(TrmmlModel *m, Tensor *dense, Tensor *targets, Tensor *gp, Tensor *gn,
-                          TrmmlStepStats *st) {
-    Arena *arena = tensor_arena();
-    const int64_t B = dense->shape[0], mb = micro_size(&m->cfg.tc, B);
-    for (int64_t b0 = 0; b0 < B; b0 += mb) {
-        const int64_t nb = B - b0 < mb ? B - b0 : mb;
-        size_t mark = arena_mark(arena);
-        Tensor *s = trmml_logit_scale(m->base.logit_t);
-        Tensor *u = trmml_baseline_logits(rows(dense, b0, nb), gp, gn, s);
-        Tensor *loss = trmml_baseline_loss(u, rows(targets, b0, nb));
-        const float w = (float)nb / (float)B; /* ASL: sum over classes, mean over images */
-        st->cls += w * (double)scalar(loss);
-        ag_backward(tensor_mul_scalar(loss, w));
-        arena_release(arena, mark);
-    }
-    st->loss = st->cls;
-}
-
-/* PVLR (SPEC §5): the label side L0 (KAP, CAP, IFM) is image-independent, so it runs once per
- * step without a tape as a leaf that collects dL/dL0 from every micro-batch's DMA + prediction
- * backward; then it is re-run with a tape (same dropout masks: the generator is re-seeded) and
- * dL/dL0 is back-propagated into its layers and T^C, the way the text tower is handled. */
-static void step_pvlr(TrmmlModel *m, Tensor *dense, Tensor *targets, uint64_t seed, Tensor *tc_feat,
-                      TrmmlStepStats *st) {
-    Arena *arena = tensor_arena();
-    const int64_t B = dense->shape[0], mb = micro_size(&m->cfg.tc, B);
-    const uint64_t label_seed = trmml_seed_mix(seed, 7, 0, 0);
-    Rng rng;
-    rng_seed(&rng, label_seed);
-    bool g = ag_set_grad_enabled(false);
-    Tensor *labels = pvlr_labels(&m->pvlr, tc_feat, true, &rng);
-    ag_set_grad_enabled(g);
-    ag_set_requires_grad(labels, tensor_zeros_like(labels));
-    rng_seed(&rng, seed);
-    for (int64_t b0 = 0; b0 < B; b0 += mb) {
-        const int64_t nb = B - b0 < mb ? B - b0 : mb;
-        size_t mark = arena_mark(arena);
-        PvlrOut out;
-        pvlr_predict(&m->pvlr, rows(dense, b0, nb), labels, true, &rng, &out);
-        Tensor *loss = pvlr_loss(&m->pvlr, out.logits, rows(targets, b0, nb));
-        const float w = (float)nb / (float)B; /* ASL: sum over classes, mean over images */
-        st->cls += w * (double)scalar(loss);
-        ag_backward(tensor_mul_scalar(loss, w));
-        arena_release(arena, mark);
-    }
-    st->loss = st->cls;
-    if (!isfinite(st->loss)) return;
-    size_t mark = arena_mark(arena);
-    rng_seed(&rng, label_seed);
-    ag_backward_with(pvlr_labels(&m->pvlr, tc_feat, true, &rng), labels->grad);
-    arena_release(arena, mark);
-}
-
 static double now_s(void);
 
-bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool mmcp_on,
+bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool phase_on,
                       uint64_t step_seed, TrmmlStepStats *st) {
     memset(st, 0, sizeof *st);
     double t = now_s(), t1;
@@ -663,33 +363,23 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     const TrmmlConfig *tc = &m->cfg.tc;
     param_zero_grad(m->ps);
     /* §4.9 step 3: G+, G- once, without a tape; heads accumulate dL/dG into their buffers. */
-    Tensor *gp = NULL, *gn = NULL;
+    TrmmlStepInput in = {dense, y, NULL, NULL, phase_on, step_seed};
     PromptGraph graph = {0};
     bool kept = false; /* one chunk: the taped forward is kept for the backward (2 passes, not 3) */
     if (m->prompt.ctx_pos)
-        kept = trmml_prompt_features_kept(&m->prompt, m->clip, tc->text_chunk, &gp, &gn, &graph);
+        kept = trmml_prompt_features_kept(&m->prompt, m->clip, tc->text_chunk, &in.gpos, &in.gneg,
+                                          &graph);
     st->sec_text_fwd = (t1 = now_s()) - t;
     t = t1;
-    Tensor *regions = NULL, *f = NULL;
-    if (m->method == TRMML_METHOD_TRMML) {
-        step_trmml(m, dense, y, mmcp_on, step_seed, gp, gn, st, &regions, &f);
-    } else if (m->method == TRMML_METHOD_PVLR) {
-        step_pvlr(m, dense, trmml_mmcp_targets(y, NULL, tc->single_positive), step_seed, gp, st);
-    } else {
-        Tensor *targets = trmml_mmcp_targets(y, NULL, tc->single_positive);
-        if (m->method == TRMML_METHOD_DUALCOOP)
-            step_dualcoop(m, dense, targets, gp, gn, st);
-        else
-            step_baseline(m, dense, targets, gp, gn, st);
-    }
+    m->ops->step(m, &in, st);
     if (!isfinite(st->loss)) return false;
     st->sec_head = (t1 = now_s()) - t;
     t = t1;
     /* The text tower's backward, chunk by chunk, into the contexts. */
     if (kept)
-        trmml_prompt_backward_kept(&m->prompt, &graph, gp, gn);
+        trmml_prompt_backward_kept(&m->prompt, &graph, in.gpos, in.gneg);
     else if (m->prompt.ctx_pos)
-        trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, gp, gn);
+        trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, in.gpos, in.gneg);
     st->sec_text_bwd = (t1 = now_s()) - t;
     t = t1;
     st->grad_norm = grad_norm(o);
@@ -698,15 +388,7 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
         return false;
     }
     optim_update(o);
-    if (m->method == TRMML_METHOD_TRMML) {
-        trmml_carl_clamp_temperature(&m->carl);
-        /* §4.9 step 8: this batch's top-k pixels of ground-truth positives into the bank. */
-        trmml_mmcp_push(&m->mmcp, regions, f, y);
-    } else if (m->method == TRMML_METHOD_BASELINE) {
-        trmml_baseline_clamp(&m->base);
-    } else if (m->method == TRMML_METHOD_PVLR) {
-        pvlr_clamp_temperature(&m->pvlr);
-    }
+    if (m->ops->after_update) m->ops->after_update(m, &in);
     st->sec_update = now_s() - t;
     return true;
 }
@@ -760,21 +442,17 @@ static void run_close(Run *r) {
     run_unlock(&r->lock);
 }
 
-static TrmmlTransform test_transform(int method) {
-    return method == TRMML_METHOD_DUALCOOP ? TRMML_TRANSFORM_TEST_BILINEAR
-                                           : TRMML_TRANSFORM_TEST_BICUBIC;
-}
-
 static Status open_source(Run *r, TrmmlBatchSource *src, const char *cached, const Dataset *ds,
                           TrmmlTransform transform) {
     if (cached[0]) {
         Status st = trmml_source_cache(src, cached, ds, r->clip, r->rc.tc.input_size);
-        /* A cache holds the features of images resized with one filter: TRM-ML and the baseline
-         * resize bicubically, DualCoOp bilinearly (SPEC §2.2, §2.3). Features of the other
-         * filter are features of other images, so they are refused unless asked for. */
-        const char *want = resample_filter_name(r->rc.method == TRMML_METHOD_DUALCOOP
-                                                    ? RESAMPLE_BILINEAR
-                                                    : RESAMPLE_BICUBIC);
+        /* A cache holds the features of images resized with one filter, the one of the method's
+         * test transform (bicubic or bilinear, SPEC §2.2, §2.3). Features of the other filter
+         * are features of other images, so they are refused unless asked for. */
+        const char *want = resample_filter_name(
+            trmml_method_ops(r->rc.method)->test_transform == TRMML_TRANSFORM_TEST_BILINEAR
+                ? RESAMPLE_BILINEAR
+                : RESAMPLE_BICUBIC);
         const char *got = st == STATUS_OK ? ((CacheSource *)src->ctx)->fc.resample : want;
         if (strcmp(got, want) != 0 && !r->rc.tc.cache_any_filter)
             st = error_set(STATUS_ERR_FORMAT,
@@ -910,21 +588,10 @@ static Status run_eval(Run *r, char **json, double *map) {
     return st;
 }
 
-/* Set the prototypes T = normalize(G+) from the current prompts (§4.7 stage boundary). */
-static void snapshot_prototypes(Run *r) {
-    Arena *arena = tensor_arena();
-    size_t mark = arena_mark(arena);
-    Tensor *gp, *gn;
-    trmml_model_text_features(&r->model, &gp, &gn);
-    trmml_mmcp_set_prototypes(&r->model.mmcp, gp);
-    arena_release(arena, mark);
-}
-
-/* DECISION 19: TRM-ML with MMCP in two stages (stage 1 without MMCP, then T frozen and MMCP
- * on); otherwise one stage. */
+/* DECISION 19: one stage, or two (TRM-ML with MMCP: the method's `stages`). */
 static bool two_stage_run(const RunConfig *rc) {
-    return rc->method == TRMML_METHOD_TRMML && rc->tc.use_mmcp &&
-           rc->tc.stage_mode == TRMML_STAGES_TWO;
+    const TrmmlMethodOps *ops = trmml_method_ops(rc->method);
+    return ops->stages && ops->stages(rc) == 2;
 }
 
 static Status run_paths(Run *r) {
@@ -997,11 +664,11 @@ static Status open_inputs(Run *r) {
         STATUS_OK)
         return st;
     r->model_ok = true;
-    TrmmlTransform train_tf = rc->method == TRMML_METHOD_DUALCOOP ? TRMML_TRANSFORM_TRAIN_DUALCOOP
-                                                                  : TRMML_TRANSFORM_TRAIN_TRMML;
-    if ((st = open_source(r, &r->src_train, rc->cached_train, r->train, train_tf)) != STATUS_OK)
+    const TrmmlMethodOps *ops = r->model.ops;
+    if ((st = open_source(r, &r->src_train, rc->cached_train, r->train, ops->train_transform)) !=
+        STATUS_OK)
         return st;
-    if ((st = open_source(r, &r->src_test, rc->cached_test, r->test, test_transform(rc->method))) !=
+    if ((st = open_source(r, &r->src_test, rc->cached_test, r->test, ops->test_transform)) !=
         STATUS_OK)
         return st;
     r->opt = trmml_optim_create(&r->model);
@@ -1107,14 +774,8 @@ static Status open_run(Run *r, const RunConfig *rc, const TrainOptions *opt) {
     return STATUS_OK;
 }
 
-/* One epoch of the current stage. */
-static Status run_epoch(Run *r, const TrainOptions *opt, bool mmcp_on, int64_t iters) {
-    const RunConfig *rc = &r->rc;
-    const TrmmlConfig *tc = &rc->tc;
-    const int64_t N = r->train->n, C = r->model.C, B = tc->batch_size;
-    const uint64_t seed = (uint64_t)tc->seed, stage = (uint64_t)r->meta.stage;
-    const int64_t epoch = r->meta.epochs_done;
-    /* This epoch's order: a permutation drawn from (seed, stage, epoch). */
+/* This epoch's order: a permutation of N drawn from (seed, stage, epoch) (owned). */
+static int64_t *epoch_order(int64_t N, uint64_t seed, uint64_t stage, int64_t epoch) {
     int64_t *perm = xmalloc((size_t)N * sizeof *perm);
     Rng rng;
     rng_seed(&rng, trmml_seed_mix(seed, stage, (uint64_t)epoch, 0x5ef1e));
@@ -1125,81 +786,203 @@ static Status run_epoch(Run *r, const TrainOptions *opt, bool mmcp_on, int64_t i
         perm[i] = perm[j];
         perm[j] = t;
     }
+    return perm;
+}
+
+/* The step's log line: to the log file, and to a terminal as one updating line. */
+static void log_step(Run *r, const TrainOptions *opt, const TrmmlStepStats *s, double lr,
+                     int64_t it, int64_t iters, int64_t nb, double ms) {
+    const int64_t epoch = r->meta.epochs_done;
+    char line[512];
+    int n = snprintf(line, sizeof line,
+                     "step=%lld stage=%lld epoch=%lld loss=%.6f lr=%.6g "
+                     "grad_norm=%.4g ms=%.1f img/s=%.1f",
+                     (long long)r->meta.step, (long long)r->meta.stage, (long long)epoch + 1,
+                     s->loss, lr, s->grad_norm, ms, 1e3 * (double)nb / ms);
+    if (r->model.ops->step_log && (size_t)n < sizeof line)
+        r->model.ops->step_log(s, line + n, sizeof line - (size_t)n);
+    if (!opt->progress_bar) {
+        run_log_printf(&r->log, "%s\n", line);
+        return;
+    }
+    /* A terminal gets one updating line; the log file gets every line. */
+    fprintf(opt->echo, "\r[stage %lld epoch %lld/%lld] %lld/%lld loss %.4f  %.1f img/s ",
+            (long long)r->meta.stage, (long long)epoch + 1, (long long)r->rc.tc.epochs,
+            (long long)it + 1, (long long)iters, s->loss, 1e3 * (double)nb / ms);
+    fflush(opt->echo);
+    FILE *e = r->log.echo;
+    r->log.echo = NULL;
+    run_log_printf(&r->log, "%s\n", line);
+    r->log.echo = e;
+}
+
+/* lr and beta1 (momentum) of the next step: OneCycle per step for AdamW, the method's own
+ * schedule per epoch for SGD. */
+static void step_lr(const Run *r, int64_t iters, double *lr, double *beta1) {
+    const TrmmlConfig *tc = &r->rc.tc;
+    if (!r->opt->adamw) {
+        r->model.ops->schedule(&r->rc, r->meta.epochs_done, lr, beta1);
+        return;
+    }
     OneCycle oc = schedule_onecycle_default(tc->lr, tc->epochs * iters);
     oc.pct_start = tc->pct_start;
     oc.div_factor = tc->div_factor;
     oc.final_div_factor = tc->final_div_factor;
     oc.base_momentum = tc->beta1_min;
     oc.max_momentum = tc->beta1_max;
+    schedule_onecycle(&oc, r->meta.step, lr, beta1);
+}
+
+/* One optimizer step on items perm[0..nb): dense features, observed labels, the step; an
+ * error naming the step when its loss is not finite. */
+static Status run_step(Run *r, const int64_t *perm, int64_t nb, bool phase_on,
+                       TrmmlStepStats *s) {
+    const uint64_t seed = (uint64_t)r->rc.tc.seed, stage = (uint64_t)r->meta.stage;
+    const int64_t C = r->model.C;
+    Tensor *dense = NULL;
+    Status st = r->src_train.dense(&r->src_train, perm, nb,
+                                   trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 1), &dense);
+    if (st != STATUS_OK) return st;
+    Tensor *y = tensor_empty(DT_F32, 2, SHAPE(nb, C));
+    float *Y = tensor_f32(y);
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < C; c++) Y[b * C + c] = r->mask[perm[b] * C + c];
+    bool ok = trmml_train_step(&r->model, r->opt, dense, y, phase_on,
+                               trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 2), s);
+    tensor_step_end();
+    if (ok) return STATUS_OK;
+    return error_set(STATUS_ERR_FORMAT,
+                     "step %lld (stage %lld, epoch %lld): the loss is not "
+                     "finite (%g); stopped, the last checkpoint (%lld completed epochs) is kept",
+                     (long long)r->meta.step + 1, (long long)r->meta.stage,
+                     (long long)r->meta.epochs_done + 1, s->loss, (long long)r->meta.epochs_done);
+}
+
+/* One epoch of the current stage. */
+static Status run_epoch(Run *r, const TrainOptions *opt, bool phase_on, int64_t iters) {
+    const int64_t N = r->train->n, B = r->rc.tc.batch_size;
+    int64_t *perm = epoch_order(N, (uint64_t)r->rc.tc.seed, (uint64_t)r->meta.stage,
+                                r->meta.epochs_done);
     double loss_sum = 0, t_epoch = now_s();
     Status st = STATUS_OK;
     for (int64_t it = 0; it < iters && st == STATUS_OK; it++) {
         const int64_t b0 = it * B, nb = N - b0 < B ? N - b0 : B;
         double lr, beta1;
-        if (r->opt->adamw) {
-            schedule_onecycle(&oc, r->meta.step, &lr, &beta1);
-        } else {
-            lr = schedule_dassl_cosine(tc->lr, epoch, tc->epochs, rc->warmup_epochs, rc->warmup_lr);
-            beta1 = rc->sgd_momentum;
-        }
+        step_lr(r, iters, &lr, &beta1);
         trmml_optim_set(r->opt, lr, beta1);
         double t0 = now_s();
-        Tensor *dense = NULL;
-        st = r->src_train.dense(&r->src_train, perm + b0, nb,
-                                trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 1), &dense);
-        if (st != STATUS_OK) break;
-        Tensor *y = tensor_empty(DT_F32, 2, SHAPE(nb, C));
-        float *Y = tensor_f32(y);
-        for (int64_t b = 0; b < nb; b++)
-            for (int64_t c = 0; c < C; c++) Y[b * C + c] = r->mask[perm[b0 + b] * C + c];
         TrmmlStepStats s;
-        bool ok = trmml_train_step(&r->model, r->opt, dense, y, mmcp_on,
-                                   trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 2), &s);
-        tensor_step_end();
-        if (!ok) {
-            st = error_set(
-                STATUS_ERR_FORMAT,
-                "step %lld (stage %lld, epoch %lld): the loss is not "
-                "finite (%g); stopped, the last checkpoint (%lld completed epochs) is kept",
-                (long long)r->meta.step + 1, (long long)r->meta.stage, (long long)epoch + 1, s.loss,
-                (long long)r->meta.epochs_done);
-            break;
-        }
+        st = run_step(r, perm + b0, nb, phase_on, &s);
+        if (st != STATUS_OK) break;
         r->meta.step++;
         loss_sum += s.loss;
-        const double ms = 1e3 * (now_s() - t0);
-        char line[512];
-        int n = snprintf(line, sizeof line,
-                         "step=%lld stage=%lld epoch=%lld loss=%.6f lr=%.6g "
-                         "grad_norm=%.4g ms=%.1f img/s=%.1f",
-                         (long long)r->meta.step, (long long)r->meta.stage, (long long)epoch + 1,
-                         s.loss, lr, s.grad_norm, ms, 1e3 * (double)nb / ms);
-        if (rc->method == TRMML_METHOD_TRMML && (size_t)n < sizeof line)
-            snprintf(line + n, sizeof line - (size_t)n,
-                     " cls=%.5f kd=%.5f nce=%.5f pseudo+=%lld pseudo-=%lld", s.cls, s.kd, s.nce,
-                     (long long)s.pseudo_pos, (long long)s.pseudo_neg);
-        if (opt->progress_bar) {
-            /* A terminal gets one updating line; the log file gets every line. */
-            fprintf(opt->echo, "\r[stage %lld epoch %lld/%lld] %lld/%lld loss %.4f  %.1f img/s ",
-                    (long long)r->meta.stage, (long long)epoch + 1, (long long)tc->epochs,
-                    (long long)it + 1, (long long)iters, s.loss, 1e3 * (double)nb / ms);
-            fflush(opt->echo);
-            FILE *e = r->log.echo;
-            r->log.echo = NULL;
-            run_log_printf(&r->log, "%s\n", line);
-            r->log.echo = e;
-        } else {
-            run_log_printf(&r->log, "%s\n", line);
-        }
+        log_step(r, opt, &s, lr, it, iters, nb, 1e3 * (now_s() - t0));
     }
     if (opt->progress_bar) fputc('\n', opt->echo);
     free(perm);
     if (st == STATUS_OK)
         run_log_printf(&r->log, "epoch stage=%lld epoch=%lld loss=%.6f s=%.1f\n",
-                       (long long)r->meta.stage, (long long)epoch + 1, loss_sum / (double)iters,
-                       now_s() - t_epoch);
+                       (long long)r->meta.stage, (long long)r->meta.epochs_done + 1,
+                       loss_sum / (double)iters, now_s() - t_epoch);
     r->last_loss = loss_sum / (double)iters;
     return st;
+}
+
+/* Before each epoch: the stage boundary (DECISION 19: the method's changes, a fresh optimizer,
+ * the counters of stage 2), then whether the run is finished and whether the method's
+ * batch-level phase is on. Returns false when every epoch is done. */
+static bool begin_epoch(Run *r, bool two_stage, bool *phase_on) {
+    const TrmmlConfig *tc = &r->rc.tc;
+    const TrmmlMethodOps *ops = r->model.ops;
+    char note[256] = "";
+    if (two_stage && r->meta.stage == 1 && r->meta.epochs_done == tc->epochs) {
+        ops->begin_stage2(&r->model, note, sizeof note);
+        trmml_optim_reset(r->opt);
+        r->meta.stage = 2;
+        r->meta.epochs_done = r->meta.step = 0;
+        r->meta.best_epoch = 0;
+        r->meta.best_map = -1;
+        run_log_printf(&r->log, "%s\n", note);
+        note[0] = 0;
+    }
+    if (r->meta.epochs_done == tc->epochs) {
+        r->meta.finished = 1;
+        return false;
+    }
+    *phase_on = ops->phase && ops->phase(&r->model, r->meta.stage, r->meta.epochs_done, note,
+                                         sizeof note);
+    if (note[0]) run_log_printf(&r->log, "%s\n", note);
+    return true;
+}
+
+/* The metrics.jsonl line of the epoch just completed (eval: its JSON or NULL), owned. */
+static char *metrics_line(const Run *r, const char *json, size_t *n) {
+    char *line = NULL;
+    FILE *f = open_memstream(&line, n);
+    fprintf(f,
+            "{\"stage\":%lld,\"epoch\":%lld,\"global_epoch\":%lld,\"step\":%lld,\"loss\":%.9g,"
+            "\"eval\":%s}\n",
+            (long long)r->meta.stage, (long long)r->meta.epochs_done,
+            (long long)r->meta.global_epochs, (long long)r->meta.step, r->last_loss,
+            json ? json : "null");
+    fclose(f);
+    return line;
+}
+
+/* After an epoch: the evaluation when due, metrics.jsonl and the curve, the checkpoint. */
+static Status end_epoch(Run *r, bool last) {
+    const TrmmlConfig *tc = &r->rc.tc;
+    char *json = NULL;
+    double map = NAN;
+    Status st = STATUS_OK;
+    if (tc->eval_every > 0 && (r->meta.epochs_done % tc->eval_every == 0 || last)) {
+        st = run_eval(r, &json, &map);
+        if (st != STATUS_OK) return st;
+        if (map > r->meta.best_map) {
+            r->meta.best_map = map;
+            r->meta.best_epoch = r->meta.global_epochs;
+        }
+    }
+    size_t n;
+    char *line = metrics_line(r, json, &n);
+    free(json);
+    st = append_line(r->metrics, line);
+    if (st == STATUS_OK) st = run_write_curve(r->metrics, r->curve);
+    if (st != STATUS_OK) {
+        free(line);
+        return st;
+    }
+    /* The checkpoint's record of metrics.jsonl grows with the file. */
+    const size_t have = strlen(r->history);
+    r->history = xrealloc(r->history, have + n + 1);
+    memcpy(r->history + have, line, n + 1);
+    free(line);
+    r->meta.history++;
+    if (last) r->meta.finished = 1;
+    return save_checkpoint(r);
+}
+
+/* The last line of the log: stopped, done, or the error (which stays the last error). */
+static void final_log(Run *r, Status st, int64_t ran) {
+    if (st == STATUS_OK && !r->meta.finished) {
+        run_log_printf(&r->log,
+                       "stopped after %lld epochs of this invocation (resume with --resume)\n",
+                       (long long)ran);
+    } else if (st == STATUS_OK) {
+        if (r->meta.best_epoch > 0)
+            run_log_printf(&r->log,
+                           "done epochs=%lld best_epoch=%lld best_mAP=%.2f (the checkpoint "
+                           "keeps the last epoch, DECISION 21)\n",
+                           (long long)r->meta.global_epochs, (long long)r->meta.best_epoch,
+                           r->meta.best_map);
+        else
+            run_log_printf(&r->log, "done epochs=%lld\n", (long long)r->meta.global_epochs);
+    } else if (r->log.file) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", error_last());
+        run_log_printf(&r->log, "error: %s\n", msg);
+        error_set(st, "%s", msg);
+    }
 }
 
 Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOptions *opt) {
@@ -1209,103 +992,22 @@ Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOpti
     r.lock.fd = -1;
     r.dir = out_dir;
     Status st = open_run(&r, rc, opt);
-    const TrmmlConfig *tc = &r.rc.tc;
-    const bool trmml = r.rc.method == TRMML_METHOD_TRMML;
-    /* DECISION 19: two stages, or the single run that switches MMCP on after
-     * single_run_stage1_epochs; without MMCP one stage. */
-    const bool two_stage = two_stage_run(&r.rc);
-    const bool single_run = trmml && tc->use_mmcp && tc->stage_mode == TRMML_STAGES_SINGLE_RUN;
-    const int64_t iters = r.iters;
+    const bool two_stage = st == STATUS_OK && two_stage_run(&r.rc);
     int64_t ran = 0;
+    bool phase_on = false;
     while (st == STATUS_OK && !r.meta.finished &&
            !(opt->stop_after > 0 && ran == opt->stop_after)) {
-        if (two_stage && r.meta.stage == 1 && r.meta.epochs_done == tc->epochs) {
-            snapshot_prototypes(&r);
-            if (tc->stage2_init == TRMML_STAGE2_FRESH)
-                trmml_model_init(&r.model, (uint64_t)tc->seed, false);
-            trmml_optim_reset(r.opt);
-            r.meta.stage = 2;
-            r.meta.epochs_done = r.meta.step = 0;
-            r.meta.best_epoch = 0;
-            r.meta.best_map = -1;
-            run_log_printf(&r.log,
-                           "stage 2: prototypes T = normalize(G+) of stage 1; parameters %s; "
-                           "MMCP on\n",
-                           tc->stage2_init == TRMML_STAGE2_FRESH ? "re-initialised" : "kept");
-        }
-        if (r.meta.epochs_done == tc->epochs) {
-            r.meta.finished = 1;
-            break;
-        }
-        bool mmcp_on = two_stage ? r.meta.stage == 2
-                                 : single_run && r.meta.epochs_done >= tc->single_run_stage1_epochs;
-        if (mmcp_on && !r.model.mmcp.has_proto) {
-            snapshot_prototypes(&r);
-            run_log_printf(&r.log,
-                           "single run: prototypes T = normalize(G+) after %lld epochs; MMCP on\n",
-                           (long long)r.meta.epochs_done);
-        }
-        st = run_epoch(&r, opt, mmcp_on, iters);
+        if (!begin_epoch(&r, two_stage, &phase_on)) break;
+        st = run_epoch(&r, opt, phase_on, r.iters);
         if (st != STATUS_OK) break;
         r.meta.epochs_done++;
         r.meta.global_epochs++;
-        const bool last = r.meta.epochs_done == tc->epochs && (!two_stage || r.meta.stage == 2);
-        char *json = NULL;
-        double map = NAN;
-        if (tc->eval_every > 0 && (r.meta.epochs_done % tc->eval_every == 0 || last)) {
-            st = run_eval(&r, &json, &map);
-            if (st != STATUS_OK) break;
-            if (map > r.meta.best_map) {
-                r.meta.best_map = map;
-                r.meta.best_epoch = r.meta.global_epochs;
-            }
-        }
-        char *line = NULL;
-        size_t n;
-        FILE *f = open_memstream(&line, &n);
-        fprintf(f,
-                "{\"stage\":%lld,\"epoch\":%lld,\"global_epoch\":%lld,\"step\":%lld,\"loss\":%.9g,"
-                "\"eval\":%s}\n",
-                (long long)r.meta.stage, (long long)r.meta.epochs_done,
-                (long long)r.meta.global_epochs, (long long)r.meta.step, r.last_loss,
-                json ? json : "null");
-        fclose(f);
-        free(json);
-        st = append_line(r.metrics, line);
-        if (st == STATUS_OK) st = run_write_curve(r.metrics, r.curve);
-        if (st != STATUS_OK) {
-            free(line);
-            break;
-        }
-        /* The checkpoint's record of metrics.jsonl grows with the file. */
-        const size_t have = strlen(r.history);
-        r.history = xrealloc(r.history, have + n + 1);
-        memcpy(r.history + have, line, n + 1);
-        free(line);
-        r.meta.history++;
-        if (last) r.meta.finished = 1;
-        st = save_checkpoint(&r);
+        const bool last =
+            r.meta.epochs_done == r.rc.tc.epochs && (!two_stage || r.meta.stage == 2);
+        st = end_epoch(&r, last);
         ran++;
     }
-    if (st == STATUS_OK && !r.meta.finished) {
-        run_log_printf(&r.log,
-                       "stopped after %lld epochs of this invocation (resume with --resume)\n",
-                       (long long)ran);
-    } else if (st == STATUS_OK) {
-        if (r.meta.best_epoch > 0)
-            run_log_printf(&r.log,
-                           "done epochs=%lld best_epoch=%lld best_mAP=%.2f (the checkpoint "
-                           "keeps the last epoch, DECISION 21)\n",
-                           (long long)r.meta.global_epochs, (long long)r.meta.best_epoch,
-                           r.meta.best_map);
-        else
-            run_log_printf(&r.log, "done epochs=%lld\n", (long long)r.meta.global_epochs);
-    } else if (r.log.file) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", error_last());
-        run_log_printf(&r.log, "error: %s\n", msg);
-        error_set(st, "%s", msg);
-    }
+    final_log(&r, st, ran);
     run_close(&r);
     return st;
 }

@@ -25,31 +25,24 @@
 #include "clip/model.h"
 #include "clip/tokenizer.h"
 #include "datasets/dataset.h"
-#include "trmml/baseline.h"
-#include "trmml/carl.h"
-#include "trmml/dualcoop.h"
-#include "trmml/mmcp.h"
+#include "trmml/method.h"
 #include "trmml/prompt.h"
-#include "trmml/pvlr.h"
 #include "trmml/run.h"
 
 /* ---- the model of a run ------------------------------------------------------------------- */
 
-typedef struct {
-    int method;               /* TrmmlMethod */
-    RunConfig cfg;            /* copy of the run's configuration */
-    const ClipModel *clip;    /* frozen towers (borrowed; NULL for declare-only models) */
-    int64_t C, d;             /* classes, joint width E */
-    ParamStore *ps;           /* learnable parameters (owned) */
-    PromptLearner prompt;     /* every method (pvlr: positive-only, declared when CAP is on) */
-    TrmmlCarl carl;           /* trmml */
-    BaselineHead base;        /* baseline */
-    DualCoOpConfig dc;        /* dualcoop */
-    TrmmlMmcp mmcp;           /* trmml: bank, prototypes, thresholds */
-    PvlrHead pvlr;            /* pvlr */
-    float *query_text;        /* (C, d) CLIP text features of the query template (trmml; pvlr:
-                                 KAP's fixed prompts), owned */
-} TrmmlModel;
+/* The model of a run: the frozen CLIP, the prompt learner every method shares, and the head of
+ * the run's method (trmml/method.h), whose parameters live in one store. */
+struct TrmmlModel {
+    const TrmmlMethodOps *ops; /* the run's method */
+    int method;                /* its index (RunConfig.method) */
+    RunConfig cfg;             /* copy of the run's configuration */
+    const ClipModel *clip;     /* frozen towers (borrowed; NULL for declare-only models) */
+    int64_t C, d;              /* classes, joint width E */
+    ParamStore *ps;            /* learnable parameters (owned) */
+    PromptLearner prompt;      /* the learned prompts (ctx_pos NULL when the method has none) */
+    void *head;                /* the method's state (ops->declare allocates, ops->free frees) */
+};
 
 /* Declare the learnable parameters of rc->method for C classes, joint width d and text width
  * `width` into a new store (not finalized), without a CLIP model: for parameter counts. */
@@ -64,19 +57,19 @@ Status trmml_model_create(TrmmlModel *m, const RunConfig *rc, const ClipModel *c
 void trmml_model_init(TrmmlModel *m, uint64_t seed, bool reset_prototypes);
 void trmml_model_free(TrmmlModel *m);
 
-/* The dense features the method's head reads, from the cached/tower output (B, HW+1, E):
- * TRM-ML with drop_token0 the spatial tokens (B, HW, E) (a copy), otherwise dense itself. */
-Tensor *trmml_model_head_input(const TrmmlModel *m, Tensor *dense);
 /* Text features G+, G- (C, E) of the current prompts, without a tape (current arena); pvlr:
  * G+ = T^C and G- NULL (both NULL with CAP off). */
 void trmml_model_text_features(const TrmmlModel *m, Tensor **gpos, Tensor **gneg);
-/* Positive-class probabilities (B, C) of dense (B, HW+1, E) given text features, no tape:
- * TRM-ML's inference path (SPEC §4.8), DualCoOp's sigmoid(z+ - z-), the baseline's sigmoid(u),
- * PVLR's sigmoid(z) (SPEC §5.6). */
+/* Positive-class probabilities (B, C) of dense (B, HW+1, E) given text features, no tape: the
+ * method's `probs` (trmml/method.h). */
 Tensor *trmml_model_probs(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg);
+/* Spatial maps (B, C, HW) of dense (B, HW+1, E) for `trmml visualize`, values in [0, 1], no
+ * tape: the method's `maps` (TRM-ML R = σ(Φ); DualCoOp the spatial weights w; PVLR the
+ * text->visual attention); NULL when the method has none (the baseline). */
+Tensor *trmml_model_maps(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg);
 
 /* Named tensors of the learnable state for the checkpoint: "param.<name>" for every trainable
- * parameter and, for TRM-ML, the MMCP state. Returns the count written to out (cap >= 64 +
+ * parameter, then the method's own `state` (TRM-ML: MMCP). Returns the count written to out (cap >= 64 +
  * number of parameters). Tensor headers come from the current arena. */
 int trmml_model_state(TrmmlModel *m, RunTensor *out, int cap);
 
@@ -85,12 +78,7 @@ int trmml_model_state(TrmmlModel *m, RunTensor *out, int cap);
 /* Where dense features come from: a feature cache, or images through the frozen image tower
  * (with a training augmentation or the test transform). The prefetching loader
  * (datasets/loader.h) plugs in as another implementation of this interface. */
-typedef enum {
-    TRMML_TRANSFORM_TEST_BICUBIC = 0,  /* TRM-ML / baseline test transform (SPEC §2.2) */
-    TRMML_TRANSFORM_TEST_BILINEAR,     /* DualCoOp test transform (SPEC §2.3) */
-    TRMML_TRANSFORM_TRAIN_TRMML,       /* SPEC §2.2 */
-    TRMML_TRANSFORM_TRAIN_DUALCOOP,    /* SPEC §2.3 */
-} TrmmlTransform;
+/* TrmmlTransform: trmml/method.h. */
 
 typedef struct TrmmlBatchSource TrmmlBatchSource;
 struct TrmmlBatchSource {
@@ -114,8 +102,8 @@ void trmml_source_close(TrmmlBatchSource *src);
 
 /* ---- optimizer with resumable state --------------------------------------------------------- */
 
-/* AdamW (trmml, baseline; weight decay on every tensor but the temperature unless
- * wd_temperature) or SGD with momentum (dualcoop), whose state lives in named tensors so the
+/* The method's optimizer (TrmmlMethodOps.optim: AdamW, or SGD with momentum) over the trainable
+ * parameters, in the method's parameter groups (param_group), whose state lives in named tensors so the
  * checkpoint can hold it (nn/optim.h keeps its state private). Same update kernels as nn/optim. */
 typedef struct TrmmlOptim TrmmlOptim;
 TrmmlOptim *trmml_optim_create(TrmmlModel *m);
@@ -129,7 +117,7 @@ int trmml_optim_state(TrmmlOptim *o, RunTensor *out, int cap);
 
 /* ---- one iteration ------------------------------------------------------------------------ */
 
-typedef struct {
+struct TrmmlStepStats {
     double loss;               /* total */
     double cls, kd, nce;       /* TRM-ML terms (cls = L^q + alpha L^r); DualCoOp/baseline: cls */
     double grad_norm;          /* global L2 norm of the parameter gradients */
@@ -138,14 +126,15 @@ typedef struct {
      * the heads' forward and backward over the micro-batches, the text tower's chunked
      * backward, and the update (gradient norm, optimizer, clamp, bank push). */
     double sec_text_fwd, sec_head, sec_text_bwd, sec_update;
-} TrmmlStepStats;
+};
 
 /* One training iteration (SPEC §4.9) on dense (B, HW+1, E) and labels y (B, C) float32 CPU
  * tensor in {+1,-1,0}: forward, backward over micro-batches, text-tower backward, optimizer
- * step (lr, beta1 set before), temperature clamp, bank update. mmcp_on: stage 2 (pseudo-labels).
+ * step (lr, beta1 set before), the method's after_update (temperature clamp, bank update).
+ * phase_on: the method's batch-level phase (TRM-ML: MMCP pseudo-labels, stage 2).
  * Returns false without stepping when the loss is not finite (stats->loss holds it). The caller
  * ends the step (tensor_step_end). */
-bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool mmcp_on,
+bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool phase_on,
                       uint64_t step_seed, TrmmlStepStats *stats);
 
 /* ---- a run -------------------------------------------------------------------------------- */

@@ -1,9 +1,13 @@
-/* trmml_config.h — every hyper-parameter and DECISION of TRM-ML (SPEC §4, §11) as one value.
+/* trmml_config.h — the configuration every method shares (TrmmlConfig: recipe, prompts, ASL;
+ * SPEC §2, §4.7, §11), and TRM-ML's own keys (MethodTrmmlConfig, whose table, defaults and
+ * checks are in trmml/method_trmml.c; each other method's keys are in its method file,
+ * docs/methods.md).
  *
- * trmml_config_default() gives the SPEC's values. A configuration file is plain `key = value`
- * lines (YAML-style `key: value` is accepted too), `#` starts a comment, blank lines are
- * ignored, strings may be quoted. Every key is listed with its default, its SPEC reference and
- * its DECISION number by trmml_config_print(), whose output parses back to the same
+ * trmml_config_default() gives the SPEC's values of the shared keys. A configuration file is
+ * plain `key = value` lines (YAML-style `key: value` is accepted too), `#` starts a comment,
+ * blank lines are ignored, strings may be quoted (tensor/keys.h). Every key is listed with its
+ * default, its SPEC reference and its DECISION number by trmml_config_print() (and, with the run
+ * keys and the method's keys, by run_config_print()), whose output parses back to the same
  * configuration (the run directory keeps it). docs/trmml.md maps each key to the code. */
 #pragma once
 #include <stdbool.h>
@@ -20,36 +24,57 @@ typedef enum { TRMML_STAGES_TWO = 0, TRMML_STAGES_SINGLE_RUN } TrmmlStageMode;
 typedef enum { TRMML_STAGE2_FRESH = 0, TRMML_STAGE2_FROM_STAGE1 } TrmmlStage2Init;
 typedef enum { TRMML_SELECT_LAST = 0, TRMML_SELECT_BEST } TrmmlCheckpointSelect;
 typedef enum { TRMML_ASL_SUM_CLASSES_MEAN_IMAGES = 0, TRMML_ASL_SUM, TRMML_ASL_MEAN } TrmmlAslReduce;
-/* PVLR's ASL focusing (SPEC §5.7): auto = full when every training label is known (ratio 1, not
- * single-positive), else partial; custom = the asl_gamma_pos / asl_gamma_neg keys. */
-typedef enum { PVLR_ASL_AUTO = 0, PVLR_ASL_FULL, PVLR_ASL_PARTIAL, PVLR_ASL_CUSTOM } PvlrAslSetting;
 
 #define TRMML_CONFIG_STR 128
 
+/* The keys every method reads: the ASL of §2.1, the prompts, the decoder sizes PVLR and TRM-ML
+ * share, the temperature cap, the label protocol and the training recipe. */
 typedef struct {
-    /* components (Table 3 ablation; use_carl off = the text-image baseline of §9.3) */
-    bool use_carl, use_kd, use_mmcp, use_mmcl;
-    /* loss weights (§4.3, §4.7) */
-    double alpha, beta, gamma;
     /* ASL (§2.1, DECISION 3) */
     double asl_gamma_pos, asl_gamma_neg, asl_clip, asl_eps;
     int asl_reduction;            /* TrmmlAslReduce */
-    /* dense features and prompts (§4.1, DECISIONS 7, 8) */
-    bool drop_token0;
+    /* prompts (§3, §4.1, DECISION 8) */
     int64_t prompt_ctx_len;
     double prompt_ctx_std;
     bool prompt_class_specific;
-    /* CARL decoder (§4.2, DECISIONS 9-13, 23) */
-    int query_init;               /* TrmmlQueryInit */
+    /* text that initialises TRM-ML's queries and PVLR's KAP prompts (DECISION 9) */
     char query_template[TRMML_CONFIG_STR];
-    int64_t ffn_hidden, mlp_hidden, head_hidden;  /* mlp_hidden 0 = d */
+    /* decoder layers of TRM-ML and PVLR (DECISIONS 10, 23) */
+    int64_t ffn_hidden;
     double ln_eps, dropout;
+    /* matching temperature (§4.3, DECISION 14): temp_init NAN = CLIP's logit_scale (TRM-ML and
+     * the baseline); temp_max caps s = exp(t) of every method that learns one */
+    double temp_init, temp_max;
+    /* single-positive mode (DECISION 20) */
+    bool single_positive;
+    /* recipe (§4.7, §2.4, DECISION 6, 21) */
+    int64_t epochs, batch_size, micro_batch, input_size, eval_every, text_chunk;
+    double lr, weight_decay, pct_start, div_factor, final_div_factor;
+    double beta1_max, beta1_min, adam_beta2, adam_eps;
+    bool wd_temperature;
+    int checkpoint_select;        /* TrmmlCheckpointSelect */
+    int64_t seed;
+    /* feature caches (trmml/feature_cache.h): accept one extracted with another resize filter
+     * than the method's test transform (SPEC §2.2, §2.3); off = such a cache is refused */
+    bool cache_any_filter;
+} TrmmlConfig;
+
+/* TRM-ML's own keys (SPEC §4; the key table is in trmml/method_trmml.c): the Table-3
+ * components, the loss weights, CARL, KD, MMCP, MMCL and the stages. */
+typedef struct {
+    /* components (Table 3 ablation; use_carl off is --method baseline, SPEC §9.3) */
+    bool use_carl, use_kd, use_mmcp, use_mmcl;
+    /* loss weights (§4.3, §4.7) */
+    double alpha, beta, gamma;
+    /* dense features (DECISION 7) */
+    bool drop_token0;
+    /* CARL decoder (§4.2, DECISIONS 9-13) */
+    int query_init;               /* TrmmlQueryInit */
+    int64_t mlp_hidden, head_hidden;  /* mlp_hidden 0 = d */
     bool attn_fold;               /* the algebraic folding of §4.2 "Cost" */
     int region_pool;              /* TrmmlRegionPool */
     double region_eps;
-    /* matching temperature (§4.3, DECISION 14); temp_init NAN = CLIP's logit_scale */
-    double temp_init, temp_max;
-    bool temp_learnable;
+    bool temp_learnable;          /* DECISION 14 */
     /* KD (§4.4, DECISION 15) */
     int kd_form;                  /* TrmmlKdForm */
     double kd_temperature;
@@ -62,31 +87,13 @@ typedef struct {
     double nce_tau;
     bool nce_use_bank;
     int64_t nce_bank_per_class;
-    /* stages (§4.7, DECISION 19) and single-positive mode (DECISION 20) */
+    /* stages (§4.7, DECISION 19) */
     int stage_mode;               /* TrmmlStageMode */
     int stage2_init;              /* TrmmlStage2Init */
     int64_t single_run_stage1_epochs;
-    bool single_positive;
-    /* recipe (§4.7, §2.4, DECISION 6, 21) */
-    int64_t epochs, batch_size, micro_batch, input_size, eval_every, text_chunk;
-    double lr, weight_decay, pct_start, div_factor, final_div_factor;
-    double beta1_max, beta1_min, adam_beta2, adam_eps;
-    bool wd_temperature;
-    int checkpoint_select;        /* TrmmlCheckpointSelect */
-    int64_t seed;
-    /* PVLR (SPEC §5, DECISION 24; docs/pvlr.md): component switches for the ablation, sizes,
-     * constants, the second learning rate of §5.7. The shared keys (ffn_hidden, ln_eps, dropout,
-     * temp_max, asl_clip, asl_eps, query_template, prompt_*, the recipe) apply to PVLR too. */
-    bool pvlr_use_kap, pvlr_use_cap, pvlr_use_ifm, pvlr_use_t2v, pvlr_use_v2t, pvlr_use_global;
-    int64_t pvlr_heads;
-    double pvlr_kap_tau, pvlr_spatial_temp, pvlr_temp_init, pvlr_layer_lr;
-    int pvlr_asl;                 /* PvlrAslSetting */
-    /* feature caches (trmml/feature_cache.h): accept one extracted with another resize filter
-     * than the method's test transform (SPEC §2.2, §2.3); off = such a cache is refused */
-    bool cache_any_filter;
-} TrmmlConfig;
+} MethodTrmmlConfig;
 
-/* The SPEC's values for everything (COCO/RN101 recipe). */
+/* The SPEC's values of the shared keys (COCO/RN101 recipe). */
 TrmmlConfig trmml_config_default(void);
 
 /* Set one key from its text value. STATUS_ERR_USAGE (message names the key and what was
@@ -97,7 +104,8 @@ Status trmml_config_set(TrmmlConfig *cfg, const char *key, const char *value);
 Status trmml_config_parse_string(TrmmlConfig *cfg, const char *text, const char *origin);
 /* The same for a file (STATUS_ERR_IO when it cannot be read). */
 Status trmml_config_parse_file(TrmmlConfig *cfg, const char *path);
-/* Cross-field checks (e.g. mmcp_k >= 1, temp_max > 0); STATUS_ERR_USAGE naming the key. */
+/* Cross-field checks of the shared keys (e.g. beta1_min <= beta1_max); STATUS_ERR_USAGE naming
+ * the key. */
 Status trmml_config_validate(const TrmmlConfig *cfg);
 
 /* Every key as `key = value  # SPEC reference`, one per line, in a fixed order; the output

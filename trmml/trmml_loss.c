@@ -59,7 +59,7 @@ static Tensor *kd_bernoulli(Tensor *student, Tensor *teacher, float T) {
     return tensor_affine(sum, 1.0f / (float)B, (float)(ent / (double)B));
 }
 
-Tensor *trmml_loss_kd(const TrmmlConfig *cfg, Tensor *student, Tensor *teacher) {
+Tensor *trmml_loss_kd(const MethodTrmmlConfig *cfg, Tensor *student, Tensor *teacher) {
     CHECK(student->ndim == 2 && tensor_same_shape(student, teacher),
           "trmml kd: student %s and teacher %s must be one (B,C) shape", tensor_shape_str(student),
           tensor_shape_str(teacher));
@@ -67,7 +67,7 @@ Tensor *trmml_loss_kd(const TrmmlConfig *cfg, Tensor *student, Tensor *teacher) 
     return tensor_kl_div_softmax(student, teacher, 1, (float)cfg->kd_temperature);
 }
 
-Tensor *trmml_loss_nce(const TrmmlCarl *m, const TrmmlConfig *cfg, Tensor *gpos, Tensor *fr,
+Tensor *trmml_loss_nce(const TrmmlCarl *m, const MethodTrmmlConfig *cfg, Tensor *gpos, Tensor *fr,
                        const Tensor *y, const TrmmlMmcp *bank) {
     int64_t B = fr->shape[0], C = m->C, d = m->d;
     CHECK(fr->ndim == 3 && fr->shape[1] == C && fr->shape[2] == d && y->ndim == 2 &&
@@ -116,20 +116,20 @@ Tensor *trmml_loss_nce(const TrmmlCarl *m, const TrmmlConfig *cfg, Tensor *gpos,
     return tensor_info_nce(logits, pos, (float)cfg->nce_tau);
 }
 
-void trmml_loss_compute(const TrmmlCarl *m, const TrmmlConfig *cfg, const TrmmlCarlOut *out,
-                        Tensor *gpos, Tensor *targets, const Tensor *y, const TrmmlMmcp *bank,
+void trmml_loss_compute(const TrmmlCarl *m, const TrmmlConfig *cfg, const MethodTrmmlConfig *mc,
+                        const TrmmlCarlOut *out, Tensor *gpos, Tensor *targets, const Tensor *y, const TrmmlMmcp *bank,
                         TrmmlLoss *loss) {
     memset(loss, 0, sizeof *loss);
     loss->cls_q = trmml_loss_cls(cfg, out->uq, targets);
     loss->cls_r = trmml_loss_cls(cfg, out->ur, targets);
-    Tensor *total = tensor_add(loss->cls_q, tensor_mul_scalar(loss->cls_r, (float)cfg->alpha));
-    if (cfg->use_kd) {
-        loss->kd = trmml_loss_kd(cfg, out->uq, out->ur);
-        total = tensor_add(total, tensor_mul_scalar(loss->kd, (float)cfg->beta));
+    Tensor *total = tensor_add(loss->cls_q, tensor_mul_scalar(loss->cls_r, (float)mc->alpha));
+    if (mc->use_kd) {
+        loss->kd = trmml_loss_kd(mc, out->uq, out->ur);
+        total = tensor_add(total, tensor_mul_scalar(loss->kd, (float)mc->beta));
     }
-    if (cfg->use_mmcl) {
-        loss->nce = trmml_loss_nce(m, cfg, gpos, out->fr, y, bank);
-        total = tensor_add(total, tensor_mul_scalar(loss->nce, (float)cfg->gamma));
+    if (mc->use_mmcl) {
+        loss->nce = trmml_loss_nce(m, mc, gpos, out->fr, y, bank);
+        total = tensor_add(total, tensor_mul_scalar(loss->nce, (float)mc->gamma));
     }
     loss->total = total;
 }

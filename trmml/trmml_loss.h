@@ -25,15 +25,15 @@ typedef struct {
 /* ASL of logits (B,C) against targets (B,C) in {+1,-1,0} with cfg's ASL settings. */
 Tensor *trmml_loss_cls(const TrmmlConfig *cfg, Tensor *logits, Tensor *targets);
 /* L_KD with student u^q and teacher u^r (B,C); the teacher never receives a gradient. */
-Tensor *trmml_loss_kd(const TrmmlConfig *cfg, Tensor *student, Tensor *teacher);
+Tensor *trmml_loss_kd(const MethodTrmmlConfig *cfg, Tensor *student, Tensor *teacher);
 /* L_NCE (§4.6). Anchors normalize(h(G+_c)); keys normalize(h(·)) of F^r_ic for every y_ic = +1
  * (ground truth, y (B,C)) and of the bank entries (bank NULL or cfg nce_use_bank off: none),
  * each labelled with its class; row c contrasts its class's keys against all others. Classes
  * with no key are left out; 0 (no tape) when no class has one. */
-Tensor *trmml_loss_nce(const TrmmlCarl *m, const TrmmlConfig *cfg, Tensor *gpos, Tensor *fr,
+Tensor *trmml_loss_nce(const TrmmlCarl *m, const MethodTrmmlConfig *cfg, Tensor *gpos, Tensor *fr,
                        const Tensor *y, const TrmmlMmcp *bank);
 /* Every switched-on term and their weighted total, from one CARL forward. targets = ŷ for L_cls,
  * y = ground truth for L_NCE; bank = the pre-batch bank (or NULL). */
-void trmml_loss_compute(const TrmmlCarl *m, const TrmmlConfig *cfg, const TrmmlCarlOut *out,
-                        Tensor *gpos, Tensor *targets, const Tensor *y, const TrmmlMmcp *bank,
+void trmml_loss_compute(const TrmmlCarl *m, const TrmmlConfig *cfg, const MethodTrmmlConfig *mc,
+                        const TrmmlCarlOut *out, Tensor *gpos, Tensor *targets, const Tensor *y, const TrmmlMmcp *bank,
                         TrmmlLoss *loss);
