@@ -30,6 +30,15 @@ int trmml_method_parse(const char *s) {
     return -1;
 }
 
+char *trmml_method_list(char *buf, size_t cap) {
+    buf[0] = 0;
+    for (int i = 0; i < trmml_method_count(); i++) {
+        const size_t n = strlen(buf);
+        snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", trmml_methods[i]->name);
+    }
+    return buf;
+}
+
 int trmml_method_owning_key(const char *key, int except) {
     for (int i = 0; i < trmml_method_count(); i++)
         if (i != except && keys_find(trmml_methods[i]->keys, trmml_methods[i]->nkeys, key))

@@ -74,12 +74,9 @@ RunConfig run_config_default(int method, const char *dataset) {
 static Status set_method(RunConfig *rc, const char *name) {
     const int m = trmml_method_parse(name);
     if (m < 0) {
-        char list[256] = "";
-        for (int i = 0; i < trmml_method_count(); i++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-                     trmml_method_name(i));
+        char list[256];
         return error_set(STATUS_ERR_USAGE, "config key 'method': expected one of %s, got '%s'",
-                         list, name);
+                         trmml_method_list(list, sizeof list), name);
     }
     if (m != rc->method) {
         rc->method = m;

@@ -75,6 +75,8 @@ typedef struct {
  * no method has it. */
 const char *trmml_method_name(int method);
 int trmml_method_parse(const char *s);
+/* "trmml, dualcoop, baseline, pvlr" (every registered name) into buf; returns buf. */
+char *trmml_method_list(char *buf, size_t cap);
 
 /* The defaults of a method: the shared keys' SPEC values (TRM-ML's recipe, SPEC §4.7) changed
  * by the method (its config_default: PVLR's class-shared contexts, SPEC §5.7; DualCoOp's SGD

@@ -21,13 +21,10 @@
 #include "datasets/mask.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
-#include "tensor/ops/elementwise.h"
 #include "tensor/ops/optim.h"
 #include "tensor/ops/reduce.h"
-#include "tensor/ops/shape.h"
 #include "trmml/evaluate.h"
 #include "trmml/feature_cache.h"
-#include "trmml/trmml_loss.h"
 
 _Static_assert(sizeof(bool) == 1, "the checkpoint stores bool flags as uint8");
 

@@ -1,6 +1,8 @@
-/* train.h — training TRM-ML (SPEC §4), DualCoOp (SPEC §3) and the Table-3 baseline (SPEC §9.3)
- * on a frozen CLIP: the model of a run, batch sources, the optimizer with resumable state, one
- * training iteration, and the whole run (stages, schedules, evaluation, checkpoints, resume).
+/* train.h — training any method of trmml/methods.c (TRM-ML, SPEC §4; DualCoOp, SPEC §3; PVLR,
+ * SPEC §5; the Table-3 baseline, SPEC §9.3) on a frozen CLIP: the model of a run, batch sources,
+ * the optimizer with resumable state, one training iteration, and the whole run (stages,
+ * schedules, evaluation, checkpoints, resume). The method enters only through its table of
+ * operations (trmml/method.h, docs/methods.md).
  *
  * Memory (docs/training.md). A step computes the text features G+, G- once, without a tape
  * (trmml_prompt_features_detached; or, when all classes fit in one chunk, with a tape that is set
