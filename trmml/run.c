@@ -148,12 +148,15 @@ static Status text_method(RunConfig *rc, const char *text, const char *what) {
     return st;
 }
 
-/* Pass 2 sees the keys of the other methods as switches into seen[] (KEY_SWITCH ignores the
- * value), so a line that sets one is found after the parse and named with its method. */
+/* Pass 2 reads the keys of the other methods as words into slots of FOREIGN_SLOT bytes whose
+ * first byte starts as FOREIGN_UNSET (pass 1 has checked their values against their own
+ * tables), so a line that sets one is found after the parse and named with its method. */
+#define FOREIGN_SLOT 256
+#define FOREIGN_UNSET '\x01'
 typedef struct {
     KeySpec *keys;
     int *owner;
-    bool *seen;
+    char *slots;
     int n;
 } ForeignKeys;
 
@@ -162,16 +165,18 @@ static KeyGroup foreign_group(RunConfig *rc, const KeyGroup *own, int nown, Fore
     for (int i = 0; i < trmml_method_count(); i++) total += trmml_methods[i]->nkeys;
     f->keys = xcalloc((size_t)total + 1, sizeof *f->keys);
     f->owner = xcalloc((size_t)total + 1, sizeof *f->owner);
-    f->seen = xcalloc((size_t)total + 1, sizeof *f->seen);
+    f->slots = xcalloc((size_t)total + 1, FOREIGN_SLOT);
     f->n = 0;
     for (int i = 0; i < trmml_method_count(); i++)
         for (int k = 0; i != rc->method && k < trmml_methods[i]->nkeys; k++) {
             const char *name = trmml_methods[i]->keys[k].name;
             if (in_groups(own, nown, name)) continue;
-            f->keys[f->n] = (KeySpec){name, KEY_SWITCH, (size_t)f->n, 0, NULL, 0, 0, NULL, NULL};
+            f->keys[f->n] = (KeySpec){name, KEY_STR, (size_t)f->n * FOREIGN_SLOT, FOREIGN_SLOT,
+                                      NULL, 0, 0, NULL, NULL};
+            f->slots[(size_t)f->n * FOREIGN_SLOT] = FOREIGN_UNSET;
             f->owner[f->n++] = i;
         }
-    return (KeyGroup){f->keys, f->n, f->seen};
+    return (KeyGroup){f->keys, f->n, f->slots};
 }
 
 Status run_config_parse_text(RunConfig *rc, const char *text, const char *what) {
@@ -186,10 +191,11 @@ Status run_config_parse_text(RunConfig *rc, const char *text, const char *what) 
     g[ng + 1] = (KeyGroup){METHOD_KEY, 1, &mn};
     st = keys_parse_text(g, ng + 2, text, what);
     for (int i = 0; st == STATUS_OK && i < f.n; i++)
-        if (f.seen[i]) st = foreign_key(rc, what, f.keys[i].name, f.owner[i]);
+        if (f.slots[(size_t)i * FOREIGN_SLOT] != FOREIGN_UNSET)
+            st = foreign_key(rc, what, f.keys[i].name, f.owner[i]);
     free(f.keys);
     free(f.owner);
-    free(f.seen);
+    free(f.slots);
     return st;
 }
 
