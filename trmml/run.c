@@ -171,8 +171,8 @@ static KeyGroup foreign_group(RunConfig *rc, const KeyGroup *own, int nown, Fore
         for (int k = 0; i != rc->method && k < trmml_methods[i]->nkeys; k++) {
             const char *name = trmml_methods[i]->keys[k].name;
             if (in_groups(own, nown, name)) continue;
-            f->keys[f->n] = (KeySpec){name, KEY_STR, (size_t)f->n * FOREIGN_SLOT, FOREIGN_SLOT,
-                                      NULL, 0, 0, NULL, NULL};
+            f->keys[f->n] = (KeySpec){.name = name, .kind = KEY_STR,
+                                      .offset = (size_t)f->n * FOREIGN_SLOT, .size = FOREIGN_SLOT};
             f->slots[(size_t)f->n * FOREIGN_SLOT] = FOREIGN_UNSET;
             f->owner[f->n++] = i;
         }
