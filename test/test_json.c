@@ -1,5 +1,6 @@
-/* test_json.c — tensor/json.h and the JSON built on it: the writer's exact bytes, the reader's
- * type checks and messages, the metrics object's bytes. */
+/* test_json.c — tensor/json.h and the JSON files built on it: the writer's exact bytes, the
+ * reader's type checks and messages, a metrics.jsonl line through its writer and reader, and
+ * malformed metrics.jsonl refused with the file and line named. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "datasets/metrics.h"
 #include "tensor/json.h"
 #include "test/test.h"
+#include "trmml/run.h"
 
 TEST(json_writer_bytes) {
     JsonWriter *w = json_writer_new();
@@ -96,4 +98,89 @@ TEST(json_metrics_object_bytes) {
                        "\"OP\":0,\"OR\":0,\"OF1\":0.1}}";
     EXPECT(strcmp(s, want) == 0, "ds_metrics_json gave %s", s);
     free(s);
+}
+
+/* A metrics.jsonl line as training writes it, read back field by field. */
+TEST(json_metrics_line_round_trip) {
+    const double ap[3] = {90, 80, 70.125};
+    Metrics m = {.map = 80.041666666666671, .ap = ap, .nc = 3};
+    char *eval = ds_metrics_json(&m);
+    RunMeta meta = {.stage = 2, .epochs_done = 1, .global_epochs = 3, .step = 42};
+    size_t n1, n2;
+    char *l1 = run_metrics_line(&meta, 0.123456789012, eval, &n1);
+    meta.stage = 2, meta.epochs_done = 2, meta.global_epochs = 4, meta.step = 56;
+    char *l2 = run_metrics_line(&meta, 2.5, NULL, &n2);
+    char *want = xmalloc(strlen(eval) + 128);
+    sprintf(want, "{\"stage\":2,\"epoch\":1,\"global_epoch\":3,\"step\":42,\"loss\":0.123456789,"
+                  "\"eval\":%s}\n", eval);
+    EXPECT(strcmp(l1, want) == 0 && n1 == strlen(want), "line: %s", l1);
+    EXPECT(strcmp(l2, "{\"stage\":2,\"epoch\":2,\"global_epoch\":4,\"step\":56,\"loss\":2.5,"
+                      "\"eval\":null}\n") == 0, "line without eval: %s", l2);
+    char *text = xmalloc(n1 + n2 + 1);
+    sprintf(text, "%s%s", l1, l2);
+    RunMetricsRow *rows = NULL;
+    int64_t n = 0;
+    Status st = run_metrics_parse(text, "mem.jsonl", &rows, &n);
+    EXPECT(st == STATUS_OK && n == 2, "parse: %d rows: %s", (int)n, error_last());
+    if (st == STATUS_OK && n == 2) {
+        EXPECT(rows[0].stage == 2 && rows[0].epoch == 1 && rows[0].global_epoch == 3 &&
+                   rows[0].step == 42 && rows[0].loss == 0.123456789 &&
+                   rows[0].map == 80.041666666666671,
+               "row 0: %lld %lld %lld %lld %.17g %.17g", (long long)rows[0].stage,
+               (long long)rows[0].epoch, (long long)rows[0].global_epoch,
+               (long long)rows[0].step, rows[0].loss, rows[0].map);
+        EXPECT(rows[1].global_epoch == 4 && rows[1].loss == 2.5 && isnan(rows[1].map),
+               "row 1: mAP %g", rows[1].map);
+    }
+    free(rows);
+    free(text);
+    free(want);
+    free(l1);
+    free(l2);
+    free(eval);
+}
+
+/* Malformed metrics.jsonl: refused with FILE:LINE and what is wrong; nothing returned. */
+TEST(json_metrics_malformed) {
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"{\"stage\":1,\"epoch\":1,\"global_epoch\":1,\"step\":5,\"loss\":1,\"eval\":null}\n"
+         "{\"stage\":1,\"epo",
+         "m.jsonl:2: malformed JSON"},
+        {"garbage\n", "m.jsonl:1: malformed JSON"},
+        {"{\"stage\":1,\"epoch\":1,\"global_epoch\":1,\"step\":5,\"eval\":null}\n",
+         "m.jsonl:1: \"loss\" must be a finite number or null, found no such key"},
+        {"{\"stage\":\"1\",\"epoch\":1,\"global_epoch\":1,\"step\":5,\"loss\":1,\"eval\":null}\n",
+         "m.jsonl:1: \"stage\" must be an integer, found a string"},
+        {"{\"stage\":1,\"epoch\":1,\"global_epoch\":1,\"step\":5,\"loss\":1,\"eval\":{}}\n",
+         "m.jsonl:1: \"mAP\" must be a finite number, found no such key"},
+        {"{\"stage\":1,\"epoch\":1,\"global_epoch\":1,\"step\":5,\"loss\":1,\"eval\":[]}\n",
+         "m.jsonl:1: \"eval\" must be an object or null, found an array"},
+        {"{\"stage\":3,\"epoch\":1,\"global_epoch\":1,\"step\":5,\"loss\":1,\"eval\":null}\n",
+         "m.jsonl:1: stage 3"},
+        {"\n", "m.jsonl:1: malformed JSON"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        RunMetricsRow *rows = (RunMetricsRow *)1;
+        int64_t n = -1;
+        Status st = run_metrics_parse(bad[k].text, "m.jsonl", &rows, &n);
+        EXPECT(st == STATUS_ERR_FORMAT && !rows && n == 0 && strstr(error_last(), bad[k].want),
+               "case %zu: status %d, message '%s' lacks '%s'", k, st, error_last(), bad[k].want);
+    }
+    /* From a file: the message names the path. */
+    char dir[] = "/tmp/trmml-json-XXXXXX", path[64];
+    CHECK(mkdtemp(dir), "mkdtemp");
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f, "write %s", path);
+    fputs("{\"stage\":1,\"epoch\":1,\"global_epoch\":1,\"step\":5,\"loss\":1,\"eval\":null}\n{x\n", f);
+    fclose(f);
+    RunMetricsRow *rows;
+    int64_t n;
+    char want[96];
+    snprintf(want, sizeof want, "%s:2: malformed JSON", path);
+    EXPECT(run_metrics_read(path, &rows, &n) == STATUS_ERR_FORMAT && strstr(error_last(), want),
+           "file: %s", error_last());
+    test_remove_tree(dir);
 }
