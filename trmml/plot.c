@@ -207,12 +207,39 @@ static void dashed(cairo_t *cr, bool on) {
     cairo_set_dash(cr, dash, on ? 2 : 0, 0);
 }
 
+/* How much of the series' lines (sampled 16 times per segment) falls in the box. */
+static int covered(const PlotChart *c, const Frame *f, double x, double y, double w, double h) {
+    int hits = 0;
+    for (int s = 0; s < c->nseries; s++) {
+        const PlotSeries *p = &c->series[s];
+        for (int i = 0; i < p->n; i++) {
+            if (!isfinite(p->y[i])) continue;
+            const bool seg = i + 1 < p->n && isfinite(p->y[i + 1]);
+            for (int k = 0; k < (seg ? 16 : 1); k++) {
+                const double t = k / 16.0;
+                const double px = px_x(f, seg ? p->x[i] + t * (p->x[i + 1] - p->x[i]) : p->x[i]);
+                const double py = px_y(f, seg ? p->y[i] + t * (p->y[i + 1] - p->y[i]) : p->y[i]);
+                hits += px >= x - 4 && px <= x + w + 4 && py >= y - 4 && py <= y + h + 4;
+            }
+        }
+    }
+    return hits;
+}
+
 static void draw_legend(cairo_t *cr, const PlotChart *c, const Frame *f) {
     const int n = legend_entries(c);
     if (!n) return;
     const double row = 18, w = legend_width(cr, c), h = n * row + 8;
     double x = f->right - w - 8, y = f->top + 8;
-    if (c->legend == PLOT_LEGEND_LOWER_RIGHT) y = f->bottom - h - 8;
+    if (c->legend == PLOT_LEGEND_INSIDE) { /* the corner that hides the least of the lines */
+        int best = -1;
+        for (int corner = 0; corner < 4; corner++) {
+            const double cx = corner & 1 ? f->left + 8 : f->right - w - 8,
+                         cy = corner & 2 ? f->bottom - h - 8 : f->top + 8;
+            const int hits = covered(c, f, cx, cy, w, h);
+            if (best < 0 || hits < best) best = hits, x = cx, y = cy;
+        }
+    }
     if (c->legend == PLOT_LEGEND_OUTSIDE) x = f->right + 12;
     cairo_rectangle(cr, x, y, w, h);
     cairo_set_source_rgba(cr, 1, 1, 1, 0.9);

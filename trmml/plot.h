@@ -32,9 +32,8 @@ typedef struct {
 } PlotLine;
 
 typedef enum {
-    PLOT_LEGEND_UPPER_RIGHT, /* inside the chart, in a box */
-    PLOT_LEGEND_LOWER_RIGHT,
-    PLOT_LEGEND_OUTSIDE,     /* right of the chart */
+    PLOT_LEGEND_INSIDE,  /* inside the chart, in a box, in the corner that hides least of the lines */
+    PLOT_LEGEND_OUTSIDE, /* right of the chart */
 } PlotLegend;
 
 /* One chart: title, axis labels, ticks with numbers, grid, series, reference lines, vertical

@@ -518,11 +518,11 @@ Status run_write_curve(const char *metrics_path, const char *png_path) {
     const PlotChart charts[2] = {
         {.title = "Loss per epoch", .xlabel = xlabel, .ylabel = "mean loss", .series = &ls,
          .nseries = 1, .vlines = bound, .nvlines = nbound, .vline_label = "stage 1 → 2 boundary",
-         .x_integer = true, .legend = PLOT_LEGEND_UPPER_RIGHT},
+         .x_integer = true, .legend = PLOT_LEGEND_INSIDE},
         {.title = "Test mAP per evaluated epoch", .xlabel = xlabel, .ylabel = "mAP (%)",
          .series = &ms, .nseries = 1, .vlines = bound, .nvlines = nbound,
          .vline_label = "stage 1 → 2 boundary", .x_integer = true,
-         .legend = PLOT_LEGEND_LOWER_RIGHT},
+         .legend = PLOT_LEGEND_INSIDE},
     };
     char name[RUN_PATH_MAX], title[RUN_PATH_MAX + 32];
     run_name_of(metrics_path, name, sizeof name);
