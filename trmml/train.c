@@ -1260,16 +1260,8 @@ Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOpti
                 r.meta.best_epoch = r.meta.global_epochs;
             }
         }
-        char *line = NULL;
         size_t n;
-        FILE *f = open_memstream(&line, &n);
-        fprintf(f,
-                "{\"stage\":%lld,\"epoch\":%lld,\"global_epoch\":%lld,\"step\":%lld,\"loss\":%.9g,"
-                "\"eval\":%s}\n",
-                (long long)r.meta.stage, (long long)r.meta.epochs_done,
-                (long long)r.meta.global_epochs, (long long)r.meta.step, r.last_loss,
-                json ? json : "null");
-        fclose(f);
+        char *line = run_metrics_line(&r.meta, r.last_loss, json, &n);
         free(json);
         st = append_line(r.metrics, line);
         if (st == STATUS_OK) st = run_write_curve(r.metrics, r.curve);
