@@ -11,7 +11,7 @@
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
-#include "tensor/text.h"
+#include "tensor/json.h"
 
 /* The reference implementation refuses headers above 100 MB. */
 #define MAX_HEADER ((uint64_t)100000000)
@@ -230,24 +230,17 @@ static void put(Buf *b, const char *s, size_t n) {
     b->s[b->n] = '\0';
 }
 
-static void putf(Buf *b, const char *fmt, long long v) {
-    char tmp[32];
-    int k = snprintf(tmp, sizeof tmp, fmt, v);
-    put(b, tmp, (size_t)k);
-}
-
-/* A JSON string literal (tensor/text.h): the header must stay valid JSON whatever a name holds,
- * so a byte that is not UTF-8 is written as U+FFFD. */
-static void put_json_string(Buf *b, const char *s) {
-    char *q = text_json_quote(s);
-    put(b, q, strlen(q));
-    free(q);
-}
-
-Status safetensors_write(const char *path, const ParamStore *ps) {
-    Buf h = {0};
-    static const char meta[] = "{\"__metadata__\":{\"format\":\"pt\"}";
-    put(&h, meta, strlen(meta));
+/* The header: {"__metadata__":{"format":"pt"},"<name>":{"dtype":..,"shape":[..],
+ * "data_offsets":[begin,end]},...} (tensor/json.h; a name that is not UTF-8 is written with
+ * U+FFFD, so the header stays valid JSON whatever a name holds). */
+static char *header_json(const char *path, const ParamStore *ps, size_t *n) {
+    JsonWriter *w = json_writer_new();
+    json_object_begin(w);
+    json_key(w, "__metadata__");
+    json_object_begin(w);
+    json_key(w, "format");
+    json_string(w, "pt");
+    json_object_end(w);
     uint64_t off = 0;
     for (int i = 0; i < param_count(ps); i++) {
         const Tensor *t = param_at(ps, i);
@@ -255,18 +248,31 @@ Status safetensors_write(const char *path, const ParamStore *ps) {
               "store to the host first", path, t->name, device_name(t->device));
         const char *dt = st_dtype(t->dtype);
         CHECK(dt, "safetensors_write: parameter '%s' has dtype %s", t->name, dtype_name(t->dtype));
-        put(&h, ",", 1);
-        put_json_string(&h, t->name);
-        put(&h, ":{\"dtype\":\"", strlen(":{\"dtype\":\""));
-        put(&h, dt, strlen(dt));
-        put(&h, "\",\"shape\":[", strlen("\",\"shape\":["));
-        for (int d = 0; d < t->ndim; d++) putf(&h, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+        json_key(w, t->name);
+        json_object_begin(w);
+        json_key(w, "dtype");
+        json_string(w, dt);
+        json_key(w, "shape");
+        json_array_begin(w);
+        for (int d = 0; d < t->ndim; d++) json_int(w, (long long)t->shape[d]);
+        json_array_end(w);
         uint64_t bytes = (uint64_t)t->numel * dtype_size(t->dtype);
-        putf(&h, "],\"data_offsets\":[%lld", (long long)off);
-        putf(&h, ",%lld]}", (long long)(off + bytes));
+        json_key(w, "data_offsets");
+        json_array_begin(w);
+        json_int(w, (long long)off);
+        json_int(w, (long long)(off + bytes));
+        json_array_end(w);
+        json_object_end(w);
         off += bytes;
     }
-    put(&h, "}", 1);
+    json_object_end(w);
+    return json_writer_finish(w, n);
+}
+
+Status safetensors_write(const char *path, const ParamStore *ps) {
+    Buf h = {0};
+    h.s = header_json(path, ps, &h.n);
+    h.cap = h.n + 1;
     /* Pad with spaces so the data buffer starts 8-byte aligned, as the reference writer does. */
     while (h.n % 8) put(&h, " ", 1);
     AtomicFile af;

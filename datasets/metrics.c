@@ -141,33 +141,35 @@ Status ds_metrics(Metrics *m, double *ap, const double *scores, const double *ta
     return STATUS_OK;
 }
 
-/* Append "<key>":<number>,... to a buffer with room (sized by the caller). */
-static size_t put_threshold(char *out, const ThresholdMetrics *t) {
+/* "CP":..,"CR":..,"CF1":..,"OP":..,"OR":..,"OF1":.. into the open object. */
+static void put_threshold(JsonWriter *w, const ThresholdMetrics *t) {
     const char *keys[6] = {"CP", "CR", "CF1", "OP", "OR", "OF1"};
     double vals[6] = {t->cprec, t->crec, t->cf1, t->oprec, t->orec, t->of1};
-    size_t n = 0;
     for (int k = 0; k < 6; k++) {
-        char num[40];
-        n += (size_t)sprintf(out + n, "%s\"%s\":%s", k ? "," : "", keys[k],
-                             ds_format_double(num, sizeof num, vals[k]));
+        json_key(w, keys[k]);
+        json_number(w, vals[k], JSON_SHORTEST);
     }
-    return n;
+}
+
+void ds_metrics_write_json(JsonWriter *w, const Metrics *m) {
+    CHECK(m && (m->ap || m->nc == 0), "ds_metrics_write_json: NULL metrics");
+    json_object_begin(w);
+    json_key(w, "mAP");
+    json_number(w, m->map, JSON_SHORTEST);
+    json_key(w, "AP");
+    json_array_begin(w);
+    for (int64_t c = 0; c < m->nc; c++) json_number(w, m->ap[c], JSON_SHORTEST);
+    json_array_end(w);
+    put_threshold(w, &m->all);
+    json_key(w, "top3");
+    json_object_begin(w);
+    put_threshold(w, &m->top3);
+    json_object_end(w);
+    json_object_end(w);
 }
 
 char *ds_metrics_json(const Metrics *m) {
-    CHECK(m && (m->ap || m->nc == 0), "ds_metrics_json: NULL metrics");
-    /* Every number is at most 24 characters; keys and punctuation add a fixed amount. */
-    size_t cap = 512 + (size_t)m->nc * 26;
-    char *out = xmalloc(cap), num[40];
-    size_t n =
-        (size_t)sprintf(out, "{\"mAP\":%s,\"AP\":[", ds_format_double(num, sizeof num, m->map));
-    for (int64_t c = 0; c < m->nc; c++)
-        n += (size_t)sprintf(out + n, "%s%s", c ? "," : "",
-                             ds_format_double(num, sizeof num, m->ap[c]));
-    n += (size_t)sprintf(out + n, "],");
-    n += put_threshold(out + n, &m->all);
-    n += (size_t)sprintf(out + n, ",\"top3\":{");
-    n += put_threshold(out + n, &m->top3);
-    sprintf(out + n, "}}");
-    return out;
+    JsonWriter *w = json_writer_new();
+    ds_metrics_write_json(w, m);
+    return json_writer_finish(w, NULL);
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "tensor/error.h"
+#include "tensor/json.h"
 
 #define DS_METRICS_THRESHOLD 0.5
 #define DS_METRICS_TOP_K 3
@@ -50,5 +51,7 @@ Status ds_metrics(Metrics *m, double *ap, const double *scores, const double *ta
                   int64_t nc);
 /* The JSON object {"mAP":..,"AP":[..],"CP":..,"CR":..,"CF1":..,"OP":..,"OR":..,"OF1":..,
  * "top3":{"CP":..,"CR":..,"CF1":..,"OP":..,"OR":..,"OF1":..}} (no newline), numbers as the
- * shortest text that reads back exactly. Returns a new string (free() it). */
+ * shortest text that reads back exactly (JSON_SHORTEST). Returns a new string (free() it). */
 char *ds_metrics_json(const Metrics *m);
+/* The same object written as the next value of w (tensor/json.h). */
+void ds_metrics_write_json(JsonWriter *w, const Metrics *m);

@@ -1,4 +1,4 @@
-/* text.c — UTF-8 checks and the escaping of untrusted strings for messages and JSON (text.h). */
+/* text.c — UTF-8 checks and the escaping of untrusted strings for messages (text.h). */
 #include "tensor/text.h"
 
 #include <stdbool.h>
@@ -68,31 +68,4 @@ const char *text_for_message(const char *s) {
     static _Thread_local unsigned next;
     char *dst = slots[next++ % 8];
     return text_escape_message(dst, sizeof slots[0], s ? s : "(null)");
-}
-
-char *text_json_quote(const char *s) {
-    /* The worst case: every byte a 6-character \u escape, plus the quotes and the NUL. */
-    size_t n = strlen(s), k = 0;
-    char *out = xmalloc(6 * n + 3);
-    out[k++] = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int len = text_utf8_len((const char *)p);
-        if (len == 0) {
-            memcpy(out + k, "\xEF\xBF\xBD", 3); /* U+FFFD, the replacement character */
-            k += 3;
-            p++;
-        } else if (*p == '"' || *p == '\\') {
-            out[k++] = '\\';
-            out[k++] = (char)*p++;
-        } else if (*p < 0x20) {
-            k += (size_t)snprintf(out + k, 7, "\\u%04x", *p++);
-        } else {
-            memcpy(out + k, p, (size_t)len);
-            k += (size_t)len;
-            p += len;
-        }
-    }
-    out[k++] = '"';
-    out[k] = 0;
-    return out;
 }

@@ -1,5 +1,5 @@
 /* text.h — untrusted strings (file names, class names, lines of a file) written safely into
- * messages and JSON.
+ * messages (and, through tensor/json.h, which uses text_utf8_len, into JSON).
  *
  * File names and file contents are arbitrary bytes. Printed raw, invalid UTF-8 garbles the
  * terminal and control characters can drive it; written raw into JSON, a quote or an invalid byte
@@ -20,7 +20,3 @@ char *text_escape_message(char *dst, size_t cap, const char *src);
 /* The same for use as a printf argument: the result is one of 8 per-thread buffers, used in turn
  * (at most 511 bytes of output), valid until 8 more calls in the same thread. */
 const char *text_for_message(const char *s);
-
-/* A JSON string literal for s, quotes included, in a new buffer (free()): quote and backslash
- * escaped, control characters as \uXXXX, each byte that is not valid UTF-8 replaced by U+FFFD. */
-char *text_json_quote(const char *s);

@@ -134,7 +134,7 @@ TEST(cli_flags_help_lists_every_flag) {
         const char *cmd, *flags;
     } want[] = {
         {"synth", "out seed train test size quality force device threads"},
-        {"embed", "model vocab image text dense size device threads"},
+        {"embed", "model vocab image text dense size precision device threads"},
     };
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
         char args[64], got[512] = "";

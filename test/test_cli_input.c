@@ -15,6 +15,7 @@
 #include "datasets/csv.h"
 #include "datasets/dataset.h"
 #include "datasets/image.h"
+#include "tensor/json.h"
 #include "tensor/sha256.h"
 #include "tensor/text.h"
 #include "test/test.h"
@@ -43,7 +44,7 @@ static bool printable_ascii(const char *s) {
     return true;
 }
 
-TEST(text_escape_message_and_json_quote) {
+TEST(text_escape_message_and_json_string) {
     char buf[128];
     /* C0, DEL, C1 (U+009B, a terminal's CSI), a stray 0xFF, an overlong '/', a surrogate, a cut
      * sequence; é and € are valid and kept. */
@@ -60,19 +61,26 @@ TEST(text_escape_message_and_json_quote) {
     /* error_set stores messages escaped. */
     error_set(STATUS_ERR_IO, "'%s': bad", "x\x1b[2J\xfe");
     EXPECT(strcmp(error_last(), "'x\\x1B[2J\\xFE': bad") == 0, "error_last: '%s'", error_last());
-    /* JSON: quote, backslash, control characters escaped; invalid bytes -> U+FFFD. */
-    char *q = text_json_quote("q\"b\\c\x01\x1f\xff\xc3\xa9");
+    /* JSON (tensor/json.h): quote, backslash, control characters escaped; invalid bytes ->
+     * U+FFFD, in keys and values alike. */
+    JsonWriter *w = json_writer_new();
+    json_array_begin(w);
+    json_string(w, "q\"b\\c\x01\x1f\xff\xc3\xa9");
+    json_object_begin(w);
+    json_key(w, "k\xfe");
+    json_null(w);
+    json_object_end(w);
+    json_array_end(w);
+    char *doc = json_writer_finish(w, NULL);
     char err[256];
-    size_t len = strlen(q) + 16;
-    char *doc = xmalloc(len);
-    snprintf(doc, len, "[%s]", q);
     yajl_val v = yajl_tree_parse(doc, err, sizeof err);
-    EXPECT(v && YAJL_IS_ARRAY(v) && v->u.array.len == 1 && YAJL_IS_STRING(v->u.array.values[0]) &&
-               strcmp(v->u.array.values[0]->u.string, "q\"b\\c\x01\x1f\xef\xbf\xbd\xc3\xa9") == 0,
-           "json %s: %s", q, v ? "wrong value" : err);
+    EXPECT(v && YAJL_IS_ARRAY(v) && v->u.array.len == 2 && YAJL_IS_STRING(v->u.array.values[0]) &&
+               strcmp(v->u.array.values[0]->u.string, "q\"b\\c\x01\x1f\xef\xbf\xbd\xc3\xa9") == 0 &&
+               YAJL_IS_OBJECT(v->u.array.values[1]) &&
+               strcmp(v->u.array.values[1]->u.object.keys[0], "k\xef\xbf\xbd") == 0,
+           "json %s: %s", text_for_message(doc), v ? "wrong value" : err);
     yajl_tree_free(v);
     free(doc);
-    free(q);
 }
 
 /* The library's readers of user-named files, each given a directory. */

@@ -32,6 +32,7 @@
 #include "trmml/evaluate.h"
 #include "trmml/feature_cache.h"
 #include "trmml/method_trmml.h"
+#include "trmml/plot.h"
 #include "trmml/train.h"
 #include "trmml/pvlr.h"
 #include "trmml/trmml_loss.h"
@@ -640,8 +641,10 @@ TEST(train_e2e_commands) {
              exe, run, ds_image_path(w.train, 0), png);
     prc = test_run_capture(cmd, out, sizeof out);
     Image pim = {0};
+    /* Two captioned panels of the 64 px picture, scaled up to PLOT_PANEL_MIN_WIDTH so that the
+     * caption (class, probability) fits (trmml/plot.h). */
     EXPECT(prc == 0 && strncmp(out, "0\t", 2) == 0 && image_load(png, &pim, NULL) == STATUS_OK &&
-               pim.w == 2 * 64 && pim.h == 64,
+               pim.w == 2 * PLOT_PANEL_MIN_WIDTH && pim.h == PLOT_CAPTION_HEIGHT + PLOT_PANEL_MIN_WIDTH,
            "pvlr visualize exit %d (%dx%d): %.500s", prc, pim.w, pim.h, out);
     image_free(&pim);
     /* TRM-ML through the image tower (augmented training, test transform for the evaluation). */
@@ -664,6 +667,12 @@ TEST(train_e2e_commands) {
         snprintf(path, sizeof path, "%s/%s", run, files[i]);
         EXPECT(access(path, R_OK) == 0, "run directory lacks %s", files[i]);
     }
+    /* curve.png is a PNG of the size trmml/run.h documents (its content: test_plot.c). */
+    Image curve = {0};
+    snprintf(path, sizeof path, "%s/curve.png", run);
+    EXPECT(image_load(path, &curve, NULL) == STATUS_OK && curve.w == RUN_CURVE_W && curve.h == RUN_CURVE_H,
+           "curve.png: %dx%d: %s", curve.w, curve.h, error_last());
+    image_free(&curve);
     snprintf(cmd, sizeof cmd, "'%s' --threads 1 eval '%s' 2>&1", exe, run);
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc == 0 && strncmp(out, "{\"mAP\":", 7) == 0 && strstr(out, "\"top3\":"),
@@ -698,7 +707,7 @@ TEST(train_e2e_commands) {
     rc = test_run_capture(cmd, out, sizeof out);
     Image im = {0};
     EXPECT(rc == 0 && strncmp(out, "0\t", 2) == 0 && image_load(png, &im, NULL) == STATUS_OK &&
-               im.w == 2 * 64 && im.h == 64,
+               im.w == 2 * PLOT_PANEL_MIN_WIDTH && im.h == PLOT_CAPTION_HEIGHT + PLOT_PANEL_MIN_WIDTH,
            "visualize exit %d (%dx%d): %.500s", rc, im.w, im.h, out);
     image_free(&im);
     /* --resume of a finished run does nothing and succeeds; other flags with it are refused. */

@@ -13,6 +13,7 @@
 #include "clip/tokenizer.h"
 #include "datasets/image.h"
 #include "tensor/device.h"
+#include "tensor/json.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/norm.h"
@@ -45,17 +46,11 @@ static Status load_model(const char *path, ClipModel **model) {
     return st;
 }
 
-/* Inputs are file names and texts of any bytes; the output stays valid JSON (tensor/text.h). */
-static void print_json_string(const char *s) {
-    char *q = text_json_quote(s);
-    fputs(q, stdout);
-    free(q);
-}
-
-static void print_floats(const float *x, int64_t n) {
-    putchar('[');
-    for (int64_t i = 0; i < n; i++) printf(i ? ",%.9g" : "%.9g", x[i]);
-    putchar(']');
+/* x as a JSON array, 9 significant digits (enough to read a float32 back exactly). */
+static void put_floats(JsonWriter *w, const float *x, int64_t n) {
+    json_array_begin(w);
+    for (int64_t i = 0; i < n; i++) json_number(w, x[i], 9);
+    json_array_end(w);
 }
 
 typedef struct {
@@ -155,20 +150,27 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
             emb = clip_encode_text(model, ids);
         }
         Tensor *e = tensor_l2_normalize(emb, -1);
-        printf("{\"kind\":\"%s\",\"input\":", in[i].is_image ? "image" : "text");
-        print_json_string(in[i].input);
-        printf(",\"embedding\":");
-        print_floats(tensor_f32(e), e->numel);
+        /* Inputs are file names and texts of any bytes; the line stays valid JSON
+         * (tensor/json.h). */
+        JsonWriter *w = json_writer_new();
+        json_object_begin(w);
+        json_key(w, "kind");
+        json_string(w, in[i].is_image ? "image" : "text");
+        json_key(w, "input");
+        json_string(w, in[i].input);
+        json_key(w, "embedding");
+        put_floats(w, tensor_f32(e), e->numel);
         if (dn) {
-            printf(",\"dense\":[");
+            json_key(w, "dense");
+            json_array_begin(w);
             int64_t rows = dn->shape[1], cols = dn->shape[2];
-            for (int64_t r = 0; r < rows; r++) {
-                if (r) putchar(',');
-                print_floats(tensor_f32(dn) + r * cols, cols);
-            }
-            putchar(']');
+            for (int64_t r = 0; r < rows; r++) put_floats(w, tensor_f32(dn) + r * cols, cols);
+            json_array_end(w);
         }
-        printf("}\n");
+        json_object_end(w);
+        char *line = json_writer_finish(w, NULL);
+        puts(line);
+        free(line);
         tensor_step_end();
     }
     ag_set_grad_enabled(grad);

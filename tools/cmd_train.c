@@ -14,6 +14,7 @@
 #include "tools/command.h"
 #include "tools/flags.h"
 #include "trmml/evaluate.h"
+#include "trmml/plot.h"
 #include "trmml/train.h"
 
 /* Copy an existing path as an absolute one (the run directory must not depend on the working
@@ -352,7 +353,9 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
         "  probable classes; DualCoOp: its spatial weights w (SPEC §3), scaled to a maximum of 1;\n"
         "  PVLR: the text->visual attention of DMA per class (SPEC §5.5), scaled alike.\n"
         "  The HW grid is upsampled bilinearly and blended over the image; the PNG holds the K\n"
-        "  panels side by side, and stdout lists them: panel<TAB>probability<TAB>class.") {
+        "  panels side by side, each captioned with its class and probability (an image under\n"
+        "  256 px wide is scaled up so the caption fits), and stdout lists them:\n"
+        "  panel<TAB>probability<TAB>class.") {
     UseFlags o = {.top = 3};
     const KeyGroup groups[] = {FLAGS_OF(TOP_FLAGS, &o)};
     FlagsParsed fp;
@@ -383,17 +386,19 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
         int *order = xcalloc((size_t)run.C, sizeof *order);
         rank_classes(p, run.C, order);
         const int K = o.top < run.C ? o.top : (int)run.C;
-        Image strip = image_new(im.w * K, im.h);
+        Image *panels = xcalloc((size_t)K, sizeof *panels);
+        char **names = xcalloc((size_t)K, sizeof *names);
+        double *scores = xcalloc((size_t)K, sizeof *scores);
         for (int k = 0; k < K; k++) {
-            Image panel = trmml_heatmap_overlay(&im, tensor_f32(maps) + order[k] * HW, g);
-            for (int y = 0; y < im.h; y++)
-                memcpy(strip.px + ((size_t)y * strip.w + (size_t)k * im.w) * 3,
-                       panel.px + (size_t)y * im.w * 3, (size_t)im.w * 3);
-            image_free(&panel);
-            printf("%d\t%.6f\t%s\n", k, p[order[k]], run.names[order[k]]);
+            panels[k] = trmml_heatmap_overlay(&im, tensor_f32(maps) + order[k] * HW, g);
+            names[k] = run.names[order[k]];
+            scores[k] = p[order[k]];
         }
-        st = image_save_png(&strip, o.out);
-        image_free(&strip);
+        st = plot_panels_png(o.out, panels, names, scores, K);
+        for (int k = 0; k < K && st == STATUS_OK; k++)
+            printf("%d\t%.6f\t%s\n", k, scores[k], names[k]);
+        for (int k = 0; k < K; k++) image_free(&panels[k]);
+        free(panels), free(names), free(scores);
         free(order);
         tensor_step_end();
     }

@@ -16,9 +16,10 @@
 #include "clip/checkpoint.h"
 #include "tensor/keys.h"
 #include "clip/safetensors.h"
-#include "datasets/image.h"
+#include "tensor/json.h"
 #include "tensor/sha256.h"
 #include "trmml/method.h"
+#include "trmml/plot.h"
 
 /* ---- run keys ------------------------------------------------------------------------------ */
 
@@ -315,97 +316,151 @@ void run_log_close(RunLog *log) {
     log->file = NULL;
 }
 
-/* ---- training curve ------------------------------------------------------------------------ */
+/* ---- metrics.jsonl and the training curve ------------------------------------------------ */
 
-#define CURVE_W 360
-#define CURVE_H 220
-#define CURVE_PAD 16
-
-static void curve_pixel(Image *im, int x, int y, const uint8_t rgb[3]) {
-    if (x < 0 || y < 0 || x >= im->w || y >= im->h) return;
-    memcpy(im->px + ((size_t)y * im->w + x) * 3, rgb, 3);
+char *run_metrics_line(const RunMeta *meta, double loss, const char *eval_json, size_t *n) {
+    yajl_val eval = NULL;
+    if (eval_json && json_parse(eval_json, "run_metrics_line", &eval) != STATUS_OK)
+        CHECK(false, "run_metrics_line: the evaluation is not a JSON object: %s", error_last());
+    JsonWriter *w = json_writer_new();
+    json_object_begin(w);
+    json_key(w, "stage");
+    json_int(w, (long long)meta->stage);
+    json_key(w, "epoch");
+    json_int(w, (long long)meta->epochs_done);
+    json_key(w, "global_epoch");
+    json_int(w, (long long)meta->global_epochs);
+    json_key(w, "step");
+    json_int(w, (long long)meta->step);
+    json_key(w, "loss");
+    json_number(w, loss, 9);
+    json_key(w, "eval");
+    if (eval) json_value(w, eval);
+    else json_null(w);
+    json_object_end(w);
+    json_free(eval);
+    size_t len;
+    char *text = json_writer_finish(w, &len);
+    text = xrealloc(text, len + 2);
+    memcpy(text + len, "\n", 2);
+    if (n) *n = len + 1;
+    return text;
 }
 
-/* A line segment, one pixel wide (DDA). */
-static void curve_line(Image *im, double x0, double y0, double x1, double y1,
-                       const uint8_t rgb[3]) {
-    int steps = (int)ceil(fmax(fabs(x1 - x0), fabs(y1 - y0))) + 1;
-    for (int i = 0; i <= steps; i++) {
-        double t = (double)i / steps;
-        curve_pixel(im, (int)lrint(x0 + t * (x1 - x0)), (int)lrint(y0 + t * (y1 - y0)), rgb);
-    }
+/* One line (NUL-terminated, no newline) of metrics.jsonl into *row; `what` is "FILE:LINE". */
+static Status metrics_row(const char *line, const char *what, RunMetricsRow *row) {
+    yajl_val v, eval = NULL;
+    Status st = json_parse(line, what, &v);
+    if (st != STATUS_OK) return st;
+    if (st == STATUS_OK) st = json_get_int(v, "stage", what, &row->stage);
+    if (st == STATUS_OK) st = json_get_int(v, "epoch", what, &row->epoch);
+    if (st == STATUS_OK) st = json_get_int(v, "global_epoch", what, &row->global_epoch);
+    if (st == STATUS_OK) st = json_get_int(v, "step", what, &row->step);
+    if (st == STATUS_OK) st = json_get_number(v, "loss", what, true, &row->loss);
+    if (st == STATUS_OK) st = json_get_object(v, "eval", what, true, &eval);
+    row->map = NAN;
+    if (st == STATUS_OK && eval) st = json_get_number(eval, "mAP", what, false, &row->map);
+    if (st == STATUS_OK && (row->stage < 1 || row->stage > 2 || row->epoch < 1 ||
+                            row->global_epoch < row->epoch || row->step < 0))
+        st = error_set(STATUS_ERR_FORMAT, "%s: stage %lld, epoch %lld, global_epoch %lld, step "
+                       "%lld: expected stage 1 or 2, 1 <= epoch <= global_epoch, step >= 0",
+                       what, (long long)row->stage, (long long)row->epoch,
+                       (long long)row->global_epoch, (long long)row->step);
+    json_free(v);
+    return st;
 }
 
-/* One panel at x offset ox: axes, stage boundaries, the polyline of the finite values. */
-static void curve_panel(Image *im, int ox, const double *v, const int *stage, int n,
-                        const uint8_t rgb[3]) {
-    static const uint8_t axis[3] = {96, 96, 96}, grid[3] = {210, 210, 210};
-    const int x0 = ox + CURVE_PAD, x1 = ox + CURVE_W - CURVE_PAD, y0 = CURVE_H - CURVE_PAD,
-              y1 = CURVE_PAD;
-    curve_line(im, x0, y0, x1, y0, axis);
-    curve_line(im, x0, y0, x0, y1, axis);
-    double lo = INFINITY, hi = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (isfinite(v[i])) {
-            lo = fmin(lo, v[i]);
-            hi = fmax(hi, v[i]);
-        }
-    if (!(lo <= hi)) return;
-    if (hi - lo < 1e-12) {
-        lo -= 0.5;
-        hi += 0.5;
+Status run_metrics_parse(const char *text, const char *what, RunMetricsRow **rows, int64_t *n) {
+    *rows = NULL;
+    *n = 0;
+    int64_t cap = 0;
+    Status st = STATUS_OK;
+    char where[RUN_PATH_MAX + 32];
+    const char *p = text;
+    for (int64_t lineno = 1; *p && st == STATUS_OK; lineno++) {
+        const char *nl = strchr(p, '\n');
+        const size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *line = xmalloc(len + 1);
+        memcpy(line, p, len);
+        line[len] = '\0';
+        snprintf(where, sizeof where, "%s:%lld", what, (long long)lineno);
+        if (*n == cap) *rows = xrealloc(*rows, (size_t)(cap = cap ? 2 * cap : 64) * sizeof **rows);
+        st = metrics_row(line, where, &(*rows)[*n]);
+        if (st == STATUS_OK) (*n)++;
+        free(line);
+        p += len + (nl ? 1 : 0);
     }
-    const double sx = n > 1 ? (double)(x1 - x0) / (n - 1) : 0;
-    for (int i = 1; i < n; i++)
-        if (stage[i] != stage[i - 1])
-            curve_line(im, x0 + sx * (i - 0.5), y0, x0 + sx * (i - 0.5), y1, grid);
-    double px = NAN, py = NAN;
-    for (int i = 0; i < n; i++) {
-        if (!isfinite(v[i])) continue;
-        double x = x0 + sx * i, y = y0 - (v[i] - lo) / (hi - lo) * (y0 - y1);
-        if (isfinite(px))
-            curve_line(im, px, py, x, y, rgb);
-        else
-            curve_pixel(im, (int)lrint(x), (int)lrint(y), rgb);
-        px = x;
-        py = y;
+    if (st != STATUS_OK) {
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
     }
+    return st;
+}
+
+Status run_metrics_read(const char *path, RunMetricsRow **rows, int64_t *n) {
+    uint8_t *text = NULL;
+    size_t size = 0;
+    *rows = NULL;
+    *n = 0;
+    Status st = xread_file(path, "metrics file", &text, &size);
+    if (st == STATUS_OK && memchr(text, 0, size))
+        st = error_set(STATUS_ERR_FORMAT, "%s: holds a NUL byte (not JSON lines)", path);
+    if (st == STATUS_OK) st = run_metrics_parse((const char *)text, path, rows, n);
+    free(text);
+    return st;
+}
+
+/* The last path component of the directory holding `path` ("runs/voc-trmml" for
+ * "runs/voc-trmml/metrics.jsonl" gives "voc-trmml"), for the title. */
+static void run_name_of(const char *path, char *out, size_t cap) {
+    char dir[RUN_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    slash = strrchr(dir, '/');
+    snprintf(out, cap, "%s", slash ? slash + 1 : dir);
 }
 
 Status run_write_curve(const char *metrics_path, const char *png_path) {
-    FILE *f = xfopen(metrics_path, "rb");
-    if (!f) return STATUS_ERR_IO;
-    int n = 0, cap = 64;
-    double *loss = xmalloc((size_t)cap * sizeof *loss), *map = xmalloc((size_t)cap * sizeof *map);
-    int *stage = xmalloc((size_t)cap * sizeof *stage);
-    char *line = NULL;
-    size_t lcap = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        if (n == cap) {
-            cap *= 2;
-            loss = xrealloc(loss, (size_t)cap * sizeof *loss);
-            map = xrealloc(map, (size_t)cap * sizeof *map);
-            stage = xrealloc(stage, (size_t)cap * sizeof *stage);
-        }
-        const char *s = strstr(line, "\"stage\":"), *l = strstr(line, "\"loss\":"),
-                   *m = strstr(line, "\"mAP\":");
-        stage[n] = s ? atoi(s + 8) : 0;
-        loss[n] = l ? strtod(l + 7, NULL) : NAN;
-        map[n] = m ? strtod(m + 6, NULL) : NAN;
-        n++;
+    RunMetricsRow *rows;
+    int64_t n;
+    Status st = run_metrics_read(metrics_path, &rows, &n);
+    if (st != STATUS_OK) return st;
+    if (n == 0) {
+        free(rows);
+        return error_set(STATUS_ERR_FORMAT, "%s: no epoch recorded yet, nothing to plot",
+                         metrics_path);
     }
-    free(line);
-    fclose(f);
-    Image im = image_new(2 * CURVE_W, CURVE_H);
-    memset(im.px, 255, (size_t)im.w * im.h * 3);
-    static const uint8_t blue[3] = {31, 119, 180}, red[3] = {214, 39, 40};
-    curve_panel(&im, 0, loss, stage, n, blue);
-    curve_panel(&im, CURVE_W, map, stage, n, red);
-    Status st = image_save_png(&im, png_path);
-    image_free(&im);
-    free(loss);
-    free(map);
-    free(stage);
+    double *x = xmalloc((size_t)n * sizeof *x), *loss = xmalloc((size_t)n * sizeof *loss);
+    double *map = xmalloc((size_t)n * sizeof *map), *bound = xmalloc((size_t)n * sizeof *bound);
+    int nbound = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = (double)rows[i].global_epoch;
+        loss[i] = rows[i].loss;
+        map[i] = rows[i].map;
+        if (i > 0 && rows[i].stage != rows[i - 1].stage) bound[nbound++] = x[i] - 0.5;
+    }
+    const char *xlabel = nbound ? "epoch (stages counted together)" : "epoch";
+    const PlotSeries ls = {.label = "mean training loss", .x = x, .y = loss, .n = (int)n,
+                           .colour = 0x1f77b4, .markers = true};
+    const PlotSeries ms = {.label = "test mAP", .x = x, .y = map, .n = (int)n,
+                           .colour = 0xd62728, .markers = true};
+    const PlotChart charts[2] = {
+        {.title = "Loss per epoch", .xlabel = xlabel, .ylabel = "mean loss", .series = &ls,
+         .nseries = 1, .vlines = bound, .nvlines = nbound, .vline_label = "stage 1 → 2 boundary",
+         .x_integer = true, .legend = PLOT_LEGEND_INSIDE},
+        {.title = "Test mAP per evaluated epoch", .xlabel = xlabel, .ylabel = "mAP (%)",
+         .series = &ms, .nseries = 1, .vlines = bound, .nvlines = nbound,
+         .vline_label = "stage 1 → 2 boundary", .x_integer = true,
+         .legend = PLOT_LEGEND_INSIDE},
+    };
+    char name[RUN_PATH_MAX], title[RUN_PATH_MAX + 32];
+    run_name_of(metrics_path, name, sizeof name);
+    snprintf(title, sizeof title, "Training curve of %s", name);
+    st = plot_charts_png(png_path, RUN_CURVE_W, RUN_CURVE_H, title, charts, 2);
+    free(x), free(loss), free(map), free(bound), free(rows);
     return st;
 }
 

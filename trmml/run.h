@@ -134,9 +134,27 @@ Status run_log_open(RunLog *log, const char *dir, bool append, FILE *echo);
 void run_log_printf(RunLog *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void run_log_close(RunLog *log);
 
-/* The training curve of metrics.jsonl (`path`): mean loss per epoch (left panel, blue) and test
- * mAP (right panel, red; epochs without evaluation skipped), each scaled to its own range, as a
- * PNG at png_path (tmp + rename). Epoch boundaries of stages are marked by grey lines. */
+/* One line of metrics.jsonl: an epoch, and its evaluation when there was one. */
+typedef struct {
+    int64_t stage, epoch, global_epoch, step; /* as RunMeta after the epoch */
+    double loss;                              /* mean training loss of the epoch */
+    double map;                               /* test mAP (percent); NAN: not evaluated */
+} RunMetricsRow;
+
+/* Read metrics.jsonl at path (or text in memory; `what` names it) into rows (free()).
+ * STATUS_ERR_FORMAT naming FILE:LINE and the key when a line is not such an object (malformed
+ * JSON, a key missing or of the wrong type, an eval object without "mAP"); rows = NULL then. */
+Status run_metrics_read(const char *path, RunMetricsRow **rows, int64_t *n);
+Status run_metrics_parse(const char *text, const char *what, RunMetricsRow **rows, int64_t *n);
+
+/* The training curve of metrics.jsonl (`metrics_path`) as a RUN_CURVE_W x RUN_CURVE_H PNG at
+ * png_path (trmml/plot.h):
+ * mean loss per epoch (left chart, blue) and test mAP (right chart, red; epochs without an
+ * evaluation left out), against the epoch counted over all stages, with the boundary between
+ * TRM-ML's stages dashed; titled, axes labelled, ticks numbered, a legend in each chart.
+ * Errors of run_metrics_read, and of plot_charts_png; png_path is left as it was then. */
+#define RUN_CURVE_W 960
+#define RUN_CURVE_H 400
 Status run_write_curve(const char *metrics_path, const char *png_path);
 
 /* ---- checkpoint ---------------------------------------------------------------------------- */
@@ -168,6 +186,12 @@ typedef struct {
     char name[256];
     Tensor *t;
 } RunTensor;
+
+/* The line of metrics.jsonl for the epoch meta has just completed, newline included:
+ * {"stage":S,"epoch":E,"global_epoch":G,"step":N,"loss":L,"eval":M} with L to 9 significant
+ * digits and M the object eval_json holds (ds_metrics_json; copied with its numbers' text
+ * unchanged), or null when eval_json is NULL. A new string (free()); *n its length. */
+char *run_metrics_line(const RunMeta *meta, double loss, const char *eval_json, size_t *n);
 
 /* Write the meta tensor, the configuration and metrics texts (NUL-terminated), every entry in
  * order, and the digest, as safetensors at `path` (path.new, fsync, rename). Tensors must be on

@@ -912,20 +912,6 @@ static bool begin_epoch(Run *r, bool two_stage, bool *phase_on) {
     return true;
 }
 
-/* The metrics.jsonl line of the epoch just completed (eval: its JSON or NULL), owned. */
-static char *metrics_line(const Run *r, const char *json, size_t *n) {
-    char *line = NULL;
-    FILE *f = open_memstream(&line, n);
-    fprintf(f,
-            "{\"stage\":%lld,\"epoch\":%lld,\"global_epoch\":%lld,\"step\":%lld,\"loss\":%.9g,"
-            "\"eval\":%s}\n",
-            (long long)r->meta.stage, (long long)r->meta.epochs_done,
-            (long long)r->meta.global_epochs, (long long)r->meta.step, r->last_loss,
-            json ? json : "null");
-    fclose(f);
-    return line;
-}
-
 /* After an epoch: the evaluation when due, metrics.jsonl and the curve, the checkpoint. */
 static Status end_epoch(Run *r, bool last) {
     const TrmmlConfig *tc = &r->rc.tc;
@@ -941,7 +927,7 @@ static Status end_epoch(Run *r, bool last) {
         }
     }
     size_t n;
-    char *line = metrics_line(r, json, &n);
+    char *line = run_metrics_line(&r->meta, r->last_loss, json, &n);
     free(json);
     st = append_line(r->metrics, line);
     if (st == STATUS_OK) st = run_write_curve(r->metrics, r->curve);
