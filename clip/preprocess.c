@@ -9,30 +9,17 @@
 
 #include <stdlib.h>
 
-#include "datasets/resample.h"
+#include "tensor/resample.h"
 
 const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 const float CLIP_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-
-void clip_normalize_image(const Image *im, const float mean[3], const float std[3], float *out) {
-    CHECK(im && im->px && out, "clip_normalize_image: NULL argument");
-    float lut[3][256];
-    for (int c = 0; c < 3; c++)
-        for (int v = 0; v < 256; v++) {
-            float x = (float)v / 255.0f;
-            lut[c][v] = (x - mean[c]) / std[c];
-        }
-    size_t hw = (size_t)im->w * (size_t)im->h;
-    for (size_t i = 0; i < hw; i++)
-        for (int c = 0; c < 3; c++) out[(size_t)c * hw + i] = lut[c][im->px[3 * i + c]];
-}
 
 void clip_preprocess_into(const Image *im, int n, float *out) {
     CHECK(im && im->px && out && n >= 1, "clip_preprocess_into: empty image or size %d", n);
     Image resized = image_resize_shorter(im, n, RESAMPLE_BICUBIC);
     Image crop = image_center_crop(&resized, n, n);
     image_free(&resized);
-    clip_normalize_image(&crop, CLIP_MEAN, CLIP_STD, out);
+    image_normalize(&crop, CLIP_MEAN, CLIP_STD, out);
     image_free(&crop);
 }
 

@@ -2,20 +2,19 @@
  *
  * clip_preprocess reproduces OpenAI CLIP's `preprocess` (torchvision Compose of Resize(N,
  * BICUBIC), CenterCrop(N), convert('RGB'), ToTensor, Normalize(mean, std)) on a PIL image: the
- * shorter side is resized to N with Pillow's bicubic (datasets/resample.h), the centre N x N is
+ * shorter side is resized to N with Pillow's bicubic (tensor/resample.h), the centre N x N is
  * cropped, and each byte v becomes (v/255 − mean[c]) / std[c], evaluated in float32 exactly as
  * PyTorch does (so results equal PyTorch's bit for bit). Layout CHW, channels R, G, B. */
 #pragma once
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/tensor.h"
 
 /* CLIP's normalisation constants (RGB, applied after scaling to [0,1]). */
 extern const float CLIP_MEAN[3];
 extern const float CLIP_STD[3];
 
-/* Normalise without resampling: out (3,H,W) = (px/255 − mean[c]) / std[c] for the whole image.
- * For pipelines that resize themselves (the multi-label pipelines resize straight to S x S). */
-void clip_normalize_image(const Image *im, const float mean[3], const float std[3], float *out);
+/* Normalising without resampling (pipelines that resize themselves, straight to S x S):
+ * image_normalize(im, CLIP_MEAN, CLIP_STD, out) (tensor/image.h). */
 
 /* CLIP's transform into a caller buffer of 3*n*n floats (CHW). An image whose shorter side is
  * already n is not resampled (Pillow's resize to the same size is a copy). */

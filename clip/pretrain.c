@@ -27,9 +27,8 @@
 
 #include "autograd/tape.h"
 #include "clip/preprocess.h"
-#include "datasets/dataset.h"
-#include "datasets/image.h"
-#include "datasets/resample.h"
+#include "tensor/image.h"
+#include "tensor/resample.h"
 #include "clip/safetensors.h"
 #include "nn/schedule.h"
 #include "tensor/keys.h"
@@ -543,21 +542,19 @@ static Status read_captions(const char *path, Caption **out, int64_t *n, char **
     return STATUS_OK;
 }
 
-Status clip_pairs_load(const char *dir, const ClipTokenizer *tok, int64_t size, ClipPairs *out) {
+Status clip_pairs_load(const char *const *paths, int64_t n, const char *capf,
+                       const ClipTokenizer *tok, int64_t size, ClipPairs *out) {
     memset(out, 0, sizeof *out);
-    char *cls = ds_path_join(dir, "classes.txt"), *capf = ds_path_join(dir, "captions.txt");
-    Dataset *ds = NULL;
     Caption *caps = NULL;
     char *text = NULL;
     int64_t ncap = 0;
-    Status st = ds_open("voc2007", dir, "trainval", &(DsOptions){.class_list = cls}, &ds);
-    if (st == STATUS_OK) st = read_captions(capf, &caps, &ncap, &text);
+    Status st = read_captions(capf, &caps, &ncap, &text);
     const char **texts = NULL;
     if (st == STATUS_OK) {
-        texts = xcalloc((size_t)ds->n, sizeof *texts);
-        for (int64_t i = 0; i < ds->n && st == STATUS_OK; i++) {
+        texts = xcalloc((size_t)n + 1, sizeof *texts);
+        for (int64_t i = 0; i < n && st == STATUS_OK; i++) {
             char id[256];
-            stem_of(ds_image_path(ds, i), id, sizeof id);
+            stem_of(paths[i], id, sizeof id);
             Caption key = {id, NULL};
             const Caption *hit = bsearch(&key, caps, (size_t)ncap, sizeof *caps, caption_cmp);
             if (!hit) st = error_set(STATUS_ERR_FORMAT, "%s: no caption for image '%s'", capf, id);
@@ -565,22 +562,22 @@ Status clip_pairs_load(const char *dir, const ClipTokenizer *tok, int64_t size, 
         }
     }
     if (st == STATUS_OK) {
-        out->n = ds->n;
+        out->n = n;
         out->size = size;
-        out->ids = xmalloc((size_t)ds->n * 77 * sizeof(int64_t));
-        int64_t *eot = xmalloc((size_t)ds->n * sizeof(int64_t));
-        st = clip_tokenize_batch(tok, texts, (int)ds->n, 77, true, out->ids, eot);
+        out->ids = xmalloc((size_t)n * 77 * sizeof(int64_t));
+        int64_t *eot = xmalloc((size_t)n * sizeof(int64_t));
+        st = clip_tokenize_batch(tok, texts, (int)n, 77, true, out->ids, eot);
         free(eot);
     }
     if (st == STATUS_OK) {
         const size_t per = (size_t)size * (size_t)size * 3;
-        out->pixels = xmalloc((size_t)ds->n * per);
+        out->pixels = xmalloc((size_t)n * per);
         Status first = STATUS_OK;
         char first_msg[512] = ""; /* the last error is per thread: carried to this one */
 #pragma omp parallel for schedule(dynamic, 4)
-        for (int64_t i = 0; i < ds->n; i++) {
+        for (int64_t i = 0; i < n; i++) {
             Image im = {0};
-            Status s = image_load(ds_image_path(ds, i), &im, NULL);
+            Status s = image_load(paths[i], &im, NULL);
             if (s == STATUS_OK) {
                 Image r = (im.w == size && im.h == size)
                               ? im
@@ -602,9 +599,6 @@ Status clip_pairs_load(const char *dir, const ClipTokenizer *tok, int64_t size, 
     free(texts);
     free(caps);
     free(text);
-    free(cls);
-    free(capf);
-    ds_free(ds);
     if (st != STATUS_OK) clip_pairs_free(out);
     return st;
 }

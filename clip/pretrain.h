@@ -90,10 +90,13 @@ typedef struct {
     int64_t *ids;        /* (n, 77) token ids */
 } ClipPairs;
 
-/* The training split (ImageSets/Main/trainval.txt) of a VOC-layout tree with DIR/captions.txt
- * ("<id>\t<caption>" lines, as `trmml synth` writes): every listed image must have a caption.
- * Errors name the file and line. Decoding runs on the OpenMP threads. */
-Status clip_pairs_load(const char *dir, const ClipTokenizer *tok, int64_t size, ClipPairs *out);
+/* The images paths[0..n) (in this order) with their captions from `captions` ("<id>\t<caption>"
+ * lines, as `trmml synth` writes; an image's id is its file name without directory and
+ * extension): every image must have a caption. Errors name the file and line. Decoding runs on
+ * the OpenMP threads. The caller lists the images (tools/cmd_pretrain.c: the trainval split of
+ * the VOC-layout tree, so clip/ needs no dataset reader). */
+Status clip_pairs_load(const char *const *paths, int64_t n, const char *captions,
+                       const ClipTokenizer *tok, int64_t size, ClipPairs *out);
 void clip_pairs_free(ClipPairs *p);
 /* A training batch of pairs idx[0..count): *images (count, 3, S, S) normalised as CLIP expects,
  * each shifted by a random offset in [-shift, shift]² with edge replication, and *ids

@@ -24,8 +24,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "datasets/image.h"
-#include "datasets/resample.h"
+#include "tensor/image.h"
+#include "tensor/resample.h"
 #include "tensor/tensor.h"
 
 /* ---- primitives ------------------------------------------------------------------------------ */

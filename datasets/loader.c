@@ -27,9 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clip/preprocess.h"
 #include "datasets/augment.h"
-#include "datasets/resample.h"
+#include "tensor/resample.h"
 #include "tensor/tensor.h"
 
 typedef struct {
@@ -49,7 +48,7 @@ struct DsLoader {
     float *ring;         /* R samples */
     Slot *slots;         /* R slot headers */
     float *assembly;     /* B samples, allocated when a batch first needs copying */
-    int size_ctx;        /* S, the default transform's ctx */
+    DsAugmentCtx default_ctx; /* the default transform's ctx: S and the options' mean, std */
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv, done_cv;
@@ -119,9 +118,9 @@ void ds_transform_resize_normalize(const Image *in, uint64_t sample_seed, void *
                                    float *out_chw) {
     (void)sample_seed;
     CHECK(in && in->px && ctx && out_chw, "ds_transform_resize_normalize: NULL argument");
-    const int s = *(const int *)ctx;
-    Image r = image_resize(in, s, s, RESAMPLE_BICUBIC);
-    clip_normalize_image(&r, CLIP_MEAN, CLIP_STD, out_chw);
+    const DsAugmentCtx *a = ctx;
+    Image r = image_resize(in, a->image_size, a->image_size, RESAMPLE_BICUBIC);
+    image_normalize(&r, a->mean, a->std, out_chw);
     image_free(&r);
 }
 
@@ -131,7 +130,7 @@ void ds_transform_trmml_train(const Image *in, uint64_t sample_seed, void *ctx, 
     rng_seed(&rng, sample_seed);
     Image out = {0};
     aug_trmml_train(in, a->image_size, a->min_area, &rng, &out);
-    clip_normalize_image(&out, CLIP_MEAN, CLIP_STD, out_chw);
+    image_normalize(&out, a->mean, a->std, out_chw);
     image_free(&out);
 }
 
@@ -142,7 +141,7 @@ void ds_transform_dualcoop_train(const Image *in, uint64_t sample_seed, void *ct
     rng_seed(&rng, sample_seed);
     Image out = {0};
     aug_dualcoop_train(in, a->image_size, &rng, &out);
-    clip_normalize_image(&out, CLIP_MEAN, CLIP_STD, out_chw);
+    image_normalize(&out, a->mean, a->std, out_chw);
     image_free(&out);
 }
 
@@ -277,10 +276,14 @@ Status ds_loader_open(char *const *paths, const int8_t *labels, int64_t n, int64
     L->S = opt->image_size;
     L->R = (int64_t)(L->opt.prefetch + 1) * L->B;
     L->per = (size_t)3 * (size_t)L->S * (size_t)L->S;
-    L->size_ctx = opt->image_size;
+    L->default_ctx.image_size = opt->image_size;
+    for (int c = 0; c < 3; c++) {
+        L->default_ctx.mean[c] = opt->mean[c];
+        L->default_ctx.std[c] = opt->std[c] != 0 ? opt->std[c] : 1.0f;
+    }
     if (!L->opt.transform) {
         L->opt.transform = ds_transform_resize_normalize;
-        L->opt.transform_ctx = &L->size_ctx;
+        L->opt.transform_ctx = &L->default_ctx;
     }
 
     L->paths = xcalloc((size_t)n + 1, sizeof *L->paths);

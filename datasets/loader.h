@@ -12,7 +12,7 @@
  *     }
  *     ds_loader_close(L);
  *
- * Worker threads (pthreads) decode each image (datasets/image.h), hand it to a per-sample
+ * Worker threads (pthreads) decode each image (tensor/image.h), hand it to a per-sample
  * transform callback that writes (3,S,S) floats, and store the result in a bounded ring of
  * prefetched samples; ds_loader_next assembles them into batches in epoch order.
  *
@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "datasets/dataset.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/error.h"
 
 /* Per-sample transform: decoded RGB image `in` (borrowed) -> out_chw, 3*S*S floats in CHW order
@@ -35,19 +35,24 @@
  * several worker threads. ctx is the options' transform_ctx. */
 typedef void (*DsTransformFn)(const Image *in, uint64_t sample_seed, void *ctx, float *out_chw);
 
+/* What the transforms below need, through their ctx: the side, the crop's area bound and the
+ * normalisation the model expects (CLIP's: clip/preprocess.h's CLIP_MEAN, CLIP_STD; datasets/
+ * does not depend on clip/, so the caller passes them). */
+typedef struct {
+    int image_size;   /* S */
+    double min_area;  /* TRM-ML random-resized-crop area lower bound: 0.5, or 0.6 for NUS-WIDE */
+    float mean[3], std[3]; /* out = (px/255 - mean[c]) / std[c] (image_normalize) */
+} DsAugmentCtx;
+
 /* The default transform: Pillow bicubic resize straight to S x S (no crop, aspect not kept),
- * then CLIP normalisation (clip_normalize_image with CLIP_MEAN/CLIP_STD). ctx points at the int
- * S. Uses no randomness. */
+ * then the normalisation (image_normalize with ctx's mean and std). ctx points at a
+ * DsAugmentCtx (min_area unused). Uses no randomness. */
 void ds_transform_resize_normalize(const Image *in, uint64_t sample_seed, void *ctx,
                                    float *out_chw);
 
 /* The training transforms (datasets/augment.h) as loader callbacks: the sample's seed seeds an
- * Rng, the augmentation produces an S x S image, CLIP normalisation follows. ctx points at a
+ * Rng, the augmentation produces an S x S image, the normalisation follows. ctx points at a
  * DsAugmentCtx. Deterministic per sample seed. */
-typedef struct {
-    int image_size;   /* S */
-    double min_area;  /* TRM-ML random-resized-crop area lower bound: 0.5, or 0.6 for NUS-WIDE */
-} DsAugmentCtx;
 void ds_transform_trmml_train(const Image *in, uint64_t sample_seed, void *ctx, float *out_chw);
 void ds_transform_dualcoop_train(const Image *in, uint64_t sample_seed, void *ctx,
                                  float *out_chw);
@@ -73,6 +78,8 @@ typedef struct {
     DsBadImagePolicy bad_image;
     DsTransformFn transform; /* NULL = ds_transform_resize_normalize */
     void *transform_ctx;     /* passed to transform (ignored for the default) */
+    float mean[3], std[3];   /* the default transform's normalisation (CLIP's: CLIP_MEAN,
+                                CLIP_STD of clip/preprocess.h); std 0 = 1, so all zero = px/255 */
     ImageDecodeOpts decode;  /* decoder options (zero = strict defaults) */
 } DsLoaderOptions;
 

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/error.h"
 
 #define SYNTH_NC 16          /* categories */

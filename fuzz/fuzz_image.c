@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "datasets/image.h"
-#include "datasets/resample.h"
+#include "tensor/image.h"
+#include "tensor/resample.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ImageDecodeOpts opts = {.max_pixels = 1 << 20}; /* keep each run fast and small */

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "datasets/augment.h"
-#include "datasets/resample.h"
+#include "tensor/resample.h"
 #include "tensor/sha256.h"
 #include "test/test.h"
 #include "test/util_image.h"

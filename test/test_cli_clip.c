@@ -13,7 +13,7 @@
 #include "clip/preprocess.h"
 #include "clip/safetensors.h"
 #include "clip/tokenizer.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/convert.h"
 #include "tensor/json.h"
 #include "tensor/ops/gemm_bf16.h"

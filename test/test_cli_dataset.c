@@ -7,7 +7,7 @@
 
 #include "datasets/csv.h"
 #include "datasets/dataset.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "datasets/mask.h"
 #include "test/test.h"
 

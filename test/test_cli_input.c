@@ -14,7 +14,7 @@
 #include "clip/tokenizer.h"
 #include "datasets/csv.h"
 #include "datasets/dataset.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/json.h"
 #include "tensor/sha256.h"
 #include "tensor/text.h"

@@ -51,7 +51,7 @@ TEST(feature_cache_roundtrip_and_errors) {
         CHECK(image_load(ds_image_path(ds, 3), &im, NULL) == STATUS_OK, "%s", error_last());
         aug_test(&im, 64, RESAMPLE_BICUBIC, &out);
         Tensor *x = tensor_empty(DT_F32, 4, SHAPE(1, 3, 64, 64));
-        clip_normalize_image(&out, CLIP_MEAN, CLIP_STD, tensor_f32(x));
+        image_normalize(&out, CLIP_MEAN, CLIP_STD, tensor_f32(x));
         bool g = ag_set_grad_enabled(false);
         Tensor *emb = NULL, *dense = NULL;
         clip_encode_image(m, x, &emb, &dense);

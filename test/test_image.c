@@ -13,8 +13,8 @@
 #include <zlib.h>
 
 #include "clip/preprocess.h"
-#include "datasets/image.h"
-#include "datasets/resample.h"
+#include "tensor/image.h"
+#include "tensor/resample.h"
 #include "test/test.h"
 #include "test/util_image.h"
 

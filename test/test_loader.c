@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clip/preprocess.h"
 #include "datasets/loader.h"
-#include "datasets/resample.h"
+#include "tensor/resample.h"
 #include "test/test.h"
 
 #define C_LABELS 5
@@ -79,9 +80,26 @@ static void tree_free(Tree *t) {
     free(t->labels);
 }
 
+/* The transforms' context at side s with CLIP's normalisation (what trmml passes). */
+static DsAugmentCtx clip_ctx(int s) {
+    DsAugmentCtx c = {.image_size = s, .min_area = 0.5};
+    memcpy(c.mean, CLIP_MEAN, sizeof c.mean);
+    memcpy(c.std, CLIP_STD, sizeof c.std);
+    return c;
+}
+
+/* Options with CLIP's normalisation for the default transform. */
+static DsLoaderOptions with_clip_norm(const DsLoaderOptions *opt) {
+    DsLoaderOptions o = *opt;
+    memcpy(o.mean, CLIP_MEAN, sizeof o.mean);
+    memcpy(o.std, CLIP_STD, sizeof o.std);
+    return o;
+}
+
 static DsLoader *open_loader(const Tree *t, const DsLoaderOptions *opt) {
     DsLoader *L = NULL;
-    Status st = ds_loader_open(t->paths, t->labels, t->n, C_LABELS, opt, &L);
+    const DsLoaderOptions o = with_clip_norm(opt);
+    Status st = ds_loader_open(t->paths, t->labels, t->n, C_LABELS, &o, &L);
     CHECK(st == STATUS_OK, "ds_loader_open: %s", error_last());
     return L;
 }
@@ -148,7 +166,7 @@ TEST(loader_deterministic_across_worker_counts) {
     Tree t = tree_make(23, NULL, 0, NULL, 0);
     DsLoaderOptions opt = {.batch_size = 4, .image_size = 12, .shuffle = true, .seed = 42,
                            .transform = augment};
-    int size = 12;
+    DsAugmentCtx size = clip_ctx(12);
     opt.transform_ctx = &size;
     opt.workers = 1;
     Bytes one = run_epochs(&t, &opt, 2);
@@ -181,7 +199,7 @@ static void expect_sample_is_item(const Tree *t, const DsBatch *b, int64_t k) {
            (long long)k, (long long)i);
     const size_t per = (size_t)(3 * b->s * b->s);
     float *want = xmalloc(per * sizeof(float));
-    int size = (int)b->s;
+    DsAugmentCtx size = clip_ctx((int)b->s);
     Image im;
     CHECK(image_load(t->paths[i], &im, NULL) == STATUS_OK, "%s", error_last());
     ds_transform_resize_normalize(&im, 0, &size, want);
@@ -269,7 +287,8 @@ TEST(loader_labels_and_pixels_follow_their_images) {
     DsLoaderOptions opt = {.batch_size = 3, .image_size = S, .shuffle = true, .seed = 11,
                            .workers = 2};
     DsLoader *L = NULL;
-    EXPECT(ds_loader_open_dataset(ds, &opt, &L) == STATUS_OK, "%s", error_last());
+    const DsLoaderOptions o = with_clip_norm(&opt);
+    EXPECT(ds_loader_open_dataset(ds, &o, &L) == STATUS_OK, "%s", error_last());
     ds_free(ds); /* the loader keeps its own copy */
     if (!L) {
         tree_free(&t);
@@ -278,7 +297,7 @@ TEST(loader_labels_and_pixels_follow_their_images) {
 
     const size_t per = 3 * S * S;
     float *want = xmalloc(per * sizeof(float));
-    int size = S;
+    DsAugmentCtx size = clip_ctx(S);
     int64_t seen = 0;
     for (int64_t epoch = 0; epoch < 2; epoch++) {
         ds_loader_start_epoch(L, epoch);
@@ -422,7 +441,7 @@ TEST(loader_bad_image_skip_fills_batches_deterministically) {
     ds_loader_close(L);
 
     /* Shuffled with an augmentation: the same bytes with 1 and 3 workers. */
-    int size = 8;
+    DsAugmentCtx size = clip_ctx(8);
     opt.shuffle = true;
     opt.seed = 9;
     opt.transform = augment;
@@ -471,7 +490,7 @@ TEST(loader_augment_transforms_are_deterministic_per_seed) {
     Image im = {.w = 50, .h = 40};
     im.px = xmalloc(50 * 40 * 3);
     for (int i = 0; i < 50 * 40 * 3; i++) im.px[i] = (uint8_t)(i * 13 + (i >> 4));
-    DsAugmentCtx ctx = {.image_size = 32, .min_area = 0.5};
+    DsAugmentCtx ctx = clip_ctx(32);
     DsTransformFn fns[2] = {ds_transform_trmml_train, ds_transform_dualcoop_train};
     for (int f = 0; f < 2; f++) {
         float *a = xmalloc(3 * 32 * 32 * sizeof(float)), *b = xmalloc(3 * 32 * 32 * sizeof(float));

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "test/test.h"
 #include "trmml/plot.h"
 #include "trmml/run.h"

@@ -12,7 +12,7 @@
 #endif
 
 #include "datasets/dataset.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "datasets/synth.h"
 #include "tensor/sha256.h"
 #include "test/test.h"

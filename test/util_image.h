@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "datasets/image.h"
+#include "tensor/image.h"
 
 /* The whole file into a new buffer (*data, freed by the caller); fails the running test if
  * unreadable. */

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clip/preprocess.h"
 #include "datasets/augment.h"
 #include "datasets/loader.h"
 #include "tools/bench.h"
@@ -102,6 +103,8 @@ BENCH(loader, "batch loader images/s: JPEG 500x375 decode + bicubic resize to 44
         DsLoaderOptions opt = {.batch_size = BENCH_BATCH, .image_size = sizes[si],
                                .workers = ctx->threads > 0 ? ctx->threads : 2, .shuffle = true,
                                .seed = 1};
+        memcpy(opt.mean, CLIP_MEAN, sizeof opt.mean);
+        memcpy(opt.std, CLIP_STD, sizeof opt.std);
         LoaderRun run = {.images = count};
         Status st = ds_loader_open(paths, NULL, count, 0, &opt, &run.loader);
         CHECK(st == STATUS_OK, "bench loader: %s", error_last());
@@ -114,6 +117,8 @@ BENCH(loader, "batch loader images/s: JPEG 500x375 decode + bicubic resize to 44
     }
     /* The TRM-ML training pipeline (SPEC §2.2: crop or cutout, MLC policy, flip) at 448. */
     DsAugmentCtx aug = {.image_size = 448, .min_area = 0.5};
+    memcpy(aug.mean, CLIP_MEAN, sizeof aug.mean);
+    memcpy(aug.std, CLIP_STD, sizeof aug.std);
     DsLoaderOptions opt = {.batch_size = BENCH_BATCH, .image_size = 448,
                            .workers = ctx->threads > 0 ? ctx->threads : 2, .shuffle = true,
                            .seed = 1, .transform = ds_transform_trmml_train, .transform_ctx = &aug};

@@ -11,7 +11,7 @@
 #include "clip/model.h"
 #include "clip/preprocess.h"
 #include "clip/tokenizer.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/device.h"
 #include "tensor/json.h"
 #include "tensor/ops/elementwise.h"

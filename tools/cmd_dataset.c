@@ -6,7 +6,7 @@
 
 #include "datasets/csv.h"
 #include "datasets/dataset.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "datasets/mask.h"
 #include "tensor/text.h"
 #include "tools/command.h"

@@ -9,10 +9,25 @@
 #include "autograd/tape.h"
 #include "clip/pretrain.h"
 #include "clip/tokenizer.h"
+#include "datasets/dataset.h"
 #include "tensor/clock.h"
 #include "tensor/device.h"
 #include "tools/command.h"
 #include "tools/flags.h"
+
+/* The pairs of `trmml synth`'s tree DIR: the images of its trainval split (a VOC layout with
+ * DIR/classes.txt) and DIR/captions.txt. */
+static Status load_pairs(const char *dir, const ClipTokenizer *tok, int64_t size, ClipPairs *out) {
+    char *cls = ds_path_join(dir, "classes.txt"), *capf = ds_path_join(dir, "captions.txt");
+    Dataset *ds = NULL;
+    Status st = ds_open("voc2007", dir, "trainval", &(DsOptions){.class_list = cls}, &ds);
+    if (st == STATUS_OK)
+        st = clip_pairs_load((const char *const *)ds->image_paths, ds->n, capf, tok, size, out);
+    ds_free(ds);
+    free(cls);
+    free(capf);
+    return st;
+}
 
 typedef struct {
     ModelFlags model; /* --vocab only */
@@ -63,7 +78,7 @@ COMMAND_AS(pretrain_clip, "pretrain-clip",
     ClipPairs pairs = {0};
     st = clip_tokenizer_load(clip_vocab_path(o.model.vocab), &tok);
     double t0 = time_now_s();
-    if (st == STATUS_OK) st = clip_pairs_load(data, tok, cfg.input_size, &pairs);
+    if (st == STATUS_OK) st = load_pairs(data, tok, cfg.input_size, &pairs);
     clip_tokenizer_free(tok);
     if (st == STATUS_OK && pairs.n < cfg.batch)
         st = error_set(STATUS_ERR_USAGE, "--data %s: %lld training pairs, fewer than batch = %lld",

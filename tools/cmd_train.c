@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/device.h"
 #include "tensor/text.h"
 #include "tools/command.h"

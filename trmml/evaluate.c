@@ -200,7 +200,7 @@ Tensor *trmml_image_dense(const TrmmlModel *m, const Image *im) {
     const bool bilinear = m->ops->test_transform == TRMML_TRANSFORM_TEST_BILINEAR;
     aug_test(im, S, bilinear ? RESAMPLE_BILINEAR : RESAMPLE_BICUBIC, &t);
     Tensor *x = tensor_empty(DT_F32, 4, SHAPE(1, 3, S, S));
-    clip_normalize_image(&t, CLIP_MEAN, CLIP_STD, tensor_f32(x));
+    image_normalize(&t, CLIP_MEAN, CLIP_STD, tensor_f32(x));
     image_free(&t);
     bool g = ag_set_grad_enabled(false);
     Tensor *emb = NULL, *dense = NULL;

@@ -8,7 +8,7 @@
 #include "clip/model.h"
 #include "clip/tokenizer.h"
 #include "datasets/dataset.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "datasets/metrics.h"
 #include "trmml/run.h"
 #include "trmml/train.h"

@@ -89,7 +89,7 @@ static void decode_batch(ExtractBatch *xb, const Dataset *ds, int64_t start, int
             continue;
         }
         aug_test(&im, S, filter, &out);
-        clip_normalize_image(&out, CLIP_MEAN, CLIP_STD, xb->pixels + (size_t)b * 3 * S * S);
+        image_normalize(&out, CLIP_MEAN, CLIP_STD, xb->pixels + (size_t)b * 3 * S * S);
         image_free(&im);
         image_free(&out);
     }

@@ -19,8 +19,8 @@
 
 #include "clip/model.h"
 #include "datasets/dataset.h"
-#include "datasets/image.h"
-#include "datasets/resample.h"
+#include "tensor/image.h"
+#include "tensor/resample.h"
 #include "tensor/tensor.h"
 
 typedef struct {

@@ -10,7 +10,7 @@
 #pragma once
 #include <stdbool.h>
 
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/error.h"
 
 /* One line of a chart: n points (x[i], y[i]); a y that is not finite leaves a gap. Colours come

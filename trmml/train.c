@@ -211,7 +211,7 @@ static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t cou
             case TRMML_TRANSFORM_TRAIN_TRMML: aug_trmml_train(&im, S, s->min_area, &rng, &t); break;
             case TRMML_TRANSFORM_TRAIN_DUALCOOP: aug_dualcoop_train(&im, S, &rng, &t); break;
             }
-            clip_normalize_image(&t, CLIP_MEAN, CLIP_STD, tensor_f32(x) + b * 3 * S * S);
+            image_normalize(&t, CLIP_MEAN, CLIP_STD, tensor_f32(x) + b * 3 * S * S);
             image_free(&im);
             image_free(&t);
         }

@@ -8,7 +8,7 @@
 
 #include "autograd/tape.h"
 #include "clip/preprocess.h"
-#include "datasets/image.h"
+#include "tensor/image.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/norm.h"

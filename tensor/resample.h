@@ -6,7 +6,7 @@
  * Pillow. NEAREST is Pillow's nearest-neighbour scaling. The results are bit-identical to Pillow
  * (tested against Pillow 9.4; docs/images.md). Single-threaded: callers parallelise over images. */
 #pragma once
-#include "datasets/image.h"
+#include "tensor/image.h"
 
 typedef enum { RESAMPLE_NEAREST = 0, RESAMPLE_BILINEAR, RESAMPLE_BICUBIC } ResampleFilter;
 

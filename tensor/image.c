@@ -11,7 +11,7 @@
  * memory source; our libpng read callback). Declared dimensions are checked against
  * ImageDecodeOpts.max_pixels before the pixel buffer is allocated, and a progressive JPEG may have
  * at most JPEG_MAX_SCANS scans (an adversarial file can otherwise make decoding quadratic). */
-#include "datasets/image.h"
+#include "tensor/image.h"
 
 #include <setjmp.h>
 #include <stdio.h>
@@ -621,4 +621,17 @@ void image_flip_horizontal(Image *im) {
                 row[3 * b + ch] = t;
             }
     }
+}
+
+void image_normalize(const Image *im, const float mean[3], const float std[3], float *out) {
+    CHECK(im && im->px && out, "image_normalize: NULL argument");
+    float lut[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) {
+            float x = (float)v / 255.0f;
+            lut[c][v] = (x - mean[c]) / std[c];
+        }
+    size_t hw = (size_t)im->w * (size_t)im->h;
+    for (size_t i = 0; i < hw; i++)
+        for (int c = 0; c < 3; c++) out[(size_t)c * hw + i] = lut[c][im->px[3 * i + c]];
 }

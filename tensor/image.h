@@ -84,3 +84,8 @@ Image image_crop(const Image *im, int left, int top, int w, int h);
 Image image_center_crop(const Image *im, int w, int h);
 /* Mirror left-right in place (PIL's FLIP_LEFT_RIGHT). */
 void image_flip_horizontal(Image *im);
+
+/* Normalise without resampling: out (3,H,W) = (px/255 - mean[c]) / std[c] for the whole image,
+ * in float32 exactly as torchvision's ToTensor + Normalize compute it (CLIP's constants are
+ * clip/preprocess.h's CLIP_MEAN, CLIP_STD). Layout CHW, channels R, G, B. */
+void image_normalize(const Image *im, const float mean[3], const float std[3], float *out);

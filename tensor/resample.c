@@ -17,7 +17,7 @@
  *
  * Nearest: source index floor(x_o) where x_o starts at s/2 and advances by s per output sample
  * (accumulated in double, as Pillow does). */
-#include "datasets/resample.h"
+#include "tensor/resample.h"
 
 #include <math.h>
 #include <stdlib.h>
