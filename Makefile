@@ -229,6 +229,7 @@ deps:
 # world, a small CLIP pretrained on it, zero-shot CLIP and every method at RATIO, one table.
 # The main job: make train DATASET=voc2007 RATIO=0.3 [METHOD=trmml|dualcoop|baseline|pvlr]
 #   [DATA_ROOT=data] [CLIP_MODEL=models/RN101.pt] [DEVICE=auto] [SIZE=448] [RUN=runs/NAME]
+#   [PRECISION=fp32|bf16] (the frozen towers' products; bf16 on CPUs with AVX512-BF16)
 # Extracts the frozen image tower's features of both splits once (build/features/), then trains
 # into runs/<dataset>-<method>-<ratio>/ (docs/training.md); a run that already has a checkpoint
 # is resumed. Dataset roots under DATA_ROOT follow docs/datasets.md: voc2007/voc2012 DATA_ROOT
@@ -238,7 +239,7 @@ train: $(BUILD)/trmml
 	@set -e; \
 	dataset='$(DATASET)'; method='$(or $(METHOD),trmml)'; ratio='$(or $(RATIO),0.3)'; \
 	data='$(or $(DATA_ROOT),data)'; model='$(or $(CLIP_MODEL),models/RN101.pt)'; \
-	device='$(or $(DEVICE),auto)'; size='$(or $(SIZE),448)'; \
+	device='$(or $(DEVICE),auto)'; size='$(or $(SIZE),448)'; precision='$(or $(PRECISION),fp32)'; \
 	if [ -z "$$dataset" ]; then \
 	  TRMML=./$(BUILD)/trmml exec scripts/embedded.sh train --ratio "$$ratio" $(if $(METHOD),--methods "$(METHOD)"); fi; \
 	case "$$dataset" in \
@@ -260,12 +261,14 @@ train: $(BUILD)/trmml
 	mkdir -p build/features; \
 	resample=bicubic; [ "$$method" = dualcoop ] && resample=bilinear; \
 	tag="$$dataset-$$(basename "$$model" | sed 's/\.[^.]*$$//')-$$size-$$resample"; \
+	[ "$$precision" = fp32 ] || tag="$$tag-$$precision"; \
 	for split in "$$tr" "$$te"; do \
 	  feat="build/features/$$tag-$$split.feat"; \
 	  if [ ! -f "$$feat" ]; then \
 	    echo "== extracting $$dataset $$split features -> $$feat"; \
 	    ./$(BUILD)/trmml extract --device "$$device" --model "$$model" --dataset "$$dataset" \
-	      --root "$$root" --split "$$split" --size "$$size" --resample "$$resample" --out "$$feat"; fi; \
+	      --root "$$root" --split "$$split" --size "$$size" --resample "$$resample" \
+	      --precision "$$precision" --out "$$feat"; fi; \
 	done; \
 	run='$(or $(RUN),runs/$(DATASET)-$(or $(METHOD),trmml)-$(or $(RATIO),0.3))'; \
 	if [ -f "$$run/checkpoint.safetensors" ]; then \
@@ -273,6 +276,7 @@ train: $(BUILD)/trmml
 	else \
 	  ./$(BUILD)/trmml train --device "$$device" --method "$$method" --dataset "$$dataset" \
 	    --root "$$root" --ratio "$$ratio" --model "$$model" --out "$$run" --set "input_size=$$size" \
+	    --precision "$$precision" \
 	    --cached "build/features/$$tag-$$tr.feat" --cached-test "build/features/$$tag-$$te.feat"; \
 	fi; \
 	echo "== $$run: log.txt, metrics.jsonl, ap.csv, checkpoint.safetensors; evaluate with: build/trmml eval $$run"

@@ -27,6 +27,7 @@
 #include "clip/safetensors.h"
 #include "datasets/synth.h"
 #include "tensor/device.h"
+#include "tensor/ops/gemm_bf16.h"
 #include "test/test.h"
 #include "test/util_clip.h"
 #include "trmml/evaluate.h"
@@ -825,6 +826,64 @@ static void train_into(const World *w, const RunConfig *rc, const char *name, in
     snprintf(dir, cap, "%s/%s", w->dir, name);
     TrainOptions opt = {.stop_after = stop_after};
     CHECK(trmml_train_run(rc, dir, &opt) == STATUS_OK, "%s: %s", dir, error_last());
+}
+
+/* precision = bf16 (CPUs with AVX512-BF16): the frozen text tower's products run in bf16; a
+ * run is as deterministic as in fp32 (resumed = uninterrupted, bit for bit), config.txt keeps
+ * the key, reopening the run evaluates in bf16 again and reproduces the logged line, and
+ * closing a run leaves the process in fp32. */
+TEST(train_e2e_bf16_run_resumes_and_evaluates_exactly) {
+    if (!gemm_bf16_available()) {
+        test_skip("this CPU has no AVX512-BF16");
+        return;
+    }
+    World w;
+    if (!world_open(&w)) return;
+    RunConfig rc = mini_config(&w, TRMML_METHOD_TRMML);
+    EXPECT(run_config_set(&rc, "precision", "bf16") == STATUS_OK, "%s", error_last());
+    char full[256], cut[256], a[320], b[320];
+    train_into(&w, &rc, "bf16-full", 0, full, sizeof full);
+    EXPECT(tensor_precision() == PRECISION_FP32, "a closed run leaves the precision in bf16");
+    train_into(&w, &rc, "bf16-cut", 1, cut, sizeof cut);
+    TrainOptions opt = {.resume = true};
+    EXPECT(trmml_train_run(NULL, cut, &opt) == STATUS_OK, "resume: %s", error_last());
+    snprintf(a, sizeof a, "%s/checkpoint.safetensors", full);
+    snprintf(b, sizeof b, "%s/checkpoint.safetensors", cut);
+    EXPECT(same_file(a, b), "bf16: the resumed run's checkpoint differs from the uninterrupted one");
+    snprintf(a, sizeof a, "%s/config.txt", full);
+    size_t n = 0;
+    char *config = slurp(a, &n);
+    EXPECT(config && strstr(config, "\nprecision = bf16"), "config.txt: %.300s",
+           config ? config : "(missing)");
+    free(config);
+    snprintf(a, sizeof a, "%s/metrics.jsonl", full);
+    char *text = slurp(a, &n);
+    char *lastline = text && n > 1 ? text + n - 1 : NULL;
+    while (lastline && lastline > text && lastline[-1] != '\n') lastline--;
+    TrmmlRun run;
+    if (trmml_run_open(full, &run) != STATUS_OK) {
+        test_fail(__FILE__, __LINE__, "reopen: %s", error_last());
+    } else {
+        EXPECT(tensor_precision() == PRECISION_BF16, "a reopened bf16 run evaluates in fp32");
+        Dataset *test = NULL;
+        DsOptions dopt = {.class_list = w.classes};
+        CHECK(ds_open("voc2007", w.root, "test", &dopt, &test) == STATUS_OK, "%s", error_last());
+        TrmmlBatchSource src;
+        CHECK(trmml_source_cache(&src, w.test_feat, test, run.clip, 64) == STATUS_OK, "%s",
+              error_last());
+        TrmmlEval ev;
+        EXPECT(trmml_evaluate(&run.model, &src, test, TRMML_EVAL_BATCH, &ev) == STATUS_OK, "%s",
+               error_last());
+        EXPECT(ev.json && lastline && strstr(lastline, ev.json),
+               "bf16 eval of the reopened run gives %.60s, training logged %.200s",
+               ev.json ? ev.json : "(none)", lastline ? lastline : "(none)");
+        trmml_eval_free(&ev);
+        trmml_source_close(&src);
+        ds_free(test);
+        trmml_run_close(&run);
+    }
+    free(text);
+    world_close(&w);
 }
 
 /* Resume takes the run's settings from its checkpoint: a config.txt that lost keys (truncated)

@@ -32,7 +32,7 @@ typedef struct {
     DatasetFlags ds; /* --dataset --root --class-list */
     ModelFlags model;
     const char *method, *out, *config, *cached, *cached_test;
-    const char *ratio, *seed, *epochs, *batch, *micro_batch, *eval_every, *text_chunk;
+    const char *ratio, *seed, *epochs, *batch, *micro_batch, *eval_every, *text_chunk, *precision;
     KeyArgList set; /* --set KEY=VALUE */
     bool resume, no_carl, single_positive, cache_any_filter;
     bool no_kd, no_mmcp, no_mmcl, no_kap, no_cap, no_ifm, no_dma_t2v, no_dma_v2t;
@@ -58,6 +58,8 @@ static const KeySpec TRAIN_FLAGS[] = {
              "configuration key micro_batch: split each batch for memory (same result)"),
     FLAG_ARG(T, "eval-every", eval_every, "N", "configuration key eval_every (epochs)"),
     FLAG_ARG(T, "text-chunk", text_chunk, "K", "configuration key text_chunk"),
+    FLAG_ARG(T, "precision", precision, "fp32|bf16",
+             "configuration key precision: the frozen towers' products (docs/ops/gemm_bf16.md)"),
     FLAG_SWITCH(T, "no-carl", no_carl, "train the Table-3 baseline (method baseline)"),
     FLAG_SWITCH(T, "no-kd", no_kd, "use_kd = false (Table 3)"),
     FLAG_SWITCH(T, "no-mmcp", no_mmcp, "use_mmcp = false (Table 3)"),
@@ -83,6 +85,7 @@ static const struct {
     {offsetof(T, micro_batch), "micro_batch", NULL},
     {offsetof(T, eval_every), "eval_every", NULL},
     {offsetof(T, text_chunk), "text_chunk", NULL},
+    {offsetof(T, precision), "precision", NULL},
     {offsetof(T, single_positive), "single_positive", "true"},
     {offsetof(T, cache_any_filter), "cache_any_filter", "true"},
     {offsetof(T, no_kd), "use_kd", "false"},

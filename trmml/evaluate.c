@@ -11,6 +11,7 @@
 #include "clip/preprocess.h"
 #include "datasets/augment.h"
 #include "datasets/csv.h"
+#include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/elementwise.h"
 
 Status trmml_scores(const TrmmlModel *m, TrmmlBatchSource *src, int64_t batch, double *scores) {
@@ -142,6 +143,7 @@ Status trmml_run_open(const char *dir, TrmmlRun *run) {
     RunCheckpoint ck;
     Status st = run_checkpoint_open(path, &ck);
     if (st == STATUS_OK) st = run_config_of_checkpoint(&ck, config, &run->cfg, NULL);
+    if (st == STATUS_OK) st = run_config_apply_precision(&run->cfg);
     if (st == STATUS_OK) {
         run_path(path, sizeof path, dir, "classes.txt");
         st = read_classes(path, &run->names, &run->C);
@@ -184,6 +186,7 @@ Status trmml_run_open(const char *dir, TrmmlRun *run) {
 }
 
 void trmml_run_close(TrmmlRun *run) {
+    tensor_set_precision(PRECISION_FP32);
     trmml_model_free(&run->model);
     clip_tokenizer_free(run->tok);
     if (run->clip) clip_model_free(run->clip);

@@ -15,6 +15,7 @@
 
 #include "clip/checkpoint.h"
 #include "tensor/keys.h"
+#include "tensor/ops/gemm_bf16.h"
 #include "clip/safetensors.h"
 #include "tensor/json.h"
 #include "tensor/sha256.h"
@@ -24,6 +25,9 @@
 /* ---- run keys ------------------------------------------------------------------------------ */
 
 #define T RunConfig
+/* In the order of Precision (tensor/ops/gemm_bf16.h). */
+static const char *const PRECISION_KEY_NAMES[] = {"fp32", "bf16", NULL};
+
 static const KeySpec RUN_KEYS[] = {
     KEY_STR(T, "dataset", dataset, "ds_open name, docs/datasets.md"),
     KEY_STR(T, "root", root, "dataset root"),
@@ -37,6 +41,8 @@ static const KeySpec RUN_KEYS[] = {
     KEY_DOUBLE(T, "ratio", ratio, 0, 1e300, "partial-label keep probability, SPEC 6.1"),
     KEY_INT(T, "mask_seed", mask_seed, -1, 4294967295.0,
             "-1 = protocol default (partial 0, single positive 1200)"),
+    KEY_ENUM(T, "precision", precision, PRECISION_KEY_NAMES,
+             "frozen towers' products: fp32 | bf16 (docs/ops/gemm_bf16.md)"),
 };
 #undef T
 
@@ -220,6 +226,14 @@ void run_config_print(const RunConfig *rc, FILE *out) {
     KeyGroup g[3];
     const int ng = config_groups((RunConfig *)rc, g);
     for (int i = 0; i < ng; i++) keys_print(g[i].keys, g[i].n, g[i].obj, out);
+}
+
+Status run_config_apply_precision(const RunConfig *rc) {
+    Status st = tensor_set_precision((Precision)rc->precision);
+    if (st != STATUS_OK)
+        return error_set(st, "configuration key 'precision' = %s: %s",
+                         PRECISION_KEY_NAMES[rc->precision], error_last());
+    return STATUS_OK;
 }
 
 Status run_config_validate(const RunConfig *rc) {

@@ -53,6 +53,8 @@ typedef enum {
 /* The run keys, the shared keys and the method's keys (config.txt prints them in this order). */
 typedef struct {
     int method;                          /* TrmmlMethod */
+    int precision;                       /* Precision of the frozen towers' products
+                                            (tensor/ops/gemm_bf16.h): 0 fp32, 1 bf16 */
     char dataset[32];                    /* ds_open name */
     char root[RUN_PATH_MAX];             /* dataset root (absolute once resolved) */
     char train_split[32], test_split[32];
@@ -77,6 +79,11 @@ const char *trmml_method_name(int method);
 int trmml_method_parse(const char *s);
 /* "trmml, dualcoop, baseline, pvlr" (every registered name) into buf; returns buf. */
 char *trmml_method_list(char *buf, size_t cap);
+
+/* Set the process's precision of frozen-tower products to rc's `precision` key (a run trains,
+ * evaluates and predicts in the precision it was configured with); STATUS_ERR_DEVICE naming
+ * the key when the CPU cannot run bf16. Closing a run sets fp32 back. */
+Status run_config_apply_precision(const RunConfig *rc);
 
 /* The defaults of a method: the shared keys' SPEC values (TRM-ML's recipe, SPEC §4.7) changed
  * by the method (its config_default: PVLR's class-shared contexts, SPEC §5.7; DualCoOp's SGD

@@ -21,6 +21,7 @@
 #include "datasets/mask.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/optim.h"
 #include "tensor/ops/reduce.h"
 #include "trmml/evaluate.h"
@@ -437,6 +438,7 @@ static void run_close(Run *r) {
     run_checkpoint_close(&r->resume);
     run_log_close(&r->log);
     run_unlock(&r->lock);
+    tensor_set_precision(PRECISION_FP32);
 }
 
 static Status open_source(Run *r, TrmmlBatchSource *src, const char *cached, const Dataset *ds,
@@ -633,7 +635,8 @@ static Status resume_config(Run *r) {
 static Status open_inputs(Run *r) {
     const RunConfig *rc = &r->rc;
     DsOptions dopt = {.class_list = rc->class_list[0] ? rc->class_list : NULL};
-    Status st = ds_open(rc->dataset, rc->root, rc->train_split, &dopt, &r->train);
+    Status st = run_config_apply_precision(rc);
+    if (st == STATUS_OK) st = ds_open(rc->dataset, rc->root, rc->train_split, &dopt, &r->train);
     if (st == STATUS_OK) st = ds_open(rc->dataset, rc->root, rc->test_split, &dopt, &r->test);
     if (st != STATUS_OK) return st;
     if (r->train->c != r->test->c)
