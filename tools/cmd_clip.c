@@ -81,6 +81,62 @@ static const KeySpec EMBED_FLAGS[] = {
                 "add to image objects \"dense\": the (HW+1) x E dense features"),
 };
 
+/* Decode every image and check that every text tokenizes into CLIP's context (the vocabulary
+ * `vocab`, NULL for the default, is loaded when some input is a text: ntext > 0). */
+static Status read_inputs(EmbedInput *in, int nin, int ntext, const char *vocab,
+                          ClipTokenizer **tok) {
+    Status st = ntext ? clip_tokenizer_load(clip_vocab_path(vocab), tok) : STATUS_OK;
+    for (int i = 0; st == STATUS_OK && i < nin; i++) {
+        if (in[i].is_image) st = image_load(in[i].input, &in[i].image, NULL);
+        else {
+            int32_t ids[80];
+            int n = clip_tokenize(*tok, in[i].input, ids, 80);
+            if (n < 0) st = error_set(STATUS_ERR_USAGE, "--text '%s': cannot be tokenized", in[i].input);
+            else if (n > 75)
+                st = error_set(STATUS_ERR_USAGE, "--text '%s': %d tokens, more than the 75 that fit "
+                               "CLIP's context of 77", in[i].input, n);
+        }
+    }
+    return st;
+}
+
+/* One input's line: {"kind", "input", "embedding" (L2-normalised)[, "dense"]}. Inputs are file
+ * names and texts of any bytes; the line stays valid JSON (tensor/json.h). */
+static void print_embedding(const ClipModel *model, const ClipTokenizer *tok,
+                            const EmbedInput *in, int size, bool dense) {
+    Tensor *emb = NULL, *dn = NULL;
+    if (in->is_image) {
+        clip_encode_image(model, image_tensor(&in->image, size), &emb, dense ? &dn : NULL);
+    } else {
+        Tensor *ids = NULL;
+        int64_t eot;
+        const char *text = in->input;
+        Status st = clip_tokenize_tensor(tok, &text, 1, false, &ids, &eot);
+        CHECK(st == STATUS_OK, "text checked above failed to tokenize: %s", error_last());
+        emb = clip_encode_text(model, ids);
+    }
+    Tensor *e = tensor_l2_normalize(emb, -1);
+    JsonWriter *w = json_writer_new();
+    json_object_begin(w);
+    json_key(w, "kind");
+    json_string(w, in->is_image ? "image" : "text");
+    json_key(w, "input");
+    json_string(w, in->input);
+    json_key(w, "embedding");
+    put_floats(w, tensor_f32(e), e->numel);
+    if (dn) {
+        json_key(w, "dense");
+        json_array_begin(w);
+        int64_t rows = dn->shape[1], cols = dn->shape[2];
+        for (int64_t r = 0; r < rows; r++) put_floats(w, tensor_f32(dn) + r * cols, cols);
+        json_array_end(w);
+    }
+    json_object_end(w);
+    char *line = json_writer_finish(w, NULL);
+    puts(line);
+    free(line);
+}
+
 COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
         "trmml embed --model FILE [--image PATH]... [--text STR]... [options]\n"
         "  Prints, in input order, {\"kind\":\"image\"|\"text\",\"input\":...,\n"
@@ -112,20 +168,8 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
     }
     free(o.inputs.item);
     /* Read and check every input first. */
-    Status st = STATUS_OK;
     ClipTokenizer *tok = NULL;
-    if (ntext) st = clip_tokenizer_load(clip_vocab_path(vocab), &tok);
-    for (int i = 0; st == STATUS_OK && i < nin; i++) {
-        if (in[i].is_image) st = image_load(in[i].input, &in[i].image, NULL);
-        else {
-            int32_t ids[80];
-            int n = clip_tokenize(tok, in[i].input, ids, 80);
-            if (n < 0) st = error_set(STATUS_ERR_USAGE, "--text '%s': cannot be tokenized", in[i].input);
-            else if (n > 75)
-                st = error_set(STATUS_ERR_USAGE, "--text '%s': %d tokens, more than the 75 that fit "
-                               "CLIP's context of 77", in[i].input, n);
-        }
-    }
+    Status st = read_inputs(in, nin, ntext, vocab, &tok);
     ClipModel *model = NULL;
     if (st == STATUS_OK) st = load_model(model_path, &model);
     if (st != STATUS_OK) {
@@ -138,39 +182,7 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
     if (!size) size = (int)(32 * model->cfg.vision.grid);
     bool grad = ag_set_grad_enabled(false);
     for (int i = 0; i < nin; i++) {
-        Tensor *emb = NULL, *dn = NULL;
-        if (in[i].is_image) {
-            clip_encode_image(model, image_tensor(&in[i].image, size), &emb, dense ? &dn : NULL);
-        } else {
-            Tensor *ids = NULL;
-            int64_t eot;
-            const char *text = in[i].input;
-            st = clip_tokenize_tensor(tok, &text, 1, false, &ids, &eot);
-            CHECK(st == STATUS_OK, "text checked above failed to tokenize: %s", error_last());
-            emb = clip_encode_text(model, ids);
-        }
-        Tensor *e = tensor_l2_normalize(emb, -1);
-        /* Inputs are file names and texts of any bytes; the line stays valid JSON
-         * (tensor/json.h). */
-        JsonWriter *w = json_writer_new();
-        json_object_begin(w);
-        json_key(w, "kind");
-        json_string(w, in[i].is_image ? "image" : "text");
-        json_key(w, "input");
-        json_string(w, in[i].input);
-        json_key(w, "embedding");
-        put_floats(w, tensor_f32(e), e->numel);
-        if (dn) {
-            json_key(w, "dense");
-            json_array_begin(w);
-            int64_t rows = dn->shape[1], cols = dn->shape[2];
-            for (int64_t r = 0; r < rows; r++) put_floats(w, tensor_f32(dn) + r * cols, cols);
-            json_array_end(w);
-        }
-        json_object_end(w);
-        char *line = json_writer_finish(w, NULL);
-        puts(line);
-        free(line);
+        print_embedding(model, tok, &in[i], size, dense);
         tensor_step_end();
     }
     ag_set_grad_enabled(grad);
@@ -193,6 +205,50 @@ static const KeySpec ZEROSHOT_FLAGS[] = {
     FLAG_ARG(ZeroshotFlags, "classes", classes, "LIST", "class names, comma-separated"),
 };
 
+/* The comma-separated class names of `classes`, trimmed of surrounding spaces, empty ones
+ * dropped: pointers into *list (a copy; free both). */
+static char **split_classes(const char *classes, char **list, int *ncls) {
+    *list = xmalloc(strlen(classes) + 1);
+    strcpy(*list, classes);
+    int n = 0, cap = 16;
+    char **names = xcalloc(cap, sizeof *names);
+    for (char *save = NULL, *c = strtok_r(*list, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
+        while (*c == ' ') c++;
+        for (char *e = c + strlen(c); e > c && e[-1] == ' ';) *--e = '\0';
+        if (!*c) continue;
+        if (n == cap) names = xrealloc(names, (cap *= 2) * sizeof *names);
+        names[n++] = c;
+    }
+    *ncls = n;
+    return names;
+}
+
+/* softmax(exp(logit_scale) cos(image, prompt)) over the classes, printed most probable first
+ * (ties keep the given order). */
+static void print_zeroshot(const ClipModel *model, const Image *im, int size, Tensor *ids,
+                           char *const *names, int ncls) {
+    bool grad = ag_set_grad_enabled(false);
+    Tensor *img = NULL;
+    clip_encode_image(model, image_tensor(im, size), &img, NULL);
+    Tensor *txt = tensor_l2_normalize(clip_encode_text(model, ids), -1);
+    Tensor *logits = tensor_matmul_t(tensor_l2_normalize(img, -1), txt, false, true);
+    float scale = expf(tensor_f32(model->logit_scale)[0]);
+    Tensor *prob = tensor_softmax(tensor_mul_scalar(logits, scale), -1, NULL);
+    const float *p = tensor_f32(prob);
+    int *order = xcalloc(ncls, sizeof *order);
+    for (int c = 0; c < ncls; c++) order[c] = c;
+    for (int a = 1; a < ncls; a++) /* insertion sort, stable */
+        for (int b = a; b > 0 && p[order[b]] > p[order[b - 1]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    for (int c = 0; c < ncls; c++) printf("%.6f\t%s\n", p[order[c]], names[order[c]]);
+    free(order);
+    ag_set_grad_enabled(grad);
+    tensor_step_end();
+}
+
 COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo of a {class}.\")",
         "trmml zeroshot --model FILE --image PATH --classes \"dog,cat,...\" [options]\n"
         "  Prints one line per class, most probable first: probability, tab, class. The\n"
@@ -207,18 +263,9 @@ COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo o
     const char *model_path = o.model.model, *image_path = o.image, *classes = o.classes;
     const char *vocab = o.model.vocab;
     int size = (int)o.size;
-    /* Class names, comma-separated, trimmed of surrounding spaces. */
-    char *list = xmalloc(strlen(classes) + 1);
-    strcpy(list, classes);
-    int ncls = 0, cap = 16;
-    char **names = xcalloc(cap, sizeof *names), **prompts = NULL;
-    for (char *save = NULL, *c = strtok_r(list, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
-        while (*c == ' ') c++;
-        for (char *e = c + strlen(c); e > c && e[-1] == ' ';) *--e = '\0';
-        if (!*c) continue;
-        if (ncls == cap) names = xrealloc(names, (cap *= 2) * sizeof *names);
-        names[ncls++] = c;
-    }
+    char *list = NULL;
+    int ncls = 0;
+    char **names = split_classes(classes, &list, &ncls), **prompts = NULL;
     Image im = {0};
     ClipTokenizer *tok = NULL;
     ClipModel *model = NULL;
@@ -242,26 +289,7 @@ COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo o
         rc = tool_fail(st);
     } else {
         if (!size) size = (int)(32 * model->cfg.vision.grid);
-        bool grad = ag_set_grad_enabled(false);
-        Tensor *img = NULL;
-        clip_encode_image(model, image_tensor(&im, size), &img, NULL);
-        Tensor *txt = tensor_l2_normalize(clip_encode_text(model, ids), -1);
-        Tensor *logits = tensor_matmul_t(tensor_l2_normalize(img, -1), txt, false, true);
-        float scale = expf(tensor_f32(model->logit_scale)[0]);
-        Tensor *prob = tensor_softmax(tensor_mul_scalar(logits, scale), -1, NULL);
-        const float *p = tensor_f32(prob);
-        int *order = xcalloc(ncls, sizeof *order);
-        for (int c = 0; c < ncls; c++) order[c] = c;
-        for (int a = 1; a < ncls; a++) /* insertion sort, stable: ties keep the given order */
-            for (int b = a; b > 0 && p[order[b]] > p[order[b - 1]]; b--) {
-                int t = order[b];
-                order[b] = order[b - 1];
-                order[b - 1] = t;
-            }
-        for (int c = 0; c < ncls; c++) printf("%.6f\t%s\n", p[order[c]], names[order[c]]);
-        free(order);
-        ag_set_grad_enabled(grad);
-        tensor_step_end();
+        print_zeroshot(model, &im, size, ids, names, ncls);
     }
     for (int c = 0; prompts && c < ncls; c++) free(prompts[c]);
     free(prompts);

@@ -171,67 +171,64 @@ COMMAND(train, "train TRM-ML, DualCoOp, PVLR or the Table-3 baseline on a frozen
 }
 
 /* `trmml train` once its flags are read. */
-static int train(const TrainFlags *f) {
-    const char *out = f->out, *config = f->config, *method_s = f->method, *dataset = f->ds.dataset;
-    RunConfig rc;
-    Status st;
-    if (f->resume) {
-        /* The configuration is the checkpoint's own (trmml_train_run). */
-        if ((st = tool_device_cpu_only()) != STATUS_OK) return tool_fail(st);
-        TrainOptions opt = {
-            .resume = true, .echo = stderr, .progress_bar = isatty(fileno(stderr)) != 0};
-        st = trmml_train_run(NULL, out, &opt);
-        return st == STATUS_OK ? 0 : tool_fail(st);
-    } else {
-        int method = trmml_method_parse(method_s);
-        if (method < 0) {
-            char names[256];
-            fprintf(stderr, "trmml train: --method '%s': expected one of %s\n", method_s,
-                    trmml_method_list(names, sizeof names));
+/* A new run's configuration: the method's defaults, --config, the flags; the model and the
+ * dataset root must exist. 0, or the exit status after printing why. */
+static int new_run_config(const TrainFlags *f, RunConfig *rc) {
+    int method = trmml_method_parse(f->method);
+    if (method < 0) {
+        char names[256];
+        fprintf(stderr, "trmml train: --method '%s': expected one of %s\n", f->method,
+                trmml_method_list(names, sizeof names));
+        return 2;
+    }
+    if (f->no_carl) method = trmml_method_parse("baseline");
+    *rc = run_config_default(method, f->ds.dataset);
+    if (f->config) {
+        Status st = run_config_parse_file(rc, f->config);
+        if (st != STATUS_OK) return tool_fail(st);
+        if (rc->method != method) {
+            fprintf(stderr, "trmml train: %s says method = %s, the command line %s\n", f->config,
+                    trmml_method_name(rc->method), trmml_method_name(method));
             return 2;
         }
-        if (f->no_carl) method = trmml_method_parse("baseline");
-        rc = run_config_default(method, dataset);
-        if (config) {
-            st = run_config_parse_file(&rc, config);
-            if (st != STATUS_OK) return tool_fail(st);
-            if (rc.method != method) {
-                fprintf(stderr, "trmml train: %s says method = %s, the command line %s\n", config,
-                        trmml_method_name(rc.method), trmml_method_name(method));
-                return 2;
-            }
-        }
-        if (apply_flags(&rc, f)) return 2;
-        if (!rc.dataset[0] || !rc.root[0] || !rc.model[0]) {
-            fprintf(
-                stderr,
-                "trmml train: --dataset, --root and --model are required (see trmml train --help)\n");
-            return 2;
-        }
-        if (access(rc.model, R_OK) != 0) {
-            fprintf(
-                stderr,
+    }
+    if (apply_flags(rc, f)) return 2;
+    if (!rc->dataset[0] || !rc->root[0] || !rc->model[0])
+        return tool_usage_error("--dataset, --root and --model are required");
+    if (access(rc->model, R_OK) != 0) {
+        fprintf(stderr,
                 "trmml train: CLIP checkpoint '%s' not found\n"
                 "HINT: place OpenAI's RN101.pt (or RN50.pt) there; README \"Weights and datasets\" "
                 "and docs/clip.md say where to get it\n",
-                rc.model);
-            return 1;
-        }
-        if (access(rc.root, R_OK) != 0) {
-            fprintf(
-                stderr,
-                "trmml train: dataset root '%s' not found\n"
-                "HINT: docs/datasets.md gives where to get %s and the layout expected under the root\n",
-                rc.root, rc.dataset);
-            return 1;
-        }
-        run_config_default_splits(&rc);
+                rc->model);
+        return 1;
     }
-    if ((st = tool_device_cpu_only()) != STATUS_OK) return tool_fail(st);
-    st = run_config_validate(&rc);
+    if (access(rc->root, R_OK) != 0) {
+        fprintf(stderr,
+                "trmml train: dataset root '%s' not found\n"
+                "HINT: docs/datasets.md gives where to get %s and the layout expected under the "
+                "root\n",
+                rc->root, rc->dataset);
+        return 1;
+    }
+    run_config_default_splits(rc);
+    return 0;
+}
+
+static int train(const TrainFlags *f) {
+    Status st = tool_device_cpu_only();
     if (st != STATUS_OK) return tool_fail(st);
     TrainOptions opt = {.echo = stderr, .progress_bar = isatty(fileno(stderr)) != 0};
-    st = trmml_train_run(&rc, out, &opt);
+    if (f->resume) { /* the configuration is the checkpoint's own (trmml_train_run) */
+        opt.resume = true;
+        st = trmml_train_run(NULL, f->out, &opt);
+        return st == STATUS_OK ? 0 : tool_fail(st);
+    }
+    RunConfig rc;
+    int rc_exit = new_run_config(f, &rc);
+    if (rc_exit) return rc_exit;
+    st = run_config_validate(&rc);
+    if (st == STATUS_OK) st = trmml_train_run(&rc, f->out, &opt);
     return st == STATUS_OK ? 0 : tool_fail(st);
 }
 
