@@ -21,6 +21,7 @@
 #include "datasets/mask.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "tensor/clock.h"
 #include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/optim.h"
 #include "tensor/ops/reduce.h"
@@ -349,12 +350,11 @@ static double grad_norm(const TrmmlOptim *o) {
 
 /* ---- one iteration -------------------------------------------------------------------------- */
 
-static double now_s(void);
 
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool phase_on,
                       uint64_t step_seed, TrmmlStepStats *st) {
     memset(st, 0, sizeof *st);
-    double t = now_s(), t1;
+    double t = time_now_s(), t1;
     CHECK(dense->ndim == 3 && y->ndim == 2 && y->shape[0] == dense->shape[0] && y->shape[1] == m->C,
           "train_step: dense %s and labels %s must be (B,T,E) and (B,%lld)",
           tensor_shape_str(dense), tensor_shape_str(y), (long long)m->C);
@@ -367,18 +367,18 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     if (m->prompt.ctx_pos)
         kept = trmml_prompt_features_kept(&m->prompt, m->clip, tc->text_chunk, &in.gpos, &in.gneg,
                                           &graph);
-    st->sec_text_fwd = (t1 = now_s()) - t;
+    st->sec_text_fwd = (t1 = time_now_s()) - t;
     t = t1;
     m->ops->step(m, &in, st);
     if (!isfinite(st->loss)) return false;
-    st->sec_head = (t1 = now_s()) - t;
+    st->sec_head = (t1 = time_now_s()) - t;
     t = t1;
     /* The text tower's backward, chunk by chunk, into the contexts. */
     if (kept)
         trmml_prompt_backward_kept(&m->prompt, &graph, in.gpos, in.gneg);
     else if (m->prompt.ctx_pos)
         trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, in.gpos, in.gneg);
-    st->sec_text_bwd = (t1 = now_s()) - t;
+    st->sec_text_bwd = (t1 = time_now_s()) - t;
     t = t1;
     st->grad_norm = grad_norm(o);
     if (!isfinite(st->grad_norm)) {
@@ -387,17 +387,11 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
     }
     optim_update(o);
     if (m->ops->after_update) m->ops->after_update(m, &in);
-    st->sec_update = now_s() - t;
+    st->sec_update = time_now_s() - t;
     return true;
 }
 
 /* ---- a run ---------------------------------------------------------------------------------- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Everything a run holds open; released by run_close in any state. */
 typedef struct {
@@ -863,27 +857,27 @@ static Status run_epoch(Run *r, const TrainOptions *opt, bool phase_on, int64_t 
     const int64_t N = r->train->n, B = r->rc.tc.batch_size;
     int64_t *perm = epoch_order(N, (uint64_t)r->rc.tc.seed, (uint64_t)r->meta.stage,
                                 r->meta.epochs_done);
-    double loss_sum = 0, t_epoch = now_s();
+    double loss_sum = 0, t_epoch = time_now_s();
     Status st = STATUS_OK;
     for (int64_t it = 0; it < iters && st == STATUS_OK; it++) {
         const int64_t b0 = it * B, nb = N - b0 < B ? N - b0 : B;
         double lr, beta1;
         step_lr(r, iters, &lr, &beta1);
         trmml_optim_set(r->opt, lr, beta1);
-        double t0 = now_s();
+        double t0 = time_now_s();
         TrmmlStepStats s;
         st = run_step(r, perm + b0, nb, phase_on, &s);
         if (st != STATUS_OK) break;
         r->meta.step++;
         loss_sum += s.loss;
-        log_step(r, opt, &s, lr, it, iters, nb, 1e3 * (now_s() - t0));
+        log_step(r, opt, &s, lr, it, iters, nb, 1e3 * (time_now_s() - t0));
     }
     if (opt->progress_bar) fputc('\n', opt->echo);
     free(perm);
     if (st == STATUS_OK)
         run_log_printf(&r->log, "epoch stage=%lld epoch=%lld loss=%.6f s=%.1f\n",
                        (long long)r->meta.stage, (long long)r->meta.epochs_done + 1,
-                       loss_sum / (double)iters, now_s() - t_epoch);
+                       loss_sum / (double)iters, time_now_s() - t_epoch);
     r->last_loss = loss_sum / (double)iters;
     return st;
 }
