@@ -52,7 +52,7 @@ CFLAGS += -Werror
 endif
 # zlib (gzip vocabulary, PNG), libjpeg-turbo, libpng, expat (VOC XML), yajl (every JSON written
 # and read, tensor/json.h), cairo (every plot, trmml/plot.h; its font from fontconfig).
-LDLIBS := -lm -lpthread -lz -ljpeg -lpng -lexpat -lyajl -lcairo
+LDLIBS := -lm -lpthread -lz -ljpeg -lpng -lexpat -lyajl -lcairo -lfontconfig
 
 # ---- detection ---------------------------------------------------------------------------
 ifeq ($(OMP),1)
@@ -69,6 +69,7 @@ BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 DEP_HEADERS := $(BLAS_INC)/cblas.h /usr/include/zlib.h /usr/include/jpeglib.h /usr/include/png.h \
 	/usr/include/expat.h /usr/include/yajl/yajl_parse.h /usr/include/cairo/cairo.h \
+	/usr/include/fontconfig/fontconfig.h \
 	/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 MISSING_DEPS := $(filter-out $(wildcard $(DEP_HEADERS)),$(DEP_HEADERS))
 ifneq ($(MISSING_DEPS),)

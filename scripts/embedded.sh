@@ -2,6 +2,7 @@
 # embedded.sh — the download-free default (issue 6; docs/embedded.md).
 #
 #   scripts/embedded.sh train   [--ratio R] [--seed S] [--methods "baseline dualcoop trmml pvlr"]
+#                               [--precision fp32|bf16]
 #   scripts/embedded.sh results [--ratios "0.1 0.3 0.5 0.7 0.9"] [--seeds "0 1 2"]
 #                               (RESULTS_JOBS=N: N cells of the grid at once, one thread each)
 #
@@ -22,6 +23,7 @@ shift || true
 ratio=0.3
 seed=0
 methods="baseline dualcoop trmml pvlr"
+precision=fp32
 ratios="0.1 0.3 0.5 0.7 0.9"
 seeds="0 1 2"
 world_train=${WORLD_TRAIN:-4000}
@@ -36,12 +38,20 @@ while [ $# -gt 0 ]; do
     --ratio) ratio=$2; shift 2;;
     --seed) seed=$2; shift 2;;
     --methods) methods=$2; shift 2;;
+    --precision) precision=$2; shift 2;;
     --ratios) ratios=$2; shift 2;;
     --seeds) seeds=$2; shift 2;;
     *) echo "embedded.sh: unknown option '$1'" >&2; exit 2;;
   esac
 done
 case "$mode" in train|results|cell) ;; *) echo "embedded.sh: mode '$mode': expected train or results" >&2; exit 2;; esac
+
+# --precision bf16: the frozen towers' products in bf16 (docs/ops/gemm_bf16.md) for the zero-shot
+# evaluation, the features and the runs, kept beside the fp32 ones (suffix -bf16); the world and
+# the pretrained CLIP are shared (pretraining is fp32).
+sfx=""
+[ "$precision" = fp32 ] || sfx="-$precision"
+prec=(--precision "$precision")
 
 say() { printf '== %s\n' "$*"; }
 now() { date +%s; }
@@ -77,15 +87,15 @@ if ! fresh "$clip" "$ckey"; then
   [ -n "$pretrain_batch" ] && steps_flag+=(--batch "$pretrain_batch")
   "$TRMML" pretrain-clip --data "$world" --out "$clip" --config "$CONF/clip-small.conf" "${steps_flag[@]}"
   seal "$clip" "$ckey"
-  rm -f "$OUT"/zeroshot.json "$OUT"/*.feat "$OUT"/*.feat.stamp
+  rm -f "$OUT"/zeroshot*.json "$OUT"/*.feat "$OUT"/*.feat.stamp
 fi
 size=$(sed -n 's/^input_size *= *\([0-9]*\).*/\1/p' "$CONF/features.conf")
 
 # 3. Zero-shot CLIP on the test split.
-zs="$OUT/zeroshot.json"
+zs="$OUT/zeroshot$sfx.json"
 if ! fresh "$zs" "$ckey"; then
   say "zero-shot evaluation of the small CLIP [$(elapsed)]"
-  "$TRMML" zeroshot-eval --model "$clip" "${ds[@]}" --split test --size "$size" --out "$zs" \
+  "$TRMML" zeroshot-eval --model "$clip" "${ds[@]}" --split test --size "$size" --out "$zs" "${prec[@]}" \
     2> "$OUT/zeroshot.log" > /dev/null || { cat "$OUT/zeroshot.log" >&2; exit 1; }
   seal "$zs" "$ckey"
 fi
@@ -93,11 +103,11 @@ fi
 # 4. Features of both splits, with each method's test resampling (bicubic; DualCoOp bilinear).
 for resample in bicubic bilinear; do
   for split in trainval test; do
-    f="$OUT/$resample-$split.feat"
+    f="$OUT/$resample-$split$sfx.feat"
     if ! fresh "$f" "$ckey-$size"; then
       say "extracting $split features ($resample, $size px) [$(elapsed)]"
       "$TRMML" extract --model "$clip" "${ds[@]}" --split "$split" --size "$size" \
-        --resample "$resample" --out "$f" 2>&1 | tail -1
+        --resample "$resample" --out "$f" "${prec[@]}" 2>&1 | tail -1
       seal "$f" "$ckey-$size"
     fi
   done
@@ -106,7 +116,7 @@ done
 # 5. One run: method, ratio, seed, extra flags (an ablation) -> its eval.json.
 run_one() {
   local method=$1 r=$2 s=$3 tag=$4; shift 4
-  local run="$OUT/runs/$tag-r$r-s$s" resample=bicubic
+  local run="$OUT/runs/$tag-r$r-s$s$sfx" resample=bicubic
   [ "$method" = dualcoop ] && resample=bilinear
   local key
   key=$( (cat "$CONF/$method.conf"; echo "$ckey $r $s $* $epochs $version") | sha256sum | cut -c1-16)
@@ -118,7 +128,8 @@ run_one() {
   [ -n "$epochs" ] && ep=(--epochs "$epochs")
   "$TRMML" train --method "$method" "${ds[@]}" --ratio "$r" --seed "$s" --model "$clip" \
     --out "$run" --config "$CONF/$method.conf" --set "input_size=$size" \
-    --cached "$OUT/$resample-trainval.feat" --cached-test "$OUT/$resample-test.feat" "${ep[@]}" "$@" \
+    --cached "$OUT/$resample-trainval$sfx.feat" --cached-test "$OUT/$resample-test$sfx.feat" \
+    --precision "$precision" "${ep[@]}" "$@" \
     > "$run.log" 2>&1 || { tail -20 "$run.log" >&2; exit 1; }
   grep -E '^(eval|epoch)' "$run/log.txt" | tail -2 | sed 's/^/   /' || true
   "$TRMML" eval "$run" > /dev/null
@@ -141,12 +152,13 @@ if [ "$mode" = train ]; then
   for m in $methods; do run_one "$m" "$ratio" "$seed" "$m"; done
   chance=$(sed -n 's/.*chance-level mAP \([0-9.]*\).*/\1/p' "$OUT/zeroshot.log")
   echo
-  echo "Synthetic world, test split ($world_test images, 16 classes), label ratio $ratio, seed $seed:"
+  echo "Synthetic world, test split ($world_test images, 16 classes), label ratio $ratio, seed $seed," \
+    "precision $precision:"
   printf '  %-20s %7s %7s %7s\n' method mAP CF1 OF1
   printf '  %-20s %7s %7s %7s\n' "$(label zeroshot)" "$(fmt "$(metric "$zs" mAP)")" \
     "$(fmt "$(metric "$zs" CF1)")" "$(fmt "$(metric "$zs" OF1)")"
   for m in $methods; do
-    e="$OUT/runs/$m-r$ratio-s$seed/eval.json"
+    e="$OUT/runs/$m-r$ratio-s$seed$sfx/eval.json"
     printf '  %-20s %7s %7s %7s\n' "$(label "$m")" "$(fmt "$(metric "$e" mAP)")" \
       "$(fmt "$(metric "$e" CF1)")" "$(fmt "$(metric "$e" OF1)")"
   done

@@ -507,6 +507,43 @@ static bool same_file(const char *a, const char *b) {
 }
 
 /* Every method end to end, with kill-and-resume, and evaluation of the run directory. */
+/* The last line of run `dir`'s metrics.jsonl must be reproduced exactly by reopening the run
+ * (trmml_run_open) and evaluating it on the test cache; `check`, when given, runs on the opened
+ * run first. */
+static void expect_reopened_eval_matches(const World *w, const char *dir, const char *name,
+                                         void (*check)(const TrmmlRun *)) {
+    char path[320];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    size_t n = 0;
+    char *text = slurp(path, &n);
+    char *lastline = text && n > 1 ? text + n - 1 : NULL;
+    while (lastline && lastline > text && lastline[-1] != '\n') lastline--;
+    TrmmlRun run;
+    if (trmml_run_open(dir, &run) != STATUS_OK) {
+        test_fail(__FILE__, __LINE__, "%s: reopen: %s", name, error_last());
+        free(text);
+        return;
+    }
+    if (check) check(&run);
+    Dataset *test = NULL;
+    DsOptions dopt = {.class_list = w->classes};
+    CHECK(ds_open("voc2007", w->root, "test", &dopt, &test) == STATUS_OK, "%s", error_last());
+    TrmmlBatchSource src;
+    CHECK(trmml_source_cache(&src, w->test_feat, test, run.clip, 64) == STATUS_OK, "%s",
+          error_last());
+    TrmmlEval ev;
+    EXPECT(trmml_evaluate(&run.model, &src, test, TRMML_EVAL_BATCH, &ev) == STATUS_OK, "%s: %s",
+           name, error_last());
+    EXPECT(ev.json && lastline && strstr(lastline, ev.json) && run.meta.finished,
+           "%s: eval of the reopened run gives %.60s, training logged %.200s", name,
+           ev.json ? ev.json : "(none)", lastline ? lastline : "(none)");
+    trmml_eval_free(&ev);
+    trmml_source_close(&src);
+    ds_free(test);
+    trmml_run_close(&run);
+    free(text);
+}
+
 TEST(train_e2e_runs_resume_and_eval) {
     World w;
     if (!world_open(&w)) return;
@@ -543,30 +580,7 @@ TEST(train_e2e_runs_resume_and_eval) {
         EXPECT(lines == (method == TRMML_METHOD_TRMML ? 4 : 2) && strstr(text, "\"mAP\":"),
                "%s: metrics.jsonl has %d lines: %.200s", name, lines, text ? text : "(missing)");
         /* The last evaluation is reproduced exactly by reopening the run directory. */
-        char *lastline = text && n > 1 ? text + n - 1 : NULL;
-        while (lastline && lastline > text && lastline[-1] != '\n') lastline--;
-        TrmmlRun run;
-        if (trmml_run_open(full, &run) != STATUS_OK) {
-            test_fail(__FILE__, __LINE__, "%s: reopen: %s", name, error_last());
-        } else {
-            Dataset *test = NULL;
-            DsOptions dopt = {.class_list = w.classes};
-            CHECK(ds_open("voc2007", w.root, "test", &dopt, &test) == STATUS_OK, "%s",
-                  error_last());
-            TrmmlBatchSource src;
-            CHECK(trmml_source_cache(&src, w.test_feat, test, run.clip, 64) == STATUS_OK, "%s",
-                  error_last());
-            TrmmlEval ev;
-            EXPECT(trmml_evaluate(&run.model, &src, test, TRMML_EVAL_BATCH, &ev) == STATUS_OK, "%s: %s", name,
-                   error_last());
-            EXPECT(ev.json && lastline && strstr(lastline, ev.json) && run.meta.finished,
-                   "%s: eval of the reopened run gives %.60s, training logged %.200s", name,
-                   ev.json ? ev.json : "(none)", lastline ? lastline : "(none)");
-            trmml_eval_free(&ev);
-            trmml_source_close(&src);
-            ds_free(test);
-            trmml_run_close(&run);
-        }
+        expect_reopened_eval_matches(&w, full, name, NULL);
         free(text);
     }
     world_close(&w);
@@ -832,6 +846,11 @@ static void train_into(const World *w, const RunConfig *rc, const char *name, in
  * run is as deterministic as in fp32 (resumed = uninterrupted, bit for bit), config.txt keeps
  * the key, reopening the run evaluates in bf16 again and reproduces the logged line, and
  * closing a run leaves the process in fp32. */
+static void expect_bf16(const TrmmlRun *run) {
+    EXPECT(run->cfg.precision == PRECISION_BF16 && tensor_precision() == PRECISION_BF16,
+           "a reopened bf16 run evaluates in fp32");
+}
+
 TEST(train_e2e_bf16_run_resumes_and_evaluates_exactly) {
     if (!gemm_bf16_available()) {
         test_skip("this CPU has no AVX512-BF16");
@@ -856,33 +875,7 @@ TEST(train_e2e_bf16_run_resumes_and_evaluates_exactly) {
     EXPECT(config && strstr(config, "\nprecision = bf16"), "config.txt: %.300s",
            config ? config : "(missing)");
     free(config);
-    snprintf(a, sizeof a, "%s/metrics.jsonl", full);
-    char *text = slurp(a, &n);
-    char *lastline = text && n > 1 ? text + n - 1 : NULL;
-    while (lastline && lastline > text && lastline[-1] != '\n') lastline--;
-    TrmmlRun run;
-    if (trmml_run_open(full, &run) != STATUS_OK) {
-        test_fail(__FILE__, __LINE__, "reopen: %s", error_last());
-    } else {
-        EXPECT(tensor_precision() == PRECISION_BF16, "a reopened bf16 run evaluates in fp32");
-        Dataset *test = NULL;
-        DsOptions dopt = {.class_list = w.classes};
-        CHECK(ds_open("voc2007", w.root, "test", &dopt, &test) == STATUS_OK, "%s", error_last());
-        TrmmlBatchSource src;
-        CHECK(trmml_source_cache(&src, w.test_feat, test, run.clip, 64) == STATUS_OK, "%s",
-              error_last());
-        TrmmlEval ev;
-        EXPECT(trmml_evaluate(&run.model, &src, test, TRMML_EVAL_BATCH, &ev) == STATUS_OK, "%s",
-               error_last());
-        EXPECT(ev.json && lastline && strstr(lastline, ev.json),
-               "bf16 eval of the reopened run gives %.60s, training logged %.200s",
-               ev.json ? ev.json : "(none)", lastline ? lastline : "(none)");
-        trmml_eval_free(&ev);
-        trmml_source_close(&src);
-        ds_free(test);
-        trmml_run_close(&run);
-    }
-    free(text);
+    expect_reopened_eval_matches(&w, full, "bf16", expect_bf16);
     world_close(&w);
 }
 
