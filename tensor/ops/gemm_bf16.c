@@ -252,6 +252,33 @@ BF16_TARGET static void pack_b_panel_t(uint32_t *restrict bp, const float *restr
 /* The micro-kernel: tile (mr, nr) of C, rows ldc apart, = alpha * (A panel (kp, MR) @
  * B panel (kp, NR)) + beta * tile — assigns (beta = 0: C not read) or accumulates. The 24
  * accumulators live in zmm registers for the whole loop over k. */
+/* The epilogue both kernels share: row ci of C (its first nr <= NR columns) gets
+ * alpha (t0 | t1) + beta ci (beta 0: ci is not read, so NaN in C does not leak in). */
+static inline __attribute__((always_inline, target("arch=x86-64-v4"))) void
+store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta) {
+    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
+                         : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1)
+                                   : (__mmask16)0;
+    if (alpha != 1.0f) {
+        const __m512 va = _mm512_set1_ps(alpha);
+        t0 = _mm512_mul_ps(va, t0);
+        t1 = _mm512_mul_ps(va, t1);
+    }
+    if (beta != 0.0f) {
+        __m512 c0 = _mm512_maskz_loadu_ps(m0, ci), c1 = _mm512_maskz_loadu_ps(m1, ci + 16);
+        if (beta != 1.0f) {
+            const __m512 vb = _mm512_set1_ps(beta);
+            c0 = _mm512_mul_ps(vb, c0);
+            c1 = _mm512_mul_ps(vb, c1);
+        }
+        t0 = _mm512_add_ps(t0, c0);
+        t1 = _mm512_add_ps(t1, c1);
+    }
+    _mm512_mask_storeu_ps(ci, m0, t0);
+    _mm512_mask_storeu_ps(ci + 16, m1, t1);
+}
+
 BF16_TARGET static void micro_kernel(int64_t kp, const uint32_t *restrict ap,
                                      const uint32_t *restrict bp, float *c, int64_t ldc, int64_t mr,
                                      int64_t nr, float alpha, float beta) {
@@ -269,29 +296,10 @@ BF16_TARGET static void micro_kernel(int64_t kp, const uint32_t *restrict ap,
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
     }
-    /* Column masks of the two vectors for a tile narrower than NR. */
-    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
-                         : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1)
-                                   : (__mmask16)0;
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
-        float *ci = c + i * ldc;
-        __m512 t0 = alpha == 1.0f ? acc[i][0] : _mm512_mul_ps(va, acc[i][0]);
-        __m512 t1 = alpha == 1.0f ? acc[i][1] : _mm512_mul_ps(va, acc[i][1]);
-        if (beta != 0.0f) {
-            __m512 c0 = _mm512_maskz_loadu_ps(m0, ci), c1 = _mm512_maskz_loadu_ps(m1, ci + 16);
-            if (beta != 1.0f) {
-                c0 = _mm512_mul_ps(vb, c0);
-                c1 = _mm512_mul_ps(vb, c1);
-            }
-            t0 = _mm512_add_ps(t0, c0);
-            t1 = _mm512_add_ps(t1, c1);
-        }
-        _mm512_mask_storeu_ps(ci, m0, t0);
-        _mm512_mask_storeu_ps(ci + 16, m1, t1);
+        store_c_row(c + i * ldc, acc[i][0], acc[i][1], nr, alpha, beta);
     }
 }
 
@@ -394,31 +402,10 @@ AMX_TARGET static void amx_block(int64_t kpp, int64_t ksub, const uint32_t *ap, 
             _tile_stored(3, cb + 16 * NR + 16, NR * 4);
         }
     }
-    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
-                         : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1)
-                                   : (__mmask16)0;
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const int64_t rows = min64((q1 - q0) * AMX_MR, m - q0 * AMX_MR);
-    for (int64_t i = 0; i < rows; i++) {
-        float *ci = c + (q0 * AMX_MR + i) * ldc;
-        __m512 t0 = _mm512_load_ps(cbuf + i * NR), t1 = _mm512_load_ps(cbuf + i * NR + 16);
-        if (alpha != 1.0f) {
-            t0 = _mm512_mul_ps(va, t0);
-            t1 = _mm512_mul_ps(va, t1);
-        }
-        if (beta != 0.0f) {
-            __m512 x0 = _mm512_maskz_loadu_ps(m0, ci), x1 = _mm512_maskz_loadu_ps(m1, ci + 16);
-            if (beta != 1.0f) {
-                x0 = _mm512_mul_ps(vb, x0);
-                x1 = _mm512_mul_ps(vb, x1);
-            }
-            t0 = _mm512_add_ps(t0, x0);
-            t1 = _mm512_add_ps(t1, x1);
-        }
-        _mm512_mask_storeu_ps(ci, m0, t0);
-        _mm512_mask_storeu_ps(ci + 16, m1, t1);
-    }
+    for (int64_t i = 0; i < rows; i++)
+        store_c_row(c + (q0 * AMX_MR + i) * ldc, _mm512_load_ps(cbuf + i * NR),
+                    _mm512_load_ps(cbuf + i * NR + 16), nr, alpha, beta);
 }
 
 void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
