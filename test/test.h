@@ -35,6 +35,10 @@ void test_register(const char *name, const char *file, TestFn fn);
 void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Remove a temporary directory and everything under it (nftw, symbolic links not followed). */
 void test_remove_tree(const char *dir);
+/* A new directory /tmp/trmml-PREFIX-XXXXXX in dir (cap >= 64); CHECKs that it was made. */
+char *test_temp_dir(char *dir, size_t cap, const char *prefix);
+/* Write n bytes to path (n = (size_t)-1: the string's length); CHECKs that it was written. */
+void test_write_file(const char *path, const char *bytes, size_t n);
 /* Mark the running test skipped, with the reason (counted, printed, never a pass). */
 void test_skip(const char *reason);
 bool test_failed(void);

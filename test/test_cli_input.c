@@ -23,20 +23,6 @@
 #include "trmml/feature_cache.h"
 #include "trmml/trmml_config.h"
 
-static char *make_temp_dir(void) {
-    static _Thread_local char dir[64];
-    snprintf(dir, sizeof dir, "/tmp/trmml-input-XXXXXX");
-    CHECK(mkdtemp(dir), "mkdtemp");
-    return dir;
-}
-
-static void write_bytes(const char *path, const char *bytes) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f, "cannot write %s", path);
-    fputs(bytes, f);
-    fclose(f);
-}
-
 /* No byte of s is a control character (other than '\n') or not 7-bit, i.e. it prints safely. */
 static bool printable_ascii(const char *s) {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
@@ -85,7 +71,7 @@ TEST(text_escape_message_and_json_string) {
 
 /* The library's readers of user-named files, each given a directory. */
 TEST(readers_reject_a_directory) {
-    char *dir = make_temp_dir();
+    char dirbuf[64], *dir = test_temp_dir(dirbuf, sizeof dirbuf, "input");
     const char *what[9] = {"ckpt_load",           "image_load",     "ds_csv_read",
                            "feature_cache_open",  "sha256_file_hex", "clip_tokenizer_load",
                            "trmml_config_parse",  "pretrain_config", "ds_lines_open"};
@@ -132,7 +118,7 @@ TEST(readers_reject_a_directory) {
 TEST(cli_directory_as_file_argument) {
     char exe[4200];
     if (!test_trmml_path(exe, sizeof exe)) return;
-    char *dir = make_temp_dir();
+    char dirbuf[64], *dir = test_temp_dir(dirbuf, sizeof dirbuf, "input");
     char png[128];
     snprintf(png, sizeof png, "%s/a.png", dir);
     Image im = {.w = 8, .h = 8};
@@ -171,7 +157,7 @@ TEST(cli_directory_as_file_argument) {
 TEST(cli_messages_escape_raw_bytes) {
     char exe[4200];
     if (!test_trmml_path(exe, sizeof exe)) return;
-    char *dir = make_temp_dir();
+    char dirbuf[64], *dir = test_temp_dir(dirbuf, sizeof dirbuf, "input");
     char cfg[128], cmd[8192];
     static char out[1 << 14];
     /* A missing checkpoint whose name clears the screen and holds a byte that is not UTF-8. */
@@ -181,7 +167,7 @@ TEST(cli_messages_escape_raw_bytes) {
            "inspect exit %d: %s", rc, text_for_message(out));
     /* A configuration line with such bytes. */
     snprintf(cfg, sizeof cfg, "%s/cfg.txt", dir);
-    write_bytes(cfg, "na\xffme\x1b[31m = 1\n");
+    test_write_file(cfg, "na\xffme\x1b[31m = 1\n", (size_t)-1);
     snprintf(cmd, sizeof cmd, "'%s' train --config '%s' --out '%s/run' 2>&1", exe, cfg, dir);
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc != 0 && strstr(out, "na\\xFFme\\x1B[31m") && printable_ascii(out),
@@ -191,7 +177,7 @@ TEST(cli_messages_escape_raw_bytes) {
 
 /* A safetensors header stays valid JSON whatever a tensor name holds. */
 TEST(safetensors_header_json_any_name) {
-    char *dir = make_temp_dir();
+    char dirbuf[64], *dir = test_temp_dir(dirbuf, sizeof dirbuf, "input");
     char path[128];
     snprintf(path, sizeof path, "%s/w.safetensors", dir);
     ParamStore *ps = param_store_create(DEVICE_CPU, "odd names");
@@ -217,7 +203,7 @@ TEST(cli_embed_json_any_input_bytes) {
     ClipTokenizer *tok = test_load_vocab();
     if (!tok) return;
     clip_tokenizer_free(tok);
-    char *dir = make_temp_dir();
+    char dirbuf[64], *dir = test_temp_dir(dirbuf, sizeof dirbuf, "input");
     char model[128], png[160], cmd[8192];
     snprintf(model, sizeof model, "%s/small.safetensors", dir);
     /* A quote, a backslash, a control character and a byte that is not UTF-8. */

@@ -176,6 +176,18 @@ static int remove_entry(const char *p, const struct stat *st, int flag, struct F
 
 void test_remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
+char *test_temp_dir(char *dir, size_t cap, const char *prefix) {
+    snprintf(dir, cap, "/tmp/trmml-%s-XXXXXX", prefix);
+    CHECK(mkdtemp(dir), "mkdtemp %s", dir);
+    return dir;
+}
+
+void test_write_file(const char *path, const char *bytes, size_t n) {
+    if (n == (size_t)-1) n = strlen(bytes);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(bytes, 1, n, f) == n && fclose(f) == 0, "cannot write %s", path);
+}
+
 bool test_trmml_path(char *out, size_t cap) {
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -158,13 +158,6 @@ static char *temp_dir(void) {
     return dir;
 }
 
-static void write_text(const char *path, const char *text, size_t len) {
-    FILE *f = xfopen(path, "wb");
-    CHECK(f, "%s", error_last());
-    CHECK(xfwrite(text, 1, len, f, path) == STATUS_OK, "%s", error_last());
-    fclose(f);
-}
-
 TEST(metrics_csv_round_trip) {
     char *dir = temp_dir(), path[128], tmp[140];
     snprintf(path, sizeof path, "%s/m.csv", dir);
@@ -192,7 +185,7 @@ TEST(metrics_csv_round_trip) {
     const char *numpy_text =
         "# a header\r\n1.000000000000000000e+00,-1.000000000000000000e+00\r\n\r\n"
         "  0 ,\t5.000000000000000000e-01\n";
-    write_text(path, numpy_text, strlen(numpy_text));
+    test_write_file(path, numpy_text, strlen(numpy_text));
     EXPECT(ds_csv_read(path, &back, &rows, &cols) == STATUS_OK && rows == 2 && cols == 2 &&
                back[0] == 1 && back[1] == -1 && back[2] == 0 && back[3] == 0.5,
            "np.savetxt-style text misread: %s", error_last());
@@ -244,7 +237,7 @@ TEST(metrics_csv_malformed_errors) {
                strstr(error_last(), "is a directory"),
            "directory: %s", error_last());
     snprintf(path, sizeof path, "%s/labels.csv", dir);
-    write_text(path, "1,0\n-1,2\n", 9);
+    test_write_file(path, "1,0\n-1,2\n", 9);
     int8_t *lab = NULL;
     EXPECT(ds_csv_read_labels(path, &lab, &rows, &cols) == STATUS_ERR_FORMAT &&
                strstr(error_last(), "line 2, column 2: 2 is not a label"),
@@ -294,7 +287,7 @@ TEST(metrics_command_json) {
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc == 1 && strstr(out, "shape mismatch") && strstr(out, "3 x 5") && strstr(out, "5 x 3"),
            "shape mismatch: exit %d: %s", rc, out);
-    write_text(t2, "1,2\nx,4\n", 8);
+    test_write_file(t2, "1,2\nx,4\n", 8);
     snprintf(cmd, sizeof cmd, "'%s' metrics --scores='%s' --targets='%s' 2>&1", exe, t2, t);
     rc = test_run_capture(cmd, out, sizeof out);
     EXPECT(rc == 1 && strstr(out, "line 2, column 1: 'x' is not a number"),

@@ -12,20 +12,6 @@
 #include "trmml/plot.h"
 #include "trmml/run.h"
 
-static char *temp_dir(void) {
-    static _Thread_local char dir[64];
-    snprintf(dir, sizeof dir, "/tmp/trmml-plot-XXXXXX");
-    CHECK(mkdtemp(dir), "mkdtemp");
-    return dir;
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* Pixels that are neither white nor near-white in the rectangle (x0, y0)-(x1, y1). */
 static long inked(const Image *im, int x0, int y0, int x1, int y1) {
     long n = 0;
@@ -56,11 +42,11 @@ static const char *METRICS =
     "{\"stage\":2,\"epoch\":2,\"global_epoch\":4,\"step\":20,\"loss\":1.0,\"eval\":{\"mAP\":72.25}}\n";
 
 TEST(plot_curve_png) {
-    char *dir = temp_dir();
+    char dirbuf[64], *dir = test_temp_dir(dirbuf, sizeof dirbuf, "plot");
     char metrics[128], png[128];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dir);
     snprintf(png, sizeof png, "%s/curve.png", dir);
-    write_text(metrics, METRICS);
+    test_write_file(metrics, METRICS, (size_t)-1);
     Status st = run_write_curve(metrics, png);
     Image im = {0};
     if (st == STATUS_OK) st = image_load(png, &im, NULL);
@@ -86,8 +72,8 @@ TEST(plot_curve_png) {
     snprintf(tmp, sizeof tmp, "ls '%s' | grep -c tmp > /dev/null", dir);
     EXPECT(system(tmp) != 0, "a temporary was left in %s", dir);
     /* A malformed line: an error naming the file and line, the previous PNG kept. */
-    write_text(metrics, "{\"stage\":1,\"epoch\":1,\"global_epoch\":1,\"step\":10,\"loss\":2.5,"
-                        "\"eval\":null}\n{\"stage\":1,\"epoch\":2,\"global_epoch\":2,\"st");
+    test_write_file(metrics, "{\"stage\":1,\"epoch\":1,\"global_epoch\":1,\"step\":10,\"loss\":2.5,"
+                        "\"eval\":null}\n{\"stage\":1,\"epoch\":2,\"global_epoch\":2,\"st", (size_t)-1);
     char want[160];
     snprintf(want, sizeof want, "%s:2: malformed JSON", metrics);
     st = run_write_curve(metrics, png);
@@ -95,7 +81,7 @@ TEST(plot_curve_png) {
            error_last());
     EXPECT(image_load(png, &im, NULL) == STATUS_OK && im.w == 960, "the old curve.png is gone");
     image_free(&im);
-    write_text(metrics, "");
+    test_write_file(metrics, "", (size_t)-1);
     EXPECT(run_write_curve(metrics, png) == STATUS_ERR_FORMAT &&
                strstr(error_last(), "nothing to plot"),
            "empty: %s", error_last());
@@ -103,7 +89,7 @@ TEST(plot_curve_png) {
 }
 
 TEST(plot_chart_bad_input_leaves_no_file) {
-    char *dir = temp_dir();
+    char dirbuf[64], *dir = test_temp_dir(dirbuf, sizeof dirbuf, "plot");
     char png[128];
     snprintf(png, sizeof png, "%s/chart.png", dir);
     const double x[3] = {1, NAN, 3}, y[3] = {1, 2, 3};
@@ -127,7 +113,7 @@ TEST(plot_chart_bad_input_leaves_no_file) {
 }
 
 TEST(plot_panels_png_captions) {
-    char *dir = temp_dir();
+    char dirbuf[64], *dir = test_temp_dir(dirbuf, sizeof dirbuf, "plot");
     char png[128];
     snprintf(png, sizeof png, "%s/panels.png", dir);
     Image ims[2] = {image_zeros(64, 48), image_zeros(64, 48)};

@@ -811,11 +811,6 @@ TEST(train_e2e_non_finite_loss_is_not_applied) {
 
 /* ---- the run directory under hostile conditions (docs/training.md "Reliability") ----------- */
 
-static void put_file(const char *path, const char *text, size_t n) {
-    FILE *f = fopen(path, "wb");
-    CHECK(f && fwrite(text, 1, n, f) == n && fclose(f) == 0, "cannot write %s", path);
-}
-
 /* Replace the first occurrence of `from` in file `path` by `to`; false when absent. */
 static bool edit_file(const char *path, const char *from, const char *to) {
     size_t n = 0;
@@ -827,7 +822,7 @@ static bool edit_file(const char *path, const char *from, const char *to) {
         memcpy(out, text, head);
         memcpy(out + head, to, strlen(to));
         memcpy(out + head + strlen(to), hit + strlen(from), tail);
-        put_file(path, out, head + strlen(to) + tail);
+        test_write_file(path, out, head + strlen(to) + tail);
         free(out);
     }
     free(text);
@@ -898,7 +893,7 @@ TEST(train_e2e_resume_config_comes_from_checkpoint) {
     char *text = slurp(path, &n);
     char *third = text ? strchr(strchr(strchr(text, '\n') + 1, '\n') + 1, '\n') : NULL;
     CHECK(third, "config.txt of %s has fewer than three lines", cut);
-    put_file(path, text, (size_t)(third + 1 - text)); /* method, dataset, root only */
+    test_write_file(path, text, (size_t)(third + 1 - text)); /* method, dataset, root only */
     snprintf(cmd, sizeof cmd, "'%s' --threads 1 train --out '%s' --resume 2>&1", exe, cut);
     int st = test_run_capture(cmd, out, sizeof out);
     snprintf(a, sizeof a, "%s/checkpoint.safetensors", full);
@@ -987,14 +982,14 @@ TEST(train_e2e_resume_rewrites_metrics) {
     for (int k = 0; k < 3; k++) {
         train_into(&w, &rc, cases[k], 1, cut, sizeof cut);
         snprintf(path, sizeof path, "%s/metrics.jsonl", cut);
-        if (k == 0) put_file(path, garbage, sizeof garbage);
+        if (k == 0) test_write_file(path, garbage, sizeof garbage);
         if (k == 1) remove(path);
         if (k == 2) {
             size_t n = 0;
             char *text = slurp(path, &n), *both = xmalloc(2 * n + 1);
             memcpy(both, text, n);
             memcpy(both + n, text, n);
-            put_file(path, both, 2 * n);
+            test_write_file(path, both, 2 * n);
             free(both);
             free(text);
         }
@@ -1036,7 +1031,7 @@ TEST(train_e2e_checkpoint_corruption_is_refused) {
         char *bad = xmalloc(n);
         memcpy(bad, good, n);
         if (cases[k].at < n) bad[cases[k].at] ^= 1;
-        put_file(path, bad, cases[k].len);
+        test_write_file(path, bad, cases[k].len);
         free(bad);
         TrmmlRun run;
         Status st = trmml_run_open(full, &run);
@@ -1068,7 +1063,7 @@ TEST(train_e2e_checkpoint_corruption_is_refused) {
                st == STATUS_OK ? "accepted" : error_last());
         if (st == STATUS_OK) trmml_run_close(&run);
     }
-    put_file(path, good, n);
+    test_write_file(path, good, n);
     EXPECT(trmml_run_open(full, &run) == STATUS_OK, "intact again: %s", error_last());
     trmml_run_close(&run);
     free(good);
@@ -1130,7 +1125,7 @@ TEST(train_e2e_failed_start_leaves_nothing) {
     const char *names[] = {"config.txt", "log.txt", ".lock", "metrics.jsonl"};
     for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", run, names[i]);
-        put_file(path, "left over\n", 10);
+        test_write_file(path, "left over\n", 10);
     }
     snprintf(cmd, sizeof cmd, "'%s' --threads 1 train --out '%s' --resume 2>&1", exe, run);
     st = test_run_capture(cmd, out, sizeof out);
@@ -1279,7 +1274,7 @@ TEST(train_e2e_run_files_are_not_hijacked) {
     char victim[96], lock[96], ap[96], squat[96];
     snprintf(victim, sizeof victim, "%s/precious.txt", dir);
     snprintf(lock, sizeof lock, "%s/.lock", dir);
-    put_file(victim, "keep me\n", 8);
+    test_write_file(victim, "keep me\n", 8);
     CHECK(symlink(victim, lock) == 0, "symlink");
     RunLock l;
     EXPECT(run_lock(dir, &l) != STATUS_OK && strstr(error_last(), ".lock"),
