@@ -83,7 +83,7 @@ void ag_backward(Tensor *loss) {
     CHECK(loss->requires_grad, "backward from a tensor that does not require a gradient "
                                "(no input required one, or grad mode was off)");
     Tensor *g = ag_grad(loss);
-    KERNEL_CALL(g->device, fill)(g->data, 1.0f, 1);
+    KERNEL_RUN(g->device, fill, g->data, 1.0f, 1);
     run_tape();
 }
 
@@ -92,7 +92,7 @@ void ag_backward_with(Tensor *out, const Tensor *dout) {
           tensor_shape_str(dout), tensor_shape_str(out));
     CHECK(out->requires_grad, "backward from a tensor that does not require a gradient");
     Tensor *g = ag_grad(out);
-    KERNEL_CALL(g->device, accumulate)(g->data, dout->data, g->numel);
+    KERNEL_RUN(g->device, accumulate, g->data, dout->data, g->numel);
     run_tape();
 }
 
@@ -102,7 +102,7 @@ void ag_backward_many(Tensor *const *outs, Tensor *const *douts, int n) {
               "match output %s", i, tensor_shape_str(douts[i]), tensor_shape_str(outs[i]));
         if (!outs[i]->requires_grad) continue; /* this output does not depend on any input */
         Tensor *g = ag_grad(outs[i]);
-        KERNEL_CALL(g->device, accumulate)(g->data, douts[i]->data, g->numel);
+        KERNEL_RUN(g->device, accumulate, g->data, douts[i]->data, g->numel);
     }
     run_tape();
 }

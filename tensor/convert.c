@@ -69,6 +69,6 @@ Tensor *tensor_to_f32(const Tensor *t) {
     Tensor *out = tensor_empty(DT_F32, t->ndim, t->shape);
     CHECK(out->device == t->device, "to_f32: a %s tensor with the current arena on %s",
           device_name(t->device), device_name(out->device));
-    KERNEL_CALL(t->device, convert_to_f32)(out->data, t->data, t->numel, t->dtype);
+    KERNEL_RUN(t->device, convert_to_f32, out->data, t->data, t->numel, t->dtype);
     return out;
 }

@@ -8,7 +8,7 @@
  *     is a compile error),
  *   - the completeness check that reports any backend entry left NULL.
  *
- * Op wrappers call kernels as KERNEL_CALL(dev, name)(args...). A NULL entry is a hard error that
+ * Op wrappers call kernels as KERNEL_RUN(dev, name, args...). A NULL entry is a hard error that
  * names the op and the backend — never a silent CPU fallback (STYLE.md §2). */
 #pragma once
 #include <stdbool.h>
@@ -37,15 +37,20 @@ typedef struct DeviceTable {
 
 /* The table of `dev`; CHECKs that the backend was compiled in. */
 const DeviceTable *device_table(DeviceKind dev);
-/* Abort naming kernel and backend (used by KERNEL_CALL when an entry is NULL). */
+/* Abort naming kernel and backend (used by KERNEL_RUN when an entry is NULL). */
 TRMML_NORETURN void device_missing_kernel(DeviceKind dev, const char *kernel);
 /* Names of the kernels a backend lacks, written to out[] (up to max); returns the count. */
 int device_missing_kernels(DeviceKind dev, const char **out, int max);
 int device_kernel_count(void);
 
-#define KERNEL_CALL(dev, kname)                                                            \
-    (device_table(dev)->kname ? device_table(dev)->kname                                 \
-                              : (device_missing_kernel((dev), #kname), device_table(dev)->kname))
+/* Run kernel `kname` of backend `dev` with the given arguments: KERNEL_RUN(dev, fill, p, 0.f, n).
+ * A statement, not an expression (kernels return nothing), so a backend can bracket the call. */
+#define KERNEL_RUN(dev, kname, ...)                                                          \
+    do {                                                                                     \
+        const DeviceTable *kt_ = device_table(dev);                                          \
+        if (!kt_->kname) device_missing_kernel((dev), #kname);                               \
+        kt_->kname(__VA_ARGS__);                                                             \
+    } while (0)
 
 /* Parse "auto", "cpu", "cuda", "cuda:N". On success sets *dev and *index. "auto" resolves to
  * CUDA when a GPU answers and the CPU otherwise. Returns STATUS_ERR_USAGE / STATUS_ERR_DEVICE

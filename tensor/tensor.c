@@ -341,7 +341,7 @@ void tensor_copy_from_host(Tensor *dst, const float *src) {
 
 void tensor_fill(Tensor *t, float v) {
     tensor_check_f32("fill", t, "t");
-    KERNEL_CALL(t->device, fill)(t->data, v, t->numel);
+    KERNEL_RUN(t->device, fill, t->data, v, t->numel);
 }
 
 void tensor_check_f32(const char *op, const Tensor *t, const char *argname) {

@@ -182,9 +182,9 @@ TEST(conv_blocks_match_one_block) {
         Tensor *out = TENSOR_F32(nout);
         Tensor *dx = TENSOR_ZEROS(N, C, H, W), *dw = TENSOR_ZEROS(O, C, KH, KW);
         Tensor *db = TENSOR_ZEROS(O);
-        KERNEL_CALL(DEVICE_CPU, conv2d_forward)(out->data, x->data, w->data, b->data, col, ybuf,
+        KERNEL_RUN(DEVICE_CPU, conv2d_forward, out->data, x->data, w->data, b->data, col, ybuf,
                                                 &g);
-        KERNEL_CALL(DEVICE_CPU, conv2d_backward)(dx->data, dw->data, db->data, col, dcol, ybuf,
+        KERNEL_RUN(DEVICE_CPU, conv2d_backward, dx->data, dw->data, db->data, col, dcol, ybuf,
                                                  dout->data, x->data, w->data, &g);
         float *got[4] = {out->data, dx->data, dw->data, db->data};
         if (t == 0) {
@@ -243,7 +243,7 @@ TEST(conv_winograd_matches_im2col) {
         Tensor *ref = TENSOR_F32(nout), *got = TENSOR_F32(nout);
         float *col = arena_alloc(tensor_arena(), (size_t)(K * g.n * P) * sizeof(float));
         float *ybuf = arena_alloc(tensor_arena(), (size_t)(g.o * g.n * P) * sizeof(float));
-        KERNEL_CALL(DEVICE_CPU, conv2d_forward)(ref->data, x->data, w->data, bias, col, ybuf, &g);
+        KERNEL_RUN(DEVICE_CPU, conv2d_forward, ref->data, x->data, w->data, bias, col, ybuf, &g);
         for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++) {
             g.wino_rows = blocks[k][0] < g.n * TH ? blocks[k][0] : g.n * TH;
             g.wino_o = blocks[k][1] < g.o ? blocks[k][1] : g.o;
@@ -258,7 +258,7 @@ TEST(conv_winograd_matches_im2col) {
             float *wcol = arena_alloc(tensor_arena(), col_floats * sizeof(float));
             float *wbuf = arena_alloc(tensor_arena(), buf_floats * sizeof(float));
             tensor_fill(got, NAN); /* every output must be written */
-            KERNEL_CALL(DEVICE_CPU, conv2d_forward)(got->data, x->data, w->data, bias, wcol,
+            KERNEL_RUN(DEVICE_CPU, conv2d_forward, got->data, x->data, w->data, bias, wcol,
                                                     wbuf, &g);
             char msg[160];
             snprintf(msg, sizeof msg, "winograd %lldx%lldx%lldx%lld -> %lld pad %lld, blocks of "

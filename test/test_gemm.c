@@ -76,7 +76,7 @@ static void ref_gemm(float *ref, const float *c, const float *a, const float *b,
 }
 
 static void run_gemm(float *c, const float *a, const float *b, const Problem *p) {
-    KERNEL_CALL(DEVICE_CPU, gemm)(c, a, b, p->batch, p->m, p->n, p->k, p->ta, p->tb, p->alpha,
+    KERNEL_RUN(DEVICE_CPU, gemm, c, a, b, p->batch, p->m, p->n, p->k, p->ta, p->tb, p->alpha,
                                   p->beta, p->lda, p->ldb, p->ldc, p->sa, p->sb, p->sc);
 }
 
@@ -201,9 +201,9 @@ TEST(matmul_gemm_empty) {
     }
     /* M = 0, N = 0 or batch = 0: C is not touched. */
     float *c = buffer(4, SENTINEL), *a = buffer(4, 1.0f), *b = buffer(4, 1.0f);
-    KERNEL_CALL(DEVICE_CPU, gemm)(c, a, b, 1, 0, 2, 2, false, false, 1, 0, 2, 2, 2, 0, 0, 0);
-    KERNEL_CALL(DEVICE_CPU, gemm)(c, a, b, 1, 2, 0, 2, false, false, 1, 0, 2, 2, 2, 0, 0, 0);
-    KERNEL_CALL(DEVICE_CPU, gemm)(c, a, b, 0, 2, 2, 2, false, false, 1, 0, 2, 2, 2, 0, 0, 0);
+    KERNEL_RUN(DEVICE_CPU, gemm, c, a, b, 1, 0, 2, 2, false, false, 1, 0, 2, 2, 2, 0, 0, 0);
+    KERNEL_RUN(DEVICE_CPU, gemm, c, a, b, 1, 2, 0, 2, false, false, 1, 0, 2, 2, 2, 0, 0, 0);
+    KERNEL_RUN(DEVICE_CPU, gemm, c, a, b, 0, 2, 2, 2, false, false, 1, 0, 2, 2, 2, 0, 0, 0);
     for (int i = 0; i < 4; i++) EXPECT(c[i] == SENTINEL, "empty gemm wrote C[%d] = %g", i, c[i]);
 }
 

@@ -117,7 +117,7 @@ typedef struct {
 
 static void run_gemm(void *p) {
     GemmArgs *g = p;
-    KERNEL_CALL(DEVICE_CPU, gemm)(g->c, g->a, g->b, 1, g->m, g->n, g->k, false, false, 1.0f, 0.0f,
+    KERNEL_RUN(DEVICE_CPU, gemm, g->c, g->a, g->b, 1, g->m, g->n, g->k, false, false, 1.0f, 0.0f,
                                   g->k, g->n, g->n, 0, 0, 0);
 }
 

@@ -121,7 +121,7 @@ static void attention_backward(Node *n) {
 
     /* out = P v  =>  dv (S,HSV) += Pᵀ (S,T) dout (T,HSV) */
     if (ag_needs(v))
-        KERNEL_CALL(dev, gemm)(ag_grad(v)->data, P, dout, BH, S, HSV, T, true, false, 1.0f, 1.0f,
+        KERNEL_RUN(dev, gemm, ag_grad(v)->data, P, dout, BH, S, HSV, T, true, false, 1.0f, 1.0f,
                                S, HSV, HSV, T * S, T * HSV, S * HSV);
     if (!ag_needs(q) && !ag_needs(k)) return;
     /* Gradient buffers come from the arena before the scratch mark, so they outlive it. */
@@ -131,17 +131,17 @@ static void attention_backward(Node *n) {
     size_t mark = arena_mark(arena);
     float *dS = arena_alloc(arena, (size_t)(BH * T * S) * sizeof(float));
     /* out = P v  =>  dP (T,S) = dout (T,HSV) vᵀ (HSV,S) */
-    KERNEL_CALL(dev, gemm)(dS, dout, v->data, BH, T, S, HSV, false, true, 1.0f, 0.0f, HSV, HSV,
+    KERNEL_RUN(dev, gemm, dS, dout, v->data, BH, T, S, HSV, false, true, 1.0f, 0.0f, HSV, HSV,
                            S, T * HSV, S * HSV, T * S);
     /* P = softmax(scores): dscores, in place over dP */
-    KERNEL_CALL(dev, attention_softmax_backward)(dS, dS, P, BH, T, S);
+    KERNEL_RUN(dev, attention_softmax_backward, dS, dS, P, BH, T, S);
     /* scores = q kᵀ * scale  =>  dq (T,HS) += scale dS (T,S) k (S,HS) */
     if (dq)
-        KERNEL_CALL(dev, gemm)(dq, dS, k->data, BH, T, HS, S, false, false, scale, 1.0f, S, HS,
+        KERNEL_RUN(dev, gemm, dq, dS, k->data, BH, T, HS, S, false, false, scale, 1.0f, S, HS,
                                HS, T * S, S * HS, T * HS);
     /* ... and dk (S,HS) += scale dSᵀ (S,T) q (T,HS) */
     if (dk)
-        KERNEL_CALL(dev, gemm)(dk, dS, q->data, BH, S, HS, T, true, false, scale, 1.0f, S, HS,
+        KERNEL_RUN(dev, gemm, dk, dS, q->data, BH, S, HS, T, true, false, scale, 1.0f, S, HS,
                                HS, T * S, T * HS, S * HS);
     arena_release(arena, mark);
 }
@@ -183,11 +183,11 @@ Tensor *tensor_attention(Tensor *q, Tensor *k, Tensor *v, bool causal, float sca
     }
     DeviceKind dev = q->device;
     /* scores (T,S) = scale * q (T,HS) kᵀ, written straight into P */
-    KERNEL_CALL(dev, gemm)(P, q->data, k->data, BH, T, S, HS, false, true, scale, 0.0f, HS, HS, S,
+    KERNEL_RUN(dev, gemm, P, q->data, k->data, BH, T, S, HS, false, true, scale, 0.0f, HS, HS, S,
                            T * HS, S * HS, T * S);
-    KERNEL_CALL(dev, attention_softmax_forward)(P, BH, T, S, causal);
+    KERNEL_RUN(dev, attention_softmax_forward, P, BH, T, S, causal);
     /* out (T,HSV) = P (T,S) v (S,HSV) */
-    KERNEL_CALL(dev, gemm)(out->data, P, v->data, BH, T, HSV, S, false, false, 1.0f, 0.0f, S, HSV,
+    KERNEL_RUN(dev, gemm, out->data, P, v->data, BH, T, HSV, S, false, false, 1.0f, 0.0f, S, HSV,
                            HSV, T * S, S * HSV, T * HSV);
     if (!n) arena_release(arena, mark);
     return out;
@@ -196,7 +196,7 @@ Tensor *tensor_attention(Tensor *q, Tensor *k, Tensor *v, bool causal, float sca
 static void heads_split_backward(Node *n) {
     Tensor *x = n->in[0];
     Tensor *o = n->out; /* (B,NH,T,HS) */
-    KERNEL_CALL(o->device, attention_heads_split_backward)(
+    KERNEL_RUN(o->device, attention_heads_split_backward, 
         ag_grad(x)->data, o->grad->data, x->shape[0], x->shape[1], x->shape[2], n->iarg[0],
         o->shape[1], o->shape[3]);
 }
@@ -210,7 +210,7 @@ Tensor *tensor_attention_heads_split_cols(Tensor *x, int64_t col0, int64_t NH, i
           tensor_shape_str(x));
     int64_t B = x->shape[0], T = x->shape[1], W = x->shape[2];
     Tensor *out = tensor_empty(DT_F32, 4, SHAPE(B, NH, T, HS));
-    KERNEL_CALL(x->device, attention_heads_split_forward)(out->data, x->data, B, T, W, col0, NH, HS);
+    KERNEL_RUN(x->device, attention_heads_split_forward, out->data, x->data, B, T, W, col0, NH, HS);
     Node *n = AG_RECORD("attention_heads_split", out, heads_split_backward, x);
     if (n) n->iarg[0] = col0;
     return out;
@@ -226,7 +226,7 @@ Tensor *tensor_attention_heads_split(Tensor *x, int64_t NH) {
 
 static void heads_merge_backward(Node *n) {
     Tensor *x = n->in[0]; /* (B,NH,T,HS) */
-    KERNEL_CALL(x->device, attention_heads_merge_backward)(
+    KERNEL_RUN(x->device, attention_heads_merge_backward, 
         ag_grad(x)->data, n->out->grad->data, x->shape[0], x->shape[2], x->shape[1], x->shape[3]);
 }
 
@@ -235,7 +235,7 @@ Tensor *tensor_attention_heads_merge(Tensor *x) {
     CHECK(x->ndim == 4, "attention_heads_merge: x %s must be (B,NH,T,HS)", tensor_shape_str(x));
     int64_t B = x->shape[0], NH = x->shape[1], T = x->shape[2], HS = x->shape[3];
     Tensor *out = tensor_empty(DT_F32, 3, SHAPE(B, T, NH * HS));
-    KERNEL_CALL(x->device, attention_heads_merge_forward)(out->data, x->data, B, T, NH, HS);
+    KERNEL_RUN(x->device, attention_heads_merge_forward, out->data, x->data, B, T, NH, HS);
     AG_RECORD("attention_heads_merge", out, heads_merge_backward, x);
     return out;
 }

@@ -144,7 +144,7 @@ static void batchnorm2d_backward(Node *n) {
     float *dx = ag_needs(x) ? ag_grad(x)->data : NULL;
     float *dweight = ag_needs(weight) ? ag_grad(weight)->data : NULL;
     float *dbias = ag_needs(bias) ? ag_grad(bias)->data : NULL;
-    KERNEL_CALL(x->device, batchnorm_backward)(
+    KERNEL_RUN(x->device, batchnorm_backward, 
         dx, dweight, dbias, n->out->grad->data, x->data, n->saved[0]->data, n->saved[1]->data,
         weight ? weight->data : NULL, x->shape[0], x->shape[1], x->shape[2] * x->shape[3],
         n->iarg[0] != 0);
@@ -172,7 +172,7 @@ Tensor *tensor_batchnorm2d(Tensor *x, Tensor *weight, Tensor *bias, Tensor *runn
     Tensor *out = tensor_empty(DT_F32, 4, x->shape);
     Tensor *mean = tensor_empty(DT_F32, 1, SHAPE(C));
     Tensor *rstd = tensor_empty(DT_F32, 1, SHAPE(C));
-    KERNEL_CALL(x->device, batchnorm_forward)(
+    KERNEL_RUN(x->device, batchnorm_forward, 
         out->data, mean->data, rstd->data, running_mean ? running_mean->data : NULL,
         running_var ? running_var->data : NULL, x->data, weight ? weight->data : NULL,
         bias ? bias->data : NULL, N, C, HW, training, momentum, eps);
@@ -206,7 +206,7 @@ void batchnorm_fold_into_conv(Tensor *weight_out, Tensor *bias_out, const Tensor
     check_channel_vec(op, conv_weight, bn_bias, "bn_bias", O);
     check_channel_vec(op, conv_weight, running_mean, "running_mean", O);
     check_channel_vec(op, conv_weight, running_var, "running_var", O);
-    KERNEL_CALL(conv_weight->device, batchnorm_fold_forward)(
+    KERNEL_RUN(conv_weight->device, batchnorm_fold_forward, 
         weight_out->data, bias_out->data, conv_weight->data, conv_bias ? conv_bias->data : NULL,
         bn_weight ? bn_weight->data : NULL, bn_bias ? bn_bias->data : NULL, running_mean->data,
         running_var->data, O, conv_weight->numel / O, eps);

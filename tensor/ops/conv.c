@@ -608,7 +608,7 @@ static void conv2d_backward(Node *nd) {
     float *col = dweight ? scratch(a, conv_col_floats(g)) : NULL;
     float *dcol = dx ? scratch(a, conv_col_floats(g)) : NULL;
     float *dybuf = dx || dweight ? scratch(a, conv_ybuf_floats(g)) : NULL;
-    KERNEL_CALL(x->device, conv2d_backward)(dx, dweight, dbias, col, dcol, dybuf,
+    KERNEL_RUN(x->device, conv2d_backward, dx, dweight, dbias, col, dcol, dybuf,
                                             nd->out->grad->data, x->data, weight->data, g);
     arena_release(a, mark);
 }
@@ -745,7 +745,7 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
         conv2d_forward_gemm(out->data, x->data, weight->data, bias ? bias->data : NULL, col, ybuf,
                             &g, packs);
     } else {
-        KERNEL_CALL(x->device, conv2d_forward)(out->data, x->data, weight->data,
+        KERNEL_RUN(x->device, conv2d_forward, out->data, x->data, weight->data,
                                                bias ? bias->data : NULL, col, ybuf, &g);
     }
     arena_release(a, mark);

@@ -54,7 +54,7 @@ void dropout_backward_cpu(float *dinp, const float *dout, const float *mask, int
 
 static void dropout_backward(Node *n) {
     Tensor *x = n->in[0], *mask = n->saved[0];
-    KERNEL_CALL(x->device, dropout_backward)(ag_grad(x)->data, n->out->grad->data, mask->data,
+    KERNEL_RUN(x->device, dropout_backward, ag_grad(x)->data, n->out->grad->data, mask->data,
                                              x->numel, (float)n->farg[0]);
 }
 
@@ -68,7 +68,7 @@ Tensor *tensor_dropout(Tensor *x, float p, bool training, Rng *rng) {
     uint64_t seed = rng_next(rng);
     Tensor *out = tensor_empty(DT_F32, x->ndim, x->shape);
     Tensor *mask = tensor_empty(DT_F32, x->ndim, x->shape);
-    KERNEL_CALL(x->device, dropout_forward)(out->data, mask->data, x->data, x->numel, p, scale,
+    KERNEL_RUN(x->device, dropout_forward, out->data, mask->data, x->data, x->numel, p, scale,
                                             seed);
     Node *n = AG_RECORD("dropout", out, dropout_backward, x);
     if (n) {

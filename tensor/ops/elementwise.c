@@ -359,7 +359,7 @@ static void binary_backward(Node *n) {
     BroadcastGeom *g = n->extra;
     float *da = ag_needs(a) ? ag_grad(a)->data : NULL;
     float *db = ag_needs(b) ? ag_grad(b)->data : NULL;
-    KERNEL_CALL(n->out->device, binary_backward)(da, db, n->out->grad->data, a->data, b->data, g, op);
+    KERNEL_RUN(n->out->device, binary_backward, da, db, n->out->grad->data, a->data, b->data, g, op);
 }
 
 static Tensor *binary(BinaryOp op, Tensor *a, Tensor *b) {
@@ -370,7 +370,7 @@ static Tensor *binary(BinaryOp op, Tensor *a, Tensor *b) {
     BroadcastGeom geom;
     broadcast_geom(name, a, b, &geom);
     Tensor *out = tensor_empty(DT_F32, geom.ndim, geom.shape);
-    KERNEL_CALL(a->device, binary_forward)(out->data, a->data, b->data, &geom, op);
+    KERNEL_RUN(a->device, binary_forward, out->data, a->data, b->data, &geom, op);
     Node *n = AG_RECORD(name, out, binary_backward, a, b);
     if (n) {
         n->iarg[0] = op;
@@ -391,7 +391,7 @@ static const char *unary_name[UNARY_COUNT] = {
 
 static void unary_backward(Node *n) {
     Tensor *x = n->in[0];
-    KERNEL_CALL(x->device, unary_backward)(ag_grad(x)->data, n->out->grad->data, x->data,
+    KERNEL_RUN(x->device, unary_backward, ag_grad(x)->data, n->out->grad->data, x->data,
                                            n->out->data, x->numel, (UnaryOp)n->iarg[0],
                                            (float)n->farg[0], (float)n->farg[1]);
 }
@@ -399,7 +399,7 @@ static void unary_backward(Node *n) {
 static Tensor *unary(UnaryOp op, Tensor *x, float alpha, float beta) {
     tensor_check_f32(unary_name[op], x, "x");
     Tensor *out = tensor_empty(DT_F32, x->ndim, x->shape);
-    KERNEL_CALL(x->device, unary_forward)(out->data, x->data, x->numel, op, alpha, beta);
+    KERNEL_RUN(x->device, unary_forward, out->data, x->data, x->numel, op, alpha, beta);
     Node *n = AG_RECORD(unary_name[op], out, unary_backward, x);
     if (n) {
         n->iarg[0] = op;
@@ -443,7 +443,7 @@ static void check_inplace(const char *op, const Tensor *x) {
 Tensor *tensor_relu_(Tensor *x) {
     tensor_check_f32("relu_", x, "x");
     check_inplace("relu_", x);
-    KERNEL_CALL(x->device, unary_forward)(x->data, x->data, x->numel, UNARY_RELU, 0, 0);
+    KERNEL_RUN(x->device, unary_forward, x->data, x->data, x->numel, UNARY_RELU, 0, 0);
     return x;
 }
 
@@ -466,6 +466,6 @@ Tensor *tensor_add_(Tensor *a, Tensor *b) {
     const size_t na = (size_t)a->numel * sizeof(float), nb = (size_t)b->numel * sizeof(float);
     CHECK((pa == pb && na == nb) || pb + nb <= pa || pa + na <= pb,
           "add_: b %s overlaps a %s in memory", tensor_shape_str(b), tensor_shape_str(a));
-    KERNEL_CALL(a->device, binary_forward)(a->data, a->data, b->data, &geom, BINARY_ADD);
+    KERNEL_RUN(a->device, binary_forward, a->data, a->data, b->data, &geom, BINARY_ADD);
     return a;
 }

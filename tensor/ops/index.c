@@ -173,7 +173,7 @@ static void check_index_range(const char *op, const Tensor *idx, int64_t limit,
 
 static void embedding_backward(Node *n) {
     Tensor *weight = n->in[0], *ids = n->saved[0];
-    KERNEL_CALL(weight->device, embedding_backward)(ag_grad(weight)->data, n->out->grad->data,
+    KERNEL_RUN(weight->device, embedding_backward, ag_grad(weight)->data, n->out->grad->data,
                                                     ids->data, ids->numel, weight->shape[1]);
 }
 
@@ -189,7 +189,7 @@ Tensor *tensor_embedding(Tensor *weight, Tensor *ids) {
     memcpy(shape, ids->shape, (size_t)ids->ndim * sizeof(int64_t));
     shape[ids->ndim] = D;
     Tensor *out = tensor_empty(DT_F32, ids->ndim + 1, shape);
-    KERNEL_CALL(weight->device, embedding_forward)(out->data, weight->data, ids->data, ids->numel, D);
+    KERNEL_RUN(weight->device, embedding_forward, out->data, weight->data, ids->data, ids->numel, D);
     Node *n = AG_RECORD("embedding", out, embedding_backward, weight);
     if (n) n->saved[0] = ids;
     return out;
@@ -197,7 +197,7 @@ Tensor *tensor_embedding(Tensor *weight, Tensor *ids) {
 
 static void gather_rows_backward(Node *n) {
     Tensor *x = n->in[0], *idx = n->saved[0];
-    KERNEL_CALL(x->device, gather_rows_backward)(ag_grad(x)->data, n->out->grad->data, idx->data,
+    KERNEL_RUN(x->device, gather_rows_backward, ag_grad(x)->data, n->out->grad->data, idx->data,
                                                  x->shape[0], x->shape[1], x->shape[2]);
 }
 
@@ -210,7 +210,7 @@ Tensor *tensor_gather_rows(Tensor *x, Tensor *idx) {
     int64_t B = x->shape[0], T = x->shape[1], D = x->shape[2];
     check_index_range("gather_rows", idx, T, "T", x);
     Tensor *out = tensor_empty(DT_F32, 2, SHAPE(B, D));
-    KERNEL_CALL(x->device, gather_rows_forward)(out->data, x->data, idx->data, B, T, D);
+    KERNEL_RUN(x->device, gather_rows_forward, out->data, x->data, idx->data, B, T, D);
     Node *n = AG_RECORD("gather_rows", out, gather_rows_backward, x);
     if (n) n->saved[0] = idx;
     return out;
@@ -221,7 +221,7 @@ static void write_rows_backward(Node *n) {
     Tensor *base = n->in[0], *src = n->in[1];
     float *dbase = ag_needs(base) ? ag_grad(base)->data : NULL;
     float *dsrc = ag_needs(src) ? ag_grad(src)->data : NULL;
-    KERNEL_CALL(base->device, write_rows_backward)(dbase, dsrc, n->out->grad->data,
+    KERNEL_RUN(base->device, write_rows_backward, dbase, dsrc, n->out->grad->data,
                                                    base->shape[0], base->shape[1], base->shape[2],
                                                    src->shape[1], n->iarg[0],
                                                    src->shape[0] != base->shape[0]);
@@ -244,7 +244,7 @@ Tensor *tensor_write_rows(Tensor *base, Tensor *src, int64_t start) {
           (long long)start, (long long)(start + K), tensor_shape_str(src), (long long)T,
           tensor_shape_str(base));
     Tensor *out = tensor_empty(DT_F32, 3, base->shape);
-    KERNEL_CALL(base->device, write_rows_forward)(out->data, base->data, src->data, N, T, D, K,
+    KERNEL_RUN(base->device, write_rows_forward, out->data, base->data, src->data, N, T, D, K,
                                                   start, shared);
     Node *n = AG_RECORD("write_rows", out, write_rows_backward, base, src);
     if (n) n->iarg[0] = start;
@@ -263,6 +263,6 @@ void tensor_topk(Tensor *x, int64_t k, Tensor **values, Tensor **indices) {
     shape[x->ndim - 1] = k;
     *values = tensor_empty(DT_F32, x->ndim, shape);
     *indices = tensor_empty(DT_I64, x->ndim, shape);
-    KERNEL_CALL(x->device, topk_forward)((*values)->data, (*indices)->data, x->data, x->numel / L,
+    KERNEL_RUN(x->device, topk_forward, (*values)->data, (*indices)->data, x->data, x->numel / L,
                                          L, k);
 }

@@ -344,7 +344,7 @@ static void check_multilabel(const char *op, const Tensor *logits, const Tensor 
 
 static void bce_backward(Node *nd) {
     Tensor *logits = nd->in[0], *targets = nd->saved[0];
-    KERNEL_CALL(logits->device, bce_with_logits_backward)(
+    KERNEL_RUN(logits->device, bce_with_logits_backward, 
         ag_grad(logits)->data, nd->out->grad->data, logits->data, targets->data,
         logits->shape[0], logits->shape[1], (LossReduction)nd->iarg[0]);
 }
@@ -353,7 +353,7 @@ Tensor *tensor_bce_with_logits(Tensor *logits, Tensor *targets, LossReduction re
     const char *op = "bce_with_logits";
     check_multilabel(op, logits, targets, reduction);
     Tensor *loss = scalar_out();
-    KERNEL_CALL(logits->device, bce_with_logits_forward)(loss->data, logits->data, targets->data,
+    KERNEL_RUN(logits->device, bce_with_logits_forward, loss->data, logits->data, targets->data,
                                                          logits->shape[0], logits->shape[1],
                                                          reduction);
     Node *nd = AG_RECORD(op, loss, bce_backward, logits);
@@ -369,7 +369,7 @@ static void asl_backward(Node *nd) {
     Tensor *pos = nd->in[0], *neg = nd->nin > 1 ? nd->in[1] : NULL, *targets = nd->saved[0];
     float *dpos = ag_needs(pos) ? ag_grad(pos)->data : NULL;
     float *dneg = ag_needs(neg) ? ag_grad(neg)->data : NULL;
-    KERNEL_CALL(pos->device, asl_backward)(dpos, dneg, nd->out->grad->data, pos->data,
+    KERNEL_RUN(pos->device, asl_backward, dpos, dneg, nd->out->grad->data, pos->data,
                                            neg ? neg->data : NULL, targets->data, pos->shape[0],
                                            pos->shape[1], nd->extra, (LossReduction)nd->iarg[0]);
 }
@@ -389,7 +389,7 @@ static Tensor *asl(const char *op, Tensor *logit_neg, Tensor *logit_pos, Tensor 
           gamma_pos, gamma_neg, clip, eps);
     AslParams prm = {gamma_pos, gamma_neg, clip, eps};
     Tensor *loss = scalar_out();
-    KERNEL_CALL(logit_pos->device, asl_forward)(loss->data, logit_pos->data,
+    KERNEL_RUN(logit_pos->device, asl_forward, loss->data, logit_pos->data,
                                                 logit_neg ? logit_neg->data : NULL, targets->data,
                                                 logit_pos->shape[0], logit_pos->shape[1], &prm,
                                                 reduction);
@@ -419,7 +419,7 @@ Tensor *tensor_asl_dual(Tensor *logit_neg, Tensor *logit_pos, Tensor *targets, f
 /* saved = {teacher, lse_student, lse_teacher}; iarg = {outer, k, inner}; farg[0] = T. */
 static void kl_backward(Node *nd) {
     Tensor *student = nd->in[0];
-    KERNEL_CALL(student->device, kl_div_softmax_backward)(
+    KERNEL_RUN(student->device, kl_div_softmax_backward, 
         ag_grad(student)->data, nd->out->grad->data, student->data, nd->saved[0]->data,
         nd->saved[1]->data, nd->saved[2]->data, nd->iarg[0], nd->iarg[1], nd->iarg[2],
         (float)nd->farg[0]);
@@ -442,7 +442,7 @@ Tensor *tensor_kl_div_softmax(Tensor *student_logits, Tensor *teacher_logits, in
     for (int i = d + 1; i < student_logits->ndim; i++) inner *= student_logits->shape[i];
     Tensor *loss = scalar_out();
     Tensor *lse_s = TENSOR_F32(outer * inner), *lse_t = TENSOR_F32(outer * inner);
-    KERNEL_CALL(student_logits->device, kl_div_softmax_forward)(
+    KERNEL_RUN(student_logits->device, kl_div_softmax_forward, 
         loss->data, lse_s->data, lse_t->data, student_logits->data, teacher_logits->data, outer,
         k, inner, temperature);
     /* Only the student is an input of the node: the teacher is detached. */
@@ -462,7 +462,7 @@ Tensor *tensor_kl_div_softmax(Tensor *student_logits, Tensor *teacher_logits, in
 /* saved = {target, lse}. */
 static void cross_entropy_backward(Node *nd) {
     Tensor *logits = nd->in[0];
-    KERNEL_CALL(logits->device, cross_entropy_backward)(
+    KERNEL_RUN(logits->device, cross_entropy_backward, 
         ag_grad(logits)->data, nd->out->grad->data, logits->data, nd->saved[0]->data,
         nd->saved[1]->data, logits->shape[0], logits->shape[1]);
 }
@@ -486,7 +486,7 @@ Tensor *tensor_cross_entropy(Tensor *logits, Tensor *target) {
                   op, (long long)i, (long long)t[i], (long long)k, tensor_shape_str(logits));
     }
     Tensor *loss = scalar_out(), *lse = TENSOR_F32(n);
-    KERNEL_CALL(logits->device, cross_entropy_forward)(loss->data, lse->data, logits->data,
+    KERNEL_RUN(logits->device, cross_entropy_forward, loss->data, lse->data, logits->data,
                                                        target->data, n, k);
     Node *nd = AG_RECORD(op, loss, cross_entropy_backward, logits);
     if (nd) {
@@ -499,7 +499,7 @@ Tensor *tensor_cross_entropy(Tensor *logits, Tensor *target) {
 /* saved = {pos_mask, neg_max, neg_sum}; farg[0] = temperature. */
 static void info_nce_backward(Node *nd) {
     Tensor *logits = nd->in[0];
-    KERNEL_CALL(logits->device, info_nce_backward)(
+    KERNEL_RUN(logits->device, info_nce_backward, 
         ag_grad(logits)->data, nd->out->grad->data, logits->data, nd->saved[0]->data,
         nd->saved[1]->data, nd->saved[2]->data, logits->shape[0], logits->shape[1],
         (float)nd->farg[0]);
@@ -518,7 +518,7 @@ Tensor *tensor_info_nce(Tensor *logits, Tensor *pos_mask, float temperature) {
     check_values(op, pos_mask, "pos_mask", false);
     int64_t n = logits->shape[0], k = logits->shape[1];
     Tensor *loss = scalar_out(), *neg_max = TENSOR_F32(n), *neg_sum = TENSOR_F32(n);
-    KERNEL_CALL(logits->device, info_nce_forward)(loss->data, neg_max->data, neg_sum->data,
+    KERNEL_RUN(logits->device, info_nce_forward, loss->data, neg_max->data, neg_sum->data,
                                                   logits->data, pos_mask->data, n, k,
                                                   temperature);
     Node *nd = AG_RECORD(op, loss, info_nce_backward, logits);

@@ -56,7 +56,7 @@ enum { MM_BATCH, MM_M, MM_N, MM_K, MM_TA, MM_TB, MM_SHARED };
 static void gemm_call(DeviceKind dev, float *c, const float *a, const float *b, int64_t batch,
                       int64_t m, int64_t n, int64_t k, bool ta, bool tb, float beta, int64_t lda,
                       int64_t ldb, int64_t ldc, int64_t sa, int64_t sb, int64_t sc) {
-    KERNEL_CALL(dev, gemm)(c, a, b, batch, m, n, k, ta, tb, 1.0f, beta, lda, ldb, ldc, sa, sb, sc);
+    KERNEL_RUN(dev, gemm, c, a, b, batch, m, n, k, ta, tb, 1.0f, beta, lda, ldb, ldc, sa, sb, sc);
 }
 
 static void matmul_backward(Node *nd) {
@@ -173,7 +173,7 @@ static void linear_backward(Node *nd) {
         gemm_call(dev, ag_grad(w)->data, dy, x->data, 1, out, in, rows, true, false, 1.0f, out,
                   in, in, 0, 0, 0);
     if (ag_needs(bias)) /* y = ... + b on every row: db = sum over rows of dy */
-        KERNEL_CALL(dev, linear_bias_backward)(ag_grad(bias)->data, dy, rows, out);
+        KERNEL_RUN(dev, linear_bias_backward, ag_grad(bias)->data, dy, rows, out);
 }
 
 Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias) {
@@ -198,7 +198,7 @@ Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias) {
     Tensor *y = tensor_empty(DT_F32, x->ndim, shape);
 
     /* With a bias, y starts as the bias on every row and gemm accumulates x W^T onto it. */
-    if (bias) KERNEL_CALL(x->device, linear_bias_forward)(y->data, bias->data, rows, nout);
+    if (bias) KERNEL_RUN(x->device, linear_bias_forward, y->data, bias->data, rows, nout);
     if (tensor_bf16_forward(weight)) {
         /* A frozen weight under PRECISION_BF16: the same product, x and W rounded to bf16
          * (tensor/ops/gemm_bf16.h); the backward below stays fp32. */

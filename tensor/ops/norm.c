@@ -204,7 +204,7 @@ static void layernorm_backward(Node *n) {
     float *dx = ag_needs(x) ? ag_grad(x)->data : NULL;
     float *dw = ag_needs(w) ? ag_grad(w)->data : NULL;
     float *db = ag_needs(b) ? ag_grad(b)->data : NULL;
-    KERNEL_CALL(x->device, layernorm_backward)(dx, dw, db, n->out->grad->data, x->data,
+    KERNEL_RUN(x->device, layernorm_backward, dx, dw, db, n->out->grad->data, x->data,
                                                w ? w->data : NULL, n->saved[0]->data,
                                                n->saved[1]->data, n->iarg[0], n->iarg[1]);
 }
@@ -228,7 +228,7 @@ Tensor *tensor_layernorm(Tensor *x, Tensor *weight, Tensor *bias, float eps) {
     Tensor *out = tensor_empty(DT_F32, x->ndim, x->shape);
     Tensor *mean = tensor_empty(DT_F32, x->ndim - 1, x->shape);
     Tensor *rstd = tensor_empty(DT_F32, x->ndim - 1, x->shape);
-    KERNEL_CALL(x->device, layernorm_forward)(out->data, mean->data, rstd->data, x->data,
+    KERNEL_RUN(x->device, layernorm_forward, out->data, mean->data, rstd->data, x->data,
                                               weight ? weight->data : NULL,
                                               bias ? bias->data : NULL, rows, c, eps);
     Node *n = AG_RECORD("layernorm", out, layernorm_backward, x, weight, bias);
@@ -244,7 +244,7 @@ Tensor *tensor_layernorm(Tensor *x, Tensor *weight, Tensor *bias, float eps) {
 /* saved: norm; iarg: [0] outer, [1] dim, [2] inner. */
 static void l2_normalize_backward(Node *n) {
     Tensor *x = n->in[0];
-    KERNEL_CALL(x->device, l2_normalize_backward)(ag_grad(x)->data, n->out->grad->data, x->data,
+    KERNEL_RUN(x->device, l2_normalize_backward, ag_grad(x)->data, n->out->grad->data, x->data,
                                                   n->saved[0]->data, n->iarg[0], n->iarg[1],
                                                   n->iarg[2], L2_EPS);
 }
@@ -260,7 +260,7 @@ Tensor *tensor_l2_normalize(Tensor *x, int dim) {
         if (i != d) nshape[nd++] = x->shape[i];
     Tensor *out = tensor_empty(DT_F32, x->ndim, x->shape);
     Tensor *norm = tensor_empty(DT_F32, nd, nshape);
-    KERNEL_CALL(x->device, l2_normalize_forward)(out->data, norm->data, x->data, outer, len, inner,
+    KERNEL_RUN(x->device, l2_normalize_forward, out->data, norm->data, x->data, outer, len, inner,
                                                  L2_EPS);
     Node *n = AG_RECORD("l2_normalize", out, l2_normalize_backward, x);
     if (n) {
@@ -287,19 +287,19 @@ static void cosine_backward(Node *n) {
         /* d(ahat) (N,D) = dS (N,M) @ bhat (M,D), then through ahat = a / max(||a||, eps). */
         float *bhat = arena_alloc(arena, (size_t)(B * M * D) * sizeof(float));
         float *dahat = arena_alloc(arena, (size_t)(B * N * D) * sizeof(float));
-        KERNEL_CALL(dev, l2_normalize_apply)(bhat, b->data, nb, B * M, D, 1, L2_EPS);
-        KERNEL_CALL(dev, gemm)(dahat, ds, bhat, B, N, D, M, false, false, 1.0f, 0.0f, M, D, D,
+        KERNEL_RUN(dev, l2_normalize_apply, bhat, b->data, nb, B * M, D, 1, L2_EPS);
+        KERNEL_RUN(dev, gemm, dahat, ds, bhat, B, N, D, M, false, false, 1.0f, 0.0f, M, D, D,
                                N * M, M * D, N * D);
-        KERNEL_CALL(dev, l2_normalize_backward)(da, dahat, a->data, na, B * N, D, 1, L2_EPS);
+        KERNEL_RUN(dev, l2_normalize_backward, da, dahat, a->data, na, B * N, D, 1, L2_EPS);
     }
     if (db) {
         /* d(bhat) (M,D) = dS^T (M,N) @ ahat (N,D). */
         float *ahat = arena_alloc(arena, (size_t)(B * N * D) * sizeof(float));
         float *dbhat = arena_alloc(arena, (size_t)(B * M * D) * sizeof(float));
-        KERNEL_CALL(dev, l2_normalize_apply)(ahat, a->data, na, B * N, D, 1, L2_EPS);
-        KERNEL_CALL(dev, gemm)(dbhat, ds, ahat, B, M, D, N, true, false, 1.0f, 0.0f, M, D, D,
+        KERNEL_RUN(dev, l2_normalize_apply, ahat, a->data, na, B * N, D, 1, L2_EPS);
+        KERNEL_RUN(dev, gemm, dbhat, ds, ahat, B, M, D, N, true, false, 1.0f, 0.0f, M, D, D,
                                N * M, N * D, M * D);
-        KERNEL_CALL(dev, l2_normalize_backward)(db, dbhat, b->data, nb, B * M, D, 1, L2_EPS);
+        KERNEL_RUN(dev, l2_normalize_backward, db, dbhat, b->data, nb, B * M, D, 1, L2_EPS);
     }
     arena_release(arena, mark);
 }
@@ -325,10 +325,10 @@ Tensor *tensor_cosine_similarity_matrix(Tensor *a, Tensor *b) {
     size_t mark = arena_mark(arena);
     float *ahat = arena_alloc(arena, (size_t)a->numel * sizeof(float));
     float *bhat = arena_alloc(arena, (size_t)b->numel * sizeof(float));
-    KERNEL_CALL(a->device, l2_normalize_forward)(ahat, na->data, a->data, B * N, D, 1, L2_EPS);
-    KERNEL_CALL(a->device, l2_normalize_forward)(bhat, nb->data, b->data, B * M, D, 1, L2_EPS);
+    KERNEL_RUN(a->device, l2_normalize_forward, ahat, na->data, a->data, B * N, D, 1, L2_EPS);
+    KERNEL_RUN(a->device, l2_normalize_forward, bhat, nb->data, b->data, B * M, D, 1, L2_EPS);
     /* S (N,M) = ahat (N,D) @ bhat^T, each batch. */
-    KERNEL_CALL(a->device, gemm)(out->data, ahat, bhat, B, N, M, D, false, true, 1.0f, 0.0f, D, D,
+    KERNEL_RUN(a->device, gemm, out->data, ahat, bhat, B, N, M, D, false, true, 1.0f, 0.0f, D, D,
                                  M, N * D, M * D, N * M);
     arena_release(arena, mark);
     Node *n = AG_RECORD(op, out, cosine_backward, a, b);

@@ -89,7 +89,7 @@ void tensor_sgd_step(Tensor *param, Tensor *momentum_buf, const Tensor *grad, co
     CHECK(!h->nesterov || h->momentum > 0.0f, "sgd_step: nesterov needs momentum > 0 (got %g)",
           h->momentum);
     if (momentum_buf) check_like("sgd_step", param, momentum_buf, "momentum_buf");
-    KERNEL_CALL(param->device, sgd_step)(param->data, momentum_buf ? momentum_buf->data : NULL,
+    KERNEL_RUN(param->device, sgd_step, param->data, momentum_buf ? momentum_buf->data : NULL,
                                          grad->data, param->numel, h);
 }
 
@@ -101,7 +101,7 @@ void tensor_adamw_step(Tensor *param, Tensor *exp_avg, Tensor *exp_avg_sq, const
     check_like("adamw_step", param, exp_avg_sq, "exp_avg_sq");
     CHECK(h->bias_correction2_sqrt > 0.0f, "adamw_step: bias_correction2_sqrt %g must be > 0",
           h->bias_correction2_sqrt);
-    KERNEL_CALL(param->device, adamw_step)(param->data, exp_avg->data, exp_avg_sq->data,
+    KERNEL_RUN(param->device, adamw_step, param->data, exp_avg->data, exp_avg_sq->data,
                                            grad->data, param->numel, h);
 }
 
@@ -113,7 +113,7 @@ double tensor_sum_squares(const Tensor *x) {
           device_name(x->device), device_name(arena_device(a)));
     double *acc = arena_alloc(a, sizeof(double)); /* scratch on x's device for the result */
     device_table(x->device)->memset0(acc, sizeof(double)); /* the kernel accumulates */
-    KERNEL_CALL(x->device, sum_squares)(acc, x->data, x->numel);
+    KERNEL_RUN(x->device, sum_squares, acc, x->data, x->numel);
     double host = 0.0;
     device_table(x->device)->copy_d2h(&host, acc, sizeof host);
     arena_release(a, mark);
@@ -122,5 +122,5 @@ double tensor_sum_squares(const Tensor *x) {
 
 void tensor_scale_inplace(Tensor *x, float s) {
     tensor_check_f32("scale_inplace", x, "x");
-    KERNEL_CALL(x->device, scale_inplace)(x->data, x->numel, s);
+    KERNEL_RUN(x->device, scale_inplace, x->data, x->numel, s);
 }

@@ -71,7 +71,7 @@ void spatial_mean_backward_cpu(float *dinp, const float *dout, int64_t rows, int
 
 static void avg_pool2d_backward(Node *n) {
     Tensor *x = n->in[0];
-    KERNEL_CALL(x->device, avg_pool2d_backward)(ag_grad(x)->data, n->out->grad->data, x->shape[0],
+    KERNEL_RUN(x->device, avg_pool2d_backward, ag_grad(x)->data, n->out->grad->data, x->shape[0],
                                                 x->shape[1], x->shape[2], x->shape[3], n->iarg[0]);
 }
 
@@ -84,7 +84,7 @@ Tensor *tensor_avg_pool2d(Tensor *x, int64_t k) {
           tensor_shape_str(x));
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     Tensor *out = tensor_empty(DT_F32, 4, SHAPE(N, C, H / k, W / k));
-    KERNEL_CALL(x->device, avg_pool2d_forward)(out->data, x->data, N, C, H, W, k);
+    KERNEL_RUN(x->device, avg_pool2d_forward, out->data, x->data, N, C, H, W, k);
     Node *n = AG_RECORD("avg_pool2d", out, avg_pool2d_backward, x);
     if (n) n->iarg[0] = k;
     return out;
@@ -92,7 +92,7 @@ Tensor *tensor_avg_pool2d(Tensor *x, int64_t k) {
 
 static void spatial_mean_backward(Node *n) {
     Tensor *x = n->in[0];
-    KERNEL_CALL(x->device, spatial_mean_backward)(ag_grad(x)->data, n->out->grad->data,
+    KERNEL_RUN(x->device, spatial_mean_backward, ag_grad(x)->data, n->out->grad->data,
                                                   x->shape[0] * x->shape[1],
                                                   x->shape[2] * x->shape[3]);
 }
@@ -104,7 +104,7 @@ Tensor *tensor_spatial_mean(Tensor *x) {
           tensor_shape_str(x));
     int64_t N = x->shape[0], C = x->shape[1];
     Tensor *out = tensor_empty(DT_F32, 2, SHAPE(N, C));
-    KERNEL_CALL(x->device, spatial_mean_forward)(out->data, x->data, N * C,
+    KERNEL_RUN(x->device, spatial_mean_forward, out->data, x->data, N * C,
                                                  x->shape[2] * x->shape[3]);
     AG_RECORD("spatial_mean", out, spatial_mean_backward, x);
     return out;

@@ -181,7 +181,7 @@ static void reduce_view(const Tensor *x, int d, int64_t *outer, int64_t *dim, in
 /* iarg: [0] outer, [1] dim, [2] inner, [3] divisor (1 for sum, dim for mean). */
 static void sum_backward(Node *n) {
     Tensor *x = n->in[0];
-    KERNEL_CALL(x->device, sum_backward)(ag_grad(x)->data, n->out->grad->data, n->iarg[0],
+    KERNEL_RUN(x->device, sum_backward, ag_grad(x)->data, n->out->grad->data, n->iarg[0],
                                          n->iarg[1], n->iarg[2], n->iarg[3]);
 }
 
@@ -201,9 +201,9 @@ static Tensor *sum_like(const char *op, Tensor *x, int d, bool keepdim, bool all
     /* A mean over an empty dimension is 0/0 = NaN, as in torch. */
     int64_t divisor = mean ? dim : 1;
     if (mean && dim == 0) {
-        KERNEL_CALL(x->device, fill)(out->data, NAN, out->numel);
+        KERNEL_RUN(x->device, fill, out->data, NAN, out->numel);
     } else {
-        KERNEL_CALL(x->device, sum_forward)(out->data, x->data, outer, dim, inner, divisor);
+        KERNEL_RUN(x->device, sum_forward, out->data, x->data, outer, dim, inner, divisor);
     }
     Node *n = AG_RECORD(op, out, sum_backward, x);
     if (n) {
@@ -227,7 +227,7 @@ Tensor *tensor_mean_all(Tensor *x) { return sum_like("mean_all", x, 0, false, tr
 /* saved[0]: argmax (int64, output shape); iarg: [0] outer, [1] dim, [2] inner. */
 static void max_backward(Node *n) {
     Tensor *x = n->in[0];
-    KERNEL_CALL(x->device, max_backward)(ag_grad(x)->data, n->out->grad->data,
+    KERNEL_RUN(x->device, max_backward, ag_grad(x)->data, n->out->grad->data,
                                          tensor_i64(n->saved[0]), n->iarg[0], n->iarg[1],
                                          n->iarg[2]);
 }
@@ -240,7 +240,7 @@ Tensor *tensor_max(Tensor *x, int dim, bool keepdim) {
     CHECK(len > 0, "max: dimension %d of %s is empty", dim, tensor_shape_str(x));
     Tensor *out = reduced_empty(x, d, keepdim, DT_F32);
     Tensor *argmax = reduced_empty(x, d, keepdim, DT_I64);
-    KERNEL_CALL(x->device, max_forward)(out->data, argmax->data, x->data, outer, len, inner);
+    KERNEL_RUN(x->device, max_forward, out->data, argmax->data, x->data, outer, len, inner);
     Node *n = AG_RECORD("max", out, max_backward, x);
     if (n) {
         n->saved[0] = argmax;
@@ -253,7 +253,7 @@ Tensor *tensor_max(Tensor *x, int dim, bool keepdim) {
 
 static void max_all_backward(Node *n) {
     Tensor *x = n->in[0];
-    KERNEL_CALL(x->device, max_all_backward)(ag_grad(x)->data, n->out->grad->data, x->data,
+    KERNEL_RUN(x->device, max_all_backward, ag_grad(x)->data, n->out->grad->data, x->data,
                                              n->out->data, x->numel);
 }
 
@@ -265,7 +265,7 @@ Tensor *tensor_max_all(Tensor *x) {
     Arena *arena = tensor_arena();
     size_t mark = arena_mark(arena);
     int64_t *argmax = arena_alloc(arena, sizeof(int64_t));
-    KERNEL_CALL(x->device, max_forward)(out->data, argmax, x->data, 1, x->numel, 1);
+    KERNEL_RUN(x->device, max_forward, out->data, argmax, x->data, 1, x->numel, 1);
     arena_release(arena, mark);
     AG_RECORD("max_all", out, max_all_backward, x);
     return out;

@@ -138,7 +138,7 @@ Tensor *tensor_resize_bicubic(Tensor *x, int64_t out_h, int64_t out_w) {
     Arena *arena = tensor_arena();
     size_t mark = arena_mark(arena);
     float *scratch = arena_alloc(arena, (size_t)(N * C * H * out_w) * sizeof(float));
-    KERNEL_CALL(x->device, resize_bicubic_forward)(out->data, scratch, x->data, N, C, H, W, out_h,
+    KERNEL_RUN(x->device, resize_bicubic_forward, out->data, scratch, x->data, N, C, H, W, out_h,
                                                    out_w);
     arena_release(arena, mark);
     return out;
@@ -151,7 +151,7 @@ Tensor *tensor_resize_bilinear(Tensor *x, int64_t out_h, int64_t out_w) {
     Arena *arena = tensor_arena();
     size_t mark = arena_mark(arena);
     float *scratch = arena_alloc(arena, (size_t)(N * C * H * out_w) * sizeof(float));
-    KERNEL_CALL(x->device, resize_bilinear_forward)(out->data, scratch, x->data, N, C, H, W,
+    KERNEL_RUN(x->device, resize_bilinear_forward, out->data, scratch, x->data, N, C, H, W,
                                                     out_h, out_w);
     arena_release(arena, mark);
     return out;

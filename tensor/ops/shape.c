@@ -160,7 +160,7 @@ static StridedCopyGeom permute_geom(const Tensor *x, const int64_t *perm) {
 static void reshape_backward(Node *n) {
     Tensor *x = n->in[0];
     /* out and x are the same numbers in the same order: dx += dout element by element. */
-    KERNEL_CALL(x->device, accumulate)(ag_grad(x)->data, n->out->grad->data, x->numel);
+    KERNEL_RUN(x->device, accumulate, ag_grad(x)->data, n->out->grad->data, x->numel);
 }
 
 Tensor *tensor_reshape(Tensor *x, int ndim, const int64_t *shape) {
@@ -201,7 +201,7 @@ Tensor *tensor_reshape(Tensor *x, int ndim, const int64_t *shape) {
 static void permute_backward(Node *n) {
     Tensor *x = n->in[0];
     StridedCopyGeom g = permute_geom(x, n->iarg);
-    KERNEL_CALL(x->device, strided_copy_backward)(ag_grad(x)->data, n->out->grad->data, &g);
+    KERNEL_RUN(x->device, strided_copy_backward, ag_grad(x)->data, n->out->grad->data, &g);
 }
 
 static Tensor *permute(const char *op, Tensor *x, const int64_t *perm) {
@@ -209,7 +209,7 @@ static Tensor *permute(const char *op, Tensor *x, const int64_t *perm) {
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[perm[d]];
     Tensor *out = tensor_empty(DT_F32, x->ndim, shape);
     StridedCopyGeom g = permute_geom(x, perm);
-    if (out->numel > 0) KERNEL_CALL(x->device, strided_copy_forward)(out->data, x->data, &g);
+    if (out->numel > 0) KERNEL_RUN(x->device, strided_copy_forward, out->data, x->data, &g);
     Node *n = AG_RECORD(op, out, permute_backward, x);
     if (n)
         for (int d = 0; d < x->ndim; d++) n->iarg[d] = perm[d];
@@ -249,7 +249,7 @@ static void slice_backward(Node *n) {
     Tensor *x = n->in[0];
     int dim = (int)n->iarg[0];
     StridedCopyGeom g = block_geom(x->ndim, x->shape, dim, n->iarg[1], n->out->shape[dim], false);
-    KERNEL_CALL(x->device, strided_copy_backward)(ag_grad(x)->data, n->out->grad->data, &g);
+    KERNEL_RUN(x->device, strided_copy_backward, ag_grad(x)->data, n->out->grad->data, &g);
 }
 
 static Tensor *slice(const char *op, Tensor *x, int dim, int64_t start, int64_t len) {
@@ -257,7 +257,7 @@ static Tensor *slice(const char *op, Tensor *x, int dim, int64_t start, int64_t 
     for (int d = 0; d < x->ndim; d++) shape[d] = d == dim ? len : x->shape[d];
     Tensor *out = tensor_empty(DT_F32, x->ndim, shape);
     StridedCopyGeom g = block_geom(x->ndim, x->shape, dim, start, len, false);
-    if (out->numel > 0) KERNEL_CALL(x->device, strided_copy_forward)(out->data, x->data, &g);
+    if (out->numel > 0) KERNEL_RUN(x->device, strided_copy_forward, out->data, x->data, &g);
     Node *n = AG_RECORD(op, out, slice_backward, x);
     if (n) {
         n->iarg[0] = dim;
@@ -306,7 +306,7 @@ static void concat_backward(Node *n) {
         Tensor *t = n->in[i];
         if (ag_needs(t)) {
             StridedCopyGeom g = block_geom(out->ndim, out->shape, dim, start, t->shape[dim], true);
-            KERNEL_CALL(t->device, strided_copy_backward)(ag_grad(t)->data, out->grad->data, &g);
+            KERNEL_RUN(t->device, strided_copy_backward, ag_grad(t)->data, out->grad->data, &g);
         }
         start += t->shape[dim];
     }
@@ -348,7 +348,7 @@ Tensor *tensor_concat(Tensor *const *tensors, int n, int dim) {
     for (int i = 0; i < n; i++) {
         StridedCopyGeom g = block_geom(out->ndim, out->shape, d, start, tensors[i]->shape[d], true);
         if (tensors[i]->numel > 0)
-            KERNEL_CALL(out->device, strided_copy_forward)(out->data, tensors[i]->data, &g);
+            KERNEL_RUN(out->device, strided_copy_forward, out->data, tensors[i]->data, &g);
         start += tensors[i]->shape[d];
     }
     /* With more than AG_MAX_INPUTS inputs, grad mode is off or no input needs a gradient. */

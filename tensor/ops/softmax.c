@@ -150,15 +150,15 @@ static void softmax_backward(Node *n) {
     }
     int64_t outer = n->iarg[0], len = n->iarg[1], inner = n->iarg[2];
     if (log_out)
-        KERNEL_CALL(dev, log_softmax_backward)(dz, dout, n->out->data, outer, len, inner);
+        KERNEL_RUN(dev, log_softmax_backward, dz, dout, n->out->data, outer, len, inner);
     else
-        KERNEL_CALL(dev, softmax_backward)(dz, dout, n->out->data, outer, len, inner);
+        KERNEL_RUN(dev, softmax_backward, dz, dout, n->out->data, outer, len, inner);
     if (dmask) {
-        if (dx) KERNEL_CALL(dev, accumulate)(dx, dz, x->numel);
+        if (dx) KERNEL_RUN(dev, accumulate, dx, dz, x->numel);
         /* z = x + mask: the mask's gradient is dz summed over its broadcast dimensions. */
         BroadcastGeom g;
         broadcast_geom(n->op, x, mask, &g);
-        KERNEL_CALL(dev, binary_backward)(NULL, dmask, dz, x->data, mask->data, &g, BINARY_ADD);
+        KERNEL_RUN(dev, binary_backward, NULL, dmask, dz, x->data, mask->data, &g, BINARY_ADD);
     }
     arena_release(arena, mark);
 }
@@ -188,10 +188,10 @@ static Tensor *softmax_op(const char *op, Tensor *x, int dim, Tensor *mask, bool
     const float *mdata = mask ? mask->data : NULL;
     const SoftmaxMask *mgp = mask ? &mg : NULL;
     if (log_out)
-        KERNEL_CALL(x->device, log_softmax_forward)(out->data, x->data, mdata, mgp, outer, len,
+        KERNEL_RUN(x->device, log_softmax_forward, out->data, x->data, mdata, mgp, outer, len,
                                                     inner);
     else
-        KERNEL_CALL(x->device, softmax_forward)(out->data, x->data, mdata, mgp, outer, len, inner);
+        KERNEL_RUN(x->device, softmax_forward, out->data, x->data, mdata, mgp, outer, len, inner);
     Node *n = AG_RECORD(op, out, softmax_backward, x, mask);
     if (n) {
         n->iarg[0] = outer;
@@ -213,6 +213,6 @@ Tensor *tensor_log_softmax(Tensor *x, int dim, Tensor *mask) {
 Tensor *tensor_causal_mask(int64_t t) {
     CHECK(t >= 1, "causal_mask: T = %lld, expected >= 1", (long long)t);
     Tensor *out = tensor_empty(DT_F32, 2, SHAPE(t, t));
-    KERNEL_CALL(out->device, causal_mask)(out->data, t);
+    KERNEL_RUN(out->device, causal_mask, out->data, t);
     return out;
 }
