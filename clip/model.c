@@ -280,7 +280,11 @@ Status clip_config_infer(const ParamStore *sd, ClipConfig *cfg) {
 Tensor *clip_sd_f32(const ParamStore *sd, const char *name) {
     const Tensor *src = param_find(sd, name);
     CHECK(src, "clip: state dict lacks '%s' after clip_state_dict_check", name);
-    return tensor_to_f32(src);
+    if (src->device == arena_device(tensor_arena())) return tensor_to_f32(src);
+    /* A state dict on the host, the model on a device: upload as stored, convert there. */
+    Tensor *up = tensor_empty(src->dtype, src->ndim, src->shape);
+    tensor_copy(up, src);
+    return tensor_to_f32(up);
 }
 
 void clip_load_f32(Tensor *dst, const ParamStore *sd, const char *name) {
@@ -321,9 +325,8 @@ Status clip_model_load(ClipModel **out, const ParamStore *sd, const ClipConfig *
     if ((st = check_config(&c))) return st;
     if ((st = clip_state_dict_check(sd, &c))) return st;
 
-    const DeviceKind dev = param_at(sd, 0)->device;
-    CHECK(arena_device(tensor_arena()) == dev, "clip_model_load: state dict on %s, current arena on %s",
-          device_name(dev), device_name(arena_device(tensor_arena())));
+    /* The model lives where the current arena does; the state dict may be on the host. */
+    const DeviceKind dev = arena_device(tensor_arena());
     ClipModel *m = xcalloc(1, sizeof *m);
     m->cfg = c;
     m->params = param_store_create(dev, "clip");

@@ -54,7 +54,8 @@ void clip_state_dict_declare(ParamStore *ps, const ClipConfig *cfg);
  * (expected and actual shapes in the message). Extra keys are ignored. */
 Status clip_state_dict_check(const ParamStore *sd, const ClipConfig *cfg);
 
-/* Build a model from sd (any device; the compute store lives on sd's device). cfg NULL: infer
+/* Build a model from sd (any device) on the current arena's device: a host state dict is
+ * uploaded tensor by tensor. cfg NULL: infer
  * it; otherwise it must match sd's shapes (e.g. an inferred config with text.heads set).
  * On failure *out is NULL and the Status says why. Uses the current arena for temporaries. */
 Status clip_model_load(ClipModel **out, const ParamStore *sd, const ClipConfig *cfg);

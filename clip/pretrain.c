@@ -27,6 +27,7 @@
 
 #include "autograd/tape.h"
 #include "clip/preprocess.h"
+#include "tensor/device.h"
 #include "tensor/image.h"
 #include "tensor/resample.h"
 #include "clip/safetensors.h"
@@ -294,7 +295,7 @@ static void init_params(ClipPretrain *p) {
         Tensor *t = param_at(p->ps, i);
         const char *n = t->name;
         if (t->dtype == DT_I64) {
-            memset(t->data, 0, sizeof(int64_t)); /* a CPU counter, written at save time */
+            device_table(t->device)->memset0(t->data, sizeof(int64_t)); /* written at save time */
             continue;
         }
         if (strcmp(n, "token_embedding.weight") == 0) fill_normal(&r, t, 0.02f);
@@ -331,10 +332,10 @@ static void init_params(ClipPretrain *p) {
 ClipPretrain *clip_pretrain_create(const ClipPretrainConfig *cfg) {
     ClipPretrain *p = xcalloc(1, sizeof *p);
     p->cfg = *cfg;
-    p->ps = param_store_create(DEVICE_CPU, "clip-pretrain");
+    p->ps = param_store_create(tensor_default_device(), "clip-pretrain");
     clip_state_dict_foreach(&p->cfg.clip, declare_key, p->ps);
     param_store_finalize(p->ps);
-    p->work = arena_create(DEVICE_CPU, "clip-pretrain-work", 1 << 20);
+    p->work = arena_create(tensor_default_device(), "clip-pretrain-work", 1 << 20);
     bind(p);
     init_params(p);
     p->opt = optim_adamw_create(p->ps, cfg->lr, cfg->beta1, cfg->beta2, cfg->eps,
@@ -412,8 +413,11 @@ Tensor *clip_pretrain_loss(ClipPretrain *p, Tensor *img, Tensor *txt) {
     Tensor *I = tensor_l2_normalize(img, 1), *T = tensor_l2_normalize(txt, 1);
     Tensor *logits = tensor_mul(tensor_matmul(I, tensor_transpose(T, 0, 1)),
                                 tensor_exp(p->logit_scale));
+    int64_t *diag = xmalloc((size_t)B * sizeof *diag); /* image i's caption is caption i */
+    for (int64_t i = 0; i < B; i++) diag[i] = i;
     Tensor *target = tensor_empty(DT_I64, 1, SHAPE(B));
-    for (int64_t i = 0; i < B; i++) tensor_i64(target)[i] = i;
+    device_table(target->device)->copy_h2d(target->data, diag, (size_t)B * sizeof *diag);
+    free(diag);
     Tensor *l1 = tensor_cross_entropy(logits, target);
     Tensor *l2 = tensor_cross_entropy(tensor_transpose(logits, 0, 1), target);
     return tensor_mul_scalar(tensor_add(l1, l2), 0.5f);
@@ -424,7 +428,7 @@ Tensor *clip_pretrain_loss(ClipPretrain *p, Tensor *img, Tensor *txt) {
 /* Fraction of images (rows of img) whose most similar caption (cosine) is their own. */
 static float retrieval_accuracy(Tensor *img, Tensor *txt) {
     const int64_t B = img->shape[0], E = img->shape[1];
-    const float *a = tensor_f32(img), *b = tensor_f32(txt);
+    float *a = tensor_to_host(img), *b = tensor_to_host(txt);
     int64_t hit = 0;
     for (int64_t i = 0; i < B; i++) {
         int64_t best = -1;
@@ -440,6 +444,8 @@ static float retrieval_accuracy(Tensor *img, Tensor *txt) {
         }
         hit += best == i;
     }
+    free(a);
+    free(b);
     return (float)hit / (float)B;
 }
 
@@ -473,11 +479,14 @@ float clip_pretrain_step(ClipPretrain *p, Tensor *images, Tensor *ids, float *ac
 Status clip_pretrain_save(ClipPretrain *p, const char *path) {
     /* BN counters: one increment per training forward, as torch counts them. */
     const int64_t n = optim_step_count(p->opt);
-    for (int i = 0; i < param_count(p->ps); i++) {
-        Tensor *t = param_at(p->ps, i);
+    ParamStore *host = param_store_copy(p->ps, DEVICE_CPU, "clip-pretrain save");
+    for (int i = 0; i < param_count(host); i++) {
+        Tensor *t = param_at(host, i);
         if (t->dtype == DT_I64) memcpy(t->data, &n, sizeof n);
     }
-    return safetensors_write(path, p->ps);
+    Status st = safetensors_write(path, host);
+    param_store_destroy(host);
+    return st;
 }
 
 /* ---- image–caption data ------------------------------------------------------------------- */
@@ -635,7 +644,9 @@ void clip_pairs_batch(const ClipPairs *p, const int64_t *idx, int64_t count, int
     }
     *images = tensor_from_f32(4, SHAPE(count, 3, S, S), h);
     free(h);
+    int64_t *hid = xmalloc((size_t)count * 77 * sizeof *hid);
+    for (int64_t b = 0; b < count; b++) memcpy(hid + b * 77, p->ids + idx[b] * 77, 77 * sizeof *hid);
     *ids = tensor_empty(DT_I64, 2, SHAPE(count, 77));
-    for (int64_t b = 0; b < count; b++)
-        memcpy(tensor_i64(*ids) + b * 77, p->ids + idx[b] * 77, 77 * sizeof(int64_t));
+    device_table((*ids)->device)->copy_h2d((*ids)->data, hid, (size_t)count * 77 * sizeof *hid);
+    free(hid);
 }

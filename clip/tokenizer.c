@@ -24,6 +24,7 @@
 #include <zlib.h>
 
 #include "clip/unicode_tables.h"
+#include "tensor/device.h"
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -823,11 +824,12 @@ Status clip_tokenize_batch(const ClipTokenizer *tok, const char *const *texts, i
 Status clip_tokenize_tensor(const ClipTokenizer *tok, const char *const *texts, int n,
                             bool truncate, Tensor **out, int64_t *eot_pos) {
     *out = NULL;
-    CHECK(arena_device(tensor_arena()) == DEVICE_CPU,
-          "clip_tokenize_tensor: the current arena must be a CPU arena");
-    Tensor *t = tensor_empty(DT_I64, 2, (int64_t[]){n, CLIP_CONTEXT_LENGTH});
-    Status st = clip_tokenize_batch(tok, texts, n, CLIP_CONTEXT_LENGTH, truncate, tensor_i64(t),
-                                    eot_pos);
-    if (st == STATUS_OK) *out = t;
+    int64_t *ids = xmalloc((size_t)n * CLIP_CONTEXT_LENGTH * sizeof *ids);
+    Status st = clip_tokenize_batch(tok, texts, n, CLIP_CONTEXT_LENGTH, truncate, ids, eot_pos);
+    if (st == STATUS_OK) { /* into the current arena, on its device */
+        *out = tensor_empty(DT_I64, 2, (int64_t[]){n, CLIP_CONTEXT_LENGTH});
+        device_table((*out)->device)->copy_h2d((*out)->data, ids, (size_t)n * CLIP_CONTEXT_LENGTH * sizeof *ids);
+    }
+    free(ids);
     return st;
 }

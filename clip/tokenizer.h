@@ -63,7 +63,7 @@ char *clip_clean_text(const char *bytes, size_t len);
  * first context_length - 2 ids and ends with EOT (the reference's truncate=True). */
 Status clip_tokenize_batch(const ClipTokenizer *tok, const char *const *texts, int n,
                            int context_length, bool truncate, int64_t *tokens, int64_t *eot_pos);
-/* clip_tokenize_batch into a new int64 tensor (n, 77) taken from the current arena, which must
- * be a CPU arena. On error *out is NULL. */
+/* clip_tokenize_batch into a new int64 tensor (n, 77) taken from the current arena, on its
+ * device. On error *out is NULL. */
 Status clip_tokenize_tensor(const ClipTokenizer *tok, const char *const *texts, int n,
                             bool truncate, Tensor **out, int64_t *eot_pos);

@@ -90,6 +90,16 @@ extern "C" bool cuda_sync_each_launch(void) {
     return g_sync_each == 1;
 }
 
+extern "C" int cuda_select_device(int index) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (index >= 0 && index < n) CUDA_CHECK(cudaSetDevice(index));
+    return n;
+}
+
 static DeviceTable g_table;
 static bool g_init;
 

@@ -157,3 +157,21 @@ int device_threads(void) {
     return 1;
 #endif
 }
+
+#ifdef TRMML_CUDA
+int cuda_select_device(int index); /* cuda/runtime.cu: the GPU count; selects index if < count */
+#endif
+
+Status device_use(DeviceKind dev, int index) {
+    if (dev != DEVICE_CUDA) return STATUS_OK;
+#ifdef TRMML_CUDA
+    int n = cuda_select_device(index);
+    if (index >= n)
+        return error_set(STATUS_ERR_DEVICE, "--device cuda:%d: this machine has %d GPU%s (cuda:0 "
+                         "to cuda:%d)", index, n, n == 1 ? "" : "s", n - 1);
+    return STATUS_OK;
+#else
+    (void)index;
+    return error_set(STATUS_ERR_DEVICE, "--device cuda: CUDA is not compiled into this build");
+#endif
+}

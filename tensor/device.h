@@ -56,6 +56,9 @@ int device_kernel_count(void);
  * CUDA when a GPU answers and the CPU otherwise. Returns STATUS_ERR_USAGE / STATUS_ERR_DEVICE
  * with a message listing what is available. */
 Status device_parse(const char *spec, DeviceKind *dev, int *index);
+/* Make GPU `index` the one CUDA kernels and allocations use (cuda:N); a no-op for other
+ * devices. STATUS_ERR_DEVICE when there is no such GPU. Call before allocating on the device. */
+Status device_use(DeviceKind dev, int index);
 /* One line describing the compiled-in backends and what this machine offers. */
 const char *device_summary(void);
 

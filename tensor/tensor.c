@@ -227,11 +227,25 @@ int arena_check_guards(const Arena *a) {
 /* ---- Context ------------------------------------------------------------------------------ */
 
 static Arena *g_arena;
+static Arena *g_default_arena; /* the one tensor_arena() made itself, on g_default_dev */
+static DeviceKind g_default_dev = DEVICE_CPU;
 
 Arena *tensor_arena(void) {
-    if (!g_arena) g_arena = arena_create(DEVICE_CPU, "activations", 0);
+    if (!g_arena) g_arena = g_default_arena = arena_create(g_default_dev, "activations", 0);
     return g_arena;
 }
+
+void tensor_set_default_device(DeviceKind dev) {
+    g_default_dev = dev;
+    if (!g_default_arena || g_default_arena->dev == dev) return;
+    /* The default arena was made on another device: replace it, if nothing lives in it. */
+    CHECK(g_arena == g_default_arena && arena_used(g_arena) == 0,
+          "tensor_set_default_device(%s): the default arena is in use", device_name(dev));
+    arena_destroy(g_default_arena);
+    g_arena = g_default_arena = NULL;
+}
+
+DeviceKind tensor_default_device(void) { return g_arena ? g_arena->dev : g_default_dev; }
 
 Arena *tensor_set_arena(Arena *a) {
     Arena *prev = g_arena;
@@ -339,6 +353,36 @@ void tensor_copy_from_host(Tensor *dst, const float *src) {
     device_table(dst->device)->copy_h2d(dst->data, src, (size_t)dst->numel * dtype_size(dst->dtype));
 }
 
+void *tensor_to_host(const Tensor *t) {
+    size_t bytes = (size_t)t->numel * dtype_size(t->dtype);
+    void *h = xmalloc(bytes ? bytes : 1);
+    device_table(t->device)->copy_d2h(h, t->data, bytes);
+    return h;
+}
+
+float tensor_item(const Tensor *t) {
+    tensor_check_f32("item", t, "t");
+    CHECK(t->numel >= 1, "tensor_item: an empty tensor %s", tensor_shape_str(t));
+    float v;
+    device_table(t->device)->copy_d2h(&v, t->data, sizeof v);
+    return v;
+}
+
+void tensor_copy(Tensor *dst, const Tensor *src) {
+    CHECK(dst->dtype == src->dtype && dst->numel == src->numel,
+          "tensor_copy: %s %s into %s %s", dtype_name(src->dtype), tensor_shape_str(src),
+          dtype_name(dst->dtype), tensor_shape_str(dst));
+    size_t bytes = (size_t)src->numel * dtype_size(src->dtype);
+    if (dst->device == src->device) device_table(dst->device)->copy_d2d(dst->data, src->data, bytes);
+    else if (src->device == DEVICE_CPU) device_table(dst->device)->copy_h2d(dst->data, src->data, bytes);
+    else if (dst->device == DEVICE_CPU) device_table(src->device)->copy_d2h(dst->data, src->data, bytes);
+    else { /* between two devices: through the host */
+        void *h = tensor_to_host(src);
+        device_table(dst->device)->copy_h2d(dst->data, h, bytes);
+        free(h);
+    }
+}
+
 void tensor_fill(Tensor *t, float v) {
     tensor_check_f32("fill", t, "t");
     KERNEL_RUN(t->device, fill, t->data, v, t->numel);
@@ -386,6 +430,19 @@ void param_store_destroy(ParamStore *ps) {
     }
     free(ps->params);
     free(ps);
+}
+
+ParamStore *param_store_copy(const ParamStore *ps, DeviceKind dev, const char *name) {
+    CHECK(ps->finalized, "param_store_copy: store '%s' is not finalized", ps->name);
+    ParamStore *c = param_store_create(dev, name);
+    for (int i = 0; i < ps->n; i++) {
+        const Tensor *t = ps->params[i];
+        param_add(c, t->name, t->dtype, t->ndim, t->shape, false);
+    }
+    param_store_finalize(c);
+    for (int i = 0; i < ps->n; i++)
+        if (ps->params[i]->numel) tensor_copy(c->params[i], ps->params[i]);
+    return c;
 }
 
 Tensor *param_add(ParamStore *ps, const char *name, DType dt, int ndim, const int64_t *shape,

@@ -77,6 +77,11 @@ int arena_check_guards(const Arena *a);
 /* The arena that op outputs are taken from. The default is a CPU arena created on first use. */
 Arena *tensor_arena(void);
 Arena *tensor_set_arena(Arena *a); /* returns the previous one */
+/* The device of the default arena, the one tensor_arena() creates on first use (the CPU unless
+ * told otherwise). A command sets it once, before making tensors, to run on --device; replacing
+ * a default arena that holds tensors is a CHECK failure. */
+void tensor_set_default_device(DeviceKind dev);
+DeviceKind tensor_default_device(void); /* the current arena's device */
 /* End of a training step: call every step-end hook (the autograd tape registers its reset,
  * since its nodes live in the arena), then reset the current arena. */
 void tensor_step_end(void);
@@ -121,6 +126,12 @@ int tensor_dim(const Tensor *t, int dim);
 /* Host copies through the device table (explicit; never inside an op). */
 void tensor_copy_to_host(float *dst, const Tensor *src);
 void tensor_copy_from_host(Tensor *dst, const float *src);
+/* A host copy of t's data, any dtype (malloc'd: free it). Host code reads tensors this way, so
+ * it runs unchanged whatever device the tensor is on. */
+void *tensor_to_host(const Tensor *t);
+float tensor_item(const Tensor *t);  /* t's first element (f32), read through the device table */
+/* dst = src (same dtype and element count), whichever devices the two are on. */
+void tensor_copy(Tensor *dst, const Tensor *src);
 void tensor_fill(Tensor *t, float v);
 
 /* Checks used by op wrappers: same device, f32, and the op's name in the message. */
@@ -136,6 +147,9 @@ typedef struct ParamStore ParamStore;
  * never do. The store owns the tensors and their memory. */
 ParamStore *param_store_create(DeviceKind dev, const char *name);
 void param_store_destroy(ParamStore *ps);
+/* A frozen copy of a finalized store on `dev` (the same names, dtypes, shapes and values; no
+ * gradients): e.g. a device-resident store brought to the host to be written. */
+ParamStore *param_store_copy(const ParamStore *ps, DeviceKind dev, const char *name);
 Tensor *param_add(ParamStore *ps, const char *name, DType dt, int ndim, const int64_t *shape,
                   bool trainable);
 void param_store_finalize(ParamStore *ps);

@@ -25,10 +25,8 @@
 
 /* Load the checkpoint and build the model; prints what was loaded on stderr. */
 static Status load_model(const char *path, ClipModel **model) {
-    /* The commands read and write host memory around the model (checkpoint, images, scores)
-     * and have not been ported to the CUDA backend (docs/cuda.md): an explicit CUDA device is
-     * refused rather than half-run. */
-    Status st = tool_device_cpu_only();
+    /* The state dict is read into host memory; the model is built on --device. */
+    Status st = tool_device_select(NULL);
     if (st != STATUS_OK) return st;
     ParamStore *sd = NULL;
     CkptInfo info;
@@ -60,11 +58,7 @@ typedef struct {
 } EmbedInput;
 
 /* Image (1,3,n,n) normalised as CLIP expects, from the current arena. */
-static Tensor *image_tensor(const Image *im, int n) {
-    Tensor *x = tensor_empty(DT_F32, 4, SHAPE(1, 3, n, n));
-    clip_preprocess_into(im, n, tensor_f32(x));
-    return x;
-}
+static Tensor *image_tensor(const Image *im, int n) { return clip_preprocess_batch(im, 1, n); }
 
 typedef struct {
     ModelFlags model;
@@ -123,12 +117,16 @@ static void print_embedding(const ClipModel *model, const ClipTokenizer *tok,
     json_key(w, "input");
     json_string(w, in->input);
     json_key(w, "embedding");
-    put_floats(w, tensor_f32(e), e->numel);
+    float *h = tensor_to_host(e);
+    put_floats(w, h, e->numel);
+    free(h);
     if (dn) {
         json_key(w, "dense");
         json_array_begin(w);
         int64_t rows = dn->shape[1], cols = dn->shape[2];
-        for (int64_t r = 0; r < rows; r++) put_floats(w, tensor_f32(dn) + r * cols, cols);
+        h = tensor_to_host(dn);
+        for (int64_t r = 0; r < rows; r++) put_floats(w, h + r * cols, cols);
+        free(h);
         json_array_end(w);
     }
     json_object_end(w);
@@ -232,9 +230,9 @@ static void print_zeroshot(const ClipModel *model, const Image *im, int size, Te
     clip_encode_image(model, image_tensor(im, size), &img, NULL);
     Tensor *txt = tensor_l2_normalize(clip_encode_text(model, ids), -1);
     Tensor *logits = tensor_matmul_t(tensor_l2_normalize(img, -1), txt, false, true);
-    float scale = expf(tensor_f32(model->logit_scale)[0]);
+    float scale = expf(tensor_item(model->logit_scale));
     Tensor *prob = tensor_softmax(tensor_mul_scalar(logits, scale), -1, NULL);
-    const float *p = tensor_f32(prob);
+    float *p = tensor_to_host(prob);
     int *order = xcalloc(ncls, sizeof *order);
     for (int c = 0; c < ncls; c++) order[c] = c;
     for (int a = 1; a < ncls; a++) /* insertion sort, stable */
@@ -245,6 +243,7 @@ static void print_zeroshot(const ClipModel *model, const Image *im, int size, Te
         }
     for (int c = 0; c < ncls; c++) printf("%.6f\t%s\n", p[order[c]], names[order[c]]);
     free(order);
+    free(p);
     ag_set_grad_enabled(grad);
     tensor_step_end();
 }
@@ -270,6 +269,7 @@ COMMAND(zeroshot, "zero-shot class probabilities of an image (prompt \"a photo o
     ClipTokenizer *tok = NULL;
     ClipModel *model = NULL;
     Status st = ncls ? STATUS_OK : error_set(STATUS_ERR_USAGE, "--classes '%s': no class names", classes);
+    if (st == STATUS_OK) st = tool_device_select(NULL); /* before the prompts become a tensor */
     if (st == STATUS_OK) st = image_load(image_path, &im, NULL);
     if (st == STATUS_OK) st = clip_tokenizer_load(clip_vocab_path(vocab), &tok);
     Tensor *ids = NULL;

@@ -124,7 +124,7 @@ COMMAND_AS(pretrain_clip, "pretrain-clip",
     if (rc != FLAGS_GO) return rc;
     if (!o.data || !o.out) return tool_usage_error("--data and --out are required");
     ClipPretrainConfig cfg;
-    Status st = tool_device_cpu_only();
+    Status st = tool_device_select(NULL);
     if (st == STATUS_OK) st = resolve_config(&o, &cfg);
     if (st != STATUS_OK) return tool_fail(st);
 

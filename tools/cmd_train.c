@@ -216,7 +216,7 @@ static int new_run_config(const TrainFlags *f, RunConfig *rc) {
 }
 
 static int train(const TrainFlags *f) {
-    Status st = tool_device_cpu_only();
+    Status st = tool_device_select(NULL);
     if (st != STATUS_OK) return tool_fail(st);
     TrainOptions opt = {.echo = stderr, .progress_bar = isatty(fileno(stderr)) != 0};
     if (f->resume) { /* the configuration is the checkpoint's own (trmml_train_run) */
@@ -259,7 +259,7 @@ COMMAND(eval, "evaluate a training run on its test split (mAP family JSON, per-c
     if (rc != FLAGS_GO) return rc;
     if (fp.npos != 1) return tool_usage_error("expected one RUN_DIR");
     const char *const *pos = (const char *const *)argv;
-    Status st = tool_device_cpu_only();
+    Status st = tool_device_select(NULL);
     if (st != STATUS_OK) return tool_fail(st);
     TrmmlRun run;
     if ((st = trmml_run_open(pos[0], &run)) != STATUS_OK) return tool_fail(st);
@@ -319,7 +319,7 @@ COMMAND(predict, "top classes of images under a trained run",
     if (fp.npos < 2) return tool_usage_error("expected RUN_DIR and at least one IMAGE");
     const char *const *pos = (const char *const *)argv;
     const int npos = fp.npos;
-    Status st = tool_device_cpu_only();
+    Status st = tool_device_select(NULL);
     Image *ims = xcalloc((size_t)npos, sizeof *ims);
     for (int i = 1; i < npos && st == STATUS_OK; i++) st = image_load(pos[i], &ims[i], NULL);
     TrmmlRun run;
@@ -331,11 +331,12 @@ COMMAND(predict, "top classes of images under a trained run",
         int *order = xcalloc((size_t)run.C, sizeof *order);
         for (int i = 1; i < npos; i++) {
             const size_t mark = arena_mark(tensor_arena());
-            const float *p = tensor_f32(
+            float *p = tensor_to_host(
                 trmml_model_probs(&run.model, trmml_image_dense(&run.model, &ims[i]), gp, gn));
             rank_classes(p, run.C, order);
             for (int k = 0; k < o.top && k < run.C; k++)
                 printf("%s\t%.6f\t%s\n", pos[i], p[order[k]], run.names[order[k]]);
+            free(p);
             arena_release(tensor_arena(), mark);
         }
         free(order);
@@ -363,7 +364,7 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
     if (rc != FLAGS_GO) return rc;
     if (fp.npos != 2 || !o.out) return tool_usage_error("expected RUN_DIR IMAGE --out PNG");
     const char *const *pos = (const char *const *)argv;
-    Status st = tool_device_cpu_only();
+    Status st = tool_device_select(NULL);
     Image im = {0};
     if (st == STATUS_OK) st = image_load(pos[1], &im, NULL);
     TrmmlRun run;
@@ -377,8 +378,9 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
         Tensor *gp, *gn;
         trmml_model_text_features(&run.model, &gp, &gn);
         Tensor *dense = trmml_image_dense(&run.model, &im);
-        const float *p = tensor_f32(trmml_model_probs(&run.model, dense, gp, gn));
+        float *p = tensor_to_host(trmml_model_probs(&run.model, dense, gp, gn));
         Tensor *maps = trmml_model_maps(&run.model, dense, gp, gn);
+        float *mh = tensor_to_host(maps);
         const int64_t HW = maps->shape[2];
         const int g = (int)lrint(sqrt((double)HW));
         CHECK((int64_t)g * g == HW, "visualize: %lld spatial positions is not a square grid",
@@ -390,7 +392,7 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
         char **names = xcalloc((size_t)K, sizeof *names);
         double *scores = xcalloc((size_t)K, sizeof *scores);
         for (int k = 0; k < K; k++) {
-            panels[k] = trmml_heatmap_overlay(&im, tensor_f32(maps) + order[k] * HW, g);
+            panels[k] = trmml_heatmap_overlay(&im, mh + order[k] * HW, g);
             names[k] = run.names[order[k]];
             scores[k] = p[order[k]];
         }
@@ -400,6 +402,8 @@ COMMAND(visualize, "heat maps of the regions a trained run matches for an image'
         for (int k = 0; k < K; k++) image_free(&panels[k]);
         free(panels), free(names), free(scores);
         free(order);
+        free(mh);
+        free(p);
         tensor_step_end();
     }
     if (open) trmml_run_close(&run);

@@ -44,8 +44,7 @@ COMMAND_AS(zeroshot_eval, "zeroshot-eval", "zero-shot CLIP's mAP, CF1, OF1 on a 
     int size = (int)o.size;
     const ZeroShotFeature feature = (ZeroShotFeature)o.feature;
     const char *out = o.out;
-    /* The image tower runs on the host here, as in the CLIP commands (docs/cuda.md). */
-    Status st = tool_device_cpu_only();
+    Status st = tool_device_select(NULL);
     Dataset *ds = NULL;
     ClipTokenizer *tok = NULL;
     ClipModel *clip = NULL;

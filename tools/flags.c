@@ -74,18 +74,30 @@ static const KeySpec GLOBAL_FLAGS[] = {
 const char *tool_device(void) { return g_global.device; }
 int tool_threads(void) { return (int)g_global.threads; }
 
+Status tool_device_select(DeviceKind *dev) {
+    int idx = 0;
+    DeviceKind d;
+    Status st = device_parse(g_global.device, &d, &idx);
+    if (st == STATUS_OK && d != DEVICE_CPU && tensor_precision() == PRECISION_BF16)
+        st = error_set(STATUS_ERR_USAGE, "--precision bf16 runs on the CPU only (the project's "
+                       "AVX512-BF16 GEMM); --device is %s here: add --device cpu, or drop "
+                       "--precision", device_name(d));
+    if (st == STATUS_OK) st = device_use(d, idx);
+    if (st != STATUS_OK) return st;
+    tensor_set_default_device(d);
+    if (dev) *dev = d;
+    return STATUS_OK;
+}
+
 Status tool_device_cpu_only(void) {
-    /* auto means the CPU: these commands keep their data on the host (docs/cuda.md). */
+    /* auto means the CPU here: the command keeps its data on the host. */
     if (strcmp(g_global.device, "auto") == 0) return STATUS_OK;
     DeviceKind dev;
     int idx;
     Status st = device_parse(g_global.device, &dev, &idx);
     if (st == STATUS_OK && dev != DEVICE_CPU)
-        st = error_set(STATUS_ERR_DEVICE,
-                       "--device %s: trmml %s runs on the CPU only (the CUDA backend's kernels "
-                       "exist, but this command is not ported to them: docs/cuda.md); use "
-                       "--device cpu",
-                       g_global.device, tool_command() ? tool_command() : "");
+        st = error_set(STATUS_ERR_DEVICE, "--device %s: trmml %s runs on the CPU only; use "
+                       "--device cpu", g_global.device, tool_command() ? tool_command() : "");
     return st;
 }
 

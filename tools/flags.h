@@ -36,6 +36,7 @@
 
 #include "datasets/dataset.h"
 #include "tensor/keys.h"
+#include "tensor/tensor.h"
 
 /* Flag table entries: T the options struct, k the flag without "--", f the field, meta the
  * value's name in --help ("FILE", "N"). */
@@ -114,6 +115,10 @@ extern const KeySpec PRECISION_FLAGS[1];
 /* The --device value ("auto" by default) and --threads (0: the default). */
 const char *tool_device(void);
 int tool_threads(void);
-/* For a command that runs on the CPU only: STATUS_OK for --device auto (the CPU here) or cpu;
- * a CUDA device is STATUS_ERR_DEVICE naming the command and docs/cuda.md. */
+/* The device the command runs on: --device parsed (auto = CUDA when a GPU answers), selected
+ * (cuda:N) and made the default device of tensors (tensor_set_default_device). Call it once,
+ * before making tensors. */
+Status tool_device_select(DeviceKind *dev);
+/* For a command that runs on the CPU only (bench): STATUS_OK for --device auto or cpu; any
+ * other device is STATUS_ERR_DEVICE naming the command. */
 Status tool_device_cpu_only(void);

@@ -29,8 +29,9 @@ Status trmml_scores(const TrmmlModel *m, TrmmlBatchSource *src, int64_t batch, d
         Tensor *dense = NULL;
         st = src->dense(src, idx, nb, 0, &dense);
         if (st == STATUS_OK) {
-            const float *p = tensor_f32(trmml_model_probs(m, dense, gp, gn));
+            float *p = tensor_to_host(trmml_model_probs(m, dense, gp, gn));
             for (int64_t i = 0; i < nb * C; i++) scores[b0 * C + i] = p[i];
+            free(p);
         }
         arena_release(arena, m2);
     }
@@ -202,9 +203,11 @@ Tensor *trmml_image_dense(const TrmmlModel *m, const Image *im) {
     Image t = {0};
     const bool bilinear = m->ops->test_transform == TRMML_TRANSFORM_TEST_BILINEAR;
     aug_test(im, S, bilinear ? RESAMPLE_BILINEAR : RESAMPLE_BICUBIC, &t);
-    Tensor *x = tensor_empty(DT_F32, 4, SHAPE(1, 3, S, S));
-    image_normalize(&t, CLIP_MEAN, CLIP_STD, tensor_f32(x));
+    float *px = xmalloc(sizeof(float) * (size_t)(3 * S * S));
+    image_normalize(&t, CLIP_MEAN, CLIP_STD, px);
     image_free(&t);
+    Tensor *x = tensor_from_f32(4, SHAPE(1, 3, S, S), px);
+    free(px);
     bool g = ag_set_grad_enabled(false);
     Tensor *emb = NULL, *dense = NULL;
     clip_encode_image(m->clip, x, &emb, &dense);

@@ -12,6 +12,7 @@
 #include "clip/preprocess.h"
 #include "datasets/augment.h"
 #include "tensor/convert.h"
+#include "tensor/device.h"
 
 #define FC_MAGIC "TRMFCACH"
 #define FC_VERSION 1u
@@ -117,10 +118,11 @@ static Status encode_batch(ExtractBatch *xb, const ClipModel *model, int64_t cnt
     Tensor *x = tensor_from_f32(4, SHAPE(cnt, 3, S, S), xb->pixels);
     Tensor *emb = NULL, *dense = NULL;
     clip_encode_image(model, x, &emb, &dense);
-    const float *d = tensor_f32(dense);
+    float *d = tensor_to_host(dense);
     for (int64_t b = 0; b < cnt; b++)
         for (size_t k = 0; k < per_image; k++)
             xb->half[b * per_image + k] = xb->bad[b] ? 0 : f32_to_f16(d[b * per_image + k]);
+    free(d);
     Status st = xfwrite(xb->half, sizeof(uint16_t), cnt * per_image, f, tmp);
     tensor_step_end();
     return st;
@@ -212,16 +214,17 @@ void feature_cache_close(FeatureCache *fc) {
 }
 
 Tensor *feature_cache_batch(const FeatureCache *fc, const int64_t *idx, int64_t count) {
-    Tensor *t = tensor_empty(DT_F32, 3, SHAPE(count, fc->tokens, fc->dim));
-    float *out = tensor_f32(t);
+    /* The rows are gathered as stored (float16), uploaded at half the bytes of float32, and
+     * widened on the device. */
     size_t per = (size_t)(fc->tokens * fc->dim);
     for (int64_t b = 0; b < count; b++)
         CHECK(idx[b] >= 0 && idx[b] < fc->n, "feature cache: index %lld outside [0, %lld)",
               (long long)idx[b], (long long)fc->n);
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < count; b++) {
-        const uint16_t *src = fc->data + (size_t)idx[b] * per;
-        for (size_t k = 0; k < per; k++) out[b * per + k] = f16_to_f32(src[k]);
-    }
-    return t;
+    uint16_t *rows = xmalloc((size_t)count * per * sizeof *rows + 1);
+    for (int64_t b = 0; b < count; b++)
+        memcpy(rows + b * per, fc->data + (size_t)idx[b] * per, per * sizeof *rows);
+    Tensor *half = tensor_empty(DT_F16, 3, SHAPE(count, fc->tokens, fc->dim));
+    device_table(half->device)->copy_h2d(half->data, rows, (size_t)count * per * sizeof *rows);
+    free(rows);
+    return tensor_to_f32(half); /* the float16 tensor stays in the arena until the step ends */
 }

@@ -20,7 +20,7 @@ Tensor *trmml_rows(Tensor *t, int64_t b0, int64_t nb) {
                        (char *)t->data + (size_t)(b0 * per) * dtype_size(t->dtype));
 }
 
-float trmml_scalar(const Tensor *t) { return tensor_f32(t)[0]; }
+float trmml_scalar(const Tensor *t) { return tensor_item(t); }
 
 int64_t trmml_micro_size(const TrmmlConfig *tc, int64_t B) {
     return tc->micro_batch > 0 && tc->micro_batch < B ? tc->micro_batch : B;

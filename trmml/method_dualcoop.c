@@ -129,13 +129,18 @@ static void spatial_weights(const float *z, const float *G, int64_t T, int64_t E
 static Tensor *dualcoop_maps(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg) {
     const int64_t B = dense->shape[0], T = dense->shape[1], E = dense->shape[2], C = m->C,
                   HW = T - 1;
-    Tensor *out = tensor_empty(DT_F32, 3, SHAPE(B, C, HW));
-    const float *z = tensor_f32(dense), *G = tensor_f32(gpos);
+    /* On the host, in double precision (visualisation only). */
+    float *z = tensor_to_host(dense), *G = tensor_to_host(gpos);
+    float *o = xmalloc(sizeof(float) * (size_t)(B * C * HW));
     double *s = xmalloc((size_t)T * sizeof(double));
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++)
-            spatial_weights(z + b * T * E, G + c * E, T, E, s, tensor_f32(out) + (b * C + c) * HW);
+            spatial_weights(z + b * T * E, G + c * E, T, E, s, o + (b * C + c) * HW);
+    Tensor *out = tensor_from_f32(3, SHAPE(B, C, HW), o);
     free(s);
+    free(o);
+    free(z);
+    free(G);
     return out;
 }
 

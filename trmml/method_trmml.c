@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "autograd/tape.h"
+#include "tensor/device.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/reduce.h"
 #include "tensor/ops/shape.h"
@@ -184,10 +185,9 @@ static void region_pass(const TrmmlModel *m, Tensor *f, Tensor **r_all, Tensor *
         Tensor *fb = trmml_rows(f, b0, nb);
         Tensor *r = tensor_sigmoid(trmml_carl_energies(&s->carl, fb));
         Tensor *fr = trmml_carl_region_features(&s->carl, r, fb);
-        memcpy(tensor_f32(*fr_all) + b0 * C * d, tensor_f32(fr),
-               (size_t)(nb * C * d) * sizeof(float));
-        memcpy(tensor_f32(*r_all) + b0 * C * HW, tensor_f32(r),
-               (size_t)(nb * C * HW) * sizeof(float));
+        const DeviceTable *dt = device_table(fr->device);
+        dt->copy_d2d(tensor_f32(*fr_all) + b0 * C * d, fr->data, (size_t)(nb * C * d) * sizeof(float));
+        dt->copy_d2d(tensor_f32(*r_all) + b0 * C * HW, r->data, (size_t)(nb * C * HW) * sizeof(float));
         arena_release(arena, mark);
     }
     ag_set_grad_enabled(g);
@@ -201,11 +201,12 @@ static Tensor *step_targets(TrmmlModel *m, const TrmmlStepInput *in, Tensor *fr_
     Tensor *pseudo = NULL;
     if (in->phase_on) {
         pseudo = trmml_mmcp_pseudo_labels(&s->mmcp, fr_all, in->y, sp, NULL, NULL);
-        const float *p = tensor_f32(pseudo);
+        float *p = tensor_to_host(pseudo);
         for (int64_t i = 0; i < pseudo->numel; i++) {
             st->pseudo_pos += p[i] > 0;
             st->pseudo_neg += p[i] < 0;
         }
+        free(p);
     }
     return trmml_mmcp_targets(in->y, pseudo, sp);
 }
@@ -349,14 +350,15 @@ static Tensor *trmml_probs(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Ten
 /* R = σ(Φ) over the spatial tokens (Eq. 2). */
 static Tensor *trmml_maps(const TrmmlModel *m, Tensor *dense, Tensor *gpos, Tensor *gneg) {
     const int64_t B = dense->shape[0], HW = dense->shape[1] - 1, C = m->C;
-    Tensor *out = tensor_empty(DT_F32, 3, SHAPE(B, C, HW));
-    float *o = tensor_f32(out);
     Tensor *f = method_trmml_head_input(m, dense);
-    const float *r =
-        tensor_f32(tensor_sigmoid(trmml_carl_energies(&method_trmml_state(m)->carl, f)));
+    float *r = tensor_to_host(tensor_sigmoid(trmml_carl_energies(&method_trmml_state(m)->carl, f)));
+    float *o = xmalloc(sizeof(float) * (size_t)(B * C * HW));
     const int64_t P = f->shape[1], skip = P - HW;
     for (int64_t i = 0; i < B * C; i++)
         memcpy(o + i * HW, r + i * P + skip, (size_t)HW * sizeof(float));
+    Tensor *out = tensor_from_f32(3, SHAPE(B, C, HW), o);
+    free(o);
+    free(r);
     return out;
 }
 

@@ -52,18 +52,20 @@ static void normalize_into(float *out, const float *v, int64_t d) {
     for (int64_t j = 0; j < d; j++) out[j] = (float)(v[j] * inv);
 }
 
-static const float *host_f32(const Tensor *t, const char *what) {
-    CHECK(t && t->dtype == DT_F32 && t->device == DEVICE_CPU, "mmcp: %s must be a float32 CPU tensor",
-          what);
-    return (const float *)t->data;
+/* The bank, the prototypes and the thresholds live in host memory: the tensors they meet are
+ * read through a host copy (free it), whatever device they are on. */
+static float *host_f32(const Tensor *t, const char *what) {
+    CHECK(t && t->dtype == DT_F32, "mmcp: %s must be a float32 tensor", what);
+    return tensor_to_host(t);
 }
 
 void trmml_mmcp_set_prototypes(TrmmlMmcp *m, const Tensor *gpos) {
     CHECK(gpos->ndim == 2 && gpos->shape[0] == m->C && gpos->shape[1] == m->d,
           "mmcp prototypes: G+ %s must be (%lld,%lld)", tensor_shape_str(gpos), (long long)m->C,
           (long long)m->d);
-    const float *g = host_f32(gpos, "G+");
+    float *g = host_f32(gpos, "G+");
     for (int64_t c = 0; c < m->C; c++) normalize_into(m->proto + c * m->d, g + c * m->d, m->d);
+    free(g);
     m->has_proto = true;
 }
 
@@ -182,26 +184,32 @@ Tensor *trmml_mmcp_pseudo_labels(TrmmlMmcp *m, const Tensor *fr, const Tensor *y
           (long long)C, (long long)d);
     int64_t B = fr->shape[0];
     check_labels(m, y, B);
-    const float *F = host_f32(fr, "F^r"), *Y = host_f32(y, "labels");
+    float *F = host_f32(fr, "F^r"), *Y = host_f32(y, "labels");
 
-    Tensor *out = TENSOR_ZEROS(B, C);
-    Arena *ar = tensor_arena();
-    size_t mark = arena_mark(ar); /* scratch below is released before returning; out stays */
-    float *sv = arena_alloc(ar, (size_t)(B * C) * sizeof(float));
-    float *st = arena_alloc(ar, (size_t)(B * C) * sizeof(float));
-    float *lab = arena_alloc(ar, (size_t)(B * C) * sizeof(float));
-    float *mean = arena_alloc(ar, (size_t)(C * d) * sizeof(float));
-    float *nf = arena_alloc(ar, (size_t)d * sizeof(float));
+    float *sv = xmalloc((size_t)(B * C) * sizeof(float));
+    float *st = xmalloc((size_t)(B * C) * sizeof(float));
+    float *lab = xmalloc((size_t)(B * C) * sizeof(float));
+    float *P = xcalloc((size_t)(B * C), sizeof(float)); /* 0 where the label is known */
+    float *mean = xmalloc((size_t)(C * d) * sizeof(float));
+    float *nf = xmalloc((size_t)d * sizeof(float));
 
     queue_means(m, mean);
     similarities(m, F, Y, B, single_positive, mean, nf, sv, st, lab);
     update_thresholds(m, TRMML_THETA_VIS_POS, sv, lab, B);
     update_thresholds(m, TRMML_THETA_TXT_POS, st, lab, B);
 
-    fuse(m, Y, B, sv, st, tensor_f32(out));
+    fuse(m, Y, B, sv, st, P);
     if (sim_vis) memcpy(sim_vis, sv, (size_t)(B * C) * sizeof(float));
     if (sim_txt) memcpy(sim_txt, st, (size_t)(B * C) * sizeof(float));
-    arena_release(ar, mark);
+    Tensor *out = tensor_from_f32(2, SHAPE(B, C), P);
+    free(F);
+    free(Y);
+    free(sv);
+    free(st);
+    free(lab);
+    free(P);
+    free(mean);
+    free(nf);
     return out;
 }
 
@@ -209,15 +217,18 @@ Tensor *trmml_mmcp_targets(const Tensor *y, const Tensor *pseudo, bool single_po
     CHECK(y && y->ndim == 2, "mmcp targets: labels %s must be (B,C)", y ? tensor_shape_str(y) : "NULL");
     CHECK(!pseudo || tensor_same_shape(y, pseudo), "mmcp targets: labels %s vs pseudo-labels %s",
           tensor_shape_str(y), tensor_shape_str(pseudo));
-    const float *Y = host_f32(y, "labels"), *P = pseudo ? host_f32(pseudo, "pseudo-labels") : NULL;
-    Tensor *out = tensor_empty_like(y);
-    float *T = tensor_f32(out);
+    float *Y = host_f32(y, "labels"), *P = pseudo ? host_f32(pseudo, "pseudo-labels") : NULL;
+    float *T = xmalloc((size_t)y->numel * sizeof(float));
     for (int64_t i = 0; i < y->numel; i++) {
         float p = P ? P[i] : 0.0f;
         if (Y[i] != 0.0f) T[i] = Y[i];
         else if (single_positive) T[i] = p > 0 ? 1.0f : -1.0f; /* assume negative (DECISION 20) */
         else T[i] = p;
     }
+    Tensor *out = tensor_from_f32(y->ndim, y->shape, T);
+    free(T);
+    free(Y);
+    free(P);
     return out;
 }
 
@@ -230,19 +241,22 @@ void trmml_mmcp_push(TrmmlMmcp *m, const Tensor *regions, const Tensor *f, const
     int64_t B = f->shape[0], HW = f->shape[1], C = m->C, d = m->d;
     CHECK(m->k <= HW, "mmcp push: k = %lld exceeds HW = %lld", (long long)m->k, (long long)HW);
     check_labels(m, y, B);
-    const float *Y = host_f32(y, "labels"), *Fp = host_f32(f, "dense features");
+    float *Y = host_f32(y, "labels"), *Fp = host_f32(f, "dense features");
     bool g = ag_set_grad_enabled(false);
     Arena *ar = tensor_arena();
     size_t mark = arena_mark(ar);
     Tensor *vals, *idx;
     tensor_topk((Tensor *)regions, m->k, &vals, &idx);
-    const int64_t *I = tensor_i64(idx);
+    int64_t *I = tensor_to_host(idx);
     for (int64_t i = 0; i < B; i++)
         for (int64_t c = 0; c < C; c++) {
             if (Y[i * C + c] != 1.0f) continue;
             for (int64_t j = 0; j < m->k; j++)
                 trmml_mmcp_push_vector(m, c, Fp + (i * HW + I[(i * C + c) * m->k + j]) * d);
         }
+    free(I);
+    free(Y);
+    free(Fp);
     arena_release(ar, mark);
     ag_set_grad_enabled(g);
 }

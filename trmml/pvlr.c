@@ -261,7 +261,7 @@ void pvlr_set_knowledge(PvlrHead *m, const float *text_features) {
         }
     }
     if (m->consts) param_store_destroy(m->consts);
-    m->consts = param_store_create(DEVICE_CPU, "pvlr knowledge");
+    m->consts = param_store_create(tensor_default_device(), "pvlr knowledge");
     m->kap_text = param_add(m->consts, "pvlr.kap_text", DT_F32, 2, SHAPE(C, d), false);
     m->kap_relation_text = param_add(m->consts, "pvlr.kap_relation_text", DT_F32, 2, SHAPE(C, d), false);
     param_store_finalize(m->consts);
@@ -436,12 +436,14 @@ Tensor *pvlr_attention_maps(const PvlrHead *m, Tensor *dense, Tensor *text_ctx) 
         pvlr_predict(m, dense, labels, false, NULL, &out);
         maps = out.weights;
     }
-    float *v = tensor_f32(maps);
+    float *v = tensor_to_host(maps); /* each map scaled to a maximum of 1, on the host */
     for (int64_t i = 0; i < B * C; i++) {
         float mx = 0;
         for (int64_t p = 0; p < HW; p++) mx = fmaxf(mx, v[i * HW + p]);
         for (int64_t p = 0; p < HW; p++) v[i * HW + p] = mx > 0 ? v[i * HW + p] / mx : 0;
     }
     ag_set_grad_enabled(g);
-    return maps;
+    Tensor *scaled = tensor_from_f32(maps->ndim, maps->shape, v);
+    free(v);
+    return scaled;
 }

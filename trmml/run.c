@@ -558,8 +558,7 @@ Status run_checkpoint_write(const char *path, const RunMeta *meta, const char *c
     add_text(ps, CKPT_METRICS, metrics, &ht);
     Tensor **dst = xcalloc((size_t)n + 1, sizeof *dst);
     for (int i = 0; i < n; i++) {
-        CHECK(t[i].t && t[i].t->device == DEVICE_CPU, "checkpoint: '%s' must be a CPU tensor",
-              t[i].name);
+        CHECK(t[i].t, "checkpoint: '%s' has no tensor", t[i].name);
         dst[i] = param_add(ps, t[i].name, t[i].t->dtype, t[i].t->ndim, t[i].t->shape, false);
     }
     /* Last, so its data is the file's last DIGEST_N bytes (safetensors_write keeps store order). */
@@ -569,9 +568,8 @@ Status run_checkpoint_write(const char *path, const RunMeta *meta, const char *c
     memcpy(ct->data, config, strlen(config));
     memcpy(ht->data, metrics, strlen(metrics));
     memset(dt->data, 0, DIGEST_N);
-    for (int i = 0; i < n; i++)
-        if (t[i].t->numel)
-            memcpy(dst[i]->data, t[i].t->data, (size_t)t[i].t->numel * dtype_size(t[i].t->dtype));
+    for (int i = 0; i < n; i++) /* from wherever the run keeps it (a device: copied down) */
+        if (t[i].t->numel) tensor_copy(dst[i], t[i].t);
     free(dst);
     /* safetensors_write publishes `stage` by rename; seal and sync it, then publish it as
      * `path`. */
@@ -707,7 +705,7 @@ Status run_checkpoint_restore(const RunCheckpoint *ck, const RunTensor *t, int n
             return error_set(STATUS_ERR_FORMAT, "%s: tensor '%s' is %s %s, expected %s %s",
                              ck->path, t[i].name, dtype_name(s->dtype), tensor_shape_str(s),
                              dtype_name(t[i].t->dtype), tensor_shape_str(t[i].t));
-        if (s->numel) memcpy(t[i].t->data, s->data, (size_t)s->numel * dtype_size(s->dtype));
+        if (s->numel) tensor_copy(t[i].t, s); /* onto the run's device */
     }
     return STATUS_OK;
 }

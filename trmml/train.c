@@ -22,6 +22,7 @@
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "tensor/clock.h"
+#include "tensor/device.h"
 #include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/optim.h"
 #include "tensor/ops/reduce.h"
@@ -52,7 +53,7 @@ void trmml_model_declare(TrmmlModel *m, const RunConfig *rc, int64_t C, int64_t 
     m->cfg = *rc;
     m->C = C;
     m->d = d;
-    m->ps = param_store_create(DEVICE_CPU, "learnable");
+    m->ps = param_store_create(tensor_default_device(), "learnable");
     m->ops->declare(m, width);
 }
 
@@ -197,11 +198,12 @@ static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t cou
     for (int64_t b0 = 0; b0 < count; b0 += TRMML_TOWER_CHUNK) {
         const int64_t nb = count - b0 < TRMML_TOWER_CHUNK ? count - b0 : TRMML_TOWER_CHUNK;
         const size_t mark = arena_mark(arena);
-        Tensor *x = tensor_empty(DT_F32, 4, SHAPE(nb, 3, S, S));
+        float *px = xmalloc(sizeof(float) * (size_t)(nb * 3 * S * S)); /* host pixels, uploaded */
         for (int64_t b = 0; b < nb; b++) {
             Image im = {0}, t = {0};
             Status st = image_load(ds_image_path(s->ds, idx[b0 + b]), &im, NULL);
             if (st != STATUS_OK) {
+                free(px);
                 arena_release(arena, mark);
                 return st;
             }
@@ -213,16 +215,18 @@ static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t cou
             case TRMML_TRANSFORM_TRAIN_TRMML: aug_trmml_train(&im, S, s->min_area, &rng, &t); break;
             case TRMML_TRANSFORM_TRAIN_DUALCOOP: aug_dualcoop_train(&im, S, &rng, &t); break;
             }
-            image_normalize(&t, CLIP_MEAN, CLIP_STD, tensor_f32(x) + b * 3 * S * S);
+            image_normalize(&t, CLIP_MEAN, CLIP_STD, px + b * 3 * S * S);
             image_free(&im);
             image_free(&t);
         }
+        Tensor *x = tensor_from_f32(4, SHAPE(nb, 3, S, S), px);
+        free(px);
         bool g = ag_set_grad_enabled(false);
         Tensor *emb = NULL, *d = NULL;
         clip_encode_image(s->clip, x, &emb, &d);
         ag_set_grad_enabled(g);
-        memcpy(tensor_f32(dense) + (size_t)b0 * per, tensor_f32(d),
-               (size_t)nb * per * sizeof(float));
+        device_table(dense->device)->copy_d2d(tensor_f32(dense) + (size_t)b0 * per, d->data,
+                                              (size_t)nb * per * sizeof(float));
         arena_release(arena, mark);
     }
     *out = dense;
@@ -837,10 +841,11 @@ static Status run_step(Run *r, const int64_t *perm, int64_t nb, bool phase_on,
     Status st = r->src_train.dense(&r->src_train, perm, nb,
                                    trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 1), &dense);
     if (st != STATUS_OK) return st;
-    Tensor *y = tensor_empty(DT_F32, 2, SHAPE(nb, C));
-    float *Y = tensor_f32(y);
+    float *Y = xmalloc(sizeof(float) * (size_t)(nb * C));
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < C; c++) Y[b * C + c] = r->mask[perm[b] * C + c];
+    Tensor *y = tensor_from_f32(2, SHAPE(nb, C), Y);
+    free(Y);
     bool ok = trmml_train_step(&r->model, r->opt, dense, y, phase_on,
                                trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 2), s);
     tensor_step_end();

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "autograd/tape.h"
+#include "tensor/device.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/index.h"
 #include "tensor/ops/loss.h"
@@ -71,27 +72,32 @@ Tensor *trmml_loss_nce(const TrmmlCarl *m, const MethodTrmmlConfig *cfg, Tensor 
                        const Tensor *y, const TrmmlMmcp *bank) {
     int64_t B = fr->shape[0], C = m->C, d = m->d;
     CHECK(fr->ndim == 3 && fr->shape[1] == C && fr->shape[2] == d && y->ndim == 2 &&
-              y->shape[0] == B && y->shape[1] == C && y->device == DEVICE_CPU,
-          "trmml nce: F^r %s and labels %s must be (B,%lld,%lld) and (B,%lld) (labels on the CPU)",
+              y->shape[0] == B && y->shape[1] == C,
+          "trmml nce: F^r %s and labels %s must be (B,%lld,%lld) and (B,%lld)",
           tensor_shape_str(fr), tensor_shape_str(y), (long long)C, (long long)d, (long long)C);
-    const float *Y = (const float *)y->data;
+    float *Y = tensor_to_host(y); /* which keys are positives is decided on the host */
     bool use_bank = bank && cfg->nce_use_bank;
     int64_t nb = 0, nbank = use_bank ? trmml_mmcp_bank_size(bank) : 0;
     for (int64_t i = 0; i < B * C; i++) nb += Y[i] == 1.0f;
-    if (nb + nbank == 0) return tensor_scalar(0.0f);
+    if (nb + nbank == 0) {
+        free(Y);
+        return tensor_scalar(0.0f);
+    }
 
     /* Keys: the batch's ground-truth positive regions (row i*C+c of F^r), then the bank. */
     int64_t *cls = xmalloc((size_t)(nb + nbank) * sizeof(int64_t));
     Tensor *parts[2];
     int np = 0;
     if (nb > 0) {
-        Tensor *ids = tensor_empty(DT_I64, 1, SHAPE(nb));
-        int64_t *I = tensor_i64(ids), n = 0;
+        int64_t *I = xmalloc((size_t)nb * sizeof *I), n = 0;
         for (int64_t i = 0; i < B * C; i++)
             if (Y[i] == 1.0f) {
                 I[n] = i;
                 cls[n++] = i % C;
             }
+        Tensor *ids = tensor_empty(DT_I64, 1, SHAPE(nb));
+        device_table(ids->device)->copy_h2d(ids->data, I, (size_t)nb * sizeof *I);
+        free(I);
         parts[np++] = tensor_embedding(tensor_reshape(fr, 2, SHAPE(B * C, d)), ids);
     }
     int64_t K = nb;
@@ -113,6 +119,7 @@ Tensor *trmml_loss_nce(const TrmmlCarl *m, const MethodTrmmlConfig *cfg, Tensor 
     Tensor *pos = tensor_from_f32(2, SHAPE(C, K), mask);
     free(mask);
     free(cls);
+    free(Y);
     return tensor_info_nce(logits, pos, (float)cfg->nce_tau);
 }
 
