@@ -99,7 +99,7 @@ Status clip_pretrain_config_validate(ClipPretrainConfig *c) {
     REQUIRE(c->batch >= 2 && c->batch <= 65536, "batch = %lld: expected 2..65536",
             (long long)c->batch);
     REQUIRE(c->steps >= 1, "steps = %lld: expected >= 1", (long long)c->steps);
-    REQUIRE(c->warmup >= 0 && c->warmup <= c->steps, "warmup = %lld: expected 0..steps",
+    REQUIRE(c->warmup >= 0 && c->warmup < c->steps, "warmup = %lld: expected 0..steps-1",
             (long long)c->warmup);
     REQUIRE(c->lr > 0 && c->lr < 1, "lr = %g: expected (0, 1)", c->lr);
     REQUIRE(c->min_lr >= 0 && c->min_lr <= c->lr, "min_lr = %g: expected [0, lr]", c->min_lr);

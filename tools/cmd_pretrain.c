@@ -56,7 +56,7 @@ static Status resolve_config(const PretrainFlags *o, ClipPretrainConfig *cfg) {
     Status st = o->config ? clip_pretrain_config_load(o->config, cfg) : STATUS_OK;
     if (st != STATUS_OK) return st;
     if (o->steps > 0)
-        cfg->steps = o->steps, cfg->warmup = cfg->warmup > o->steps ? o->steps / 10 : cfg->warmup;
+        cfg->steps = o->steps, cfg->warmup = cfg->warmup >= o->steps ? o->steps / 10 : cfg->warmup;
     if (o->batch > 0) cfg->batch = o->batch;
     if (o->seed >= 0) cfg->seed = (uint64_t)o->seed;
     return clip_pretrain_config_validate(cfg);
