@@ -175,3 +175,16 @@ Status device_use(DeviceKind dev, int index) {
     return error_set(STATUS_ERR_DEVICE, "--device cuda: CUDA is not compiled into this build");
 #endif
 }
+
+#ifdef TRMML_CUDA
+bool cuda_set_allow_tf32(bool on); /* cuda/gemm.cu */
+#endif
+
+bool device_set_allow_tf32(bool on) {
+#ifdef TRMML_CUDA
+    return cuda_set_allow_tf32(on);
+#else
+    (void)on;
+    return false;
+#endif
+}

@@ -59,6 +59,9 @@ Status device_parse(const char *spec, DeviceKind *dev, int *index);
 /* Make GPU `index` the one CUDA kernels and allocations use (cuda:N); a no-op for other
  * devices. STATUS_ERR_DEVICE when there is no such GPU. Call before allocating on the device. */
 Status device_use(DeviceKind dev, int index);
+/* TF32 tensor-core products in CUDA GEMMs (off by default; --tf32). Returns the previous
+ * setting; without CUDA compiled in, does nothing and returns false. */
+bool device_set_allow_tf32(bool on);
 /* One line describing the compiled-in backends and what this machine offers. */
 const char *device_summary(void);
 

@@ -165,9 +165,10 @@ COMMAND(embed, "CLIP embeddings of images and texts, one JSON object per line",
         ntext += !image;
     }
     free(o.inputs.item);
-    /* Read and check every input first. */
+    /* The device, then every input, checked before anything is printed. */
     ClipTokenizer *tok = NULL;
-    Status st = read_inputs(in, nin, ntext, vocab, &tok);
+    Status st = tool_device_select(NULL);
+    if (st == STATUS_OK) st = read_inputs(in, nin, ntext, vocab, &tok);
     ClipModel *model = NULL;
     if (st == STATUS_OK) st = load_model(model_path, &model);
     if (st != STATUS_OK) {

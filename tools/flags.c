@@ -60,15 +60,18 @@ const KeySpec PRECISION_FLAGS[1] = {
 typedef struct {
     const char *device;
     int64_t threads;
+    bool tf32;
 } GlobalFlags;
 
-static GlobalFlags g_global = {"auto", 0};
+static GlobalFlags g_global = {"auto", 0, false};
 
 static const KeySpec GLOBAL_FLAGS[] = {
     FLAG_ARG(GlobalFlags, "device", device, "auto|cpu|cuda[:N]",
-             "backend; auto = CUDA when a GPU answers and the command runs there (docs/cuda.md)"),
+             "backend; auto = CUDA when a GPU answers (docs/cuda.md)"),
     FLAG_INT(GlobalFlags, "threads", threads, 1, 1024, "N",
              "CPU threads of the kernels (OpenMP, OpenBLAS)"),
+    FLAG_SWITCH(GlobalFlags, "tf32", tf32,
+                "CUDA GEMMs on TF32 tensor cores (10-bit mantissa products; off by default)"),
 };
 
 const char *tool_device(void) { return g_global.device; }
@@ -82,8 +85,12 @@ Status tool_device_select(DeviceKind *dev) {
         st = error_set(STATUS_ERR_USAGE, "--precision bf16 runs on the CPU only (the project's "
                        "AVX512-BF16 GEMM); --device is %s here: add --device cpu, or drop "
                        "--precision", device_name(d));
+    if (st == STATUS_OK && g_global.tf32 && d != DEVICE_CUDA)
+        st = error_set(STATUS_ERR_USAGE, "--tf32 is a mode of CUDA's GEMMs; --device is %s here",
+                       device_name(d));
     if (st == STATUS_OK) st = device_use(d, idx);
     if (st != STATUS_OK) return st;
+    if (g_global.tf32) device_set_allow_tf32(true);
     tensor_set_default_device(d);
     if (dev) *dev = d;
     return STATUS_OK;

@@ -44,6 +44,11 @@
  * (measured: 4 images beat 1 by ~8% at 512 channels, 14x14, 3x3). */
 #define CONV_ROWS_BYTES ((int64_t)4 << 20)
 #define CONV_IMGS_BYTES ((int64_t)16 << 20)
+/* On a GPU the opposite holds: there is no cache to stay in, and each block is one im2col
+ * launch plus one cuBLAS call, so blocks are as large as a generous scratch allows (an RN101
+ * layer1 3x3 conv at 448 px, 64 channels at 112x112, batch 32: 4 blocks of up to 9 images
+ * instead of the CPU's 224 blocks of 16 rows). */
+#define CONV_GPU_BYTES ((int64_t)256 << 20)
 
 /* ---- CPU kernels -------------------------------------------------------------------------- */
 
@@ -613,19 +618,22 @@ static void conv2d_backward(Node *nd) {
     arena_release(a, mark);
 }
 
-/* Block sizes for the im2col path: when one image's col fits CONV_ROWS_BYTES, whole images, as
- * many as fit CONV_IMGS_BYTES; otherwise as many output rows of one image as fit
- * CONV_ROWS_BYTES (at least one). */
-static void conv_pick_blocks(ConvGeom *g) {
+/* Block sizes for the im2col path: when one image's col fits the rows budget, whole images, as
+ * many as fit the images budget; otherwise as many output rows of one image as fit the rows
+ * budget (at least one). The budgets are the CPU's cache-sized ones, or CONV_GPU_BYTES for
+ * both on CUDA. */
+static void conv_pick_blocks(ConvGeom *g, DeviceKind dev) {
+    const int64_t rows_budget = dev == DEVICE_CUDA ? CONV_GPU_BYTES : CONV_ROWS_BYTES;
+    const int64_t imgs_budget = dev == DEVICE_CUDA ? CONV_GPU_BYTES : CONV_IMGS_BYTES;
     const int64_t row_bytes = g->c * g->kh * g->kw * g->ow * (int64_t)sizeof(float);
     const int64_t img_bytes = row_bytes * g->oh;
-    if (img_bytes <= CONV_ROWS_BYTES) {
+    if (img_bytes <= rows_budget) {
         g->tile_rows = g->oh;
-        g->tile_imgs = CONV_IMGS_BYTES / (img_bytes > 0 ? img_bytes : 1);
+        g->tile_imgs = imgs_budget / (img_bytes > 0 ? img_bytes : 1);
         if (g->tile_imgs > g->n) g->tile_imgs = g->n;
     } else {
         g->tile_imgs = 1;
-        g->tile_rows = CONV_ROWS_BYTES / row_bytes;
+        g->tile_rows = rows_budget / row_bytes;
     }
     if (g->tile_rows < 1) g->tile_rows = 1;
     if (g->tile_imgs < 1) g->tile_imgs = 1;
@@ -723,7 +731,7 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
           tensor_shape_str(x), (long long)pad_h, (long long)pad_w);
     g.oh = (g.h + 2 * pad_h - g.kh) / stride_h + 1;
     g.ow = (g.w + 2 * pad_w - g.kw) / stride_w + 1;
-    conv_pick_blocks(&g);
+    conv_pick_blocks(&g, x->device);
     conv_pick_winograd(&g, x->device);
     /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): the im2col and 1x1
      * forwards use the bf16 GEMM. Convolutions that take Winograd keep it, in fp32: packing the
