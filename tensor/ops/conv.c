@@ -751,7 +751,7 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     arena_release(a, mark);
     Node *nd = AG_RECORD("conv2d", out, conv2d_backward, x, weight, bias);
     if (nd) {
-        nd->extra = arena_alloc(a, sizeof g);
+        nd->extra = arena_alloc_host(a, sizeof g);
         memcpy(nd->extra, &g, sizeof g);
     }
     return out;
