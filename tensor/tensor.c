@@ -19,7 +19,8 @@ const char *dtype_name(DType dt) {
 }
 
 const char *device_name(DeviceKind dev) {
-    return dev == DEVICE_CPU ? "cpu" : dev == DEVICE_CUDA ? "cuda" : "?";
+    static const char *nm[DEVICE_COUNT] = {"cpu", "cuda", "guard"};
+    return (dev >= 0 && dev < DEVICE_COUNT) ? nm[dev] : "?";
 }
 
 int64_t shape_numel(int ndim, const int64_t *shape) {

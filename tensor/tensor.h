@@ -26,7 +26,9 @@
 #define TENSOR_MAX_DIMS 6
 
 typedef enum { DT_F32 = 0, DT_F16, DT_BF16, DT_I64, DT_I32, DT_U8, DT_COUNT } DType;
-typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1, DEVICE_COUNT } DeviceKind;
+/* DEVICE_GUARD is a test instrument, not a user-facing device: the CPU kernels on memory that
+ * faults when the host touches it outside the device table (tensor/device_guard.c, docs/guard.md). */
+typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1, DEVICE_GUARD = 2, DEVICE_COUNT } DeviceKind;
 
 typedef struct Node Node; /* autograd/tape.h */
 
@@ -51,6 +53,11 @@ const char *device_name(DeviceKind dev);
  * tensor data directly (a value check, a host fill) asks this; every other device is reached
  * through its table's copies. */
 static inline bool device_host_addressable(DeviceKind dev) { return dev == DEVICE_CPU; }
+/* The device runs the CPU kernels (the CPU and the guard device), so choices made for the CPU
+ * kernels (Winograd convolution) apply to it too. */
+static inline bool device_runs_cpu_kernels(DeviceKind dev) {
+    return dev == DEVICE_CPU || dev == DEVICE_GUARD;
+}
 
 /* ---- Arena: per-step memory ------------------------------------------------------------- */
 

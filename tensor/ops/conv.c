@@ -668,7 +668,7 @@ ConvWinograd conv_set_winograd(ConvWinograd mode) {
 static void conv_pick_winograd(ConvGeom *g, DeviceKind dev) {
     g->wino_rows = g->wino_o = g->wino_threads = g->wino_per_thread = 0;
     const ConvWinograd mode = conv_winograd_mode();
-    if (dev != DEVICE_CPU || mode == CONV_WINOGRAD_OFF || g->kh != 3 || g->kw != 3 ||
+    if (!device_runs_cpu_kernels(dev) || mode == CONV_WINOGRAD_OFF || g->kh != 3 || g->kw != 3 ||
         g->stride_h != 1 || g->stride_w != 1)
         return;
     const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2, F = (int64_t)sizeof(float);
