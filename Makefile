@@ -153,11 +153,15 @@ $(BUILD)/libtrmml.a: $(LIB_OBJ) $(CONFIG_STAMP)
 	@rm -f $@
 	ar rcs $@ $(LIB_OBJ)
 
+# -rdynamic: the guard device's fault report (tensor/device_guard.c) names functions in its
+# backtrace.
+LDRDYNAMIC := -rdynamic
+
 $(BUILD)/trmml: $(TOOL_OBJ) $(BUILD)/libtrmml.a
-	$(CC) $(LDSAN) -o $@ $(TOOL_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
+	$(CC) $(LDSAN) $(LDRDYNAMIC) -o $@ $(TOOL_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
 
 $(BUILD)/test_trmml: $(TEST_OBJ) $(BUILD)/libtrmml.a
-	$(CC) $(LDSAN) -o $@ $(TEST_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
+	$(CC) $(LDSAN) $(LDRDYNAMIC) -o $@ $(TEST_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
 
 # Every SPEC §x / DECISION n citation, docs path, relative doc link and function named in
 # docs/spec.md resolves (scripts/check-docs.sh); `make test` runs it first.

@@ -23,9 +23,10 @@ Node *ag_record(const char *op, Tensor *out, BackwardFn fn, Tensor *const *in, i
     bool any = false;
     for (int i = 0; i < nin; i++) any |= in[i] && in[i]->requires_grad;
     if (!any) return NULL;
-    /* The node lives in the arena: the tape must be emptied when tensor_step_end resets it. */
+    /* The node lives in the arena (its host memory, whatever the arena's device): the tape must
+     * be emptied when tensor_step_end resets it. */
     if (!g_tape) tensor_on_step_end(ag_tape_reset);
-    Node *n = arena_alloc(tensor_arena(), sizeof *n);
+    Node *n = arena_alloc_host(tensor_arena(), sizeof *n);
     memset(n, 0, sizeof *n);
     n->op = op;
     n->backward = fn;

@@ -2,7 +2,8 @@
  *
  * The CPU table is built from tensor/kernels.def: every kernel `k` is bound to `k_cpu`, so the
  * CPU backend is complete by construction. The CUDA table comes from cuda/ when nvcc was found
- * (TRMML_CUDA defined); otherwise CUDA is reported as "not compiled in". */
+ * (TRMML_CUDA defined); otherwise CUDA is reported as "not compiled in". The guard table (the
+ * CPU kernels on memory the host cannot touch, a test instrument) is in tensor/device_guard.c. */
 #include "tensor/device.h"
 
 #include <stdlib.h>
@@ -44,9 +45,11 @@ static const DeviceTable cpu_table = {
 #ifdef TRMML_CUDA
 const DeviceTable *cuda_device_table(void); /* cuda/runtime.cu */
 #endif
+const DeviceTable *guard_device_table(void); /* tensor/device_guard.c */
 
 const DeviceTable *device_table(DeviceKind dev) {
     if (dev == DEVICE_CPU) return &cpu_table;
+    if (dev == DEVICE_GUARD) return guard_device_table();
 #ifdef TRMML_CUDA
     if (dev == DEVICE_CUDA) return cuda_device_table();
 #endif
@@ -98,6 +101,10 @@ Status device_parse(const char *spec, DeviceKind *dev, int *index) {
         *dev = DEVICE_CPU;
         return STATUS_OK;
     }
+    if (strcmp(spec, "guard") == 0) {
+        *dev = DEVICE_GUARD;
+        return STATUS_OK;
+    }
     if (strncmp(spec, "cuda", 4) == 0 && (spec[4] == '\0' || spec[4] == ':')) {
         if (spec[4] == ':') {
             char *end;
@@ -118,12 +125,14 @@ Status device_parse(const char *spec, DeviceKind *dev, int *index) {
         return STATUS_OK;
 #endif
     }
-    return error_set(STATUS_ERR_USAGE, "--device '%s': expected auto, cpu, cuda or cuda:N", spec);
+    return error_set(STATUS_ERR_USAGE, "--device '%s': expected auto, cpu, cuda or cuda:N (or "
+                     "guard, a test instrument: docs/guard.md)", spec);
 }
 
 const char *device_summary(void) {
     static char buf[256];
-    snprintf(buf, sizeof buf, "cpu (%d threads, OpenMP %s, GEMM %s); cuda %s", device_threads(),
+    snprintf(buf, sizeof buf, "cpu (%d threads, OpenMP %s, GEMM %s); cuda %s; guard (test instrument)",
+             device_threads(),
 #ifdef _OPENMP
              "on",
 #else

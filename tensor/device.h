@@ -1,7 +1,8 @@
 /* device.h — the per-device function table through which every kernel is called.
  *
- * Each backend (CPU now, CUDA in cuda/) fills one DeviceTable at start-up: memory functions plus
- * one function pointer per kernel. The kernel list is written once, in tensor/kernels.def, as an
+ * Each backend (CPU, CUDA in cuda/, and the guard device, a test instrument in
+ * tensor/device_guard.c) fills one DeviceTable at start-up: memory functions plus one function
+ * pointer per kernel. The kernel list is written once, in tensor/kernels.def, as an
  * X-macro: KERNEL(name, (argument list)). From that single list come
  *   - the DeviceTable fields (`void (*name)(args)`),
  *   - the CPU table, which must name `name_cpu` for every kernel (a missing or mistyped CPU kernel
@@ -29,6 +30,10 @@ typedef struct DeviceTable {
     void (*copy_d2h)(void *dst, const void *src, size_t bytes);
     void (*copy_d2d)(void *dst, const void *src, size_t bytes);
     void (*synchronize)(void);
+    /* Called by KERNEL_RUN just before and just after every kernel; NULL when the backend needs
+     * nothing there (CPU, CUDA). The guard device opens and closes its memory with them. */
+    void (*kernel_begin)(void);
+    void (*kernel_end)(void);
     /* kernels */
 #define KERNEL(name, args) void(*name) args;
 #include "tensor/kernels.def"
@@ -44,17 +49,21 @@ int device_missing_kernels(DeviceKind dev, const char **out, int max);
 int device_kernel_count(void);
 
 /* Run kernel `kname` of backend `dev` with the given arguments: KERNEL_RUN(dev, fill, p, 0.f, n).
- * A statement, not an expression (kernels return nothing), so a backend can bracket the call. */
+ * A statement, not an expression (kernels return nothing), bracketed by the backend's
+ * kernel_begin/kernel_end when it has them. */
 #define KERNEL_RUN(dev, kname, ...)                                                          \
     do {                                                                                     \
         const DeviceTable *kt_ = device_table(dev);                                          \
         if (!kt_->kname) device_missing_kernel((dev), #kname);                               \
+        if (kt_->kernel_begin) kt_->kernel_begin();                                          \
         kt_->kname(__VA_ARGS__);                                                             \
+        if (kt_->kernel_end) kt_->kernel_end();                                              \
     } while (0)
 
-/* Parse "auto", "cpu", "cuda", "cuda:N". On success sets *dev and *index. "auto" resolves to
- * CUDA when a GPU answers and the CPU otherwise. Returns STATUS_ERR_USAGE / STATUS_ERR_DEVICE
- * with a message listing what is available. */
+/* Parse "auto", "cpu", "cuda", "cuda:N" and "guard" (the test instrument, docs/guard.md; never
+ * chosen by "auto"). On success sets *dev and *index. "auto" resolves to CUDA when a GPU answers
+ * and the CPU otherwise. Returns STATUS_ERR_USAGE / STATUS_ERR_DEVICE with a message listing
+ * what is available. */
 Status device_parse(const char *spec, DeviceKind *dev, int *index);
 /* Make GPU `index` the one CUDA kernels and allocations use (cuda:N); a no-op for other
  * devices. STATUS_ERR_DEVICE when there is no such GPU. Call before allocating on the device. */

@@ -19,7 +19,8 @@ const char *dtype_name(DType dt) {
 }
 
 const char *device_name(DeviceKind dev) {
-    return dev == DEVICE_CPU ? "cpu" : dev == DEVICE_CUDA ? "cuda" : "?";
+    static const char *nm[DEVICE_COUNT] = {"cpu", "cuda", "guard"};
+    return (dev >= 0 && dev < DEVICE_COUNT) ? nm[dev] : "?";
 }
 
 int64_t shape_numel(int ndim, const int64_t *shape) {
@@ -46,6 +47,17 @@ typedef struct {
     size_t cap;
 } Chunk;
 
+/* An arena on a device the host cannot address (CUDA, the guard device) keeps the objects of
+ * arena_alloc_host in a second arena, on the host. Each such object is preceded by a HostRec
+ * and takes one ARENA_ALIGN unit of the device arena, so that it has a place in the order of the
+ * device allocations: arena_release(mark) drops exactly the host objects allocated after `mark`
+ * by walking the chain back from the newest. */
+typedef struct HostRec {
+    size_t mark;                       /* the device arena's mark when the object was made */
+    size_t host_mark;                  /* the host arena's mark before it */
+    struct HostRec *prev;
+} HostRec;
+
 struct Arena {
     const char *name;
     DeviceKind dev;
@@ -58,6 +70,8 @@ struct Arena {
     size_t peak;
     size_t system_allocs;
     bool guards;
+    struct Arena *host;                /* host objects of a device arena (NULL until the first) */
+    HostRec *host_top;                 /* the newest of them */
 };
 
 static size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -85,6 +99,7 @@ void arena_destroy(Arena *a) {
     if (!a) return;
     const DeviceTable *t = device_table(a->dev);
     for (int i = 0; i < a->nchunks; i++) t->free(a->chunk[i].base);
+    arena_destroy(a->host);
     free(a);
 }
 
@@ -104,7 +119,9 @@ size_t arena_mark(const Arena *a) { return chunk_offset(a, a->cur) + a->used; }
 size_t arena_used(const Arena *a) { return arena_mark(a); }
 DeviceKind arena_device(const Arena *a) { return a->dev; }
 size_t arena_peak(const Arena *a) { return a->peak; }
-size_t arena_system_allocs(const Arena *a) { return a->system_allocs; }
+size_t arena_system_allocs(const Arena *a) {
+    return a->system_allocs + (a->host ? a->host->system_allocs : 0);
+}
 
 static void arena_add_chunk(Arena *a, size_t min_bytes) {
     size_t total = arena_total_cap(a);
@@ -155,6 +172,19 @@ void *arena_alloc(Arena *a, size_t bytes) {
     return p;
 }
 
+void *arena_alloc_host(Arena *a, size_t bytes) {
+    if (device_host_addressable(a->dev)) return arena_alloc(a, bytes);
+    if (!a->host) a->host = arena_create(DEVICE_CPU, a->name, 0);
+    const size_t host_mark = arena_mark(a->host), hdr = align_up(sizeof(HostRec), ARENA_ALIGN);
+    HostRec *r = arena_alloc(a->host, hdr + bytes);
+    r->mark = arena_mark(a);
+    arena_alloc(a, 1); /* marks taken from now on are > r->mark */
+    r->host_mark = host_mark;
+    r->prev = a->host_top;
+    a->host_top = r;
+    return (char *)r + hdr;
+}
+
 void arena_release(Arena *a, size_t mark) {
     CHECK(mark <= arena_mark(a), "arena '%s': release to %zu beyond the current mark %zu", a->name,
           mark, arena_mark(a));
@@ -173,6 +203,10 @@ void arena_release(Arena *a, size_t mark) {
     }
     a->cur = c;
     a->used = mark - off;
+    size_t host_to = SIZE_MAX;
+    for (; a->host_top && a->host_top->mark >= mark; a->host_top = a->host_top->prev)
+        host_to = a->host_top->host_mark;
+    if (host_to != SIZE_MAX) arena_release(a->host, host_to);
 }
 
 void arena_reset(Arena *a) {
@@ -190,6 +224,8 @@ void arena_reset(Arena *a) {
     }
     a->cur = 0;
     a->used = 0;
+    if (a->host) arena_reset(a->host);
+    a->host_top = NULL;
 }
 
 void arena_set_guards(Arena *a, bool on) {
@@ -275,7 +311,7 @@ void tensor_step_end(void) {
 
 static Tensor *tensor_header(DType dt, DeviceKind dev, int ndim, const int64_t *shape) {
     CHECK(ndim >= 0 && ndim <= TENSOR_MAX_DIMS, "ndim %d outside [0, %d]", ndim, TENSOR_MAX_DIMS);
-    Tensor *t = arena_alloc(tensor_arena(), sizeof(Tensor));
+    Tensor *t = arena_alloc_host(tensor_arena(), sizeof(Tensor));
     memset(t, 0, sizeof *t);
     t->dtype = dt;
     t->device = dev;

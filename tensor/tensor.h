@@ -26,7 +26,9 @@
 #define TENSOR_MAX_DIMS 6
 
 typedef enum { DT_F32 = 0, DT_F16, DT_BF16, DT_I64, DT_I32, DT_U8, DT_COUNT } DType;
-typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1, DEVICE_COUNT } DeviceKind;
+/* DEVICE_GUARD is a test instrument, not a user-facing device: the CPU kernels on memory that
+ * faults when the host touches it outside the device table (tensor/device_guard.c, docs/guard.md). */
+typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1, DEVICE_GUARD = 2, DEVICE_COUNT } DeviceKind;
 
 typedef struct Node Node; /* autograd/tape.h */
 
@@ -47,6 +49,15 @@ typedef struct Tensor {
 size_t dtype_size(DType dt);
 const char *dtype_name(DType dt);
 const char *device_name(DeviceKind dev);
+/* The host may read and write the device's memory in place: the CPU only. Code that would read
+ * tensor data directly (a value check, a host fill) asks this; every other device is reached
+ * through its table's copies. */
+static inline bool device_host_addressable(DeviceKind dev) { return dev == DEVICE_CPU; }
+/* The device runs the CPU kernels (the CPU and the guard device), so choices made for the CPU
+ * kernels (Winograd convolution) apply to it too. */
+static inline bool device_runs_cpu_kernels(DeviceKind dev) {
+    return dev == DEVICE_CPU || dev == DEVICE_GUARD;
+}
 
 /* ---- Arena: per-step memory ------------------------------------------------------------- */
 
@@ -56,8 +67,14 @@ typedef struct Arena Arena;
  * 16 GiB). Memory comes from the device table's allocator. */
 Arena *arena_create(DeviceKind dev, const char *name, size_t cap_bytes);
 void arena_destroy(Arena *a);
-/* 64-byte aligned. Growing past the cap is fatal and reports requested and available bytes. */
+/* 64-byte aligned, on the arena's device. Growing past the cap is fatal and reports requested
+ * and available bytes. */
 void *arena_alloc(Arena *a, size_t bytes);
+/* Host memory with the same lifetime (released and reset with the arena): tensor headers, tape
+ * nodes, geometry saved for backward. On a CPU arena the same as arena_alloc; an arena on
+ * another device keeps these in a host arena of its own (each also takes 64 bytes of the device
+ * arena, which orders it among the device allocations for arena_release). */
+void *arena_alloc_host(Arena *a, size_t bytes);
 size_t arena_mark(const Arena *a);            /* position to return to with arena_release */
 void arena_release(Arena *a, size_t mark);    /* drop everything allocated after `mark` */
 /* Drop everything. If the arena had to grow into several chunks, they are coalesced into one

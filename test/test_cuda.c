@@ -3,16 +3,17 @@
  *
  * Parity is table-driven. A case is a small function that declares its buffers through the
  * `par_*` helpers (inputs, outputs that are assigned, buffers that are accumulated into, scratch)
- * and calls one or more kernels through the device table with KP(p, kernel). The runner calls the
- * case once per device: the helpers fill every buffer with the same deterministic host data on
- * both sides (an assigned output starts with different junk on each side, so an element a kernel
- * forgets to write shows up), copy it to the device, and after the call copy back what is to be
- * compared. Adding a kernel is one case function and one line in `cases[]`.
+ * and calls one or more kernels through KERNEL_RUN with KP(p, kernel, args...). The runner calls
+ * the case once per device: the helpers fill every buffer with the same deterministic host data
+ * on both sides (an assigned output starts with different junk on each side, so an element a
+ * kernel forgets to write shows up), copy it to the device, and after the call copy back what is
+ * to be compared. Adding a kernel is one case function and one line in `cases[]`.
  *
  * Without a GPU the parity tests SKIP (counted, never passed). cuda_parity_selftest_cpu runs
  * every case CPU against CPU on any machine: it proves the cases are well formed (buffers sized
  * right under ASan, outputs fully assigned, deterministic) and that together they call every
- * kernel of tensor/kernels.def. */
+ * kernel of tensor/kernels.def. test/parity.h lends the runner to other backends (the guard
+ * device's test, test/test_guard.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "tensor/ops/loss.h"
 #include "tensor/ops/matmul.h"
 #include "tensor/ops/elementwise.h"
+#include "test/parity.h"
 #include "test/test.h"
 #include "test/util_clip.h"
 #ifdef TRMML_CUDA
@@ -139,8 +141,13 @@ static void par_note(const char *k) {
     for (int i = 0; i < N_KERNELS; i++)
         if (strcmp(g_kernel_names[i], k) == 0) g_covered[i] = true;
 }
-/* The kernel `k` of the side's table, noted for coverage. */
-#define KP(p, k) (par_note(#k), (p)->t->k)
+/* Run kernel `k` of the side's device with the given arguments, through KERNEL_RUN as the op
+ * wrappers do (so a backend's kernel_begin/kernel_end bracket runs too); noted for coverage. */
+#define KP(p, k, ...)                                                                      \
+    do {                                                                                   \
+        par_note(#k);                                                                      \
+        KERNEL_RUN((p)->dev, k, __VA_ARGS__);                                              \
+    } while (0)
 
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -256,7 +263,26 @@ static void par_side(const ParCase *c, DeviceKind dev, int side, Par *p) {
     }
 }
 
-static void par_compare(const ParCase *c, Par *ref, Par *got) {
+/* Bit for bit: the first element whose bytes differ, with both values. */
+static void par_compare_exact(const char *what, const ParBuf *r, const ParBuf *g) {
+    const size_t esz = r->type == PB_F32 ? sizeof(float) : sizeof(int64_t);
+    for (size_t j = 0; j < r->bytes / esz; j++) {
+        const char *a = (const char *)r->host + j * esz, *b = (const char *)g->host + j * esz;
+        if (memcmp(a, b, esz) == 0) continue;
+        if (r->type == PB_F32)
+            test_fail(__FILE__, __LINE__, "%s[%zu]: %.9g vs %.9g (not bit-identical)", what, j,
+                      *(const float *)a, *(const float *)b);
+        else if (r->type == PB_F64)
+            test_fail(__FILE__, __LINE__, "%s[%zu]: %.17g vs %.17g (not bit-identical)", what, j,
+                      *(const double *)a, *(const double *)b);
+        else
+            test_fail(__FILE__, __LINE__, "%s[%zu]: %lld vs %lld", what, j,
+                      (long long)*(const int64_t *)a, (long long)*(const int64_t *)b);
+        return;
+    }
+}
+
+static void par_compare(const ParCase *c, Par *ref, Par *got, bool exact) {
     const double atol = c->k > 0 ? tol_matmul_atol(c->k) : c->atol;
     EXPECT(ref->n == got->n, "%s: %d buffers vs %d", c->name, ref->n, got->n);
     for (int i = 0; i < ref->n && i < got->n; i++) {
@@ -264,7 +290,9 @@ static void par_compare(const ParCase *c, Par *ref, Par *got) {
         if (!r->host || !g->host) continue;
         char what[160];
         snprintf(what, sizeof what, "%s/%s", c->name, r->name);
-        if (r->type == PB_F32) {
+        if (exact) {
+            par_compare_exact(what, r, g);
+        } else if (r->type == PB_F32) {
             /* NaN against NaN and an infinity against the same infinity agree (masked softmax
              * rows, max with NaN); the finite rest goes through the tolerance check. */
             int64_t n = (int64_t)(r->bytes / sizeof(float));
@@ -290,11 +318,13 @@ static void par_compare(const ParCase *c, Par *ref, Par *got) {
     }
 }
 
-static void par_run(const ParCase *c, DeviceKind ref_dev, DeviceKind got_dev) {
+/* exact: every compared buffer bit for bit (two backends running the same kernels); otherwise
+ * the case's tolerance. */
+static void par_run(const ParCase *c, DeviceKind ref_dev, DeviceKind got_dev, bool exact) {
     static Par ref, got;
     par_side(c, ref_dev, 0, &ref);
     par_side(c, got_dev, 1, &got);
-    par_compare(c, &ref, &got);
+    par_compare(c, &ref, &got, exact);
     for (int i = 0; i < PAR_MAX_BUFS; i++) {
         free(ref.buf[i].host);
         free(got.buf[i].host);
@@ -312,31 +342,31 @@ static void par_run(const ParCase *c, DeviceKind ref_dev, DeviceKind got_dev) {
 static void c_gemm_nn(Par *p) {
     enum { M = 13, N = 17, K = 70 };
     float *a = pin(p, "a", M * K, -1, 1), *b = pin(p, "b", K * N, -1, 1), *c = pout(p, "c", M * N);
-    KP(p, gemm)(c, a, b, 1, M, N, K, false, false, 1.0f, 0.0f, K, N, N, 0, 0, 0);
+    KP(p, gemm, c, a, b, 1, M, N, K, false, false, 1.0f, 0.0f, K, N, N, 0, 0, 0);
 }
 static void c_gemm_batched_t(Par *p) {
     /* batched, both transposed, B shared (stride 0), accumulating (beta = 1), alpha != 1 */
     enum { BT = 3, M = 9, N = 11, K = 65 };
     float *a = pin(p, "a", BT * K * M, -1, 1), *b = pin(p, "b", N * K, -1, 1);
     float *c = pacc(p, "c", BT * M * N);
-    KP(p, gemm)(c, a, b, BT, M, N, K, true, true, 0.5f, 1.0f, M, K, N, K * M, 0, M * N);
+    KP(p, gemm, c, a, b, BT, M, N, K, true, true, 0.5f, 1.0f, M, K, N, K * M, 0, M * N);
 }
 static void c_gemm_tn_ld(Par *p) {
     /* A^T B with row strides larger than the matrices (sub-blocks of wider buffers) */
     enum { M = 7, N = 5, K = 33, LDA = 10, LDB = 8, LDC = 6 };
     float *a = pin(p, "a", K * LDA, -1, 1), *b = pin(p, "b", K * LDB, -1, 1);
     float *c = pacc(p, "c", M * LDC);
-    KP(p, gemm)(c, a, b, 1, M, N, K, true, false, 1.0f, 1.0f, LDA, LDB, LDC, 0, 0, 0);
+    KP(p, gemm, c, a, b, 1, M, N, K, true, false, 1.0f, 1.0f, LDA, LDB, LDC, 0, 0, 0);
 }
 static void c_gemm_k0(Par *p) {
     float *a = pin(p, "a", 4, -1, 1), *b = pin(p, "b", 4, -1, 1), *c = pacc(p, "c", 2 * 3 * 5);
-    KP(p, gemm)(c, a, b, 2, 3, 5, 0, false, false, 1.0f, 0.5f, 1, 5, 5, 0, 0, 15);
+    KP(p, gemm, c, a, b, 2, 3, 5, 0, false, false, 1.0f, 0.5f, 1, 5, 5, 0, 0, 15);
 }
 static void c_accumulate(Par *p) {
     float *in = pin(p, "in", 1001, -2, 2), *out = pacc(p, "out", 1001);
-    KP(p, accumulate)(out, in, 1001);
+    KP(p, accumulate, out, in, 1001);
 }
-static void c_fill(Par *p) { KP(p, fill)(pout(p, "out", 777), 0.25f, 777); }
+static void c_fill(Par *p) { KP(p, fill, pout(p, "out", 777), 0.25f, 777); }
 static void c_convert(Par *p) {
     enum { N = 300 };
     uint16_t h16[N], b16[N];
@@ -351,11 +381,11 @@ static void c_convert(Par *p) {
         u8[i] = (uint8_t)(i * 7);
         i32[i] = -i * 12345;
     }
-    KP(p, convert_to_f32)(pout(p, "f16", N), praw(p, "h", h16, sizeof h16), N, DT_F16);
-    KP(p, convert_to_f32)(pout(p, "bf16", N), praw(p, "b", b16, sizeof b16), N, DT_BF16);
-    KP(p, convert_to_f32)(pout(p, "i64", N), praw(p, "l", i64, sizeof i64), N, DT_I64);
-    KP(p, convert_to_f32)(pout(p, "u8", N), praw(p, "u", u8, sizeof u8), N, DT_U8);
-    KP(p, convert_to_f32)(pout(p, "i32", N), praw(p, "i", i32, sizeof i32), N, DT_I32);
+    KP(p, convert_to_f32, pout(p, "f16", N), praw(p, "h", h16, sizeof h16), N, DT_F16);
+    KP(p, convert_to_f32, pout(p, "bf16", N), praw(p, "b", b16, sizeof b16), N, DT_BF16);
+    KP(p, convert_to_f32, pout(p, "i64", N), praw(p, "l", i64, sizeof i64), N, DT_I64);
+    KP(p, convert_to_f32, pout(p, "u8", N), praw(p, "u", u8, sizeof u8), N, DT_U8);
+    KP(p, convert_to_f32, pout(p, "i32", N), praw(p, "i", i32, sizeof i32), N, DT_I32);
 }
 
 /* elementwise: a (3,1,7) (op) b (5,1) -> (3,5,7), both operands broadcast */
@@ -368,18 +398,18 @@ static void c_binary(Par *p) {
     float *a = pin(p, "a", 21, -2, 2), *b = pin(p, "b", 5, 0.5f, 2);
     for (int op = 0; op < BINARY_COUNT; op++) {
         float *out = pout(p, "out", 105);
-        KP(p, binary_forward)(out, a, b, &g, (BinaryOp)op);
+        KP(p, binary_forward, out, a, b, &g, (BinaryOp)op);
         float *dout = pin(p, "dout", 105, -1, 1), *da = pacc(p, "da", 21), *db = pacc(p, "db", 5);
-        KP(p, binary_backward)(da, db, dout, a, b, &g, (BinaryOp)op);
+        KP(p, binary_backward, da, db, dout, a, b, &g, (BinaryOp)op);
     }
 }
 static void c_binary_long_reduce(Par *p) {
     /* bias-style: a (300, 9) + b (9): b's gradient sums 300 rows (the block-reduction path) */
     BroadcastGeom g = {.ndim = 2, .shape = {300, 9}, .astride = {9, 1}, .bstride = {0, 1}};
     float *a = pin(p, "a", 2700, -1, 1), *b = pin(p, "b", 9, -1, 1), *out = pout(p, "out", 2700);
-    KP(p, binary_forward)(out, a, b, &g, BINARY_MUL);
+    KP(p, binary_forward, out, a, b, &g, BINARY_MUL);
     float *dout = pin(p, "dout", 2700, -1, 1), *db = pacc(p, "db", 9);
-    KP(p, binary_backward)(NULL, db, dout, a, b, &g, BINARY_MUL);
+    KP(p, binary_backward, NULL, db, dout, a, b, &g, BINARY_MUL);
 }
 static void c_unary(Par *p) {
     enum { N = 517 };
@@ -389,18 +419,18 @@ static void c_unary(Par *p) {
     const float be[UNARY_COUNT] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.7f, -0.25f, 0};
     for (int op = 0; op < UNARY_COUNT; op++) {
         float *x = pin(p, "x", N, lo[op], lo[op] < 0 ? -lo[op] : 3.0f), *y = pout(p, "y", N);
-        KP(p, unary_forward)(y, x, N, (UnaryOp)op, al[op], be[op]);
+        KP(p, unary_forward, y, x, N, (UnaryOp)op, al[op], be[op]);
         float *dy = pin(p, "dy", N, -1, 1), *dx = pacc(p, "dx", N);
-        KP(p, unary_backward)(dx, dy, x, y, N, (UnaryOp)op, al[op], be[op]);
+        KP(p, unary_backward, dx, dy, x, y, N, (UnaryOp)op, al[op], be[op]);
     }
 }
 
 /* matmul */
 static void c_linear_bias(Par *p) {
     float *bias = pin(p, "bias", 37, -1, 1), *out = pout(p, "out", 29 * 37);
-    KP(p, linear_bias_forward)(out, bias, 29, 37);
+    KP(p, linear_bias_forward, out, bias, 29, 37);
     float *dout = pin(p, "dout", 29 * 37, -1, 1), *db = pacc(p, "dbias", 37);
-    KP(p, linear_bias_backward)(db, dout, 29, 37);
+    KP(p, linear_bias_backward, db, dout, 29, 37);
 }
 
 /* conv: 3x3 stride 2 pad 1 in row tiles; 3x3 stride 1 in multi-image tiles; 1x1 pointwise */
@@ -410,12 +440,12 @@ static void conv_case(Par *p, ConvGeom g, bool bias) {
     float *x = pin(p, "x", g.n * g.c * g.h * g.w, -1, 1), *w = pin(p, "w", g.o * K, -1, 1);
     float *b = bias ? pin(p, "b", g.o, -1, 1) : NULL;
     float *out = pout(p, "out", g.n * g.o * g.oh * g.ow);
-    KP(p, conv2d_forward)(out, x, w, b, pscratch(p, colsz), pscratch(p, ysz), &g);
+    KP(p, conv2d_forward, out, x, w, b, pscratch(p, colsz), pscratch(p, ysz), &g);
     float *dout = pin(p, "dout", g.n * g.o * g.oh * g.ow, -1, 1);
     float *dx = pacc(p, "dx", g.n * g.c * g.h * g.w), *dw = pacc(p, "dw", g.o * K);
     float *db = pacc(p, "db", g.o);
-    KP(p, conv2d_backward)
-    (dx, dw, db, pscratch(p, colsz), pscratch(p, colsz), pscratch(p, ysz), dout, x, w, &g);
+    KP(p, conv2d_backward, dx, dw, db, pscratch(p, colsz), pscratch(p, colsz), pscratch(p, ysz),
+            dout, x, w, &g);
 }
 static void c_conv_strided(Par *p) {
     ConvGeom g = {.n = 2,
@@ -475,12 +505,12 @@ static void c_conv_pointwise(Par *p) {
 /* pool */
 static void c_pool(Par *p) {
     float *x = pin(p, "x", 2 * 3 * 8 * 6, -1, 1), *y = pout(p, "y", 2 * 3 * 4 * 3);
-    KP(p, avg_pool2d_forward)(y, x, 2, 3, 8, 6, 2);
-    KP(p, avg_pool2d_backward)
-    (pacc(p, "dx", 2 * 3 * 8 * 6), pin(p, "dy", 2 * 3 * 4 * 3, -1, 1), 2, 3, 8, 6, 2);
+    KP(p, avg_pool2d_forward, y, x, 2, 3, 8, 6, 2);
+    KP(p, avg_pool2d_backward, pacc(p, "dx", 2 * 3 * 8 * 6), pin(p, "dy", 2 * 3 * 4 * 3, -1, 1),
+            2, 3, 8, 6, 2);
     float *m = pout(p, "mean", 6);
-    KP(p, spatial_mean_forward)(m, pin(p, "x2", 6 * 555, -1, 1), 6, 555);
-    KP(p, spatial_mean_backward)(pacc(p, "dx2", 6 * 555), pin(p, "dm", 6, -1, 1), 6, 555);
+    KP(p, spatial_mean_forward, m, pin(p, "x2", 6 * 555, -1, 1), 6, 555);
+    KP(p, spatial_mean_backward, pacc(p, "dx2", 6 * 555), pin(p, "dm", 6, -1, 1), 6, 555);
 }
 
 /* batchnorm: training (running stats updated) and eval, then backward of each */
@@ -492,17 +522,17 @@ static void c_batchnorm(Par *p) {
         float *mean = pout(p, "mean", C), *rstd = pout(p, "rstd", C);
         float *rm = par_f32(p, "running_mean", PB_ACC, C, -0.5f, 0.5f);
         float *rv = par_f32(p, "running_var", PB_ACC, C, 0.5f, 2.0f);
-        KP(p, batchnorm_forward)(out, mean, rstd, rm, rv, x, w, b, N, C, HW, training, 0.1f, 1e-5f);
+        KP(p, batchnorm_forward, out, mean, rstd, rm, rv, x, w, b, N, C, HW, training, 0.1f, 1e-5f);
         float *dout = pin(p, "dout", N * C * HW, -1, 1);
-        KP(p, batchnorm_backward)
-        (pacc(p, "dx", N * C * HW), pacc(p, "dw", C), pacc(p, "db", C), dout, x, mean, rstd, w, N,
+        KP(p, batchnorm_backward, pacc(p, "dx", N * C * HW), pacc(p, "dw", C), pacc(p, "db", C),
+                dout, x, mean, rstd, w, N,
          C, HW, training);
     }
     enum { O = 4, K = 27 };
     float *cw = pin(p, "conv_w", O * K, -1, 1), *cb = pin(p, "conv_b", O, -1, 1);
     float *wo = pout(p, "w_out", O * K), *bo = pout(p, "b_out", O);
-    KP(p, batchnorm_fold_forward)
-    (wo, bo, cw, cb, pin(p, "bn_w", O, 0.5f, 1.5f), pin(p, "bn_b", O, -1, 1),
+    KP(p, batchnorm_fold_forward, wo, bo, cw, cb, pin(p, "bn_w", O, 0.5f, 1.5f), pin(p, "bn_b", O,
+            -1, 1),
      pin(p, "rm", O, -1, 1), pin(p, "rv", O, 0.5f, 2), O, K, 1e-5f);
 }
 
@@ -512,30 +542,30 @@ static void c_resize(Par *p) {
     for (int i = 0; i < 2; i++) {
         int64_t H = sz[i][0], W = sz[i][1], OH = sz[i][2], OW = sz[i][3];
         float *x = pin(p, "x", 2 * 3 * H * W, 0, 1);
-        KP(p, resize_bicubic_forward)
-        (pout(p, "bicubic", 2 * 3 * OH * OW), pscratch(p, 6 * H * OW), x, 2, 3, H, W, OH, OW);
-        KP(p, resize_bilinear_forward)
-        (pout(p, "bilinear", 2 * 3 * OH * OW), pscratch(p, 6 * H * OW), x, 2, 3, H, W, OH, OW);
+        KP(p, resize_bicubic_forward, pout(p, "bicubic", 2 * 3 * OH * OW), pscratch(p,
+                6 * H * OW), x, 2, 3, H, W, OH, OW);
+        KP(p, resize_bilinear_forward, pout(p, "bilinear", 2 * 3 * OH * OW), pscratch(p,
+                6 * H * OW), x, 2, 3, H, W, OH, OW);
     }
 }
 
 /* reduce: a middle dim, a whole-tensor reduction (the block path), ties and NaN for max */
 static void c_reduce(Par *p) {
     float *x = pin(p, "x", 4 * 9 * 5, -2, 2);
-    KP(p, sum_forward)(pout(p, "sum", 20), x, 4, 9, 5, 1);
-    KP(p, sum_forward)(pout(p, "mean_all", 1), x, 1, 180, 1, 180);
-    KP(p, sum_backward)(pacc(p, "dx", 180), pin(p, "dy", 20, -1, 1), 4, 9, 5, 9);
+    KP(p, sum_forward, pout(p, "sum", 20), x, 4, 9, 5, 1);
+    KP(p, sum_forward, pout(p, "mean_all", 1), x, 1, 180, 1, 180);
+    KP(p, sum_backward, pacc(p, "dx", 180), pin(p, "dy", 20, -1, 1), 4, 9, 5, 9);
     const float vals[4] = {0.0f, 1.0f, 2.0f, 2.0f};
     float *t = pchoice(p, "ties", PB_IN, 4 * 9 * 5, vals, 4);
     int64_t *am = pout_i64(p, "argmax", 20);
-    KP(p, max_forward)(pout(p, "max", 20), am, t, 4, 9, 5);
-    KP(p, max_backward)(pacc(p, "dx_max", 180), pin(p, "dy_max", 20, -1, 1), am, 4, 9, 5);
+    KP(p, max_forward, pout(p, "max", 20), am, t, 4, 9, 5);
+    KP(p, max_backward, pacc(p, "dx_max", 180), pin(p, "dy_max", 20, -1, 1), am, 4, 9, 5);
     float *mall = pout(p, "max_all", 1);
-    KP(p, max_forward)(mall, pout_i64(p, "argmax_all", 1), t, 1, 180, 1);
-    KP(p, max_all_backward)(pacc(p, "dx_all", 180), pin(p, "dy_all", 1, -1, 1), t, mall, 180);
+    KP(p, max_forward, mall, pout_i64(p, "argmax_all", 1), t, 1, 180, 1);
+    KP(p, max_all_backward, pacc(p, "dx_all", 180), pin(p, "dy_all", 1, -1, 1), t, mall, 180);
     const float nanv[3] = {NAN, 1.0f, 3.0f};
     float *tn = pchoice(p, "nan", PB_IN, 7 * 50, nanv, 3);
-    KP(p, max_forward)(pout(p, "max_nan", 7), pout_i64(p, "argmax_nan", 7), tn, 7, 50, 1);
+    KP(p, max_forward, pout(p, "max_nan", 7), pout_i64(p, "argmax_nan", 7), tn, 7, 50, 1);
 }
 
 /* softmax: a masked middle axis, log-softmax of the last axis, and the causal mask */
@@ -548,13 +578,13 @@ static void c_softmax(Par *p) {
     float *mask = praw(p, "mask", mh, sizeof mh);
     SoftmaxMask mg = {.ndim = 3, .shape = {O, D, I}, .stride = {0, I, 1}, .axis = 1};
     float *x = pin(p, "x", O * D * I, -3, 3), *y = pout(p, "y", O * D * I);
-    KP(p, softmax_forward)(y, x, mask, &mg, O, D, I);
-    KP(p, softmax_backward)(pacc(p, "dx", O * D * I), pin(p, "dy", O * D * I, -1, 1), y, O, D, I);
+    KP(p, softmax_forward, y, x, mask, &mg, O, D, I);
+    KP(p, softmax_backward, pacc(p, "dx", O * D * I), pin(p, "dy", O * D * I, -1, 1), y, O, D, I);
     float *ly = pout(p, "logy", 7 * 300);
-    KP(p, log_softmax_forward)(ly, pin(p, "x2", 7 * 300, -5, 5), NULL, NULL, 7, 300, 1);
-    KP(p, log_softmax_backward)
-    (pacc(p, "dx2", 7 * 300), pin(p, "dy2", 7 * 300, -1, 1), ly, 7, 300, 1);
-    KP(p, causal_mask)(pout(p, "causal", 9 * 9), 9);
+    KP(p, log_softmax_forward, ly, pin(p, "x2", 7 * 300, -5, 5), NULL, NULL, 7, 300, 1);
+    KP(p, log_softmax_backward, pacc(p, "dx2", 7 * 300), pin(p, "dy2", 7 * 300, -1, 1), ly, 7,
+            300, 1);
+    KP(p, causal_mask, pout(p, "causal", 9 * 9), 9);
 }
 
 /* norm */
@@ -565,9 +595,9 @@ static void c_layernorm(Par *p) {
         float *w = affine ? pin(p, "w", C, 0.5f, 1.5f) : NULL,
               *b = affine ? pin(p, "b", C, -1, 1) : NULL;
         float *y = pout(p, "y", N * C), *mean = pout(p, "mean", N), *rstd = pout(p, "rstd", N);
-        KP(p, layernorm_forward)(y, mean, rstd, x, w, b, N, C, 1e-5f);
-        KP(p, layernorm_backward)
-        (pacc(p, "dx", N * C), affine ? pacc(p, "dw", C) : NULL, affine ? pacc(p, "db", C) : NULL,
+        KP(p, layernorm_forward, y, mean, rstd, x, w, b, N, C, 1e-5f);
+        KP(p, layernorm_backward, pacc(p, "dx", N * C), affine ? pacc(p, "dw", C) : NULL,
+                affine ? pacc(p, "db", C) : NULL,
          pin(p, "dy", N * C, -1, 1), x, w, mean, rstd, N, C);
     }
 }
@@ -575,10 +605,10 @@ static void c_l2_normalize(Par *p) {
     enum { O = 3, D = 33, I = 2 };
     float *x = pin(p, "x", O * D * I, -1, 1), *y = pout(p, "y", O * D * I),
           *nrm = pout(p, "norm", O * I);
-    KP(p, l2_normalize_forward)(y, nrm, x, O, D, I, 1e-12f);
-    KP(p, l2_normalize_backward)
-    (pacc(p, "dx", O * D * I), pin(p, "dy", O * D * I, -1, 1), x, nrm, O, D, I, 1e-12f);
-    KP(p, l2_normalize_apply)(pout(p, "apply", O * D * I), x, nrm, O, D, I, 1e-12f);
+    KP(p, l2_normalize_forward, y, nrm, x, O, D, I, 1e-12f);
+    KP(p, l2_normalize_backward, pacc(p, "dx", O * D * I), pin(p, "dy", O * D * I, -1, 1), x, nrm,
+            O, D, I, 1e-12f);
+    KP(p, l2_normalize_apply, pout(p, "apply", O * D * I), x, nrm, O, D, I, 1e-12f);
 }
 
 /* shape: a permute (2,3,4) -> (4,2,3) into a larger buffer at an offset */
@@ -590,58 +620,58 @@ static void c_strided_copy(Par *p) {
                          .in_offset = 0,
                          .out_offset = 5};
     float *x = pin(p, "x", 24, -1, 1);
-    KP(p, strided_copy_forward)(par_f32(p, "out", PB_ACC, 30, -1, 1), x, &g);
-    KP(p, strided_copy_backward)(pacc(p, "dx", 24), pin(p, "dout", 30, -1, 1), &g);
+    KP(p, strided_copy_forward, par_f32(p, "out", PB_ACC, 30, -1, 1), x, &g);
+    KP(p, strided_copy_backward, pacc(p, "dx", 24), pin(p, "dout", 30, -1, 1), &g);
 }
 
 /* index */
 static void c_index(Par *p) {
     enum { V = 10, D = 7, NI = 23, B = 3, T = 5, K = 2 };
     int64_t *ids = pidx(p, "ids", NI, 0, V); /* 23 draws from 10 rows: repeats */
-    KP(p, embedding_forward)(pout(p, "emb", NI * D), pin(p, "w", V * D, -1, 1), ids, NI, D);
-    KP(p, embedding_backward)(pacc(p, "dw", V * D), pin(p, "demb", NI * D, -1, 1), ids, NI, D);
+    KP(p, embedding_forward, pout(p, "emb", NI * D), pin(p, "w", V * D, -1, 1), ids, NI, D);
+    KP(p, embedding_backward, pacc(p, "dw", V * D), pin(p, "demb", NI * D, -1, 1), ids, NI, D);
     int64_t *idx = pidx(p, "idx", B, 0, T);
-    KP(p, gather_rows_forward)(pout(p, "rows", B * D), pin(p, "x", B * T * D, -1, 1), idx, B, T, D);
-    KP(p, gather_rows_backward)
-    (pacc(p, "dx", B * T * D), pin(p, "drows", B * D, -1, 1), idx, B, T, D);
+    KP(p, gather_rows_forward, pout(p, "rows", B * D), pin(p, "x", B * T * D, -1, 1), idx, B, T, D);
+    KP(p, gather_rows_backward, pacc(p, "dx", B * T * D), pin(p, "drows", B * D, -1, 1), idx, B,
+            T, D);
     for (int shared = 0; shared < 2; shared++) {
         float *base = pin(p, "base", B * T * D, -1, 1);
         float *src = pin(p, "src", (shared ? 1 : B) * K * D, -1, 1);
-        KP(p, write_rows_forward)(pout(p, "written", B * T * D), base, src, B, T, D, K, 2, shared);
-        KP(p, write_rows_backward)
-        (pacc(p, "dbase", B * T * D), pacc(p, "dsrc", (shared ? 1 : B) * K * D),
+        KP(p, write_rows_forward, pout(p, "written", B * T * D), base, src, B, T, D, K, 2, shared);
+        KP(p, write_rows_backward, pacc(p, "dbase", B * T * D), pacc(p, "dsrc",
+                (shared ? 1 : B) * K * D),
          pin(p, "dwritten", B * T * D, -1, 1), B, T, D, K, 2, shared);
     }
     const float vals[5] = {0.5f, 1.0f, 1.0f, 2.0f, NAN};
     float *s = pchoice(p, "scores", PB_IN, 6 * 20, vals, 5);
-    KP(p, topk_forward)(pout(p, "topv", 6 * 4), pout_i64(p, "topi", 6 * 4), s, 6, 20, 4);
+    KP(p, topk_forward, pout(p, "topv", 6 * 4), pout_i64(p, "topi", 6 * 4), s, 6, 20, 4);
 }
 
 /* dropout: the mask must be identical (exact compare), the values to rounding */
 static void c_dropout(Par *p) {
     enum { N = 4099 };
     float *x = pin(p, "x", N, -1, 1), *y = pout(p, "y", N), *m = pout(p, "mask", N);
-    KP(p, dropout_forward)(y, m, x, N, 0.3f, 1.0f / 0.7f, 0x1234abcd5678ull);
-    KP(p, dropout_backward)(pacc(p, "dx", N), pin(p, "dy", N, -1, 1), m, N, 1.0f / 0.7f);
+    KP(p, dropout_forward, y, m, x, N, 0.3f, 1.0f / 0.7f, 0x1234abcd5678ull);
+    KP(p, dropout_backward, pacc(p, "dx", N), pin(p, "dy", N, -1, 1), m, N, 1.0f / 0.7f);
 }
 
 /* attention */
 static void c_attention(Par *p) {
     enum { B = 2, NH = 3, T = 5, HS = 4, W = 20 };
     float *pr = par_f32(p, "probs", PB_ACC, B * NH * T * T, -3, 3); /* in place */
-    KP(p, attention_softmax_forward)(pr, B * NH, T, T, true);
+    KP(p, attention_softmax_forward, pr, B * NH, T, T, true);
     float *pr2 = par_f32(p, "probs_full", PB_ACC, B * NH * T * 7, -3, 3);
-    KP(p, attention_softmax_forward)(pr2, B * NH, T, 7, false);
+    KP(p, attention_softmax_forward, pr2, B * NH, T, 7, false);
     /* dscores aliasing dprobs, as the wrapper calls it */
     float *dp = par_f32(p, "dprobs", PB_ACC, B * NH * T * 7, -1, 1);
-    KP(p, attention_softmax_backward)(dp, dp, pr2, B * NH, T, 7);
+    KP(p, attention_softmax_backward, dp, dp, pr2, B * NH, T, 7);
     float *flat = pin(p, "flat", B * T * W, -1, 1), *heads = pout(p, "heads", B * NH * T * HS);
-    KP(p, attention_heads_split_forward)(heads, flat, B, T, W, 5, NH, HS);
-    KP(p, attention_heads_split_backward)
-    (pacc(p, "dflat", B * T * W), pin(p, "dheads", B * NH * T * HS, -1, 1), B, T, W, 5, NH, HS);
-    KP(p, attention_heads_merge_forward)(pout(p, "merged", B * T * NH * HS), heads, B, T, NH, HS);
-    KP(p, attention_heads_merge_backward)
-    (pacc(p, "dheads2", B * NH * T * HS), pin(p, "dmerged", B * T * NH * HS, -1, 1), B, T, NH, HS);
+    KP(p, attention_heads_split_forward, heads, flat, B, T, W, 5, NH, HS);
+    KP(p, attention_heads_split_backward, pacc(p, "dflat", B * T * W), pin(p, "dheads",
+            B * NH * T * HS, -1, 1), B, T, W, 5, NH, HS);
+    KP(p, attention_heads_merge_forward, pout(p, "merged", B * T * NH * HS), heads, B, T, NH, HS);
+    KP(p, attention_heads_merge_backward, pacc(p, "dheads2", B * NH * T * HS), pin(p, "dmerged",
+            B * T * NH * HS, -1, 1), B, T, NH, HS);
 }
 
 /* loss */
@@ -651,30 +681,30 @@ static void c_loss(Par *p) {
     float *z = pin(p, "z", N * C, -6, 6), *zn = pin(p, "zneg", N * C, -3, 3);
     float *y = pchoice(p, "y", PB_IN, N * C, tv, 3), *dl = pin(p, "dloss", 1, 0.5f, 2);
     for (int r = 0; r < LOSS_REDUCTION_COUNT; r++) {
-        KP(p, bce_with_logits_forward)(pout(p, "bce", 1), z, y, N, C, (LossReduction)r);
-        KP(p, bce_with_logits_backward)(pacc(p, "dbce", N * C), dl, z, y, N, C, (LossReduction)r);
+        KP(p, bce_with_logits_forward, pout(p, "bce", 1), z, y, N, C, (LossReduction)r);
+        KP(p, bce_with_logits_backward, pacc(p, "dbce", N * C), dl, z, y, N, C, (LossReduction)r);
     }
     AslParams ap = {.gamma_pos = 1.0f, .gamma_neg = 4.0f, .clip = 0.05f, .eps = 1e-8f};
-    KP(p, asl_forward)(pout(p, "asl", 1), z, zn, y, N, C, &ap, LOSS_MEAN);
-    KP(p, asl_backward)
-    (pacc(p, "dasl_pos", N * C), pacc(p, "dasl_neg", N * C), dl, z, zn, y, N, C, &ap, LOSS_MEAN);
+    KP(p, asl_forward, pout(p, "asl", 1), z, zn, y, N, C, &ap, LOSS_MEAN);
+    KP(p, asl_backward, pacc(p, "dasl_pos", N * C), pacc(p, "dasl_neg", N * C), dl, z, zn, y, N,
+            C, &ap, LOSS_MEAN);
     AslParams ap0 = {.gamma_pos = 0.0f, .gamma_neg = 2.0f, .clip = 0.0f, .eps = 1e-8f};
-    KP(p, asl_forward)(pout(p, "asl1", 1), z, NULL, y, N, C, &ap0, LOSS_SUM);
-    KP(p, asl_backward)(pacc(p, "dasl1", N * C), NULL, dl, z, NULL, y, N, C, &ap0, LOSS_SUM);
+    KP(p, asl_forward, pout(p, "asl1", 1), z, NULL, y, N, C, &ap0, LOSS_SUM);
+    KP(p, asl_backward, pacc(p, "dasl1", N * C), NULL, dl, z, NULL, y, N, C, &ap0, LOSS_SUM);
     /* kl over the middle axis of (2, 5, 3) */
     float *s = pin(p, "student", 30, -2, 2), *t = pin(p, "teacher", 30, -2, 2);
     float *ls = pout(p, "lse_s", 6), *lt = pout(p, "lse_t", 6);
-    KP(p, kl_div_softmax_forward)(pout(p, "kl", 1), ls, lt, s, t, 2, 5, 3, 2.0f);
-    KP(p, kl_div_softmax_backward)(pacc(p, "dkl", 30), dl, s, t, ls, lt, 2, 5, 3, 2.0f);
+    KP(p, kl_div_softmax_forward, pout(p, "kl", 1), ls, lt, s, t, 2, 5, 3, 2.0f);
+    KP(p, kl_div_softmax_backward, pacc(p, "dkl", 30), dl, s, t, ls, lt, 2, 5, 3, 2.0f);
     int64_t *tgt = pidx(p, "target", N, 0, C);
     float *lse = pout(p, "lse", N);
-    KP(p, cross_entropy_forward)(pout(p, "ce", 1), lse, z, tgt, N, C);
-    KP(p, cross_entropy_backward)(pacc(p, "dce", N * C), dl, z, tgt, lse, N, C);
+    KP(p, cross_entropy_forward, pout(p, "ce", 1), lse, z, tgt, N, C);
+    KP(p, cross_entropy_backward, pacc(p, "dce", N * C), dl, z, tgt, lse, N, C);
     const float mv[3] = {0.0f, 0.0f, 1.0f};
     float *pm = pchoice(p, "pos_mask", PB_IN, N * C, mv, 3);
     float *nm = pout(p, "neg_max", N), *ns = pout(p, "neg_sum", N);
-    KP(p, info_nce_forward)(pout(p, "nce", 1), nm, ns, z, pm, N, C, 0.07f);
-    KP(p, info_nce_backward)(pacc(p, "dnce", N * C), dl, z, pm, nm, ns, N, C, 0.07f);
+    KP(p, info_nce_forward, pout(p, "nce", 1), nm, ns, z, pm, N, C, 0.07f);
+    KP(p, info_nce_backward, pacc(p, "dnce", N * C), dl, z, pm, nm, ns, N, C, 0.07f);
 }
 
 /* optim */
@@ -684,11 +714,11 @@ static void c_optim(Par *p) {
     SgdStep s0 = {
         .lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-4f, .nesterov = true, .first = true};
     float *prm = par_f32(p, "param", PB_ACC, N, -1, 1), *buf = pacc(p, "momentum", N);
-    KP(p, sgd_step)(prm, buf, g, N, &s0);
+    KP(p, sgd_step, prm, buf, g, N, &s0);
     s0.first = false;
-    KP(p, sgd_step)(prm, buf, g, N, &s0);
+    KP(p, sgd_step, prm, buf, g, N, &s0);
     SgdStep s1 = {.lr = 0.05f};
-    KP(p, sgd_step)(par_f32(p, "param_plain", PB_ACC, N, -1, 1), NULL, g, N, &s1);
+    KP(p, sgd_step, par_f32(p, "param_plain", PB_ACC, N, -1, 1), NULL, g, N, &s1);
     AdamWStep a = {.decay = 1.0f - 1e-3f * 0.01f,
                    .beta1 = 0.9f,
                    .beta2 = 0.999f,
@@ -699,11 +729,11 @@ static void c_optim(Par *p) {
                    .bias_correction2_sqrt = sqrtf(0.001f)};
     float *pa = par_f32(p, "param_adamw", PB_ACC, N, -1, 1);
     float *m = pacc(p, "exp_avg", N), *v = par_f32(p, "exp_avg_sq", PB_ACC, N, 0, 1);
-    KP(p, adamw_step)(pa, m, v, g, N, &a);
+    KP(p, adamw_step, pa, m, v, g, N, &a);
     double zero = 0.0;
     double *acc = par_add(p, "sum_squares", PB_F64, PB_ACC, sizeof(double), &zero);
-    KP(p, sum_squares)(acc, g, N);
-    KP(p, scale_inplace)(par_f32(p, "scaled", PB_ACC, N, -1, 1), N, 0.37f);
+    KP(p, sum_squares, acc, g, N);
+    KP(p, scale_inplace, par_f32(p, "scaled", PB_ACC, N, -1, 1), N, 0.37f);
 }
 
 static const ParCase cases[] = {
@@ -738,14 +768,16 @@ static const ParCase cases[] = {
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
-/* Every case CPU against CPU: runs on any machine (the harness's own test) and checks that the
- * cases together call every kernel of the table. */
-TEST(cuda_parity_selftest_cpu) {
+void parity_run_all(DeviceKind ref, DeviceKind got, bool exact) {
     memset(g_covered, 0, sizeof g_covered);
-    for (int i = 0; i < N_CASES; i++) par_run(&cases[i], DEVICE_CPU, DEVICE_CPU);
+    for (int i = 0; i < N_CASES; i++) par_run(&cases[i], ref, got, exact);
     for (int i = 0; i < N_KERNELS; i++)
         EXPECT(g_covered[i], "no parity case calls kernel '%s'", g_kernel_names[i]);
 }
+
+/* Every case CPU against CPU: runs on any machine (the harness's own test) and checks that the
+ * cases together call every kernel of the table. */
+TEST(cuda_parity_selftest_cpu) { parity_run_all(DEVICE_CPU, DEVICE_CPU, false); }
 
 /* The runs that need a GPU: SKIP (counted) without one. */
 static bool gpu_or_skip(void) {
@@ -766,7 +798,7 @@ static void parity_family(const char *family) {
     int n = 0;
     for (int i = 0; i < N_CASES; i++)
         if (strcmp(cases[i].family, family) == 0) {
-            par_run(&cases[i], DEVICE_CPU, DEVICE_CUDA);
+            par_run(&cases[i], DEVICE_CPU, DEVICE_CUDA, false);
             n++;
         }
     EXPECT(n > 0, "no parity case in family %s", family);
@@ -806,22 +838,6 @@ TEST(cuda_parity_families_registered) {
 /* ---- model level ------------------------------------------------------------------------ */
 
 #ifdef TRMML_CUDA
-/* A copy of store `src` (finalized, on the CPU) on device `dev`, frozen like the source. */
-static ParamStore *store_copy_to(const ParamStore *src, DeviceKind dev) {
-    ParamStore *ps = param_store_create(dev, "copy");
-    for (int i = 0; i < param_count(src); i++) {
-        const Tensor *t = param_at(src, i);
-        param_add(ps, t->name, t->dtype, t->ndim, t->shape, t->requires_grad);
-    }
-    param_store_finalize(ps);
-    for (int i = 0; i < param_count(src); i++) {
-        const Tensor *t = param_at(src, i);
-        device_table(dev)->copy_h2d(param_at(ps, i)->data, t->data,
-                                    (size_t)t->numel * dtype_size(t->dtype));
-    }
-    return ps;
-}
-
 static float *to_host(const Tensor *t) {
     float *h = xmalloc((size_t)t->numel * sizeof(float));
     tensor_copy_to_host(h, t);
@@ -854,7 +870,7 @@ TEST(cuda_clip_model_equivalence) {
 
     Arena *ga = arena_create(DEVICE_CUDA, "clip parity", 0);
     Arena *prev = tensor_set_arena(ga);
-    ParamStore *gsd = store_copy_to(sd, DEVICE_CUDA);
+    ParamStore *gsd = test_store_copy(sd, DEVICE_CUDA);
     CHECK(clip_model_load(&gpu, gsd, &cfg) == STATUS_OK, "%s", error_last());
     Tensor *gimg = tensor_empty_like(img);
     tensor_copy_from_host(gimg, tensor_f32(img));

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tensor/convert.h"
+#include "tensor/device.h"
 #include "test/test.h"
 
 ClipConfig test_small_clip_config(void) {
@@ -40,6 +41,21 @@ ParamStore *test_random_clip(const ClipConfig *cfg, uint64_t seed) {
             else if (t->dtype == DT_F32) ((float *)t->data)[k] = v;
             else if (t->dtype == DT_I64) ((int64_t *)t->data)[k] = 0;
         }
+    }
+    return ps;
+}
+
+ParamStore *test_store_copy(const ParamStore *src, DeviceKind dev) {
+    ParamStore *ps = param_store_create(dev, "copy");
+    for (int i = 0; i < param_count(src); i++) {
+        const Tensor *t = param_at(src, i);
+        param_add(ps, t->name, t->dtype, t->ndim, t->shape, t->requires_grad);
+    }
+    param_store_finalize(ps);
+    for (int i = 0; i < param_count(src); i++) {
+        const Tensor *t = param_at(src, i);
+        device_table(dev)->copy_h2d(param_at(ps, i)->data, t->data,
+                                    (size_t)t->numel * dtype_size(t->dtype));
     }
     return ps;
 }

@@ -676,7 +676,7 @@ ConvWinograd conv_set_winograd(ConvWinograd mode) {
 static void conv_pick_winograd(ConvGeom *g, DeviceKind dev) {
     g->wino_rows = g->wino_o = g->wino_threads = g->wino_per_thread = 0;
     const ConvWinograd mode = conv_winograd_mode();
-    if (dev != DEVICE_CPU || mode == CONV_WINOGRAD_OFF || g->kh != 3 || g->kw != 3 ||
+    if (!device_runs_cpu_kernels(dev) || mode == CONV_WINOGRAD_OFF || g->kh != 3 || g->kw != 3 ||
         g->stride_h != 1 || g->stride_w != 1)
         return;
     const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2, F = (int64_t)sizeof(float);
@@ -759,7 +759,7 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     arena_release(a, mark);
     Node *nd = AG_RECORD("conv2d", out, conv2d_backward, x, weight, bias);
     if (nd) {
-        nd->extra = arena_alloc(a, sizeof g);
+        nd->extra = arena_alloc_host(a, sizeof g);
         memcpy(nd->extra, &g, sizeof g);
     }
     return out;

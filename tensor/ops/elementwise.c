@@ -374,7 +374,7 @@ static Tensor *binary(BinaryOp op, Tensor *a, Tensor *b) {
     Node *n = AG_RECORD(name, out, binary_backward, a, b);
     if (n) {
         n->iarg[0] = op;
-        n->extra = arena_alloc(tensor_arena(), sizeof geom);
+        n->extra = arena_alloc_host(tensor_arena(), sizeof geom);
         memcpy(n->extra, &geom, sizeof geom);
     }
     return out;

@@ -162,7 +162,7 @@ static void check_index_tensor(const char *op, const Tensor *t, const char *argn
  * host memory (the CPU backend); a device backend checks inside its kernel. */
 static void check_index_range(const char *op, const Tensor *idx, int64_t limit,
                               const char *bound, const Tensor *data) {
-    if (idx->device != DEVICE_CPU) return;
+    if (!device_host_addressable(idx->device)) return;
     const int64_t *p = idx->data;
     for (int64_t i = 0; i < idx->numel; i++)
         CHECK(p[i] >= 0 && p[i] < limit,

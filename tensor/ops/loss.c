@@ -319,7 +319,7 @@ static Tensor *scalar_out(void) { return tensor_empty(DT_F32, 0, NULL); }
 /* Every entry of a CPU tensor is one of the allowed values (device tensors are not read here:
  * ops never copy between host and device). */
 static void check_values(const char *op, const Tensor *t, const char *what, bool allow_minus_one) {
-    if (t->device != DEVICE_CPU) return;
+    if (!device_host_addressable(t->device)) return;
     const float *v = tensor_f32(t);
     for (int64_t i = 0; i < t->numel; i++)
         CHECK(v[i] == 0.0f || v[i] == 1.0f || (allow_minus_one && v[i] == -1.0f),
@@ -398,7 +398,7 @@ static Tensor *asl(const char *op, Tensor *logit_neg, Tensor *logit_pos, Tensor 
     if (nd) {
         nd->saved[0] = targets;
         nd->iarg[0] = reduction;
-        nd->extra = arena_alloc(tensor_arena(), sizeof prm);
+        nd->extra = arena_alloc_host(tensor_arena(), sizeof prm);
         *(AslParams *)nd->extra = prm;
     }
     return loss;
@@ -479,7 +479,7 @@ Tensor *tensor_cross_entropy(Tensor *logits, Tensor *target) {
           "%s: expected logits (N, K) and target (N), got %s and %s", op,
           tensor_shape_str(logits), tensor_shape_str(target));
     int64_t n = logits->shape[0], k = logits->shape[1];
-    if (target->device == DEVICE_CPU) {
+    if (device_host_addressable(target->device)) {
         const int64_t *t = tensor_i64(target);
         for (int64_t i = 0; i < n; i++)
             CHECK(t[i] >= 0 && t[i] < k, "%s: target[%lld] = %lld outside [0, %lld) for logits %s",

@@ -370,7 +370,7 @@ Tensor *tensor_stack(Tensor *const *tensors, int n, int dim) {
     /* Each input viewed with a unit dimension at d, then joined along d. */
     int64_t shape[TENSOR_MAX_DIMS];
     for (int k = 0, j = 0; k <= t0->ndim; k++) shape[k] = k == d ? 1 : t0->shape[j++];
-    Tensor **views = arena_alloc(tensor_arena(), (size_t)n * sizeof *views);
+    Tensor **views = arena_alloc_host(tensor_arena(), (size_t)n * sizeof *views);
     for (int i = 0; i < n; i++) {
         tensor_check_f32("stack", tensors[i], "tensors[i]");
         CHECK(tensor_same_shape(tensors[i], t0), "stack: tensors[%d] %s and tensors[0] %s differ",
