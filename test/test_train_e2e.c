@@ -1293,3 +1293,49 @@ TEST(train_e2e_run_files_are_not_hijacked) {
     free(text);
     test_remove_tree(dir);
 }
+
+/* Checkpoints are device-independent (issue 16): every method, stopped after its first epoch on
+ * one device and resumed on the other, ends with the uninterrupted CPU run's checkpoint and
+ * metrics.jsonl, byte for byte. The other device is the guard device (tensor/device_guard.c):
+ * the CPU's kernels behind the device table, so the arithmetic is the CPU's and any host access
+ * to its memory crashes; half the methods go guard -> CPU, the other half CPU -> guard. */
+static void use_device(DeviceKind dev) {
+    tensor_step_end(); /* the default arena must be empty to move */
+    tensor_set_default_device(dev);
+}
+
+TEST(train_e2e_resume_on_another_device) {
+    World w;
+    if (!world_open(&w)) return;
+    for (int method = 0; method < TRMML_METHOD_COUNT; method++) {
+        const char *name = trmml_method_name(method);
+        const DeviceKind first = method % 2 ? DEVICE_CPU : DEVICE_GUARD;
+        const DeviceKind then = method % 2 ? DEVICE_GUARD : DEVICE_CPU;
+        RunConfig rc = mini_config(&w, method);
+        char full[256], cut[256], a[320], b[320];
+        snprintf(full, sizeof full, "%s/%s-dev-full", w.dir, name);
+        snprintf(cut, sizeof cut, "%s/%s-dev-cut", w.dir, name);
+        TrainOptions opt = {0};
+        use_device(DEVICE_CPU);
+        EXPECT(trmml_train_run(&rc, full, &opt) == STATUS_OK, "%s: %s", name, error_last());
+        use_device(first);
+        opt.stop_after = 1;
+        EXPECT(trmml_train_run(&rc, cut, &opt) == STATUS_OK, "%s on %s: %s", name,
+               device_name(first), error_last());
+        use_device(then);
+        opt.stop_after = 0;
+        opt.resume = true;
+        EXPECT(trmml_train_run(&rc, cut, &opt) == STATUS_OK, "%s resumed on %s: %s", name,
+               device_name(then), error_last());
+        use_device(DEVICE_CPU);
+        snprintf(a, sizeof a, "%s/checkpoint.safetensors", full);
+        snprintf(b, sizeof b, "%s/checkpoint.safetensors", cut);
+        EXPECT(same_file(a, b), "%s: %s -> %s: the checkpoint differs from the CPU run's", name,
+               device_name(first), device_name(then));
+        snprintf(a, sizeof a, "%s/metrics.jsonl", full);
+        snprintf(b, sizeof b, "%s/metrics.jsonl", cut);
+        EXPECT(same_file(a, b), "%s: %s -> %s: metrics.jsonl differs from the CPU run's", name,
+               device_name(first), device_name(then));
+    }
+    world_close(&w);
+}

@@ -219,7 +219,7 @@ void trmml_prompt_features(const PromptLearner *pl, const ClipModel *m, int64_t 
                            Tensor **gpos, Tensor **gneg) {
     const int64_t C = pl->cfg.n_classes, K = chunk_size(pl, chunk);
     const int nch = (int)((C + K - 1) / K);
-    Tensor **pos = arena_alloc(tensor_arena(), 2 * (size_t)nch * sizeof *pos), **neg = pos + nch;
+    Tensor **pos = arena_alloc_host(tensor_arena(), 2 * (size_t)nch * sizeof *pos), **neg = pos + nch;
     for (int i = 0; i < nch; i++) {
         const int64_t c0 = i * K, n = C - c0 < K ? C - c0 : K;
         Tensor *halves[2];
