@@ -131,7 +131,8 @@ Status device_parse(const char *spec, DeviceKind *dev, int *index) {
 
 const char *device_summary(void) {
     static char buf[256];
-    snprintf(buf, sizeof buf, "cpu (%d threads, OpenMP %s, GEMM %s); cuda %s; guard (test instrument)",
+    snprintf(buf, sizeof buf,
+             "cpu (%d threads, OpenMP %s, GEMM %s); cuda %s; guard (test instrument)",
              device_threads(),
 #ifdef _OPENMP
              "on",

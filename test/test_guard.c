@@ -1,7 +1,8 @@
 /* test_guard.c — the guard device (tensor/device_guard.c, docs/guard.md): its table, its
  * allocator, the fault it turns a host access into, every kernel against the CPU's bit for bit,
- * a small network trained through the tape, and the small random CLIP (image features, and the
- * text tower forward and backward from embedded prompts), each equal to the CPU run bit for bit.
+ * a small network trained through the tape, and the small random CLIP (image features, text
+ * features of ids, and the text tower forward and backward from embedded prompts), each equal to
+ * the CPU run bit for bit.
  *
  * The crash tests run the faulting access in a child process (fork) and check that the child
  * died by SIGABRT with the handler's message on its stderr. */
@@ -179,7 +180,7 @@ TEST(guard_allocation_reuse) {
     for (int i = 0; i < 1000; i++) {
         void *p = t->alloc((size_t)3 << 20);
         if (p != first) {
-            test_fail(__FILE__, __LINE__, "round %d: a new 3 MiB block instead of the freed one", i);
+            test_fail(__FILE__, __LINE__, "round %d: a new 3 MiB block, not the freed one", i);
             t->free(p);
             break;
         }
@@ -392,7 +393,8 @@ TEST(guard_network_equals_cpu) {
     float *pc = net_train(DEVICE_CPU, lc, &nc);
     float *pg = net_train(DEVICE_GUARD, lg, &ng);
     conv_set_winograd(wino);
-    EXPECT(memcmp(lc, lg, sizeof lc) == 0, "losses differ: cpu %.9g %.9g %.9g, guard %.9g %.9g %.9g",
+    EXPECT(memcmp(lc, lg, sizeof lc) == 0,
+           "losses differ: cpu %.9g %.9g %.9g, guard %.9g %.9g %.9g",
            lc[0], lc[1], lc[2], lg[0], lg[1], lg[2]);
     EXPECT(isfinite(lc[0]) && lc[NET_STEPS - 1] < lc[0], "the loss should fall: %g -> %g", lc[0],
            lc[NET_STEPS - 1]);
@@ -408,8 +410,8 @@ TEST(guard_network_equals_cpu) {
 enum { CLIP_B = 2, CLIP_T = 9 };
 
 typedef struct {
-    float *emb, *dense, *txt, *dx;
-    int64_t n_emb, n_dense, n_txt, n_dx;
+    float *emb, *dense, *ids_txt, *txt, *dx;
+    int64_t n_emb, n_dense, n_ids_txt, n_txt, n_dx;
 } ClipRun;
 
 static float *clip_to_host(const Tensor *t, int64_t *n) {
@@ -430,8 +432,9 @@ static Tensor *clip_weighted_sum(Tensor *t, uint64_t seed) {
     return tensor_sum_all(tensor_mul(t, w));
 }
 
-/* Image features (inference only) and text features of embedded prompts with x's gradient, on
- * `dev` (the CPU in the test's arena, another device in an arena of its own). */
+/* Image features (inference only), text features of token ids, and text features of embedded
+ * prompts with x's gradient, on `dev` (the CPU in the test's arena, another device in an arena
+ * of its own). */
 static ClipRun clip_run(const ParamStore *sd_cpu, const ClipConfig *cfg, DeviceKind dev) {
     Arena *a = dev == DEVICE_CPU ? NULL : arena_create(dev, "clip", 0);
     Arena *prev = a ? tensor_set_arena(a) : NULL;
@@ -453,6 +456,15 @@ static ClipRun clip_run(const ParamStore *sd_cpu, const ClipConfig *cfg, DeviceK
     clip_encode_image(m, images, &emb, &dense);
     out.emb = clip_to_host(emb, &out.n_emb);
     out.dense = clip_to_host(dense, &out.n_dense);
+    int64_t idh[CLIP_B * CLIP_T] = {0};
+    for (int b = 0; b < CLIP_B; b++) {
+        idh[b * CLIP_T] = 49406;
+        for (int t = 1; t < 5 + b; t++) idh[b * CLIP_T + t] = 300 + 97 * t + 13 * b;
+        idh[b * CLIP_T + 5 + b] = 49407;
+    }
+    Tensor *ids = tensor_empty(DT_I64, 2, SHAPE(CLIP_B, CLIP_T));
+    device_table(dev)->copy_h2d(ids->data, idh, sizeof idh);
+    out.ids_txt = clip_to_host(clip_encode_text(m, ids), &out.n_ids_txt);
     Tensor *x = tensor_from_f32(3, SHAPE(CLIP_B, CLIP_T, W), xh);
     ag_set_requires_grad(x, NULL);
     Tensor *eot = tensor_empty(DT_I64, 1, SHAPE(CLIP_B));
@@ -487,9 +499,11 @@ TEST(guard_clip_equals_cpu) {
     ClipRun c = clip_run(sd, &cfg, DEVICE_CPU), g = clip_run(sd, &cfg, DEVICE_GUARD);
     clip_expect_same("image embedding", c.emb, c.n_emb, g.emb, g.n_emb);
     clip_expect_same("dense features", c.dense, c.n_dense, g.dense, g.n_dense);
+    clip_expect_same("text features of ids", c.ids_txt, c.n_ids_txt, g.ids_txt, g.n_ids_txt);
     clip_expect_same("text features", c.txt, c.n_txt, g.txt, g.n_txt);
     clip_expect_same("prompt gradient", c.dx, c.n_dx, g.dx, g.n_dx);
-    float *bufs[] = {c.emb, c.dense, c.txt, c.dx, g.emb, g.dense, g.txt, g.dx};
-    for (int i = 0; i < 8; i++) free(bufs[i]);
+    float *bufs[] = {c.emb, c.dense, c.ids_txt, c.txt, c.dx,
+                     g.emb, g.dense, g.ids_txt, g.txt, g.dx};
+    for (int i = 0; i < 10; i++) free(bufs[i]);
     param_store_destroy(sd);
 }
