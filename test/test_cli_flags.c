@@ -133,8 +133,8 @@ TEST(cli_flags_help_lists_every_flag) {
     static const struct {
         const char *cmd, *flags;
     } want[] = {
-        {"synth", "out seed train test size quality force device threads"},
-        {"embed", "model vocab image text dense size precision device threads"},
+        {"synth", "out seed train test size quality force device threads tf32"},
+        {"embed", "model vocab image text dense size precision device threads tf32"},
     };
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
         char args[64], got[512] = "";
