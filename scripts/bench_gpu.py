@@ -50,7 +50,10 @@ def rows_of(cmd, timeout):
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{' '.join(cmd)}: stopped after {timeout:.0f} s (the deadline)")
     if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {out.returncode}:\n{out.stderr[-3000:]}")
+        said = [line for line in out.stderr.splitlines() if line.strip()]
+        raise RuntimeError(f"{' '.join(cmd)} exited {out.returncode}: "
+                           f"{said[-1].strip() if said else '(nothing on stderr)'}\n"
+                           f"{out.stderr[-3000:]}")
     rows, meta = {}, {}
     for line in out.stdout.splitlines():
         f = line.split("\t")
@@ -144,7 +147,10 @@ def main():
             for i, rd in enumerate(rounds):
                 for k, (a, b, gf) in rd.items():
                     f.write(f"{i + 1}\t{k}\t{a:.4f}\t{b:.4f}\t{gf:.6f}\n")
-    if args.md:
+    if args.md and not summary:
+        with open(args.md, "w") as f:
+            f.write(f"Not measured: {error.splitlines()[0] if error else 'no round ran'}\n")
+    elif args.md:
         lines = [f"Device `{args.device}`: trmml {meta.get('trmml device', '?')} "
                  f"(GEMM {meta.get('trmml gemm', '?')}), PyTorch "
                  f"{meta.get('PyTorch torch_version', '?')} on "
@@ -171,7 +177,7 @@ def main():
             lines += ["", f"Stopped early: {error.splitlines()[0]}"]
         with open(args.md, "w") as f:
             f.write("\n".join(lines) + "\n")
-    failed = error is not None and " exited " in error
+    failed = error is not None and " exited " in error.splitlines()[0]
     sys.exit(1 if failed or not rounds else 0)
 
 

@@ -310,10 +310,10 @@ t=$(date +%s)
 if [ $build_ok = 1 ]; then
     budget_cd=$(allow 200 100)
     say "cuda_ tests ($T_TEST threads) and the embedded miniature (cuda: $T_GPU threads, cpu: $T_CPU) at once, $budget_cd s at most"
-    run_tests "$budget_cd" &
+    run_tests "$budget_cd" </dev/null &
     pids=($!)
-    if [ $DRY = 0 ]; then run_embedded cuda "$T_GPU" "$budget_cd" & pids+=($!); fi
-    run_embedded cpu "$T_CPU" "$budget_cd" & pids+=($!)
+    if [ $DRY = 0 ]; then run_embedded cuda "$T_GPU" "$budget_cd" </dev/null & pids+=($!); fi
+    run_embedded cpu "$T_CPU" "$budget_cd" </dev/null & pids+=($!)
     wait "${pids[@]}"
 fi
 
