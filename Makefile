@@ -12,7 +12,10 @@
 #                      one row, trmml and PyTorch by turns (docs/benchmarks-alternating.md)
 #   make clean
 # Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), WERROR=0, THREADS=N (bench/test),
-#          DEVICE=auto|cpu|cuda[:N] (train, bench; docs/cuda.md says what runs on the GPU yet).
+#          DEVICE=auto|cpu|cuda[:N] (train), EXTRA_CFLAGS / EXTRA_LDFLAGS (added to every C
+#          compile / every link: libraries outside /usr, e.g. the Debian packages that
+#          scripts/gpu-check.sh --debs unpacks into a prefix; with BLAS_INC=, BLAS_LIB= and
+#          NO_DEPS=1 to skip the check of /usr/include).
 
 CC ?= cc
 ifeq ($(CC),cc)
@@ -46,7 +49,9 @@ OPTFLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-p
 LDSAN := -fsanitize=fuzzer,address,undefined
 endif
 
-CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I. $(OPTFLAGS)
+EXTRA_CFLAGS ?=
+EXTRA_LDFLAGS ?=
+CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I. $(OPTFLAGS) $(EXTRA_CFLAGS)
 ifeq ($(WERROR),1)
 CFLAGS += -Werror
 endif
@@ -135,7 +140,7 @@ all: $(BUILD)/libtrmml.a $(BUILD)/trmml
 # configuration does: switching CUDA=0 <-> CUDA=1 in one build folder rebuilds everything instead
 # of linking objects and an archive made under the other setting.
 CONFIG_STAMP := $(BUILD)/config.stamp
-CONFIG_LINE := CUDA=$(CUDA) CC=$(CC) CFLAGS=$(CFLAGS) NVCCFLAGS=$(NVCCFLAGS)
+CONFIG_LINE := CUDA=$(CUDA) CC=$(CC) CFLAGS=$(CFLAGS) NVCCFLAGS=$(NVCCFLAGS) LDFLAGS=$(EXTRA_LDFLAGS)
 .PHONY: FORCE
 $(CONFIG_STAMP): FORCE
 	@mkdir -p $(BUILD)
@@ -158,10 +163,12 @@ $(BUILD)/libtrmml.a: $(LIB_OBJ) $(CONFIG_STAMP)
 LDRDYNAMIC := -rdynamic
 
 $(BUILD)/trmml: $(TOOL_OBJ) $(BUILD)/libtrmml.a
-	$(CC) $(LDSAN) $(LDRDYNAMIC) -o $@ $(TOOL_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
+	$(CC) $(LDSAN) $(LDRDYNAMIC) -o $@ $(TOOL_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a \
+	  -Wl,--no-whole-archive $(EXTRA_LDFLAGS) $(LDLIBS)
 
 $(BUILD)/test_trmml: $(TEST_OBJ) $(BUILD)/libtrmml.a
-	$(CC) $(LDSAN) $(LDRDYNAMIC) -o $@ $(TEST_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a -Wl,--no-whole-archive $(LDLIBS)
+	$(CC) $(LDSAN) $(LDRDYNAMIC) -o $@ $(TEST_OBJ) -Wl,--whole-archive $(BUILD)/libtrmml.a \
+	  -Wl,--no-whole-archive $(EXTRA_LDFLAGS) $(LDLIBS)
 
 # Every SPEC §x / DECISION n citation, docs path, relative doc link and function named in
 # docs/spec.md resolves (scripts/check-docs.sh); `make test` runs it first.
@@ -201,7 +208,7 @@ fuzz-run: $(FUZZ_BIN)
 
 $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/libtrmml.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $< $(BUILD)/libtrmml.a $(LDLIBS)
+	$(CC) $(LDSAN) -o $@ $< $(BUILD)/libtrmml.a $(EXTRA_LDFLAGS) $(LDLIBS)
 
 # Regenerate the PyTorch reference fixtures (python3-torch from Debian; never needed at run time).
 fixtures:
@@ -210,7 +217,8 @@ fixtures:
 
 bench: $(BUILD)/trmml
 	@case '$(or $(DEVICE),auto)' in auto|cpu) ;; *) echo "make bench: DEVICE=$(DEVICE): the" \
-	  "benchmarks measure the CPU only so far (docs/cuda.md, Left out)" >&2; exit 2;; esac
+	  "report compares with PyTorch on the CPU; GPU rows come from scripts/gpu-check.sh" \
+	  "(docs/cuda.md, Validate on a GPU)" >&2; exit 2;; esac
 	@$(PYTHON) -c 'import torch' 2>/dev/null || scripts/install-deps.sh --torch || true
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE BENCH_FILTER='$(FILTER)' \
 	  scripts/bench.sh $(BUILD)/trmml $${THREADS:-2}

@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh BIN THREADS          (make bench runs: scripts/bench.sh build/trmml 2)
 #
-# Runs `BIN --threads THREADS bench`, then scripts/bench_torch.py and
+# Runs `BIN --device cpu --threads THREADS bench` (the CPU: GPU rows come from
+# scripts/gpu-check.sh), then scripts/bench_torch.py and
 # scripts/bench_torch_train.py THREADS when torch imports (the PyTorch columns stay empty
 # otherwise), each as installed and with glibc's malloc tuned, and joins the rows with
 # scripts/bench_report.py. Benchmarks measure the user's machine: make bench runs this with
@@ -41,9 +42,9 @@ runs() { [ -z "$FILTER" ] || case " $1 " in *" $FILTER "*) true;; *) false;; esa
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT INT TERM
 
-echo "== trmml: $BIN --threads $THREADS bench $ARGS $FILTER" >&2
+echo "== trmml: $BIN --device cpu --threads $THREADS bench $ARGS $FILTER" >&2
 # shellcheck disable=SC2086
-"$BIN" --threads "$THREADS" bench $ARGS $FILTER >"$TMP/trmml.tsv"
+"$BIN" --device cpu --threads "$THREADS" bench $ARGS $FILTER >"$TMP/trmml.tsv"
 
 : >"$TMP/torch.tsv"
 : >"$TMP/torch-tuned.tsv"

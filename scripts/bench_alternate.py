@@ -6,7 +6,7 @@ Usage (make bench-alternate CASE="clip rn101 img 448 b8" ROUNDS=5 runs it):
 The development VM switches between speed modes over minutes (docs/benchmarks.md): the same
 binary can run a row 1.5x slower than a few minutes before. A trmml column and a PyTorch column
 measured one after the other, minutes apart, can then compare two modes. Here every round runs
-`BIN --threads N bench NAME --case KEY` and then its PyTorch counterpart
+`BIN --device cpu --threads N bench NAME --case KEY` and then its PyTorch counterpart
 (`scripts/bench_torch.py N --case KEY`, or the pretrain and pvlr scripts, which time their one
 row), each in its own process and timed as `make bench` times it (median of several calls
 after a warm-up); the ratio is taken within the round, and the median of the rounds' ratios is
@@ -120,7 +120,8 @@ def main():
     if version is None:
         sys.exit(f"bench_alternate: torch does not import with {args.python} "
                  "(scripts/install-deps.sh --torch installs Debian's python3-torch)")
-    ours = [args.bin, "--threads", str(args.threads), "bench", name, "--case", args.case]
+    ours = [args.bin, "--device", "cpu", "--threads", str(args.threads), "bench", name, "--case",
+            args.case]
     theirs = [args.python, os.path.join(HERE, TORCH_SCRIPTS[name]), str(args.threads)]
     if TORCH_SCRIPTS[name] == "bench_torch.py":
         theirs += ["--case", args.case]  # the other scripts time their one row

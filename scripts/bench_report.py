@@ -26,8 +26,9 @@ NOTES = {
              "scripts/bench_torch_train.py): RN101-size CLIP with random weights, batch 32 of "
              "448 px, C = 20 and 80 classes, the full head with a full memory bank (256 entries "
              "per class) in MMCL, stage 1, no micro-batches, the text tower in one chunk; each "
-             "part is the median of 3 iterations after a warm-up, and `iteration` is the image "
-             "tower plus the whole step. trmml's text row includes the forward it repeats for "
+             "part is the median of 3 iterations after a warm-up, `step` the whole step (an "
+             "iteration from the feature cache) and `iteration` the image tower plus the step "
+             "(an iteration from the images). trmml's text row includes the forward it repeats for "
              "the backward. `epoch N img`: one epoch over N synthetic images (16 classes, "
              "batch 32) from the feature cache (`cached`) or through the image tower with the "
              "training augmentation (`uncached`); `extract`: writing that cache once. ms per "
@@ -185,7 +186,10 @@ def main():
             f"with `GLIBC_TUNABLES={args.tuned or '(not run)'}` (`no-trim`: glibc never returns "
             "memory to the system, which spares PyTorch's allocator the page faults of "
             "re-mapping its activations every call); the ratio is against the faster. A `bf16` "
-            "row (`--precision bf16`) is compared with PyTorch's float32 time of the same case.", ""]
+            "row (`--precision bf16`) is compared with PyTorch's float32 time of the same case. "
+            "All rows here are the CPU's (`--device cpu`); GPU rows, trmml against PyTorch on "
+            "the same GPU, come from scripts/gpu-check.sh and are recorded in "
+            "docs/gpu-validation.md.", ""]
 
     sections = {}
     benches = []

@@ -1,7 +1,7 @@
 """bench_torch.py — PyTorch timings for the rows `trmml bench` reports (joined in
 docs/benchmarks.md).
 
-Usage: /usr/bin/python3 scripts/bench_torch.py THREADS [--quick] [--case TEXT]
+Usage: /usr/bin/python3 scripts/bench_torch.py THREADS [--quick] [--case TEXT] [--device cuda]
        /usr/bin/python3 scripts/bench_torch.py THREADS --clip-memory rn50|rn101 SIDE BATCH
 Prints TSV rows `bench <TAB> key <TAB> ms <TAB> gflop` (and one `meta <TAB> torch_version <TAB> v`
 row) with the same keys and work counts as tools/bench.c (gemm), tools/bench_conv.c (conv) and
@@ -9,6 +9,14 @@ tools/bench_clip.c (clip), timed the same way: one warm-up call, then the median
 calls and about 1 s (3 calls for the CLIP towers, as bench_clip.c; 2 calls and 0.05 s, or 1 call
 for CLIP, with --quick). --case TEXT runs only the rows whose key contains TEXT, as
 `trmml bench --case TEXT` does.
+
+--device cuda times the same rows on the GPU against `trmml --device cuda bench`
+(scripts/gpu-check.sh): inputs are drawn on the CPU with the same generator and moved there, every
+timed call is bracketed by torch.cuda.synchronize(), TF32 is off (full float32 products, as
+trmml's cuBLAS path without --tf32) and cudnn.benchmark is on (cuDNN picks its fastest
+convolution algorithm per shape: PyTorch's best configuration for fixed shapes). The GEMM rows are
+then torch.mm, i.e. cuBLAS, at the same sizes; the image rows add batch 32 at 448 px, as trmml
+does on a GPU; there is no peak-memory measurement (host RSS says nothing of the GPU's memory).
 
 CLIP rows run the PyTorch CLIP written below (the structure of OpenAI's model.py: eval-mode
 BatchNorm after every convolution, in-place ReLU, `out += identity`, F.multi_head_attention_forward
@@ -53,21 +61,48 @@ CONV_SHAPES = [
 ]
 BATCH = 8
 CASE = None  # --case TEXT: only the rows whose key contains TEXT
+DEVICE = torch.device("cpu")  # --device cuda: the GPU
+
+
+def sync():
+    """Wait for the GPU's queued work (kernels run asynchronously); nothing on the CPU."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def use_device(name):
+    """Select --device NAME for every row: cpu, or cuda with TF32 off and cudnn.benchmark on."""
+    global DEVICE
+    DEVICE = torch.device(name)
+    if DEVICE.type == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit(f"bench: --device {name}: torch {torch.__version__} sees no GPU")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+        print(f"meta\tdevice\t{name} ({torch.cuda.get_device_name(DEVICE)})", flush=True)
+    elif DEVICE.type != "cpu":
+        sys.exit(f"bench: --device {name}: expected cpu or cuda[:N]")
 
 
 def wanted(key):
     return CASE is None or CASE in key
 
 
+def clock():
+    """Seconds, read after the device has finished its queued work (as trmml's bench_clock)."""
+    sync()
+    return time.perf_counter()
+
+
 def bench_time(fn, min_reps, min_seconds):
     fn()  # warm-up
     times = []
-    start = time.perf_counter()
-    while len(times) < 1000 and (len(times) < min_reps
-                                 or time.perf_counter() - start < min_seconds):
-        t0 = time.perf_counter()
+    start = clock()
+    while len(times) < 1000 and (len(times) < min_reps or clock() - start < min_seconds):
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     times.sort()
     return times[len(times) // 2]
 
@@ -202,7 +237,7 @@ class ResidualAttentionBlock(nn.Module):
 
     def forward(self, x):
         n = x.shape[0]
-        mask = self.attn_mask[:n, :n].to(x.dtype)
+        mask = self.attn_mask[:n, :n].to(device=x.device, dtype=x.dtype)
         h = self.ln_1(x)
         x = x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
         return x + self.mlp(self.ln_2(x))
@@ -246,7 +281,7 @@ class CLIP(nn.Module):
         x = x + self.positional_embedding[:x.shape[1]].to(x.dtype)
         x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
         x = self.ln_final(x)
-        return x[torch.arange(x.shape[0]), eot] @ self.text_projection
+        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
 
     def encode_text(self, ids):
         return self.encode_embedded(self.token_embedding(ids), ids.argmax(dim=-1))
@@ -338,21 +373,23 @@ def bench_clip(quick, gen):
     for name in ("rn50", "rn101"):
         if quick and name != "rn50":
             continue
-        rows = [f"clip {name} img {s} b{b}" for b in (1, 8) for s in (224, 448)]
+        # Batch 32 at 448 px: the GPU's case (tools/bench_clip.c runs it on a GPU only).
+        cases = [(b, s) for b in (1, 8, 32) for s in (224, 448)
+                 if b < 32 or (s == 448 and DEVICE.type != "cpu")]
+        rows = [f"clip {name} img {s} b{b}" for b, s in cases]
         rows += [f"clip {name} text {k} 2x{c}" for k in ("fwd", "fwdbwd") for c in (20, 80)]
         if not any(wanted(r) for r in rows):
             continue
-        model = clip_model(name)
-        for batch in (1, 8):
-            for side in (224, 448):
-                if quick and (batch, side) != (1, 224):
-                    continue
-                if not wanted(f"clip {name} img {side} b{batch}"):
-                    continue
-                images = torch.rand((batch, 3, side, side), generator=gen) * 2 - 1
-                with torch.no_grad():
-                    t = bench_time(lambda: model.encode_image(images), reps, min_s)
-                report(f"clip {name} img {side} b{batch}", t, clip_image_gflop(name, side, batch))
+        model = clip_model(name).to(DEVICE)
+        for batch, side in cases:
+            if quick and (batch, side) != (1, 224):
+                continue
+            if not wanted(f"clip {name} img {side} b{batch}"):
+                continue
+            images = (torch.rand((batch, 3, side, side), generator=gen) * 2 - 1).to(DEVICE)
+            with torch.no_grad():
+                t = bench_time(lambda: model.encode_image(images), reps, min_s)
+            report(f"clip {name} img {side} b{batch}", t, clip_image_gflop(name, side, batch))
         for k in (20, 80):
             if quick and k != 20:
                 continue
@@ -360,9 +397,10 @@ def bench_clip(quick, gen):
                     f"clip {name} text fwdbwd 2x{k}"):
                 continue
             n = 2 * k
-            prompts = torch.randn((n, 77, 512), generator=gen) * 0.02
-            eot = torch.tensor([18 + i % 5 for i in range(n)])
+            prompts = (torch.randn((n, 77, 512), generator=gen) * 0.02).to(DEVICE)
+            eot = torch.tensor([18 + i % 5 for i in range(n)]).to(DEVICE)
             dout = torch.rand((n, model.text_projection.shape[1]), generator=gen) * 2 - 1
+            dout = dout.to(DEVICE)
             gflop = clip_text_gflop(name, n)
             for keep, suffix in ((23, ""), (0, " (77 positions)")):
                 if (quick or CASE is not None) and keep == 0:
@@ -391,7 +429,7 @@ def bench_clip(quick, gen):
                 else:
                     report(key, t, 2.0 * gflop)
         del model
-    if not quick:
+    if not quick and DEVICE.type == "cpu":
         for name in ("rn50", "rn101"):
             for batch, side in ((8, 224), (8, 448)):
                 if wanted(f"clip {name} img {side} b{batch}"):
@@ -435,7 +473,7 @@ def clip_memory_subprocess(name, side, batch):
 
 def main():
     if len(sys.argv) < 2:
-        sys.exit("usage: bench_torch.py THREADS [--quick]")
+        sys.exit("usage: bench_torch.py THREADS [--quick] [--case TEXT] [--device cpu|cuda]")
     threads = int(sys.argv[1])
     quick = "--quick" in sys.argv[2:]
     global CASE
@@ -445,6 +483,11 @@ def main():
             sys.exit("bench_torch.py: --case needs a text (part of a row's key)")
         CASE = sys.argv[i + 1]
     torch.set_num_threads(threads)
+    if "--device" in sys.argv[2:]:
+        i = sys.argv.index("--device")
+        if i + 1 >= len(sys.argv):
+            sys.exit("bench_torch.py: --device needs cpu or cuda")
+        use_device(sys.argv[i + 1])
     if "--clip-memory" in sys.argv:
         i = sys.argv.index("--clip-memory")
         name, side, batch = sys.argv[i + 1], int(sys.argv[i + 2]), int(sys.argv[i + 3])
@@ -465,8 +508,8 @@ def main():
         for m, n, k in GEMM_SHAPES[:2] if quick else GEMM_SHAPES:
             if not wanted(f"gemm {m}x{n}x{k}"):
                 continue
-            a, b = uniform(m, k), uniform(k, n)
-            c = torch.empty(m, n)
+            a, b = uniform(m, k).to(DEVICE), uniform(k, n).to(DEVICE)
+            c = torch.empty(m, n, device=DEVICE)
             t = bench_time(lambda: torch.mm(a, b, out=c), reps, min_s)
             report(f"gemm {m}x{n}x{k}", t, 2.0 * m * n * k * 1e-9)
 
@@ -477,9 +520,9 @@ def main():
         shape = f"{c_in}x{c_out} {ks}x{ks} {hw}"
         if not wanted(f"conv fwd {shape}") and not wanted(f"conv bwd {shape}"):
             continue
-        x = uniform(BATCH, c_in, hw, hw)
-        w = uniform(c_out, c_in, ks, ks, scale=0.05)
-        b = uniform(c_out)
+        x = uniform(BATCH, c_in, hw, hw).to(DEVICE)
+        w = uniform(c_out, c_in, ks, ks, scale=0.05).to(DEVICE)
+        b = uniform(c_out).to(DEVICE)
         gflop = 2.0 * BATCH * c_out * hw * hw * c_in * ks * ks * 1e-9
         with torch.no_grad():
             t = bench_time(lambda: F.conv2d(x, w, b, 1, pad), reps, min_s)
@@ -488,7 +531,7 @@ def main():
         w.requires_grad_(True)
         b.requires_grad_(True)
         out = F.conv2d(x, w, b, 1, pad)
-        dout = uniform(*out.shape)
+        dout = uniform(*out.shape).to(DEVICE)
         t = bench_time(lambda: torch.autograd.grad(out, (x, w, b), dout, retain_graph=True),
                        reps, min_s)
         report(f"conv bwd {shape}", t, 2.0 * gflop)

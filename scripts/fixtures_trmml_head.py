@@ -195,11 +195,11 @@ def nce_batched(P, fr, y, bank, fill, gpos, tau=TAU):
     checks that it equals nce()."""
     c_n, qlen = bank.shape[:2]
     pos = (y == 1).nonzero()
-    filled = torch.arange(qlen)[None, :] < fill[:, None]
+    filled = torch.arange(qlen, device=fill.device)[None, :] < fill[:, None]
     keys = torch.cat([fr[pos[:, 0], pos[:, 1]], bank[filled]])
     kcls = torch.cat([pos[:, 1], filled.nonzero()[:, 0]])
     sc = proj(P, gpos) @ proj(P, keys).T / tau                      # (C, keys)
-    same = kcls[None, :] == torch.arange(c_n)[:, None]
+    same = kcls[None, :] == torch.arange(c_n, device=kcls.device)[:, None]
     neg = torch.logsumexp(sc.masked_fill(same, float("-inf")), dim=1, keepdim=True)
     per = (torch.logaddexp(sc, neg) - sc) * same                     # zero off the positives
     count = same.sum(1)

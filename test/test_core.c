@@ -353,6 +353,33 @@ TEST(core_bench_case_filter) {
            "--case without a value: %s", out);
 }
 
+TEST(core_bench_device) {
+    /* `trmml bench` runs on --device and says so in a `meta device` row; --device cuda without a
+     * GPU (or without CUDA compiled in) fails with exit 1 and no rows, with a GPU its GEMM rows
+     * are cuBLAS's. */
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    static char out[1 << 14];
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "'%s' --device cpu --threads 1 bench gemm --quick --case "
+             "'gemm 256x' 2>/dev/null", exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 0 && strstr(out, "meta\tdevice\tcpu\n") &&
+               strstr(out, "bench\tgemm 256x256x256\t"),
+           "bench --device cpu: %s", out);
+    snprintf(cmd, sizeof cmd, "'%s' --device cuda --threads 1 bench gemm --quick --case "
+             "'gemm 256x' 2>&1", exe);
+    const int rc = test_run_capture(cmd, out, sizeof out);
+    DeviceKind dev;
+    int idx;
+    if (device_parse("cuda", &dev, &idx) == STATUS_OK)
+        EXPECT(rc == 0 && strstr(out, "meta\tdevice\tcuda\n") &&
+                   strstr(out, "meta\tgemm\tcuBLAS\n") && strstr(out, "bench\tgemm 256x256x256\t"),
+               "bench --device cuda on a GPU: exit %d: %s", rc, out);
+    else
+        EXPECT(rc == 1 && strstr(out, "--device cuda") && !strstr(out, "bench\t"),
+               "bench --device cuda without a GPU: exit %d: %s", rc, out);
+}
+
 /* Entries of dir whose name begins with prefix. */
 static int count_entries(const char *dir, const char *prefix) {
     DIR *d = opendir(dir);

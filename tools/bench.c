@@ -29,18 +29,36 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static DeviceKind g_dev = DEVICE_CPU; /* the benchmarks' device (bench_main) */
+
+double bench_clock(void) {
+    /* GPU kernels run asynchronously: without this a timing would end when the launches were
+     * queued, not when the work was done. */
+    device_table(g_dev)->synchronize();
+    return time_now_s();
+}
+
 double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_seconds) {
     fn(arg); /* warm-up */
     double times[1000];
     int n = 0;
-    double start = time_now_s();
-    while (n < 1000 && (n < min_reps || time_now_s() - start < min_seconds)) {
-        double t0 = time_now_s();
+    double start = bench_clock();
+    while (n < 1000 && (n < min_reps || bench_clock() - start < min_seconds)) {
+        double t0 = bench_clock();
         fn(arg);
-        times[n++] = time_now_s() - t0;
+        times[n++] = bench_clock() - t0;
     }
     qsort(times, n, sizeof *times, cmp_double);
     return times[n / 2];
+}
+
+Tensor *bench_uniform(Rng *r, int ndim, const int64_t *shape, float lo, float hi) {
+    const int64_t n = shape_numel(ndim, shape);
+    float *h = xmalloc((size_t)n * sizeof *h);
+    rng_fill_uniform(r, h, n, lo, hi);
+    Tensor *t = tensor_from_f32(ndim, shape, h);
+    free(h);
+    return t;
 }
 
 static int g_rows; /* rows reported so far */
@@ -57,6 +75,10 @@ bool bench_wanted(const BenchCtx *ctx, const char *key) {
     return !ctx->only_case || strstr(key, ctx->only_case) != NULL;
 }
 
+void bench_skip(const BenchCtx *ctx, const char *key, const char *why) {
+    fprintf(stderr, "  %-40s skipped on %s: %s\n", key, device_name(ctx->dev), why);
+}
+
 typedef struct {
     bool quick, list;
     const char *only_case;
@@ -66,8 +88,8 @@ static const KeySpec BENCH_FLAGS[] = {
     FLAG_SWITCH(BenchOptions, "quick", quick, "fewer repetitions (a smoke test)"),
     FLAG_SWITCH(BenchOptions, "list", list, "list the benchmarks and exit"),
     FLAG_ARG(BenchOptions, "case", only_case, "TEXT",
-             "only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\"); train and "
-             "loader run all their rows"),
+             "only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\"); loader runs "
+             "all its rows"),
 };
 
 int bench_main(int argc, char **argv) {
@@ -77,17 +99,22 @@ int bench_main(int argc, char **argv) {
     int rc = flags_parse(groups, KEY_COUNT(groups), 1, argc, argv, &fp);
     if (rc != FLAGS_GO) return rc;
     const char *only = fp.npos ? argv[0] : NULL; /* one benchmark, or all */
-    /* The benchmarks time the CPU kernels (docs/cuda.md: no GPU benchmarks yet). */
-    Status st = tool_device_cpu_only();
-    if (st != STATUS_OK) return tool_fail(st);
     if (o.list) {
         for (int i = 0; i < g_nbench; i++) printf("%-12s %s\n", g_bench[i].name, g_bench[i].about);
         return 0;
     }
-    BenchCtx ctx = {.threads = tool_threads(), .quick = o.quick, .only_case = o.only_case};
-    fprintf(stderr, "trmml bench: %s\n", device_summary());
-    /* The GEMM kernel in use, for the report's header (scripts/bench_report.py). */
-    printf("meta\tgemm\t%s\n", gemm_backend_name());
+    /* --device: the benchmarks' tensors live there (auto = CUDA when a GPU answers). */
+    DeviceKind dev;
+    Status st = tool_device_select(&dev);
+    if (st != STATUS_OK) return tool_fail(st);
+    g_dev = dev;
+    BenchCtx ctx = {.threads = tool_threads(), .quick = o.quick, .only_case = o.only_case,
+                    .dev = dev};
+    fprintf(stderr, "trmml bench: %s; running on %s\n", device_summary(), device_name(dev));
+    /* The GEMM kernel in use and the device, for the report's header (scripts/bench_report.py):
+     * on CUDA the GEMMs are cuBLAS's, the CPU kernel only serves host-side work. */
+    printf("meta\tgemm\t%s\n", dev == DEVICE_CPU ? gemm_backend_name() : "cuBLAS");
+    printf("meta\tdevice\t%s\n", device_name(dev));
     int ran = 0;
     for (int i = 0; i < g_nbench; i++) {
         if (only && strcmp(only, g_bench[i].name) != 0) continue;
@@ -111,17 +138,30 @@ int bench_main(int argc, char **argv) {
 /* ---- GEMM --------------------------------------------------------------------------------- */
 
 typedef struct {
-    float *a, *b, *c;
+    DeviceKind dev;
+    float *a, *b, *c; /* device memory of dev */
     int64_t m, n, k;
 } GemmArgs;
 
 static void run_gemm(void *p) {
     GemmArgs *g = p;
-    KERNEL_RUN(DEVICE_CPU, gemm, g->c, g->a, g->b, 1, g->m, g->n, g->k, false, false, 1.0f, 0.0f,
-                                  g->k, g->n, g->n, 0, 0, 0);
+    KERNEL_RUN(g->dev, gemm, g->c, g->a, g->b, 1, g->m, g->n, g->k, false, false, 1.0f, 0.0f,
+               g->k, g->n, g->n, 0, 0, 0);
 }
 
-BENCH(gemm, "sgemm C = A B (row-major, no transposes) through the CPU gemm kernel") {
+/* n floats uniform in [-1, 1) from r, in new memory of dev (free with dt->free). */
+static float *device_uniform(const DeviceTable *dt, Rng *r, int64_t n) {
+    float *h = xmalloc((size_t)n * sizeof *h);
+    rng_fill_uniform(r, h, n, -1, 1);
+    float *d = dt->alloc((size_t)n * sizeof *d);
+    CHECK(d, "bench gemm: no %lld bytes of %s memory", (long long)n * 4, dt->name);
+    dt->copy_h2d(d, h, (size_t)n * sizeof *h);
+    free(h);
+    return d;
+}
+
+BENCH(gemm, "sgemm C = A B (row-major, no transposes) through the device's gemm kernel (the "
+            "CPU's, or cuBLAS)") {
     /* Square sizes find the peak; the others are the shapes CLIP RN50/RN101 convolutions and the
      * text transformer produce (M = rows of im2col or tokens). */
     static const int64_t shapes[][3] = {
@@ -135,17 +175,18 @@ BENCH(gemm, "sgemm C = A B (row-major, no transposes) through the CPU gemm kerne
         snprintf(key, sizeof key, "gemm %lldx%lldx%lld", (long long)g.m, (long long)g.n,
                  (long long)g.k);
         if (!bench_wanted(ctx, key)) continue;
-        g.a = xmalloc(g.m * g.k * 4);
-        g.b = xmalloc(g.k * g.n * 4);
-        g.c = xmalloc(g.m * g.n * 4);
+        const DeviceTable *dt = device_table(ctx->dev);
+        g.dev = ctx->dev;
         Rng r;
         rng_seed(&r, 1);
-        rng_fill_uniform(&r, g.a, g.m * g.k, -1, 1);
-        rng_fill_uniform(&r, g.b, g.k * g.n, -1, 1);
+        g.a = device_uniform(dt, &r, g.m * g.k);
+        g.b = device_uniform(dt, &r, g.k * g.n);
+        g.c = dt->alloc((size_t)(g.m * g.n) * sizeof *g.c);
+        CHECK(g.c, "bench gemm: no memory for C (%s)", key);
         double t = bench_time(run_gemm, &g, ctx->quick ? 2 : 5, ctx->quick ? 0.05 : 1.0);
         bench_report(key, t, 2.0 * g.m * g.n * g.k * 1e-9);
-        free(g.a);
-        free(g.b);
-        free(g.c);
+        dt->free(g.a);
+        dt->free(g.b);
+        dt->free(g.c);
     }
 }

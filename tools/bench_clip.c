@@ -12,6 +12,9 @@
  *                                     the same under --precision bf16 (CPUs with AVX512-BF16),
  *                                     with the smallest cosine of each output row against fp32
  *                                     on stderr and as `meta cosine ...` rows
+ *     "clip rn101 img 448 b32"        on a GPU only (--device cuda): the image tower at batch 32
+ * On --device cuda the model, inputs and arenas live on the GPU and the bf16 rows are left out
+ * (bf16 products are CPU-only; a note on stderr says so).
  * Prompts are 77 positions with the end-of-text token at 18..22 (learned context + class name),
  * so the tower runs the first 23 positions. GFLOP = 2 x multiply-accumulates. Backward through
  * frozen weights computes only dx = dy W per linear layer (as many MACs as its forward), so
@@ -160,44 +163,60 @@ static void set_precision(int p) {
  * row "cosine KEY WHAT" for the report (docs/benchmarks.md). */
 static void report_cosine(const char *key, const char *what, const Tensor *ref, const Tensor *got) {
     const int64_t d = ref->shape[ref->ndim - 1], rows = ref->numel / d;
+    float *x0 = tensor_to_host(ref), *y0 = tensor_to_host(got);
     double worst = 1;
     for (int64_t r = 0; r < rows; r++) {
-        const float *x = tensor_f32(ref) + r * d, *y = tensor_f32(got) + r * d;
+        const float *x = x0 + r * d, *y = y0 + r * d;
         double xy = 0, xx = 0, yy = 0;
         for (int64_t i = 0; i < d; i++) xy += (double)x[i] * y[i], xx += (double)x[i] * x[i],
                                          yy += (double)y[i] * y[i];
         const double c = xx > 0 && yy > 0 ? xy / sqrt(xx * yy) : 1;
         if (c < worst) worst = c;
     }
+    free(x0);
+    free(y0);
     fprintf(stderr, "  %-40s bf16 against fp32: smallest %s cosine %.6f over %lld rows\n", key,
             what, worst, (long long)rows);
     printf("meta\tcosine %s %s\t%.6f\n", key, what, worst);
 }
 
+/* The image rows of one case: its key, whether it runs on this device and at this setting. */
+static bool image_case(const BenchCtx *ctx, const char *tag, int64_t B, int64_t side, int prec,
+                       char *key, size_t cap) {
+    snprintf(key, cap, "clip %s img %lld b%lld%s", tag, (long long)side, (long long)B,
+             prec == PRECISION_BF16 ? " bf16" : "");
+    if (ctx->quick && (B != 1 || side != 224)) return false;
+    /* Batch 32: the GPU's case (448 px); on the CPU it would take minutes. */
+    if (B == 32 && (ctx->dev == DEVICE_CPU || side != 448 || prec == PRECISION_BF16)) return false;
+    /* bf16 rows: the largest case (the smoke test's one), where the CPU has bf16. */
+    if (prec == PRECISION_BF16 && (!gemm_bf16_available() || (!ctx->quick && B != 8)))
+        return false;
+    if (!bench_wanted(ctx, key)) return false;
+    if (prec == PRECISION_BF16 && ctx->dev != DEVICE_CPU) {
+        bench_skip(ctx, key, "bf16 products are CPU-only (docs/ops/gemm_bf16.md)");
+        return false;
+    }
+    return true;
+}
+
 static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
-    static const int64_t batches[2] = {1, 8}, sides[2] = {224, 448};
-    for (int bi = 0; bi < 2; bi++) {
+    static const int64_t batches[3] = {1, 8, 32}, sides[2] = {224, 448};
+    for (int bi = 0; bi < 3; bi++) {
         for (int si = 0; si < 2; si++) {
           for (int prec = PRECISION_FP32; prec <= PRECISION_BF16; prec++) {
             const int64_t B = batches[bi], side = sides[si];
-            if (ctx->quick && (B != 1 || side != 224)) continue;
-            /* bf16 rows: the largest case (the smoke test's one), where the CPU has bf16. */
-            if (prec == PRECISION_BF16 && (!gemm_bf16_available() || (!ctx->quick && B != 8)))
-                continue;
             char key[96];
-            snprintf(key, sizeof key, "clip %s img %lld b%lld%s", tag, (long long)side, (long long)B,
-                     prec == PRECISION_BF16 ? " bf16" : "");
-            if (!bench_wanted(ctx, key)) continue;
+            if (!image_case(ctx, tag, B, side, prec, key, sizeof key)) continue;
             const ClipModel *m = lazy_clip(lc);
             /* The input in an arena of its own; a fresh caller arena per case, so its peak is
              * this case's. */
-            Arena *in = arena_create(DEVICE_CPU, "bench clip input", 0);
-            Arena *a = arena_create(DEVICE_CPU, "bench clip images", 0);
+            Arena *in = arena_create(ctx->dev, "bench clip input", 0);
+            Arena *a = arena_create(ctx->dev, "bench clip images", 0);
             Arena *prev = tensor_set_arena(in);
             Rng r;
             rng_seed(&r, 11);
-            ClipBench b = {.m = m, .images = tensor_empty(DT_F32, 4, SHAPE(B, 3, side, side))};
-            rng_fill_uniform(&r, b.images->data, b.images->numel, -1, 1);
+            ClipBench b = {.m = m};
+            b.images = bench_uniform(&r, 4, SHAPE(B, 3, side, side), -1, 1);
             tensor_set_arena(a);
             Tensor *emb, *dense, *emb32 = NULL, *dense32 = NULL;
             if (prec == PRECISION_BF16) clip_encode_image(m, b.images, &emb32, &dense32);
@@ -206,8 +225,10 @@ static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
             const long rss_base = status_kib("VmRSS");
             clip_encode_image(m, b.images, &emb, &dense);
             const long rss_growth = rss && rss_base >= 0 ? status_kib("VmHWM") - rss_base : -1;
+            float *host = tensor_to_host(emb);
             for (int64_t i = 0; i < emb->numel; i++)
-                CHECK(isfinite(tensor_f32(emb)[i]), "bench clip: non-finite image embedding");
+                CHECK(isfinite(host[i]), "bench clip: non-finite image embedding");
+            free(host);
             if (emb32) {
                 report_cosine(key, "embedding", emb32, emb);
                 report_cosine(key, "dense", dense32, dense);
@@ -252,6 +273,11 @@ static void bench_text(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
         const bool want_fwd = bench_wanted(ctx, key);
         const bool want_bwd = !ctx->quick && bench_wanted(ctx, key_bwd);
         if (!want_fwd && !want_bwd) continue;
+        if (prec == PRECISION_BF16 && ctx->dev != DEVICE_CPU) {
+            bench_skip(ctx, want_fwd ? key : key_bwd,
+                       "bf16 products are CPU-only (docs/ops/gemm_bf16.md)");
+            continue;
+        }
         const ClipModel *m = lazy_clip(lc);
         const int64_t N = 2 * classes[ci];
         Arena *a = tensor_arena();
@@ -259,12 +285,16 @@ static void bench_text(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
         Rng r;
         rng_seed(&r, 13);
         ClipBench b = {.m = m};
-        b.prompts = tensor_empty(DT_F32, 3, SHAPE(N, T, C));
-        rng_fill_normal(&r, b.prompts->data, b.prompts->numel, 0, 0.02f);
+        float *h = xmalloc((size_t)(N * T * C) * sizeof *h);
+        rng_fill_normal(&r, h, N * T * C, 0, 0.02f);
+        b.prompts = tensor_from_f32(3, SHAPE(N, T, C), h);
+        free(h);
+        int64_t *eot = xmalloc((size_t)N * sizeof *eot);
+        for (int64_t n = 0; n < N; n++) eot[n] = 18 + n % 5;
         b.eot = tensor_empty(DT_I64, 1, SHAPE(N));
-        for (int64_t n = 0; n < N; n++) tensor_i64(b.eot)[n] = 18 + n % 5;
-        b.dout = tensor_empty(DT_F32, 2, SHAPE(N, m->cfg.embed_dim));
-        rng_fill_uniform(&r, b.dout->data, b.dout->numel, -1, 1);
+        tensor_copy(b.eot, tensor_wrap(DT_I64, DEVICE_CPU, 1, SHAPE(N), eot));
+        free(eot);
+        b.dout = bench_uniform(&r, 2, SHAPE(N, m->cfg.embed_dim), -1, 1);
         const double fwd = 2.0 * (double)N * clip_text_macs(&m->cfg.text, 23) * 1e-9;
         const int reps = ctx->quick ? 1 : 3;
         const double min_s = ctx->quick ? 0 : 1.0;
@@ -284,8 +314,8 @@ static void bench_text(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
       }
 }
 
-BENCH(clip, "CLIP RN50/RN101 towers: image forward (224/448, batch 1/8), text forward and "
-            "backward into prompts (2x20, 2x80)") {
+BENCH(clip, "CLIP RN50/RN101 towers: image forward (224/448, batch 1/8; 448 batch 32 on a "
+            "GPU), text forward and backward into prompts (2x20, 2x80)") {
     static const struct {
         const char *tag;
         bool rn101;

@@ -52,12 +52,9 @@ BENCH(conv, "conv2d NCHW forward and backward at ResNet-50 shapes, batch 8") {
         Rng r;
         rng_seed(&r, 1);
         ConvBench b = {.padding = KS / 2};
-        b.x = tensor_empty(DT_F32, 4, SHAPE(N, C, HW, HW));
-        b.weight = tensor_empty(DT_F32, 4, SHAPE(O, C, KS, KS));
-        b.bias = tensor_empty(DT_F32, 1, SHAPE(O));
-        rng_fill_uniform(&r, b.x->data, b.x->numel, -1, 1);
-        rng_fill_uniform(&r, b.weight->data, b.weight->numel, -0.05f, 0.05f);
-        rng_fill_uniform(&r, b.bias->data, b.bias->numel, -1, 1);
+        b.x = bench_uniform(&r, 4, SHAPE(N, C, HW, HW), -1, 1);
+        b.weight = bench_uniform(&r, 4, SHAPE(O, C, KS, KS), -0.05f, 0.05f);
+        b.bias = bench_uniform(&r, 1, SHAPE(O), -1, 1);
         const double gflop = 2.0 * N * O * HW * HW * C * KS * KS * 1e-9;
         int reps = ctx->quick ? 2 : 5;
         double min_s = ctx->quick ? 0.05 : 1.0;
@@ -73,8 +70,7 @@ BENCH(conv, "conv2d NCHW forward and backward at ResNet-50 shapes, batch 8") {
             ag_set_requires_grad(b.weight, NULL);
             ag_set_requires_grad(b.bias, NULL);
             Tensor *out = tensor_conv2d(b.x, b.weight, b.bias, 1, b.padding);
-            out->grad = tensor_empty_like(out);
-            rng_fill_uniform(&r, out->grad->data, out->grad->numel, -1, 1);
+            out->grad = bench_uniform(&r, out->ndim, out->shape, -1, 1);
             b.node = out->node;
             bench_report(key_bwd, bench_time(run_backward, &b, reps, min_s), 2.0 * gflop);
         }

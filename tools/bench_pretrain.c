@@ -39,7 +39,7 @@ BENCH(pretrain, "one pretraining step of the embedded default's small CLIP (batc
     PretrainBench b = {.p = clip_pretrain_create(&cfg)};
     /* Inputs live in a ParamStore so that they survive tensor_step_end. */
     const int64_t B = cfg.batch, S = cfg.input_size;
-    ParamStore *in = param_store_create(DEVICE_CPU, "bench-pretrain-inputs");
+    ParamStore *in = param_store_create(ctx->dev, "bench-pretrain-inputs");
     b.images = param_add(in, "images", DT_F32, 4, SHAPE(B, 3, S, S), false);
     b.ids = param_add(in, "ids", DT_I64, 2, SHAPE(B, 77), false);
     param_store_finalize(in);
@@ -49,13 +49,14 @@ BENCH(pretrain, "one pretraining step of the embedded default's small CLIP (batc
     rng_fill_normal(&r, h, b.images->numel, 0, 1);
     tensor_copy_from_host(b.images, h);
     free(h);
-    int64_t *ids = tensor_i64(b.ids);
+    int64_t *ids = xcalloc((size_t)(B * 77), sizeof *ids);
     for (int64_t i = 0; i < B; i++) {
-        for (int64_t t = 0; t < 77; t++) ids[i * 77 + t] = 0;
         ids[i * 77] = 49406;
         for (int64_t t = 1; t <= 18; t++) ids[i * 77 + t] = 1 + (int64_t)(rng_next(&r) % 40000);
         ids[i * 77 + 19] = 49407;
     }
+    tensor_copy(b.ids, tensor_wrap(DT_I64, DEVICE_CPU, 2, SHAPE(B, 77), ids));
+    free(ids);
     double s = bench_time(step, &b, 3, ctx->quick ? 0.5 : 8.0);
     fprintf(stderr, "pretrain small step b%lld: %.1f ms, %.1f images/s\n", (long long)B, 1e3 * s,
             (double)B / s);

@@ -51,10 +51,10 @@ BENCH(pvlr, "PVLR head: one training iteration (forward, backward, AdamW) at COC
     if (!bench_wanted(ctx, key)) return;
     PvlrBench b;
     const RunConfig rc = run_config_default(TRMML_METHOD_PVLR, NULL);
-    b.ps = param_store_create(DEVICE_CPU, "bench pvlr");
+    b.ps = param_store_create(ctx->dev, "bench pvlr");
     pvlr_declare(&b.m, b.ps, "pvlr", C, d, &rc.tc, method_pvlr_config(&rc), true);
     b.text_ctx = param_add(b.ps, "bench.text_ctx", DT_F32, 2, SHAPE(C, d), true);
-    ParamStore *inputs = param_store_create(DEVICE_CPU, "bench pvlr inputs");
+    ParamStore *inputs = param_store_create(ctx->dev, "bench pvlr inputs");
     b.dense = param_add(inputs, "dense", DT_F32, 3, SHAPE(B, HW + 1, d), false);
     b.y = param_add(inputs, "y", DT_F32, 2, SHAPE(B, C), false);
     param_store_finalize(b.ps);

@@ -12,8 +12,13 @@
  *     "train rn101 c20 head fwd+bwd"       everything between: pass 0, InfoNCE, CARL, losses,
  *                                          backward into the head and dL/dG
  *     "train rn101 c20 update"             gradient norm, AdamW, temperature clamp, bank push
- *     "train rn101 c20 iteration"          image tower + trmml_train_step
- * the parts timed inside trmml_train_step (TrmmlStepStats.sec_*). Labels: about 3 positives per
+ *     "train rn101 c20 step"               trmml_train_step alone: an iteration from the feature
+ *                                          cache (the dense features already computed)
+ *     "train rn101 c20 iteration"          image tower + trmml_train_step: from the images
+ * the parts timed inside trmml_train_step (TrmmlStepStats.sec_*). On --device cuda the model and
+ * the data live on the GPU; the parts are left out there (trmml_train_step reads its clock without
+ * synchronising the device, so a part would count work queued by the one before it), and the
+ * step and iteration rows are timed with bench_clock (synchronised). Labels: about 3 positives per
  * image (b*5 + c divisible by C/3), half of the entries known. GFLOP counts the image tower as
  * tools/bench_clip.c does and the text tower as forward + backward (2 x forward; trmml spends a
  * third forward on the recompute); the other rows have none.
@@ -24,6 +29,7 @@
  * cache. Rows "train epoch 64 img cached", "... uncached", "train extract 64 img" (ms per
  * epoch / extraction). No checkpoint, evaluation or logging (trmml_train_run adds those).
  *
+ * --case TEXT computes only what the matching rows need (the image tower for any iteration row).
  * --quick: batch 2, 224 px, C = 20 only, one timed iteration, an epoch of 4 images. */
 #include <ftw.h>
 #include <math.h>
@@ -55,8 +61,7 @@ static void bench_model(TrmmlModel *m, RunConfig *rc, const ClipModel *clip, int
     m->clip = clip;
     param_store_finalize(m->ps);
     const int64_t n_ctx = rc->tc.prompt_ctx_len;
-    Tensor *ids = tensor_zeros(DT_I64, 2, SHAPE(C, 77));
-    int64_t *id = tensor_i64(ids);
+    int64_t *id = xcalloc((size_t)(C * 77), sizeof *id);
     for (int64_t c = 0; c < C; c++) {
         int64_t *row = id + c * 77, n = 1 + c % 5, j = 0;
         row[j++] = CLIP_SOT;
@@ -65,6 +70,9 @@ static void bench_model(TrmmlModel *m, RunConfig *rc, const ClipModel *clip, int
         row[j++] = 269; /* "." */
         row[j] = CLIP_EOT;
     }
+    Tensor *ids = tensor_empty(DT_I64, 2, SHAPE(C, 77)); /* on the model's device */
+    tensor_copy(ids, tensor_wrap(DT_I64, DEVICE_CPU, 2, SHAPE(C, 77), id));
+    free(id);
     trmml_prompt_set_tokens(&m->prompt, clip->text.token_embedding, ids);
     TrmmlMmcp *mmcp = &method_trmml_state(m)->mmcp;
     trmml_mmcp_init(mmcp, C, m->d, method_trmml_config(rc));
@@ -92,12 +100,13 @@ static RunConfig bench_config(const TrainBench *tb) {
 
 /* Labels (B, C): positive where (b*5 + c) % max(C/3, 1) == 0, known where (b*3 + c) is even. */
 static Tensor *bench_labels(int64_t B, int64_t C) {
-    Tensor *y = tensor_empty(DT_F32, 2, SHAPE(B, C));
+    float *h = xmalloc((size_t)(B * C) * sizeof *h);
     const int64_t every = C / 3 > 0 ? C / 3 : 1;
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++)
-            tensor_f32(y)[b * C + c] =
-                (b * 3 + c) % 2 ? 0.0f : ((b * 5 + c) % every == 0 ? 1.0f : -1.0f);
+            h[b * C + c] = (b * 3 + c) % 2 ? 0.0f : ((b * 5 + c) % every == 0 ? 1.0f : -1.0f);
+    Tensor *y = tensor_from_f32(2, SHAPE(B, C), h);
+    free(h);
     return y;
 }
 
@@ -113,18 +122,18 @@ static double median(double *v, int n) {
 
 /* The image tower on the batch, timed (median of tb->reps after a warm-up); its dense features
  * are copied into `dense` (in the input arena). The row "train rn101 img S bB". */
-static double bench_image_tower(const TrainBench *tb, const ClipModel *clip, Tensor *images,
-                                Tensor *dense) {
+static double bench_image_tower(const BenchCtx *ctx, const TrainBench *tb, const ClipModel *clip,
+                                Tensor *images, Tensor *dense) {
     const int64_t B = tb->B, S = tb->S, T = dense->shape[1], E = clip->cfg.embed_dim;
     double t_img[16];
     for (int i = 0; i <= tb->reps; i++) {
-        const double t0 = time_now_s();
+        const double t0 = bench_clock();
         bool gm = ag_set_grad_enabled(false);
         Tensor *emb, *d;
         clip_encode_image(clip, images, &emb, &d);
         ag_set_grad_enabled(gm);
-        if (i > 0) t_img[i - 1] = time_now_s() - t0;
-        memcpy(dense->data, d->data, (size_t)d->numel * sizeof(float));
+        if (i > 0) t_img[i - 1] = bench_clock() - t0;
+        tensor_copy(dense, d);
         tensor_step_end();
     }
     double conv, pool, dmacs;
@@ -134,14 +143,25 @@ static double bench_image_tower(const TrainBench *tb, const ClipModel *clip, Ten
     const double img = median(t_img, tb->reps);
     char key[96];
     snprintf(key, sizeof key, "train rn101 img %lld b%lld", (long long)S, (long long)B);
-    bench_report(key, img, img_gflop);
+    if (bench_wanted(ctx, key)) bench_report(key, img, img_gflop);
     return img;
 }
 
+/* The keys of the step rows at C classes, in report order: text, head, update (the parts),
+ * step, iteration. */
+enum { ROW_TEXT, ROW_HEAD, ROW_UPDATE, ROW_STEP, ROW_ITERATION, NROWS };
+static void step_keys(int64_t C, char keys[NROWS][96]) {
+    static const char *const what[NROWS] = {"text fwd+bwd", "head fwd+bwd", "update", "step",
+                                            "iteration"};
+    for (int k = 0; k < NROWS; k++)
+        snprintf(keys[k], sizeof keys[k], "train rn101 c%lld %s", (long long)C, what[k]);
+}
+
 /* The training step at C classes on the cached dense features, timed by parts; rows "train
- * rn101 cC text fwd+bwd | head fwd+bwd | update | iteration" (the last adds the tower's img). */
-static void bench_step(const TrainBench *tb, const ClipModel *clip, Tensor *dense, int64_t C,
-                       double img, Arena *in, Arena *work) {
+ * rn101 cC text fwd+bwd | head fwd+bwd | update | step | iteration" (the last adds the tower's
+ * img). The parts only on the CPU (see the file's comment). */
+static void bench_step(const BenchCtx *ctx, const TrainBench *tb, const ClipModel *clip,
+                       Tensor *dense, int64_t C, double img, Arena *in, Arena *work) {
     RunConfig rc = bench_config(tb);
     TrmmlModel m;
     bench_model(&m, &rc, clip, C);
@@ -153,9 +173,9 @@ static void bench_step(const TrainBench *tb, const ClipModel *clip, Tensor *dens
         tensor_set_arena(work);
         trmml_optim_set(o, 5e-4, 0.9);
         TrmmlStepStats st;
-        const double t0 = time_now_s();
+        const double t0 = bench_clock();
         const bool ok = trmml_train_step(&m, o, dense, y, false, (uint64_t)i, &st);
-        const double t = time_now_s() - t0;
+        const double t = bench_clock() - t0;
         tensor_step_end();
         CHECK(ok && isfinite(st.loss), "bench train: step loss %g", st.loss);
         if (i == 0) continue;
@@ -167,41 +187,59 @@ static void bench_step(const TrainBench *tb, const ClipModel *clip, Tensor *dens
     }
     const double text_gflop =
         2.0 * 2.0 * (double)(2 * C) * clip_text_macs(&clip->cfg.text, m.prompt.T) * 1e-9;
-    char key[96];
-    snprintf(key, sizeof key, "train rn101 c%lld text fwd+bwd", (long long)C);
-    bench_report(key, median(t_text, tb->reps), text_gflop);
-    snprintf(key, sizeof key, "train rn101 c%lld head fwd+bwd", (long long)C);
-    bench_report(key, median(t_head, tb->reps), 0);
-    snprintf(key, sizeof key, "train rn101 c%lld update", (long long)C);
-    bench_report(key, median(t_upd, tb->reps), 0);
-    snprintf(key, sizeof key, "train rn101 c%lld iteration", (long long)C);
-    bench_report(key, img + median(t_step, tb->reps), 0);
-    fprintf(stderr,
-            "  c%lld: text forward alone %.1f ms of the text row; arena peak %.1f MiB "
-            "(steps) + model work %.1f MiB\n",
-            (long long)C, 1e3 * median(t_fwd, tb->reps), arena_peak(work) / 1048576.0,
-            arena_peak(clip->work) / 1048576.0);
+    char keys[NROWS][96];
+    step_keys(C, keys);
+    const double step = median(t_step, tb->reps);
+    const double value[NROWS] = {median(t_text, tb->reps), median(t_head, tb->reps),
+                                 median(t_upd, tb->reps), step, img + step};
+    for (int k = 0; k < NROWS; k++) {
+        if (!bench_wanted(ctx, keys[k])) continue;
+        if (k <= ROW_UPDATE && ctx->dev != DEVICE_CPU)
+            bench_skip(ctx, keys[k], "a part of the step, timed without synchronising the device");
+        else bench_report(keys[k], value[k], k == ROW_TEXT ? text_gflop : 0);
+    }
+    fprintf(stderr, "  c%lld: ", (long long)C);
+    if (ctx->dev == DEVICE_CPU)
+        fprintf(stderr, "text forward alone %.1f ms of the text row; ",
+                1e3 * median(t_fwd, tb->reps));
+    fprintf(stderr, "arena peak %.1f MiB (steps) + model work %.1f MiB\n",
+            arena_peak(work) / 1048576.0, arena_peak(clip->work) / 1048576.0);
     trmml_optim_free(o);
     trmml_model_free(&m);
     tensor_step_end();
 }
 
-static void bench_iteration(const TrainBench *tb, const ClipModel *clip) {
+/* Whether any step row at C classes is wanted (--case). */
+static bool step_wanted(const BenchCtx *ctx, int64_t C) {
+    char keys[NROWS][96];
+    step_keys(C, keys);
+    for (int k = 0; k < NROWS; k++)
+        if (bench_wanted(ctx, keys[k])) return true;
+    return false;
+}
+
+static void bench_iteration(const BenchCtx *ctx, const TrainBench *tb, const ClipModel *clip) {
     const int64_t B = tb->B, S = tb->S, g = S / 32, T = g * g + 1, E = clip->cfg.embed_dim;
+    static const int64_t classes[2] = {20, 80};
+    const int nclasses = tb->reps > 1 ? 2 : 1;
+    char key[96];
+    snprintf(key, sizeof key, "train rn101 img %lld b%lld", (long long)S, (long long)B);
+    bool any = bench_wanted(ctx, key);
+    for (int ci = 0; ci < nclasses; ci++) any |= step_wanted(ctx, classes[ci]);
+    if (!any) return;
     /* Images and the dense features live in an arena of their own: steps reset theirs. */
-    Arena *in = arena_create(DEVICE_CPU, "bench train input", 0);
+    Arena *in = arena_create(ctx->dev, "bench train input", 0);
     Arena *prev = tensor_set_arena(in);
     Rng r;
     rng_seed(&r, 11);
-    Tensor *images = tensor_empty(DT_F32, 4, SHAPE(B, 3, S, S));
-    rng_fill_uniform(&r, images->data, images->numel, -1, 1);
+    Tensor *images = bench_uniform(&r, 4, SHAPE(B, 3, S, S), -1, 1);
     Tensor *dense = tensor_empty(DT_F32, 3, SHAPE(B, T, E));
-    Arena *work = arena_create(DEVICE_CPU, "bench train", 0);
+    Arena *work = arena_create(ctx->dev, "bench train", 0);
     tensor_set_arena(work);
-    const double img = bench_image_tower(tb, clip, images, dense);
-    static const int64_t classes[2] = {20, 80};
-    for (int ci = 0; ci < (tb->reps > 1 ? 2 : 1); ci++)
-        bench_step(tb, clip, dense, classes[ci], img, in, work);
+    const double img = bench_image_tower(ctx, tb, clip, images, dense);
+    for (int ci = 0; ci < nclasses; ci++)
+        if (step_wanted(ctx, classes[ci]))
+            bench_step(ctx, tb, clip, dense, classes[ci], img, in, work);
     tensor_set_arena(prev);
     arena_destroy(work);
     arena_destroy(in);
@@ -215,7 +253,7 @@ static int remove_entry(const char *p, const struct stat *st, int flag, struct F
 /* One epoch over src: batches of B in dataset order, all labels known. */
 static double run_epoch(TrmmlModel *m, TrmmlOptim *o, TrmmlBatchSource *src, const Dataset *ds,
                         int64_t B) {
-    const double t0 = time_now_s();
+    const double t0 = bench_clock();
     int64_t *idx = xmalloc((size_t)B * sizeof *idx);
     for (int64_t b0 = 0; b0 < ds->n; b0 += B) {
         const int64_t nb = ds->n - b0 < B ? ds->n - b0 : B;
@@ -223,8 +261,10 @@ static double run_epoch(TrmmlModel *m, TrmmlOptim *o, TrmmlBatchSource *src, con
         Tensor *dense = NULL;
         Status st = src->dense(src, idx, nb, (uint64_t)b0, &dense);
         CHECK(st == STATUS_OK, "bench train: %s", error_last());
-        Tensor *y = tensor_empty(DT_F32, 2, SHAPE(nb, ds->c));
-        for (int64_t i = 0; i < nb * ds->c; i++) tensor_f32(y)[i] = ds->labels[b0 * ds->c + i];
+        float *h = xmalloc((size_t)(nb * ds->c) * sizeof *h);
+        for (int64_t i = 0; i < nb * ds->c; i++) h[i] = ds->labels[b0 * ds->c + i];
+        Tensor *y = tensor_from_f32(2, SHAPE(nb, ds->c), h);
+        free(h);
         TrmmlStepStats s;
         trmml_optim_set(o, 5e-4, 0.9);
         CHECK(trmml_train_step(m, o, dense, y, false, (uint64_t)b0, &s), "bench train: loss %g",
@@ -232,10 +272,16 @@ static double run_epoch(TrmmlModel *m, TrmmlOptim *o, TrmmlBatchSource *src, con
         tensor_step_end();
     }
     free(idx);
-    return time_now_s() - t0;
+    return bench_clock() - t0;
 }
 
-static void bench_epoch(const TrainBench *tb, const ClipModel *clip) {
+static void bench_epoch(const BenchCtx *ctx, const TrainBench *tb, const ClipModel *clip) {
+    char keys[3][96];
+    snprintf(keys[0], sizeof keys[0], "train epoch %lld img cached", (long long)tb->N);
+    snprintf(keys[1], sizeof keys[1], "train epoch %lld img uncached", (long long)tb->N);
+    snprintf(keys[2], sizeof keys[2], "train extract %lld img", (long long)tb->N);
+    if (!bench_wanted(ctx, keys[0]) && !bench_wanted(ctx, keys[1]) && !bench_wanted(ctx, keys[2]))
+        return;
     char dir[64] = "/tmp/trmml-bench-train-XXXXXX", world[128], root[160], classes[160],
          cache[160];
     CHECK(mkdtemp(dir), "mkdtemp");
@@ -256,10 +302,10 @@ static void bench_epoch(const TrainBench *tb, const ClipModel *clip) {
     bench_model(&m, &rc, clip, ds->c);
     TrmmlOptim *o = trmml_optim_create(&m);
 
-    double t0 = time_now_s();
+    double t0 = bench_clock();
     ExtractOptions eo = {.image_size = (int)tb->S, .batch = 8, .model_id = "random rn101"};
     CHECK(feature_cache_extract(clip, ds, &eo, cache, NULL) == STATUS_OK, "%s", error_last());
-    const double t_extract = time_now_s() - t0;
+    const double t_extract = bench_clock() - t0;
     TrmmlBatchSource cached, images;
     CHECK(trmml_source_cache(&cached, cache, ds, clip, tb->S) == STATUS_OK, "%s", error_last());
     CHECK(trmml_source_images(&images, ds, clip, tb->S, TRMML_TRANSFORM_TRAIN_TRMML, false) ==
@@ -267,13 +313,11 @@ static void bench_epoch(const TrainBench *tb, const ClipModel *clip) {
           "%s", error_last());
     const double t_cached = run_epoch(&m, o, &cached, ds, tb->B);
     const double t_images = run_epoch(&m, o, &images, ds, tb->B);
-    char key[96];
-    snprintf(key, sizeof key, "train epoch %lld img cached", (long long)ds->n);
-    bench_report(key, t_cached, 0);
-    snprintf(key, sizeof key, "train epoch %lld img uncached", (long long)ds->n);
-    bench_report(key, t_images, 0);
-    snprintf(key, sizeof key, "train extract %lld img", (long long)ds->n);
-    bench_report(key, t_extract, 0);
+    CHECK(ds->n == tb->N, "bench train: the world has %lld training images, not %lld",
+          (long long)ds->n, (long long)tb->N);
+    const double value[3] = {t_cached, t_images, t_extract};
+    for (int k = 0; k < 3; k++)
+        if (bench_wanted(ctx, keys[k])) bench_report(keys[k], value[k], 0);
     fprintf(stderr,
             "  epoch of %lld images (%lld classes, batch %lld, %lld px): cached %.1f s, "
             "uncached %.1f s (%.1fx); extracting the cache once %.1f s\n",
@@ -293,7 +337,7 @@ BENCH(train, "one TRM-ML training iteration (RN101, batch 32, 448 px, C = 20 / 8
     const TrainBench tb = ctx->quick ? (TrainBench){.B = 2, .S = 224, .N = 4, .reps = 1}
                                      : (TrainBench){.B = 32, .S = 448, .N = 64, .reps = 3};
     ClipModel *clip = bench_random_clip(clip_config_rn101());
-    bench_iteration(&tb, clip);
-    bench_epoch(&tb, clip);
+    bench_iteration(ctx, &tb, clip);
+    bench_epoch(ctx, &tb, clip);
     clip_model_free(clip);
 }

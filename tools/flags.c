@@ -96,18 +96,6 @@ Status tool_device_select(DeviceKind *dev) {
     return STATUS_OK;
 }
 
-Status tool_device_cpu_only(void) {
-    /* auto means the CPU here: the command keeps its data on the host. */
-    if (strcmp(g_global.device, "auto") == 0) return STATUS_OK;
-    DeviceKind dev;
-    int idx;
-    Status st = device_parse(g_global.device, &dev, &idx);
-    if (st == STATUS_OK && dev != DEVICE_CPU)
-        st = error_set(STATUS_ERR_DEVICE, "--device %s: trmml %s runs on the CPU only; use "
-                       "--device cpu", g_global.device, tool_command() ? tool_command() : "");
-    return st;
-}
-
 /* The global flags take effect once parsed: a malformed --device is a usage error for every
  * command (whether CUDA answers is the concern of the commands that use it). */
 static int apply_global(void) {

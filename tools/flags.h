@@ -119,6 +119,3 @@ int tool_threads(void);
  * (cuda:N) and made the default device of tensors (tensor_set_default_device). Call it once,
  * before making tensors. */
 Status tool_device_select(DeviceKind *dev);
-/* For a command that runs on the CPU only (bench): STATUS_OK for --device auto or cpu; any
- * other device is STATUS_ERR_DEVICE naming the command. */
-Status tool_device_cpu_only(void);
