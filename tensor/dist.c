@@ -15,7 +15,7 @@
 #endif
 
 static int g_rank = 0, g_size = 1;
-static bool g_agreed; /* the last failing dist_agree */
+static bool g_agreed; /* a dist_agree has returned a failure */
 static char g_summary[320];
 
 void dist_share(int64_t n, int rank, int64_t *lo, int64_t *hi) {
@@ -216,17 +216,24 @@ Status dist_agree(Status st) {
     int mine = st != STATUS_OK ? g_rank : g_size, first = g_size;
     MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (first == g_size) return STATUS_OK;
+    /* shared: the failure is one an earlier dist_agree already gave every rank (it is not
+     * named twice). */
+    static char agreed_msg[1024];
     struct {
-        int status;
+        int status, shared;
         char msg[1024];
     } m = {0};
     if (g_rank == first) {
         m.status = (int)st;
+        m.shared = g_agreed && strcmp(error_last(), agreed_msg) == 0;
         snprintf(m.msg, sizeof m.msg, "%s", error_last());
     }
     MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, first, MPI_COMM_WORLD);
     g_agreed = true;
-    return error_set((Status)m.status, "rank %d: %s", first, m.msg);
+    if (m.shared) error_set((Status)m.status, "%s", m.msg);
+    else error_set((Status)m.status, "rank %d: %s", first, m.msg);
+    snprintf(agreed_msg, sizeof agreed_msg, "%s", error_last());
+    return (Status)m.status;
 }
 
 #else /* one process: no MPI compiled in */
