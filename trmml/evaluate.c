@@ -27,7 +27,7 @@ Status trmml_scores(const TrmmlModel *m, TrmmlBatchSource *src, int64_t batch, d
         for (int64_t b = 0; b < nb; b++) idx[b] = b0 + b;
         const size_t m2 = arena_mark(arena);
         Tensor *dense = NULL;
-        st = src->dense(src, idx, nb, 0, &dense);
+        st = src->dense(src, idx, nb, 0, 0, &dense);
         if (st == STATUS_OK) {
             const float *p = tensor_f32(trmml_model_probs(m, dense, gp, gn));
             for (int64_t i = 0; i < nb * C; i++) scores[b0 * C + i] = p[i];

@@ -127,9 +127,9 @@ typedef struct {
     FeatureCache fc;
 } CacheSource;
 
-static Status cache_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t count, uint64_t seed,
-                          Tensor **out) {
-    (void)seed;
+static Status cache_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t count, int64_t first,
+                          uint64_t seed, Tensor **out) {
+    (void)first, (void)seed;
     *out = feature_cache_batch(&((CacheSource *)src->ctx)->fc, idx, count);
     return STATUS_OK;
 }
@@ -184,9 +184,10 @@ typedef struct {
 #define TRMML_TOWER_CHUNK 8
 
 /* Load, transform and normalise items idx[0..count), then the tower, no tape. Each image's
- * augmentation draws from its own generator seeded by (seed, position in the batch). */
-static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t count, uint64_t seed,
-                          Tensor **out) {
+ * augmentation draws from its own generator seeded by (seed, position in the batch), so a rank's
+ * share of a batch is augmented as in one process. */
+static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t count, int64_t first,
+                          uint64_t seed, Tensor **out) {
     ImageSource *s = src->ctx;
     const int S = s->S;
     Arena *arena = tensor_arena();
@@ -206,7 +207,7 @@ static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t cou
                 return st;
             }
             Rng rng;
-            rng_seed(&rng, trmml_seed_mix(seed, (uint64_t)(b0 + b), 0, 3));
+            rng_seed(&rng, trmml_seed_mix(seed, (uint64_t)(first + b0 + b), 0, 3));
             switch (s->transform) {
             case TRMML_TRANSFORM_TEST_BICUBIC: aug_test(&im, S, RESAMPLE_BICUBIC, &t); break;
             case TRMML_TRANSFORM_TEST_BILINEAR: aug_test(&im, S, RESAMPLE_BILINEAR, &t); break;
@@ -834,7 +835,7 @@ static Status run_step(Run *r, const int64_t *perm, int64_t nb, bool phase_on,
     const uint64_t seed = (uint64_t)r->rc.tc.seed, stage = (uint64_t)r->meta.stage;
     const int64_t C = r->model.C;
     Tensor *dense = NULL;
-    Status st = r->src_train.dense(&r->src_train, perm, nb,
+    Status st = r->src_train.dense(&r->src_train, perm, nb, 0,
                                    trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 1), &dense);
     if (st != STATUS_OK) return st;
     Tensor *y = tensor_empty(DT_F32, 2, SHAPE(nb, C));

@@ -86,9 +86,11 @@ typedef struct TrmmlBatchSource TrmmlBatchSource;
 struct TrmmlBatchSource {
     int64_t n, tokens, dim;  /* items, HW+1, E */
     /* Dense features (count, tokens, dim) float32 of items idx[0..count) into *out (current
-     * arena); `seed` drives the augmentation (a cache ignores it). Errors name the image. */
-    Status (*dense)(TrmmlBatchSource *src, const int64_t *idx, int64_t count, uint64_t seed,
-                    Tensor **out);
+     * arena); `seed` drives the augmentation, each image's from (seed, its position in the
+     * batch: first + i for idx[i]; a rank's share of a batch starts at first > 0); a cache
+     * ignores both. Errors name the image. */
+    Status (*dense)(TrmmlBatchSource *src, const int64_t *idx, int64_t count, int64_t first,
+                    uint64_t seed, Tensor **out);
     void (*close)(TrmmlBatchSource *src);
     void *ctx;
 };
