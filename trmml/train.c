@@ -22,6 +22,7 @@
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "tensor/clock.h"
+#include "tensor/dist.h"
 #include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/optim.h"
 #include "tensor/ops/reduce.h"
@@ -354,15 +355,23 @@ static double grad_norm(const TrmmlOptim *o) {
 
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool phase_on,
                       uint64_t step_seed, TrmmlStepStats *st) {
+    return trmml_train_step_rows(m, o, dense, y, 0, phase_on, step_seed, st);
+}
+
+bool trmml_train_step_rows(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, int64_t row0,
+                           bool phase_on, uint64_t step_seed, TrmmlStepStats *st) {
     memset(st, 0, sizeof *st);
     double t = time_now_s(), t1;
-    CHECK(dense->ndim == 3 && y->ndim == 2 && y->shape[0] == dense->shape[0] && y->shape[1] == m->C,
-          "train_step: dense %s and labels %s must be (B,T,E) and (B,%lld)",
-          tensor_shape_str(dense), tensor_shape_str(y), (long long)m->C);
+    CHECK(dense->ndim == 3 && y->ndim == 2 && row0 >= 0 &&
+              row0 + dense->shape[0] <= y->shape[0] && y->shape[1] == m->C,
+          "train_step: dense %s (from row %lld) and labels %s must be (b,T,E) and (B,%lld)",
+          tensor_shape_str(dense), (long long)row0, tensor_shape_str(y), (long long)m->C);
     const TrmmlConfig *tc = &m->cfg.tc;
     param_zero_grad(m->ps);
     /* §4.9 step 3: G+, G- once, without a tape; heads accumulate dL/dG into their buffers. */
-    TrmmlStepInput in = {dense, y, NULL, NULL, phase_on, step_seed};
+    TrmmlStepInput in = {.dense = dense, .y = trmml_rows(y, row0, dense->shape[0]),
+                         .phase_on = phase_on, .seed = step_seed, .y_batch = y, .row0 = row0,
+                         .batch = y->shape[0]};
     PromptGraph graph = {0};
     bool kept = false; /* one chunk: the taped forward is kept for the backward (2 passes, not 3) */
     if (m->prompt.ctx_pos)
@@ -381,6 +390,11 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
         trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, in.gpos, in.gneg);
     st->sec_text_bwd = (t1 = time_now_s()) - t;
     t = t1;
+    /* Under MPI: the gradients of the whole batch, the ranks' shares summed in rank order (one
+     * all-reduce of the store's gradient block; every rank then takes the same update). */
+    Tensor *grads = dist_size() > 1 ? param_grad_block(m->ps) : NULL;
+    if (grads) dist_allreduce_tensor(grads);
+    st->sec_allreduce = time_now_s() - t;
     st->grad_norm = grad_norm(o);
     if (!isfinite(st->grad_norm)) {
         st->loss = st->grad_norm;

@@ -124,12 +124,13 @@ int trmml_optim_state(TrmmlOptim *o, RunTensor *out, int cap);
 struct TrmmlStepStats {
     double loss;               /* total */
     double cls, kd, nce;       /* TRM-ML terms (cls = L^q + alpha L^r); DualCoOp/baseline: cls */
-    double grad_norm;          /* global L2 norm of the parameter gradients */
+    double grad_norm;          /* global L2 norm of the parameter gradients (all ranks') */
     int64_t pseudo_pos, pseudo_neg;  /* MMCP pseudo-labels of the batch */
     /* Wall-clock seconds of the step's parts (tools/bench_train.c): the text tower's forward,
      * the heads' forward and backward over the micro-batches, the text tower's chunked
      * backward, and the update (gradient norm, optimizer, clamp, bank push). */
     double sec_text_fwd, sec_head, sec_text_bwd, sec_update;
+    double sec_allreduce; /* of sec_update: the gradients' all-reduce under MPI */
 };
 
 /* One training iteration (SPEC §4.9) on dense (B, HW+1, E) and labels y (B, C) float32 CPU
@@ -140,6 +141,12 @@ struct TrmmlStepStats {
  * ends the step (tensor_step_end). */
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool phase_on,
                       uint64_t step_seed, TrmmlStepStats *stats);
+/* The same iteration on one rank's share (tensor/dist.h, docs/distributed.md): dense (b, HW+1,
+ * E) holds rows [row0, row0 + b) of the batch whose labels are y (B, C); every rank calls it
+ * with its rows (b may be 0), the gradients are summed over the ranks in rank order before the
+ * norm and the update, and the stats are the whole batch's. One process: row0 = 0, b = B. */
+bool trmml_train_step_rows(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, int64_t row0,
+                           bool phase_on, uint64_t step_seed, TrmmlStepStats *stats);
 
 /* ---- a run -------------------------------------------------------------------------------- */
 
