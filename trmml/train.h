@@ -162,7 +162,10 @@ typedef struct {
  * checkpoint.safetensors (docs/training.md). Nothing is created before every input was opened
  * and checked; out_dir is locked (run_lock) while the run holds it. With resume, rc is ignored
  * (may be NULL): the configuration, counters and metrics come from the verified checkpoint.
- * Stops with an error naming the step when a loss is not finite (the last checkpoint stays). */
+ * Stops with an error naming the step when a loss is not finite (the last checkpoint stays).
+ * Under MPI every rank calls it: each takes its share of every batch and of the evaluation,
+ * rank 0 alone writes the run directory and prints, and an error on any rank is every rank's
+ * (docs/distributed.md); a checkpoint resumes with any number of ranks. */
 Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOptions *opt);
 
 /* A splitmix64-style mix of a seed with up to three counters (stage, epoch/step, item). */
