@@ -21,6 +21,10 @@ Tensor *trmml_rows(Tensor *t, int64_t b0, int64_t nb) {
                        (char *)t->data + (size_t)(b0 * per) * dtype_size(t->dtype));
 }
 
+uint64_t trmml_rank_seed(const TrmmlStepInput *in) {
+    return in->row0 == 0 ? in->seed : trmml_seed_mix(in->seed, (uint64_t)in->row0, 0, 0xd15);
+}
+
 float trmml_scalar(const Tensor *t) { return tensor_f32(t)[0]; }
 
 int64_t trmml_micro_size(const TrmmlConfig *tc, int64_t B) {

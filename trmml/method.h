@@ -156,6 +156,11 @@ int trmml_method_owning_key(const char *key, int except);
 /* A header over rows [b0, b0 + nb) of a contiguous tensor whose first dimension is the batch
  * (no copy; the rows stay owned by t). */
 Tensor *trmml_rows(Tensor *t, int64_t b0, int64_t nb);
+/* The seed of this rank's draws over its micro-batches (dropout): in->seed in one process and
+ * on the rank whose rows start the batch, mixed with row0 elsewhere, so that the ranks draw
+ * independent masks as one process does for its rows (they are other masks than one process's:
+ * docs/distributed.md). */
+uint64_t trmml_rank_seed(const TrmmlStepInput *in);
 /* The first value of a float32 tensor. */
 float trmml_scalar(const Tensor *t);
 /* Images per micro-batch: tc.micro_batch when it splits B, else B. */

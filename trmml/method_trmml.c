@@ -278,7 +278,7 @@ static void trmml_step(TrmmlModel *m, const TrmmlStepInput *in, TrmmlStepStats *
     Tensor *targets = step_targets(m, in, fr_all, st);
     nce_pass(m, in, fr_all, st);
     Rng rng;
-    rng_seed(&rng, in->seed);
+    rng_seed(&rng, trmml_rank_seed(in));
     for (int64_t b0 = 0; b0 < b; b0 += mb) {
         const int64_t nb = b - b0 < mb ? b - b0 : mb;
         size_t mark = arena_mark(arena);
