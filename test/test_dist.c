@@ -23,8 +23,9 @@
 #include "test/util_clip.h"
 
 /* "<env> mpirun ... -np N '<exe>' --threads 1" into cmd, or false with the test skipped. The
- * environment lets mpirun run as root (containers, CI), and keeps Open MPI's own allocations out
- * of a DEBUG=1 build's leak report (test/lsan-mpi.supp); --bind-to none because the tests give
+ * environment lets mpirun run as root and without the single-copy transfers that a container's
+ * default seccomp profile forbids (containers, CI), and keeps Open MPI's own allocations out of
+ * a DEBUG=1 build's leak report (test/lsan-mpi.supp); --bind-to none because the tests give
  * each rank one thread themselves. */
 static bool mpi_command(char *exe, size_t cap, int np, char *cmd, size_t cmd_cap) {
     if (!test_trmml_path(exe, cap)) return false;
@@ -42,6 +43,7 @@ static bool mpi_command(char *exe, size_t cap, int np, char *cmd, size_t cmd_cap
     }
     snprintf(cmd, cmd_cap,
              "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+             "OMPI_MCA_btl_vader_single_copy_mechanism=none "
              "OMPI_MCA_mca_base_component_disable_dlclose=1 ASAN_OPTIONS=fast_unwind_on_malloc=0 "
              "LSAN_OPTIONS=suppressions=test/lsan-mpi.supp "
              "mpirun --oversubscribe --bind-to none -np %d '%s' --threads 1",
