@@ -18,6 +18,27 @@ static int g_rank = 0, g_size = 1;
 static bool g_agreed; /* a dist_agree has returned a failure */
 static char g_summary[320];
 
+/* Host buffers of the collectives, grown on demand and kept (a training step allocates nothing
+ * once they have grown; dist_finalize frees them): the all-reduce's slices, a non-CPU tensor's
+ * host copy, dist_allgather_rows' bytes per rank. */
+static void *g_scratch, *g_stage, *g_rows_bytes;
+static size_t g_scratch_bytes, g_stage_bytes, g_rows_bytes_cap;
+
+static void *grow(void **buf, size_t *cap, size_t bytes) {
+    if (bytes > *cap) {
+        free(*buf);
+        *buf = xmalloc(bytes);
+        *cap = bytes;
+    }
+    return *buf;
+}
+
+static void free_buffers(void) {
+    free(g_scratch), free(g_stage), free(g_rows_bytes);
+    g_scratch = g_stage = g_rows_bytes = NULL;
+    g_scratch_bytes = g_stage_bytes = g_rows_bytes_cap = 0;
+}
+
 void dist_share(int64_t n, int rank, int64_t *lo, int64_t *hi) {
     CHECK(n >= 0 && rank >= 0 && rank < g_size, "dist_share: n %lld, rank %d of %d", (long long)n,
           rank, g_size);
@@ -39,20 +60,8 @@ static bool launched(void) {
 #ifdef TRMML_MPI
 
 static bool g_mpi; /* MPI_Init was called */
-/* The scratch of the all-reduce (grown on demand, kept: no allocation per step once grown) and
- * the per-rank counts and displacements of the collectives (allocated once, at dist_init). */
-static void *g_scratch;
-static size_t g_scratch_bytes;
+/* The per-rank counts and displacements of the collectives (allocated once, at dist_init). */
 static int *g_count, *g_displ, *g_rcount, *g_rdispl;
-
-static void *scratch(size_t bytes) {
-    if (bytes > g_scratch_bytes) {
-        free(g_scratch);
-        g_scratch = xmalloc(bytes);
-        g_scratch_bytes = bytes;
-    }
-    return g_scratch;
-}
 
 Status dist_init(int *argc, char ***argv) {
     char version[MPI_MAX_LIBRARY_VERSION_STRING];
@@ -85,9 +94,8 @@ void dist_finalize(void) {
     if (!g_mpi) return;
     MPI_Finalize();
     g_mpi = false;
-    free(g_scratch), free(g_count), free(g_displ), free(g_rcount), free(g_rdispl);
-    g_scratch = NULL;
-    g_scratch_bytes = 0;
+    free(g_count), free(g_displ), free(g_rcount), free(g_rdispl);
+    free_buffers();
 }
 
 void dist_abort(int code) {
@@ -123,7 +131,7 @@ static void allreduce_fixed(void *x, int64_t n, size_t es, MPI_Datatype type, bo
         g_rcount[r] = (int)len;    /* ... and rank r's copy of my slice arrives at r * len */
         g_rdispl[r] = as_int(r * len, "an all-reduce");
     }
-    char *parts = scratch((size_t)(g_size * len) * es);
+    char *parts = grow(&g_scratch, &g_scratch_bytes, (size_t)(g_size * len) * es);
     MPI_Alltoallv(x, g_count, g_displ, type, parts, g_rcount, g_rdispl, type, MPI_COMM_WORLD);
     /* The sum of my slice, rank 0 first. */
     if (f64) {
@@ -263,7 +271,7 @@ Status dist_init(int *argc, char ***argv) {
     return STATUS_OK;
 }
 
-void dist_finalize(void) {}
+void dist_finalize(void) { free_buffers(); }
 
 void dist_abort(int code) {
     fflush(stdout);
@@ -301,19 +309,18 @@ void dist_allreduce_tensor(Tensor *t) {
         return;
     }
     /* Another device: through host memory (an NCCL all-reduce would take the device pointer
-     * instead; docs/distributed.md). One staging allocation per call: once per step. */
-    float *host = xmalloc((size_t)t->numel * sizeof(float));
+     * instead; docs/distributed.md). */
+    float *host = grow(&g_stage, &g_stage_bytes, (size_t)t->numel * sizeof(float));
     tensor_copy_to_host(host, t);
     dist_allreduce_sum_f32(host, t->numel);
     tensor_copy_from_host(t, host);
-    free(host);
 }
 
 void dist_allgather_rows(Tensor *t) {
     CHECK(t && t->dtype == DT_F32 && t->ndim >= 1, "dist_allgather_rows: a float32 tensor");
     if (g_size == 1) return;
     const int64_t B = t->shape[0], per = B ? t->numel / B : 0;
-    size_t *bytes_of = xmalloc((size_t)g_size * sizeof *bytes_of);
+    size_t *bytes_of = grow(&g_rows_bytes, &g_rows_bytes_cap, (size_t)g_size * sizeof(size_t));
     for (int r = 0; r < g_size; r++) {
         int64_t lo, hi;
         dist_share(B, r, &lo, &hi);
@@ -321,13 +328,10 @@ void dist_allgather_rows(Tensor *t) {
     }
     int64_t lo, hi;
     dist_share(B, g_rank, &lo, &hi);
-    float *host = t->device == DEVICE_CPU ? (float *)t->data
-                                          : xmalloc((size_t)t->numel * sizeof(float));
+    float *host = t->device == DEVICE_CPU
+                      ? (float *)t->data
+                      : grow(&g_stage, &g_stage_bytes, (size_t)t->numel * sizeof(float));
     if (t->device != DEVICE_CPU) tensor_copy_to_host(host, t);
     dist_allgatherv(host + lo * per, bytes_of[g_rank], host, bytes_of);
-    if (t->device != DEVICE_CPU) {
-        tensor_copy_from_host(t, host);
-        free(host);
-    }
-    free(bytes_of);
+    if (t->device != DEVICE_CPU) tensor_copy_from_host(t, host);
 }
