@@ -138,7 +138,8 @@ struct TrmmlStepStats {
  * step (lr, beta1 set before), the method's after_update (temperature clamp, bank update).
  * phase_on: the method's batch-level phase (TRM-ML: MMCP pseudo-labels, stage 2).
  * Returns false without stepping when the loss is not finite (stats->loss holds it). The caller
- * ends the step (tensor_step_end). */
+ * ends the step (tensor_step_end). One process; under MPI every rank calls
+ * trmml_train_step_rows with its rows. */
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool phase_on,
                       uint64_t step_seed, TrmmlStepStats *stats);
 /* The same iteration on one rank's share (tensor/dist.h, docs/distributed.md): dense (b, HW+1,
