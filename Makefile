@@ -11,11 +11,11 @@
 #   make bench-alternate CASE="clip rn101 img 448 b8" [ROUNDS=5]
 #                      one row, trmml and PyTorch by turns (docs/benchmarks-alternating.md)
 #   make clean
-# Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), WERROR=0, THREADS=N (bench/test),
-#          DEVICE=auto|cpu|cuda[:N] (train), EXTRA_CFLAGS / EXTRA_LDFLAGS (added to every C
-#          compile / every link: libraries outside /usr, e.g. the Debian packages that
-#          scripts/gpu-check.sh --debs unpacks into a prefix; with BLAS_INC=, BLAS_LIB= and
-#          NO_DEPS=1 to skip the check of /usr/include).
+# Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), MPI=0 (no MPI), WERROR=0,
+#          THREADS=N (bench/test), DEVICE=auto|cpu|cuda[:N] (train), EXTRA_CFLAGS / EXTRA_LDFLAGS
+#          (added to every C compile / every link: libraries outside /usr, e.g. the Debian
+#          packages that scripts/gpu-check.sh --debs unpacks into a prefix; with BLAS_INC=,
+#          BLAS_LIB= and NO_DEPS=1 to skip the check of /usr/include).
 
 CC ?= cc
 ifeq ($(CC),cc)
@@ -76,6 +76,10 @@ DEP_HEADERS := $(BLAS_INC)/cblas.h /usr/include/zlib.h /usr/include/jpeglib.h /u
 	/usr/include/expat.h /usr/include/yajl/yajl_parse.h /usr/include/cairo/cairo.h \
 	/usr/include/fontconfig/fontconfig.h \
 	/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+# Open MPI (tensor/dist.h, docs/distributed.md) unless MPI=0.
+ifneq ($(MPI),0)
+DEP_HEADERS += /usr/bin/mpicc
+endif
 MISSING_DEPS := $(filter-out $(wildcard $(DEP_HEADERS)),$(DEP_HEADERS))
 ifneq ($(MISSING_DEPS),)
 ifneq ($(NO_DEPS),1)
@@ -117,7 +121,22 @@ LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_s
 	-lstdc++
 endif
 
-$(info trmml: CC=$(CC) OpenMP=$(if $(HAVE_OMP),on,off) OpenBLAS=$(if $(HAVE_BLAS),on,off) CUDA=$(if $(filter 1,$(CUDA)),on ($(NVCC)),off) DEBUG=$(DEBUG) -> $(BUILD)/)
+# MPI (tensor/dist.h, docs/distributed.md): when mpicc is found, tensor/dist.c alone is compiled
+# with the project's compiler and the include and link flags mpicc reports (so nothing else
+# changes); MPI=0 builds the one-process dist layer. The binary calls MPI_Init only when mpirun
+# or srun launched it.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+ifeq ($(MPICC),)
+MPI ?= 0
+else
+MPI ?= 1
+endif
+ifeq ($(MPI),1)
+MPI_CFLAGS := -DTRMML_MPI $(shell $(MPICC) --showme:compile)
+LDLIBS += $(shell $(MPICC) --showme:link)
+endif
+
+$(info trmml: CC=$(CC) OpenMP=$(if $(HAVE_OMP),on,off) OpenBLAS=$(if $(HAVE_BLAS),on,off) CUDA=$(if $(filter 1,$(CUDA)),on ($(NVCC)),off) MPI=$(if $(filter 1,$(MPI)),on ($(MPICC)),off) DEBUG=$(DEBUG) -> $(BUILD)/)
 
 # ---- sources -----------------------------------------------------------------------------
 LIB_DIRS := tensor tensor/ops autograd nn clip trmml datasets
@@ -149,6 +168,14 @@ $(CONFIG_STAMP): FORCE
 $(BUILD)/obj/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# MPI on/off changes tensor/dist.o alone (and so the archive and the links): its own stamp.
+MPI_STAMP := $(BUILD)/mpi.stamp
+$(MPI_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo 'MPI=$(MPI) $(MPI_CFLAGS)' | cmp -s - $@ || echo 'MPI=$(MPI) $(MPI_CFLAGS)' > $@
+$(BUILD)/obj/tensor/dist.o: CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/obj/tensor/dist.o: $(MPI_STAMP)
 
 $(BUILD)/obj/%.cu.o: %.cu $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)

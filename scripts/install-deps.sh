@@ -6,6 +6,9 @@ set -e
 # libcairo2-dev and fonts-dejavu-core: the plots (trmml/plot.h, docs/plots.md).
 pkgs="make gcc libopenblas-openmp-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev libexpat1-dev libyajl-dev"
 pkgs="$pkgs libcairo2-dev libfontconfig-dev fonts-dejavu-core"
+# openmpi-bin and libopenmpi-dev: several processes under mpirun (tensor/dist.h,
+# docs/distributed.md); optional at build time (make MPI=0).
+pkgs="$pkgs openmpi-bin libopenmpi-dev"
 [ "$1" = "--torch" ] && pkgs="$pkgs python3-torch python3-numpy"
 # make fuzz: clang and its libFuzzer/sanitizer runtime.
 [ "$1" = "--fuzz" ] && pkgs="$pkgs clang libclang-rt-14-dev"

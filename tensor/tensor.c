@@ -565,6 +565,13 @@ void param_zero_grad(ParamStore *ps) {
     if (ps->grad_block) device_table(ps->dev)->memset0(ps->grad_block, ps->grad_bytes);
 }
 
+Tensor *param_grad_block(const ParamStore *ps) {
+    CHECK(ps->finalized, "param store '%s': gradient block before finalize", ps->name);
+    if (!ps->grad_block) return NULL;
+    return tensor_wrap(DT_F32, ps->dev, 1, SHAPE((int64_t)(ps->grad_bytes / sizeof(float))),
+                       ps->grad_block);
+}
+
 size_t param_bytes(const ParamStore *ps) { return ps->bytes + ps->grad_bytes; }
 
 /* ---- RNG ---------------------------------------------------------------------------------- */

@@ -175,6 +175,11 @@ Tensor *param_at(const ParamStore *ps, int i);
 Tensor *param_find(const ParamStore *ps, const char *name); /* NULL if absent */
 int64_t param_numel_trainable(const ParamStore *ps);
 void param_zero_grad(ParamStore *ps);
+/* Every trainable parameter's gradient at once: the store's gradient block (the buffers in
+ * declaration order, with the zero padding between them that param_zero_grad clears) as a
+ * float32 (n) header from the current arena on the store's device; NULL when nothing is
+ * trainable. For one collective over all gradients (tensor/dist.h). */
+Tensor *param_grad_block(const ParamStore *ps);
 size_t param_bytes(const ParamStore *ps);
 
 /* ---- RNG: small deterministic generator (xoshiro256**, seeded with splitmix64) ------------ */

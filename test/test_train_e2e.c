@@ -602,13 +602,13 @@ TEST(train_e2e_image_source_matches_cache) {
           "%s", error_last());
     const int64_t idx[3] = {5, 0, 17};
     Tensor *a = NULL, *b = NULL, *c1 = NULL, *c2 = NULL;
-    EXPECT(cached.dense(&cached, idx, 3, 0, &a) == STATUS_OK, "%s", error_last());
-    EXPECT(images.dense(&images, idx, 3, 0, &b) == STATUS_OK, "%s", error_last());
+    EXPECT(cached.dense(&cached, idx, 3, 0, 0, &a) == STATUS_OK, "%s", error_last());
+    EXPECT(images.dense(&images, idx, 3, 0, 0, &b) == STATUS_OK, "%s", error_last());
     EXPECT(a && b && tensor_same_shape(a, b) && a->shape[1] == 5 && a->shape[2] == 32, "shapes");
     if (a && b && tensor_same_shape(a, b))
         EXPECT_CLOSE_N("tower vs cache", tensor_f32(b), tensor_f32(a), a->numel, 1e-4, 4.9e-4);
-    EXPECT(augmented.dense(&augmented, idx, 3, 1, &c1) == STATUS_OK &&
-               augmented.dense(&augmented, idx, 3, 2, &c2) == STATUS_OK,
+    EXPECT(augmented.dense(&augmented, idx, 3, 0, 1, &c1) == STATUS_OK &&
+               augmented.dense(&augmented, idx, 3, 0, 2, &c2) == STATUS_OK,
            "%s", error_last());
     if (c1 && c2) {
         bool differ = false;

@@ -259,7 +259,7 @@ static double run_epoch(TrmmlModel *m, TrmmlOptim *o, TrmmlBatchSource *src, con
         const int64_t nb = ds->n - b0 < B ? ds->n - b0 : B;
         for (int64_t i = 0; i < nb; i++) idx[i] = b0 + i;
         Tensor *dense = NULL;
-        Status st = src->dense(src, idx, nb, (uint64_t)b0, &dense);
+        Status st = src->dense(src, idx, nb, 0, (uint64_t)b0, &dense);
         CHECK(st == STATUS_OK, "bench train: %s", error_last());
         float *h = xmalloc((size_t)(nb * ds->c) * sizeof *h);
         for (int64_t i = 0; i < nb * ds->c; i++) h[i] = ds->labels[b0 * ds->c + i];

@@ -19,6 +19,7 @@
 #include "tensor/ops/norm.h"
 #include "tensor/ops/softmax.h"
 #include "tensor/text.h"
+#include "tensor/dist.h"
 #include "tools/command.h"
 #include "tools/flags.h"
 #include "trmml/feature_cache.h"
@@ -32,8 +33,9 @@ static Status load_model(const char *path, ClipModel **model) {
     CkptInfo info;
     st = ckpt_load(path, NULL, &sd, &info);
     if (st != STATUS_OK) return st;
-    fprintf(stderr, "%s: %s, %s, %d tensors\n", path, ckpt_format_name(info.format),
-            info.model ? info.model : "unrecognised model", info.ntensors);
+    if (dist_is_root()) /* once under mpirun (extract) */
+        fprintf(stderr, "%s: %s, %s, %d tensors\n", path, ckpt_format_name(info.format),
+                info.model ? info.model : "unrecognised model", info.ntensors);
     ClipConfig cfg;
     st = clip_config_infer(sd, &cfg);
     if (st == STATUS_OK && cfg.text.heads == 0)
@@ -352,7 +354,7 @@ COMMAND(extract, "cache the frozen image tower's dense features of a dataset spl
                              .filter = RESAMPLE_FILTERS[o.resample]};
         st = feature_cache_extract(model, ds, &eo, out, &skipped);
     }
-    if (st == STATUS_OK)
+    if (st == STATUS_OK && dist_is_root())
         fprintf(stderr, "%s: %lld images of %s %s at %d px%s\n", out, (long long)ds->n, name, split,
                 size, skipped ? ", some unreadable images skipped (zeros)" : "");
     if (model) clip_model_free(model);

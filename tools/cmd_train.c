@@ -10,6 +10,7 @@
 
 #include "tensor/image.h"
 #include "tensor/device.h"
+#include "tensor/dist.h"
 #include "tensor/text.h"
 #include "tools/command.h"
 #include "tools/flags.h"
@@ -277,17 +278,21 @@ COMMAND(eval, "evaluate a training run on its test split (mAP family JSON, per-c
         st = cache[0] ? trmml_source_cache(&src, cache, ds, run.clip, c->tc.input_size)
                       : trmml_source_images(&src, ds, run.clip, c->tc.input_size,
                                             run.model.ops->test_transform, false);
+    /* Under mpirun the ranks share the scoring (trmml_scores) and rank 0 writes and prints. */
+    st = dist_agree(st);
     if (st == STATUS_OK) st = trmml_evaluate(&run.model, &src, ds, TRMML_EVAL_BATCH, &ev);
+    const bool root = dist_is_root();
     char path[RUN_PATH_MAX];
-    if (st == STATUS_OK && run_path(path, sizeof path, pos[0], "ap.csv"))
+    if (st == STATUS_OK && root && run_path(path, sizeof path, pos[0], "ap.csv"))
         st = trmml_write_ap_csv(path, run.names, ev.ap, run.C);
-    if (st == STATUS_OK && run_path(path, sizeof path, pos[0], "eval.json")) {
+    if (st == STATUS_OK && root && run_path(path, sizeof path, pos[0], "eval.json")) {
         char *text = xmalloc(strlen(ev.json) + 2);
         sprintf(text, "%s\n", ev.json);
         st = xwrite_file_atomic(path, text, strlen(text));
         free(text);
     }
-    if (st == STATUS_OK) printf("%s\n", ev.json);
+    if (st == STATUS_OK && root) printf("%s\n", ev.json);
+    st = dist_agree(st);
     trmml_eval_free(&ev);
     trmml_source_close(&src);
     ds_free(ds);

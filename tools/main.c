@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tensor/device.h"
+#include "tensor/dist.h"
 #include "tensor/isa.h"
 #include "tensor/text.h"
 #include "tools/command.h"
@@ -43,9 +44,14 @@ static void print_prefix(void) {
 }
 
 int tool_fail(Status st) {
+    const int code = st == STATUS_ERR_USAGE ? 2 : 1;
+    /* Under MPI: a failure every rank shares (dist_agree) is printed once, by rank 0; one rank's
+     * own failure is printed by that rank, named, before main ends the job. */
+    if (dist_size() > 1 && dist_failure_agreed() && !dist_is_root()) return code;
     print_prefix();
+    if (dist_size() > 1 && !dist_failure_agreed()) fprintf(stderr, "rank %d: ", dist_rank());
     fprintf(stderr, "%s\n", error_last());
-    return st == STATUS_ERR_USAGE ? 2 : 1;
+    return code;
 }
 
 int tool_usage_error(const char *fmt, ...) {
@@ -77,6 +83,7 @@ COMMAND(version, "print the version, the compiled-in backends and the selected d
     printf("kernels: %d per backend\n", device_kernel_count());
     printf("selected device: %s\n", device_name(dev));
     printf("cpu isa: %s\n", isa_name());
+    printf("mpi: %s\n", dist_summary());
     return 0;
 }
 
@@ -94,7 +101,23 @@ static void usage(FILE *f) {
     fprintf(f, "\n`trmml <command> --help` describes one command.\n");
 }
 
+static int run_command(int argc, char **argv);
+
+/* Under mpirun or srun every rank runs main (tensor/dist.h). A command's failure that every rank
+ * shares ends each rank normally; one rank's own failure ends the whole job (MPI_Abort), since
+ * the others may be waiting for it in a collective. */
 int main(int argc, char **argv) {
+    if (dist_init(&argc, &argv) != STATUS_OK) {
+        fprintf(stderr, "trmml: %s\n", error_last());
+        dist_abort(2);
+    }
+    const int rc = run_command(argc, argv);
+    if (rc != 0 && dist_size() > 1 && !dist_failure_agreed()) dist_abort(rc);
+    dist_finalize();
+    return rc;
+}
+
+static int run_command(int argc, char **argv) {
     qsort(commands, ncommands, sizeof *commands, cmp_commands);
     int first;
     if (flags_parse_global(argc, argv, &first) != FLAGS_GO) return 2;

@@ -11,6 +11,7 @@
 #include "clip/preprocess.h"
 #include "datasets/augment.h"
 #include "datasets/csv.h"
+#include "tensor/dist.h"
 #include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/elementwise.h"
 
@@ -21,13 +22,19 @@ Status trmml_scores(const TrmmlModel *m, TrmmlBatchSource *src, int64_t batch, d
     Tensor *gp, *gn;
     trmml_model_text_features(m, &gp, &gn); /* once: the prompts are fixed at evaluation */
     int64_t *idx = xmalloc((size_t)(batch > 0 ? batch : 1) * sizeof *idx);
+    /* Under MPI (docs/distributed.md) the ranks take the batches in turn, each batch the same
+     * images as in one process (so the same scores to the last digit), and the scores are
+     * summed over the ranks: each is the one rank's that computed it, plus zeros (exact). */
+    const int ranks = dist_size();
+    if (ranks > 1) memset(scores, 0, (size_t)(N * C) * sizeof *scores);
     Status st = STATUS_OK;
-    for (int64_t b0 = 0; b0 < N && st == STATUS_OK; b0 += batch) {
+    for (int64_t b0 = 0, k = 0; b0 < N && st == STATUS_OK; b0 += batch, k++) {
+        if (k % ranks != dist_rank()) continue;
         const int64_t nb = N - b0 < batch ? N - b0 : batch;
         for (int64_t b = 0; b < nb; b++) idx[b] = b0 + b;
         const size_t m2 = arena_mark(arena);
         Tensor *dense = NULL;
-        st = src->dense(src, idx, nb, 0, &dense);
+        st = src->dense(src, idx, nb, 0, 0, &dense);
         if (st == STATUS_OK) {
             float *p = tensor_to_host(trmml_model_probs(m, dense, gp, gn));
             for (int64_t i = 0; i < nb * C; i++) scores[b0 * C + i] = p[i];
@@ -37,6 +44,7 @@ Status trmml_scores(const TrmmlModel *m, TrmmlBatchSource *src, int64_t batch, d
     }
     free(idx);
     arena_release(arena, mark);
+    if ((st = dist_agree(st)) == STATUS_OK) dist_allreduce_sum_f64(scores, N * C);
     return st;
 }
 

@@ -19,7 +19,8 @@
 #define TRMML_EVAL_BATCH 64
 
 /* Positive-class probabilities of every item of src into scores (n x C, row-major), in batches
- * of `batch` images, no tape. */
+ * of `batch` images, no tape. Under MPI every rank calls it: the ranks score the batches in
+ * turn and every rank receives all scores (an error on any rank is every rank's). */
 Status trmml_scores(const TrmmlModel *m, TrmmlBatchSource *src, int64_t batch, double *scores);
 
 typedef struct {

@@ -13,6 +13,7 @@
 #include "datasets/augment.h"
 #include "tensor/convert.h"
 #include "tensor/device.h"
+#include "tensor/dist.h"
 
 #define FC_MAGIC "TRMFCACH"
 #define FC_VERSION 1u
@@ -46,7 +47,8 @@ static Status write_header(FILE *f, const char *tmp, const ClipModel *model, con
     return xfwrite(&h, sizeof h, 1, f, tmp);
 }
 
-/* The buffers of one batch of at most B images (S px, per_image halves each). */
+/* The buffers of one batch of at most B images (S px, per_image halves each). Under MPI, rank
+ * 0's `half` holds a whole round: its own batch first, then every other rank's (gathered). */
 typedef struct {
     int S, B;
     size_t per_image;
@@ -57,9 +59,9 @@ typedef struct {
     char (*img_err)[512];
 } ExtractBatch;
 
-static void batch_alloc(ExtractBatch *xb, int S, int B, size_t per_image) {
+static void batch_alloc(ExtractBatch *xb, int S, int B, size_t per_image, int ranks) {
     *xb = (ExtractBatch){S, B, per_image, NULL, NULL, NULL, NULL, NULL};
-    xb->half = xmalloc((size_t)B * per_image * sizeof(uint16_t));
+    xb->half = xmalloc((size_t)ranks * (size_t)B * per_image * sizeof(uint16_t));
     xb->pixels = xmalloc((size_t)B * 3 * S * S * sizeof(float));
     xb->bad = xcalloc(B, sizeof *xb->bad);
     xb->img_st = xcalloc(B, sizeof *xb->img_st);
@@ -110,9 +112,9 @@ static Status check_batch(const ExtractBatch *xb, int64_t cnt, const ExtractOpti
     return st;
 }
 
-/* The image tower on the batch, its dense features as float16 (zeros for skipped images). */
-static Status encode_batch(ExtractBatch *xb, const ClipModel *model, int64_t cnt, FILE *f,
-                           const char *tmp) {
+/* The image tower on the batch, its dense features as float16 into xb->half (zeros for skipped
+ * images). */
+static void encode_batch(ExtractBatch *xb, const ClipModel *model, int64_t cnt) {
     const int S = xb->S;
     const size_t per_image = xb->per_image;
     Tensor *x = tensor_from_f32(4, SHAPE(cnt, 3, S, S), xb->pixels);
@@ -123,9 +125,13 @@ static Status encode_batch(ExtractBatch *xb, const ClipModel *model, int64_t cnt
         for (size_t k = 0; k < per_image; k++)
             xb->half[b * per_image + k] = xb->bad[b] ? 0 : f32_to_f16(d[b * per_image + k]);
     free(d);
-    Status st = xfwrite(xb->half, sizeof(uint16_t), cnt * per_image, f, tmp);
     tensor_step_end();
-    return st;
+}
+
+/* Images in batch k of B (of n images): its start and count (0 past the last batch). */
+static int64_t batch_count(int64_t k, int64_t B, int64_t n) {
+    const int64_t start = k * B;
+    return start >= n ? 0 : n - start < B ? n - start : B;
 }
 
 Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const ExtractOptions *opt,
@@ -134,31 +140,54 @@ Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const Ex
     if (S <= 0 || S % 32)
         return error_set(STATUS_ERR_USAGE, "feature cache: image size %d is not a multiple of 32", S);
     int64_t g = S / 32, tokens = g * g + 1, dim = model->cfg.embed_dim;
-    AtomicFile af;
-    Status st = xatomic_open(path, &af);
-    if (st != STATUS_OK) return st;
-    FILE *f = af.f;
-    const char *tmp = af.tmp;
+    /* Under MPI (docs/distributed.md) the batches are dealt out in rounds, batch t + r to rank
+     * r; each batch holds the same images as in one process (so the same GEMM shapes and the
+     * same bytes), and rank 0 gathers each round and writes it in order. */
+    const int ranks = dist_size(), rank = dist_rank();
+    const bool root = dist_is_root();
+    AtomicFile af = {0};
+    Status st = root ? xatomic_open(path, &af) : STATUS_OK;
     ResampleFilter filter = opt->filter == RESAMPLE_NEAREST ? RESAMPLE_BICUBIC : opt->filter;
-    st = write_header(f, tmp, model, ds, opt, S, tokens, filter);
+    if (root && st == STATUS_OK) st = write_header(af.f, af.tmp, model, ds, opt, S, tokens, filter);
+    st = dist_agree(st);
     int64_t nskip = 0;
     ExtractBatch xb;
-    batch_alloc(&xb, S, B, (size_t)(tokens * dim));
+    const size_t per_image = (size_t)(tokens * dim);
+    batch_alloc(&xb, S, B, per_image, root ? ranks : 1);
+    size_t *bytes_of = xmalloc((size_t)ranks * sizeof *bytes_of);
+    const int64_t nbatch = (ds->n + B - 1) / B;
     bool grad = ag_set_grad_enabled(false);
-    for (int64_t start = 0; st == STATUS_OK && start < ds->n; start += B) {
-        int64_t cnt = ds->n - start < B ? ds->n - start : B;
-        decode_batch(&xb, ds, start, cnt, filter);
-        st = check_batch(&xb, cnt, opt, &nskip);
-        if (st != STATUS_OK) break;
-        st = encode_batch(&xb, model, cnt, f, tmp);
-        if (opt->progress && (start / B) % 16 == 0)
+    for (int64_t t = 0; st == STATUS_OK && t < nbatch; t += ranks) {
+        const int64_t cnt = batch_count(t + rank, B, ds->n);
+        if (cnt > 0) {
+            decode_batch(&xb, ds, (t + rank) * B, cnt, filter);
+            st = check_batch(&xb, cnt, opt, &nskip);
+            if (st == STATUS_OK) encode_batch(&xb, model, cnt);
+        }
+        /* A failed rank still takes part in the gather; the agreement below discards it. */
+        size_t total = 0;
+        for (int r = 0; r < ranks; r++)
+            total += bytes_of[r] = (size_t)batch_count(t + r, B, ds->n) * per_image * sizeof(uint16_t);
+        dist_gatherv(xb.half, bytes_of[rank], xb.half, bytes_of);
+        if (root && st == STATUS_OK) st = xfwrite(xb.half, 1, total, af.f, af.tmp);
+        st = dist_agree(st);
+        const int64_t done = (t + ranks) * B < ds->n ? (t + ranks) * B : ds->n;
+        if (opt->progress && root && (t % 16 == 0 || t % 16 + ranks > 16))
             fprintf(stderr, "extract %s %s: %lld / %lld images\n", ds->name, ds->split,
-                    (long long)(start + cnt), (long long)ds->n);
+                    (long long)done, (long long)ds->n);
     }
     ag_set_grad_enabled(grad);
     batch_free(&xb);
-    st = xatomic_close(&af, st);
-    if (skipped) *skipped = nskip;
+    free(bytes_of);
+    /* Publishing can still fail on rank 0 (fsync, rename): shared unless a failure already is. */
+    const bool ok = st == STATUS_OK;
+    if (root) st = xatomic_close(&af, st);
+    if (ok) st = dist_agree(st);
+    if (skipped) {
+        double total = (double)nskip;
+        dist_allreduce_sum_f64(&total, 1);
+        *skipped = (int64_t)total;
+    }
     return st;
 }
 

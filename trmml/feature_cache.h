@@ -42,7 +42,10 @@ typedef struct {
 
 /* Run the tower over every image of ds and write the cache to `path`. *skipped (may be NULL) is
  * the number of unreadable images skipped. Errors (an unreadable image without the skip policy,
- * an I/O failure) leave no file behind and name the file. */
+ * an I/O failure) leave no file behind and name the file. Under MPI (tensor/dist.h) every rank
+ * calls it: the ranks take turns at the batches of opt->batch images, rank 0 gathers and writes
+ * them, and the file has the bytes one process writes with the same threads per process
+ * (docs/distributed.md); an error on any rank is every rank's. */
 Status feature_cache_extract(const ClipModel *model, const Dataset *ds, const ExtractOptions *opt,
                              const char *path, int64_t *skipped);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "autograd/tape.h"
+#include "tensor/dist.h"
 #include "tensor/ops/elementwise.h"
 #include "trmml/train.h"
 
@@ -20,6 +21,10 @@ Tensor *trmml_rows(Tensor *t, int64_t b0, int64_t nb) {
                        (char *)t->data + (size_t)(b0 * per) * dtype_size(t->dtype));
 }
 
+uint64_t trmml_rank_seed(const TrmmlStepInput *in) {
+    return in->row0 == 0 ? in->seed : trmml_seed_mix(in->seed, (uint64_t)in->row0, 0, 0xd15);
+}
+
 float trmml_scalar(const Tensor *t) { return tensor_item(t); }
 
 int64_t trmml_micro_size(const TrmmlConfig *tc, int64_t B) {
@@ -30,9 +35,9 @@ void trmml_micro_batches(TrmmlModel *m, const TrmmlStepInput *in, Tensor *target
                          bool per_image_mean, TrmmlMicroLoss loss_fn, void *ctx,
                          TrmmlStepStats *st) {
     Arena *arena = tensor_arena();
-    const int64_t B = in->dense->shape[0], mb = trmml_micro_size(&m->cfg.tc, B);
-    for (int64_t b0 = 0; b0 < B; b0 += mb) {
-        const int64_t nb = B - b0 < mb ? B - b0 : mb;
+    const int64_t b = in->dense->shape[0], B = in->batch, mb = trmml_micro_size(&m->cfg.tc, b);
+    for (int64_t b0 = 0; b0 < b; b0 += mb) {
+        const int64_t nb = b - b0 < mb ? b - b0 : mb;
         size_t mark = arena_mark(arena);
         Tensor *loss = loss_fn(m, in, targets, b0, nb, ctx);
         if (per_image_mean) {
@@ -47,6 +52,7 @@ void trmml_micro_batches(TrmmlModel *m, const TrmmlStepInput *in, Tensor *target
         }
         arena_release(arena, mark);
     }
+    dist_allreduce_sum_f64(&st->cls, 1); /* the batch's loss from the ranks' shares */
     st->loss = st->cls;
 }
 

@@ -39,15 +39,26 @@ typedef enum {
 } TrmmlTransform;
 
 /* What one training step hands the method (SPEC §4.9; trmml_train_step does the rest: the text
- * tower's forward and chunked backward, the gradient norm, the optimizer step). */
+ * tower's forward and chunked backward, the gradient norm, the optimizer step).
+ *
+ * Under MPI (tensor/dist.h, docs/distributed.md) each rank holds rows [row0, row0 + b) of the
+ * batch of B images (b = 0 for a rank with none; one process: row0 = 0, b = B). The method
+ * accumulates its rank's share of the gradients: a loss that averages over the batch's images
+ * weights a micro-batch of nb images by nb / B (B = `batch`, not b), and the driver sums the
+ * ranks' gradients. What the method computes over the whole batch (TRM-ML's thresholds,
+ * pseudo-labels, InfoNCE, bank) it makes the same on every rank itself, through the dist
+ * layer's collectives, and the stats it returns are the whole batch's. */
 typedef struct {
-    Tensor *dense;   /* (B, HW+1, E) frozen dense features of the batch */
-    Tensor *y;       /* (B, C) observed labels in {+1, -1, 0} (float32, CPU) */
+    Tensor *dense;   /* (b, HW+1, E) frozen dense features of this rank's rows */
+    Tensor *y;       /* (b, C) their observed labels in {+1, -1, 0} (float32, CPU) */
     Tensor *gpos;    /* (C, E) text features G+ (no tape; NULL when the method declares no
                         prompt); the method accumulates dL/dG+ into gpos->grad */
     Tensor *gneg;    /* (C, E) G-, or NULL (positive-only prompts) */
     bool phase_on;   /* the method's batch-level phase (TRM-ML: MMCP pseudo-labels) */
     uint64_t seed;   /* dropout and other draws of this step */
+    Tensor *y_batch; /* (B, C) the whole batch's observed labels (y is rows [row0, row0 + b)) */
+    int64_t row0;    /* this rank's first row in the batch */
+    int64_t batch;   /* B */
 } TrmmlStepInput;
 
 typedef struct TrmmlMethodOps TrmmlMethodOps;
@@ -83,7 +94,8 @@ struct TrmmlMethodOps {
 
     /* ---- training ---- */
     /* The method's part of one step: the heads' forward and backward over the micro-batches of
-     * in->dense, accumulating parameter gradients and dL/dG; fills st->loss (and its terms). */
+     * in->dense, accumulating parameter gradients and dL/dG; fills st->loss (and its terms) with
+     * the whole batch's values, the same on every rank (TrmmlStepInput). */
     void (*step)(TrmmlModel *m, const TrmmlStepInput *in, TrmmlStepStats *st);
     /* After the optimizer update: projections (temperature clamps), state updates (TRM-ML's
      * bank push of this batch, DECISION 27). NULL: nothing. */
@@ -144,6 +156,11 @@ int trmml_method_owning_key(const char *key, int except);
 /* A header over rows [b0, b0 + nb) of a contiguous tensor whose first dimension is the batch
  * (no copy; the rows stay owned by t). */
 Tensor *trmml_rows(Tensor *t, int64_t b0, int64_t nb);
+/* The seed of this rank's draws over its micro-batches (dropout): in->seed in one process and
+ * on the rank whose rows start the batch, mixed with row0 elsewhere, so that the ranks draw
+ * independent masks as one process does for its rows (they are other masks than one process's:
+ * docs/distributed.md). */
+uint64_t trmml_rank_seed(const TrmmlStepInput *in);
 /* The first value of a float32 tensor. */
 float trmml_scalar(const Tensor *t);
 /* Images per micro-batch: tc.micro_batch when it splits B, else B. */
@@ -151,9 +168,11 @@ int64_t trmml_micro_size(const TrmmlConfig *tc, int64_t B);
 /* One micro-batch's loss (scalar, on the tape) for rows [b0, b0+nb) of the step. */
 typedef Tensor *(*TrmmlMicroLoss)(TrmmlModel *m, const TrmmlStepInput *in, Tensor *targets,
                                   int64_t b0, int64_t nb, void *ctx);
-/* The micro-batch loop of a loss that sums per-image terms: each micro-batch's loss is
- * back-propagated, weighted by nb/B when per_image_mean (a loss that averages over the batch's
- * images) and as it is otherwise; st->cls accumulates the weighted values, st->loss = st->cls. */
+/* The micro-batch loop of a loss that sums per-image terms, over this rank's rows: each
+ * micro-batch's loss is back-propagated, weighted by nb/B (B = in->batch) when per_image_mean
+ * (a loss that averages over the batch's images) and as it is otherwise; st->cls accumulates
+ * the weighted values, summed over the ranks at the end; st->loss = st->cls. targets are this
+ * rank's rows. */
 void trmml_micro_batches(TrmmlModel *m, const TrmmlStepInput *in, Tensor *targets,
                          bool per_image_mean, TrmmlMicroLoss loss, void *ctx, TrmmlStepStats *st);
 /* The method's own keys of rc, RunConfig.mc (CHECK that rc's method is `ops`): what a method

@@ -139,7 +139,7 @@ static void pvlr_method_step(TrmmlModel *m, const TrmmlStepInput *in, TrmmlStepS
     ps.labels = pvlr_labels(m->head, in->gpos, true, &ps.rng);
     ag_set_grad_enabled(g);
     ag_set_requires_grad(ps.labels, tensor_zeros_like(ps.labels));
-    rng_seed(&ps.rng, in->seed);
+    rng_seed(&ps.rng, trmml_rank_seed(in));
     trmml_micro_batches(m, in, targets, true, pvlr_micro_loss, &ps, st);
     if (!isfinite(st->loss)) return;
     Arena *arena = tensor_arena();

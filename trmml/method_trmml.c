@@ -10,6 +10,7 @@
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
+#include "tensor/dist.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/reduce.h"
 #include "tensor/ops/shape.h"
@@ -168,39 +169,44 @@ static void trmml_free(TrmmlModel *m) {
 
 /* ---- one step ---- */
 
-/* Pass 0, no tape: the whole batch's R and F^r, which MMCP's batch statistics, the InfoNCE over
- * all positive regions and the bank update need (the same values the taped forward of each
- * micro-batch recomputes). */
-static void region_pass(const TrmmlModel *m, Tensor *f, Tensor **r_all, Tensor **fr_all) {
+/* Pass 0, no tape: R of this rank's rows and F^r of the whole batch, which MMCP's batch
+ * statistics, the InfoNCE over all positive regions and the bank update need (the same values
+ * the taped forward of each micro-batch recomputes). Under MPI each rank computes its rows of
+ * F^r and they are gathered (docs/distributed.md). */
+static void region_pass(const TrmmlModel *m, Tensor *f, int64_t row0, int64_t B, Tensor **r_all,
+                        Tensor **fr_all) {
     const MethodTrmmlState *s = m->head;
     Arena *arena = tensor_arena();
-    const int64_t B = f->shape[0], HW = f->shape[1], C = m->C, d = m->d;
-    const int64_t mb = trmml_micro_size(&m->cfg.tc, B);
+    const int64_t b = f->shape[0], HW = f->shape[1], C = m->C, d = m->d;
+    const int64_t mb = trmml_micro_size(&m->cfg.tc, b);
     *fr_all = tensor_empty(DT_F32, 3, SHAPE(B, C, d));
-    *r_all = tensor_empty(DT_F32, 3, SHAPE(B, C, HW));
+    *r_all = tensor_empty(DT_F32, 3, SHAPE(b, C, HW));
     bool g = ag_set_grad_enabled(false);
-    for (int64_t b0 = 0; b0 < B; b0 += mb) {
-        const int64_t nb = B - b0 < mb ? B - b0 : mb;
+    for (int64_t b0 = 0; b0 < b; b0 += mb) {
+        const int64_t nb = b - b0 < mb ? b - b0 : mb;
         size_t mark = arena_mark(arena);
         Tensor *fb = trmml_rows(f, b0, nb);
         Tensor *r = tensor_sigmoid(trmml_carl_energies(&s->carl, fb));
         Tensor *fr = trmml_carl_region_features(&s->carl, r, fb);
         const DeviceTable *dt = device_table(fr->device);
-        dt->copy_d2d(tensor_f32(*fr_all) + b0 * C * d, fr->data, (size_t)(nb * C * d) * sizeof(float));
+        dt->copy_d2d(tensor_f32(*fr_all) + (row0 + b0) * C * d, fr->data,
+                     (size_t)(nb * C * d) * sizeof(float));
         dt->copy_d2d(tensor_f32(*r_all) + b0 * C * HW, r->data, (size_t)(nb * C * HW) * sizeof(float));
         arena_release(arena, mark);
     }
     ag_set_grad_enabled(g);
+    dist_allgather_rows(*fr_all);
 }
 
-/* §4.9 steps 5-6: pseudo-labels from the pre-batch bank (when the phase is on), then targets. */
+/* §4.9 steps 5-6: pseudo-labels from the pre-batch bank (when the phase is on), then targets,
+ * both of the whole batch (every rank alike: the thresholds' EMA sees the whole batch). */
 static Tensor *step_targets(TrmmlModel *m, const TrmmlStepInput *in, Tensor *fr_all,
                             TrmmlStepStats *st) {
     MethodTrmmlState *s = m->head;
     const bool sp = m->cfg.tc.single_positive;
     Tensor *pseudo = NULL;
     if (in->phase_on) {
-        pseudo = trmml_mmcp_pseudo_labels(&s->mmcp, fr_all, in->y, sp, NULL, NULL);
+        pseudo = trmml_mmcp_pseudo_labels(&s->mmcp, fr_all, in->y_batch, sp, NULL, NULL);
         float *p = tensor_to_host(pseudo);
         for (int64_t i = 0; i < pseudo->numel; i++) {
             st->pseudo_pos += p[i] > 0;
@@ -208,7 +214,7 @@ static Tensor *step_targets(TrmmlModel *m, const TrmmlStepInput *in, Tensor *fr_
         }
         free(p);
     }
-    return trmml_mmcp_targets(in->y, pseudo, sp);
+    return trmml_mmcp_targets(in->y_batch, pseudo, sp);
 }
 
 /* L_NCE on the whole batch, with F^r as a leaf: its gradient reaches the projection head and G+
@@ -220,21 +226,31 @@ static void nce_pass(TrmmlModel *m, const TrmmlStepInput *in, Tensor *fr_all, Tr
     Arena *arena = tensor_arena();
     ag_set_requires_grad(fr_all, tensor_zeros_like(fr_all));
     size_t mark = arena_mark(arena);
-    Tensor *l = trmml_loss_nce(&s->carl, mc, in->gpos, fr_all, in->y, &s->mmcp);
+    Tensor *l = trmml_loss_nce(&s->carl, mc, in->gpos, fr_all, in->y_batch, &s->mmcp);
     st->nce = trmml_scalar(l);
     if (l->requires_grad && mc->gamma != 0) ag_backward(tensor_mul_scalar(l, (float)mc->gamma));
     arena_release(arena, mark);
+    if (!dist_is_root()) {
+        /* Every rank computes the whole batch's InfoNCE (each needs dL/dF^r of its rows); its
+         * gradients of the parameters and of G count once, on rank 0. They are the first
+         * gradients of the step (trmml_train_step zeroes them, the text forward adds none),
+         * so zeroing them leaves exactly F^r's. */
+        param_zero_grad(m->ps);
+        if (in->gpos->grad) tensor_fill(in->gpos->grad, 0.0f);
+        if (in->gneg && in->gneg->grad) tensor_fill(in->gneg->grad, 0.0f);
+    }
 }
 
 /* One micro-batch's L_cls (both branches) and L_KD, per-image terms weighted by nb/B, plus
- * <F^r, dL_NCE/dF^r>: a term whose gradient in F^r is exactly the InfoNCE's. */
+ * <F^r, dL_NCE/dF^r>: a term whose gradient in F^r is exactly the InfoNCE's. b0 counts this
+ * rank's rows; targets and F^r are the whole batch's. */
 static Tensor *micro_loss(TrmmlModel *m, const TrmmlStepInput *in, Tensor *f, Tensor *targets,
                           Tensor *fr_all, int64_t b0, int64_t nb, Rng *rng, TrmmlStepStats *st) {
     MethodTrmmlState *s = m->head;
     const TrmmlConfig *tc = &m->cfg.tc;
     const MethodTrmmlConfig *mc = method_trmml_config(&m->cfg);
-    const int64_t B = f->shape[0];
-    Tensor *tb = trmml_rows(targets, b0, nb);
+    const int64_t B = in->batch, row = in->row0 + b0;
+    Tensor *tb = trmml_rows(targets, row, nb);
     TrmmlCarlOut out;
     trmml_carl_forward(&s->carl, trmml_rows(f, b0, nb), in->gpos, in->gneg, true, rng, &out);
     const float w = tc->asl_reduction == TRMML_ASL_SUM ? 1.0f : (float)nb / (float)B;
@@ -249,7 +265,7 @@ static Tensor *micro_loss(TrmmlModel *m, const TrmmlStepInput *in, Tensor *f, Te
     loss = tensor_mul_scalar(loss, w);
     if (fr_all->grad)
         loss = tensor_add(loss,
-                          tensor_sum_all(tensor_mul(out.fr, trmml_rows(fr_all->grad, b0, nb))));
+                          tensor_sum_all(tensor_mul(out.fr, trmml_rows(fr_all->grad, row, nb))));
     return loss;
 }
 
@@ -257,20 +273,26 @@ static void trmml_step(TrmmlModel *m, const TrmmlStepInput *in, TrmmlStepStats *
     MethodTrmmlState *s = m->head;
     const TrmmlConfig *tc = &m->cfg.tc;
     Arena *arena = tensor_arena();
-    Tensor *f = method_trmml_head_input(m, in->dense); /* (B,HW,d) */
-    const int64_t B = f->shape[0], mb = trmml_micro_size(tc, B);
+    Tensor *f = method_trmml_head_input(m, in->dense); /* (b,HW,d): this rank's rows */
+    const int64_t b = f->shape[0], mb = trmml_micro_size(tc, b);
     Tensor *r_all, *fr_all;
-    region_pass(m, f, &r_all, &fr_all);
+    region_pass(m, f, in->row0, in->batch, &r_all, &fr_all);
     Tensor *targets = step_targets(m, in, fr_all, st);
     nce_pass(m, in, fr_all, st);
     Rng rng;
-    rng_seed(&rng, in->seed);
-    for (int64_t b0 = 0; b0 < B; b0 += mb) {
-        const int64_t nb = B - b0 < mb ? B - b0 : mb;
+    rng_seed(&rng, trmml_rank_seed(in));
+    for (int64_t b0 = 0; b0 < b; b0 += mb) {
+        const int64_t nb = b - b0 < mb ? b - b0 : mb;
         size_t mark = arena_mark(arena);
         ag_backward(micro_loss(m, in, f, targets, fr_all, b0, nb, &rng, st));
         arena_release(arena, mark);
     }
+    /* The per-image terms from the ranks' shares (the InfoNCE and the pseudo-label counts are
+     * the whole batch's on every rank already). */
+    double terms[2] = {st->cls, st->kd};
+    dist_allreduce_sum_f64(terms, 2);
+    st->cls = terms[0];
+    st->kd = terms[1];
     const MethodTrmmlConfig *mc = method_trmml_config(&m->cfg);
     st->loss = st->cls + mc->beta * st->kd + mc->gamma * st->nce;
     /* The bank update happens after the optimizer step (DECISION 27): keep what it needs. */
@@ -278,11 +300,45 @@ static void trmml_step(TrmmlModel *m, const TrmmlStepInput *in, TrmmlStepStats *
     s->f = f;
 }
 
+/* §4.9 step 8: this batch's top-k pixels of ground-truth positives into the bank. Under MPI
+ * each rank chooses the pixels of its rows, and every rank pushes every rank's choice in rank
+ * order, which is the batch's image order: the banks stay the same on every rank. */
+static void bank_push(MethodTrmmlState *s, const TrmmlStepInput *in) {
+    TrmmlMmcp *b = &s->mmcp;
+    if (dist_size() == 1) {
+        trmml_mmcp_push(b, s->regions, s->f, in->y);
+        return;
+    }
+    const int R = dist_size();
+    Arena *arena = tensor_arena();
+    size_t mark = arena_mark(arena);
+    const int64_t cap = trmml_mmcp_select_cap(b, in->y);
+    float *vecs = arena_alloc_host(arena, (size_t)(cap * b->d) * sizeof(float));
+    int64_t *cls = arena_alloc_host(arena, (size_t)cap * sizeof(int64_t));
+    const int64_t n = in->y->shape[0] ? trmml_mmcp_select(b, s->regions, s->f, in->y, vecs, cls)
+                                      : 0;
+    int64_t *counts = arena_alloc_host(arena, (size_t)R * sizeof(int64_t));
+    dist_allgather_i64(n, counts);
+    int64_t total = 0;
+    size_t *vec_bytes = arena_alloc_host(arena, (size_t)R * sizeof(size_t));
+    size_t *cls_bytes = arena_alloc_host(arena, (size_t)R * sizeof(size_t));
+    for (int r = 0; r < R; r++) {
+        total += counts[r];
+        vec_bytes[r] = (size_t)(counts[r] * b->d) * sizeof(float);
+        cls_bytes[r] = (size_t)counts[r] * sizeof(int64_t);
+    }
+    float *all_vecs = arena_alloc_host(arena, (size_t)(total * b->d) * sizeof(float));
+    int64_t *all_cls = arena_alloc_host(arena, (size_t)total * sizeof(int64_t));
+    dist_allgatherv(vecs, vec_bytes[dist_rank()], all_vecs, vec_bytes);
+    dist_allgatherv(cls, cls_bytes[dist_rank()], all_cls, cls_bytes);
+    for (int64_t e = 0; e < total; e++) trmml_mmcp_push_vector(b, all_cls[e], all_vecs + e * b->d);
+    arena_release(arena, mark);
+}
+
 static void trmml_after_update(TrmmlModel *m, const TrmmlStepInput *in) {
     MethodTrmmlState *s = m->head;
     trmml_carl_clamp_temperature(&s->carl);
-    /* §4.9 step 8: this batch's top-k pixels of ground-truth positives into the bank. */
-    trmml_mmcp_push(&s->mmcp, s->regions, s->f, in->y);
+    bank_push(s, in);
     s->regions = s->f = NULL;
 }
 

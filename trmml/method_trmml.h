@@ -10,7 +10,7 @@ typedef struct {
     TrmmlCarl carl;
     TrmmlMmcp mmcp;     /* bank, prototypes, thresholds (checkpointed as "mmcp.*") */
     float *query_text;  /* (C, d) CLIP text features of the query template (DECISION 9) */
-    Tensor *regions;    /* this step's R (B,C,HW) and head input F (B,HW,d) for the bank push */
+    Tensor *regions;    /* this step's R (b,C,HW) and head input F (b,HW,d) of this rank's rows */
     Tensor *f;          /* after the optimizer step (DECISION 27); arena tensors of the step */
 } MethodTrmmlState;
 

@@ -232,7 +232,16 @@ Tensor *trmml_mmcp_targets(const Tensor *y, const Tensor *pseudo, bool single_po
     return out;
 }
 
-void trmml_mmcp_push(TrmmlMmcp *m, const Tensor *regions, const Tensor *f, const Tensor *y) {
+int64_t trmml_mmcp_select_cap(const TrmmlMmcp *m, const Tensor *y) {
+    float *Y = host_f32(y, "labels");
+    int64_t n = 0;
+    for (int64_t i = 0; i < y->numel; i++) n += Y[i] == 1.0f;
+    free(Y);
+    return n * m->k;
+}
+
+int64_t trmml_mmcp_select(const TrmmlMmcp *m, const Tensor *regions, const Tensor *f,
+                          const Tensor *y, float *vecs, int64_t *cls) {
     CHECK(regions && f && regions->ndim == 3 && f->ndim == 3 && regions->shape[0] == f->shape[0] &&
               regions->shape[1] == m->C && regions->shape[2] == f->shape[1] && f->shape[2] == m->d,
           "mmcp push: R %s and f %s must be (B,%lld,HW) and (B,HW,%lld)",
@@ -248,17 +257,32 @@ void trmml_mmcp_push(TrmmlMmcp *m, const Tensor *regions, const Tensor *f, const
     Tensor *vals, *idx;
     tensor_topk((Tensor *)regions, m->k, &vals, &idx);
     int64_t *I = tensor_to_host(idx);
+    int64_t n = 0;
     for (int64_t i = 0; i < B; i++)
         for (int64_t c = 0; c < C; c++) {
             if (Y[i * C + c] != 1.0f) continue;
-            for (int64_t j = 0; j < m->k; j++)
-                trmml_mmcp_push_vector(m, c, Fp + (i * HW + I[(i * C + c) * m->k + j]) * d);
+            for (int64_t j = 0; j < m->k; j++, n++) {
+                memcpy(vecs + n * d, Fp + (i * HW + I[(i * C + c) * m->k + j]) * d,
+                       (size_t)d * sizeof(float));
+                cls[n] = c;
+            }
         }
     free(I);
     free(Y);
     free(Fp);
     arena_release(ar, mark);
     ag_set_grad_enabled(g);
+    return n;
+}
+
+void trmml_mmcp_push(TrmmlMmcp *m, const Tensor *regions, const Tensor *f, const Tensor *y) {
+    const int64_t cap = trmml_mmcp_select_cap(m, y);
+    float *vecs = xmalloc((size_t)(cap * m->d) * sizeof(float) + 1); /* host memory */
+    int64_t *cls = xmalloc((size_t)cap * sizeof(int64_t) + 1);
+    const int64_t n = trmml_mmcp_select(m, regions, f, y, vecs, cls);
+    for (int64_t e = 0; e < n; e++) trmml_mmcp_push_vector(m, cls[e], vecs + e * m->d);
+    free(vecs);
+    free(cls);
 }
 
 int64_t trmml_mmcp_bank_size(const TrmmlMmcp *m) {

@@ -58,6 +58,14 @@ Tensor *trmml_mmcp_targets(const Tensor *y, const Tensor *pseudo, bool single_po
  * lower index first) have normalize(f[i,p]) pushed into queue c, images in order, positions in
  * descending R. regions (B,C,HW), f (B,HW,d), y (B,C). Pseudo-labels never feed the bank. */
 void trmml_mmcp_push(TrmmlMmcp *m, const Tensor *regions, const Tensor *f, const Tensor *y);
+/* Step 8 in two halves, for a batch split over ranks (docs/distributed.md): the vectors
+ * trmml_mmcp_push would push, in its order, as rows of f (not yet normalised) into vecs (n, d)
+ * and their queues into cls (n); returns n. vecs and cls hold trmml_mmcp_select_cap(m, y)
+ * entries (k per +1 label). Pushing them in order with trmml_mmcp_push_vector is
+ * trmml_mmcp_push. */
+int64_t trmml_mmcp_select_cap(const TrmmlMmcp *m, const Tensor *y);
+int64_t trmml_mmcp_select(const TrmmlMmcp *m, const Tensor *regions, const Tensor *f,
+                          const Tensor *y, float *vecs, int64_t *cls);
 /* Push one vector (d floats, normalised here) into queue c, overwriting the oldest when full. */
 void trmml_mmcp_push_vector(TrmmlMmcp *m, int64_t c, const float *v);
 

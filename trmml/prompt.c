@@ -18,6 +18,7 @@
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
+#include "tensor/dist.h"
 #include "tensor/ops/index.h"
 #include "tensor/ops/norm.h"
 #include "tensor/ops/shape.h"
@@ -215,6 +216,23 @@ static int64_t chunk_size(const PromptLearner *pl, int64_t chunk) {
     return chunk <= 0 || chunk > pl->cfg.n_classes ? pl->cfg.n_classes : chunk;
 }
 
+/* The classes [lo, hi) this rank encodes in the training scheme (tensor/dist.h; [0, C) in one
+ * process): under MPI the text tower's forward and backward are split over the ranks by class
+ * (docs/distributed.md). */
+static void class_share(const PromptLearner *pl, int64_t *lo, int64_t *hi) {
+    dist_share(pl->cfg.n_classes, dist_rank(), lo, hi);
+}
+
+/* Under MPI: dL/dG+ and dL/dG- of the whole batch on every rank (the ranks' shares summed, in
+ * rank order) before each rank back-propagates its classes' rows. */
+static void sum_feature_grads(const Tensor *gpos, const Tensor *gneg) {
+    if (dist_size() == 1) return;
+    CHECK(gpos->grad && (!gneg || gneg->grad),
+          "prompt backward under MPI: the features' gradient buffers must exist on every rank");
+    dist_allreduce_tensor(gpos->grad);
+    if (gneg) dist_allreduce_tensor(gneg->grad);
+}
+
 void trmml_prompt_features(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
                            Tensor **gpos, Tensor **gneg) {
     const int64_t C = pl->cfg.n_classes, K = chunk_size(pl, chunk);
@@ -243,9 +261,11 @@ void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m,
     Tensor *gp = tensor_empty(DT_F32, 2, SHAPE(C, E));
     Tensor *gn = pl->ctx_neg ? tensor_empty(DT_F32, 2, SHAPE(C, E)) : NULL;
     Arena *arena = tensor_arena();
+    int64_t lo, hi;
+    class_share(pl, &lo, &hi);
     bool grad = ag_set_grad_enabled(false);
-    for (int64_t c0 = 0; c0 < C; c0 += K) {
-        const int64_t n = C - c0 < K ? C - c0 : K;
+    for (int64_t c0 = lo; c0 < hi; c0 += K) {
+        const int64_t n = hi - c0 < K ? hi - c0 : K;
         const size_t mark = arena_mark(arena);
         Tensor *g = encode_chunk(pl, m, c0, n);
         const size_t bytes = (size_t)(n * E) * sizeof(float);
@@ -254,6 +274,8 @@ void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m,
         arena_release(arena, mark);
     }
     ag_set_grad_enabled(grad);
+    dist_allgather_rows(gp); /* every rank's classes (one process: nothing to do) */
+    if (gn) dist_allgather_rows(gn);
     /* Buffers taken now, below any mark the caller sets for its micro-batches. */
     ag_set_requires_grad(gp, tensor_zeros_like(gp));
     if (gn) ag_set_requires_grad(gn, tensor_zeros_like(gn));
@@ -264,24 +286,29 @@ void trmml_prompt_features_detached(const PromptLearner *pl, const ClipModel *m,
 bool trmml_prompt_features_kept(const PromptLearner *pl, const ClipModel *m, int64_t chunk,
                                 Tensor **gpos, Tensor **gneg, PromptGraph *graph) {
     const int64_t C = pl->cfg.n_classes, E = m->cfg.embed_dim;
+    int64_t lo, hi;
+    class_share(pl, &lo, &hi);
+    const int64_t n = hi - lo; /* this rank's classes (all C in one process) */
     graph->out = NULL;
-    if (chunk_size(pl, chunk) < C || !ag_grad_enabled() || ag_tape_length() != 0) {
+    if (n == 0 || chunk_size(pl, chunk) < n || !ag_grad_enabled() || ag_tape_length() != 0) {
         trmml_prompt_features_detached(pl, m, chunk, gpos, gneg);
         return false;
     }
-    Tensor *g = encode_chunk(pl, m, 0, C); /* (sides*C, E), recorded */
+    Tensor *g = encode_chunk(pl, m, lo, n); /* (sides*n, E), recorded */
     graph->out = g;
     graph->tape = ag_tape_stash();
     /* Leaf copies for the heads, as the detached scheme returns them. */
     const DeviceTable *dt = device_table(g->device);
-    const size_t bytes = (size_t)(C * E) * sizeof(float);
+    const size_t bytes = (size_t)(n * E) * sizeof(float);
     Tensor *gp = tensor_empty(DT_F32, 2, SHAPE(C, E));
-    dt->copy_d2d(gp->data, g->data, bytes);
+    dt->copy_d2d((float *)gp->data + lo * E, g->data, bytes);
+    dist_allgather_rows(gp);
     ag_set_requires_grad(gp, tensor_zeros_like(gp));
     Tensor *gn = NULL;
     if (pl->ctx_neg) {
         gn = tensor_empty(DT_F32, 2, SHAPE(C, E));
-        dt->copy_d2d(gn->data, (float *)g->data + C * E, bytes);
+        dt->copy_d2d((float *)gn->data + lo * E, (float *)g->data + n * E, bytes);
+        dist_allgather_rows(gn);
         ag_set_requires_grad(gn, tensor_zeros_like(gn));
     }
     *gpos = gp;
@@ -292,8 +319,12 @@ bool trmml_prompt_features_kept(const PromptLearner *pl, const ClipModel *m, int
 void trmml_prompt_backward_kept(const PromptLearner *pl, PromptGraph *graph, const Tensor *gpos,
                                 const Tensor *gneg) {
     CHECK(graph->out, "prompt_backward_kept: no kept graph");
-    const int64_t C = pl->cfg.n_classes, E = graph->out->shape[1];
+    const int64_t E = graph->out->shape[1];
+    int64_t lo, hi;
+    class_share(pl, &lo, &hi);
+    const int64_t n = hi - lo;
     ag_tape_restore(graph->tape); /* CHECKs that the heads' backward passes emptied the tape */
+    sum_feature_grads(gpos, gneg);
     const Tensor *dneg = gneg ? gneg->grad : NULL;
     if (!gpos->grad && !dneg) { /* the loss did not depend on the features */
         ag_tape_reset();
@@ -302,9 +333,9 @@ void trmml_prompt_backward_kept(const PromptLearner *pl, PromptGraph *graph, con
     }
     Tensor *dg = tensor_zeros_like(graph->out);
     const DeviceTable *dt = device_table(dg->device);
-    const size_t bytes = (size_t)(C * E) * sizeof(float);
-    if (gpos->grad) dt->copy_d2d(dg->data, gpos->grad->data, bytes);
-    if (dneg) dt->copy_d2d((float *)dg->data + C * E, dneg->data, bytes);
+    const size_t bytes = (size_t)(n * E) * sizeof(float);
+    if (gpos->grad) dt->copy_d2d(dg->data, (float *)gpos->grad->data + lo * E, bytes);
+    if (dneg) dt->copy_d2d((float *)dg->data + n * E, (float *)dneg->data + lo * E, bytes);
     ag_backward_with(graph->out, dg);
     graph->out = NULL;
 }
@@ -322,13 +353,16 @@ void trmml_prompt_backward(const PromptLearner *pl, const ClipModel *m, int64_t 
     CHECK(ag_grad_enabled() && pl->ctx_pos->requires_grad &&
               (!pl->ctx_neg || pl->ctx_neg->requires_grad),
           "prompt_backward: grad mode is off or the contexts are frozen");
+    sum_feature_grads(gpos, gneg);
     const Tensor *dneg = gneg ? gneg->grad : NULL;
     if (!gpos->grad && !dneg) return; /* the loss did not depend on the features */
     const int sides = gneg ? 2 : 1;
     const DeviceTable *dt = device_table(pl->template_emb->device);
     Arena *arena = tensor_arena();
-    for (int64_t c0 = 0; c0 < C; c0 += K) {
-        const int64_t n = C - c0 < K ? C - c0 : K;
+    int64_t lo, hi;
+    class_share(pl, &lo, &hi);
+    for (int64_t c0 = lo; c0 < hi; c0 += K) {
+        const int64_t n = hi - c0 < K ? hi - c0 : K;
         const size_t mark = arena_mark(arena);
         Tensor *g = encode_chunk(pl, m, c0, n);
         /* dL/dg for this chunk: rows c0..c0+n of dL/dG+ above those of dL/dG- */

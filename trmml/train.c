@@ -23,6 +23,7 @@
 #include "nn/schedule.h"
 #include "tensor/clock.h"
 #include "tensor/device.h"
+#include "tensor/dist.h"
 #include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/optim.h"
 #include "tensor/ops/reduce.h"
@@ -128,9 +129,9 @@ typedef struct {
     FeatureCache fc;
 } CacheSource;
 
-static Status cache_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t count, uint64_t seed,
-                          Tensor **out) {
-    (void)seed;
+static Status cache_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t count, int64_t first,
+                          uint64_t seed, Tensor **out) {
+    (void)first, (void)seed;
     *out = feature_cache_batch(&((CacheSource *)src->ctx)->fc, idx, count);
     return STATUS_OK;
 }
@@ -185,9 +186,10 @@ typedef struct {
 #define TRMML_TOWER_CHUNK 8
 
 /* Load, transform and normalise items idx[0..count), then the tower, no tape. Each image's
- * augmentation draws from its own generator seeded by (seed, position in the batch). */
-static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t count, uint64_t seed,
-                          Tensor **out) {
+ * augmentation draws from its own generator seeded by (seed, position in the batch), so a rank's
+ * share of a batch is augmented as in one process. */
+static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t count, int64_t first,
+                          uint64_t seed, Tensor **out) {
     ImageSource *s = src->ctx;
     const int S = s->S;
     Arena *arena = tensor_arena();
@@ -208,7 +210,7 @@ static Status image_dense(TrmmlBatchSource *src, const int64_t *idx, int64_t cou
                 return st;
             }
             Rng rng;
-            rng_seed(&rng, trmml_seed_mix(seed, (uint64_t)(b0 + b), 0, 3));
+            rng_seed(&rng, trmml_seed_mix(seed, (uint64_t)(first + b0 + b), 0, 3));
             switch (s->transform) {
             case TRMML_TRANSFORM_TEST_BICUBIC: aug_test(&im, S, RESAMPLE_BICUBIC, &t); break;
             case TRMML_TRANSFORM_TEST_BILINEAR: aug_test(&im, S, RESAMPLE_BILINEAR, &t); break;
@@ -357,15 +359,23 @@ static double grad_norm(const TrmmlOptim *o) {
 
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool phase_on,
                       uint64_t step_seed, TrmmlStepStats *st) {
+    return trmml_train_step_rows(m, o, dense, y, 0, phase_on, step_seed, st);
+}
+
+bool trmml_train_step_rows(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, int64_t row0,
+                           bool phase_on, uint64_t step_seed, TrmmlStepStats *st) {
     memset(st, 0, sizeof *st);
     double t = time_now_s(), t1;
-    CHECK(dense->ndim == 3 && y->ndim == 2 && y->shape[0] == dense->shape[0] && y->shape[1] == m->C,
-          "train_step: dense %s and labels %s must be (B,T,E) and (B,%lld)",
-          tensor_shape_str(dense), tensor_shape_str(y), (long long)m->C);
+    CHECK(dense->ndim == 3 && y->ndim == 2 && row0 >= 0 &&
+              row0 + dense->shape[0] <= y->shape[0] && y->shape[1] == m->C,
+          "train_step: dense %s (from row %lld) and labels %s must be (b,T,E) and (B,%lld)",
+          tensor_shape_str(dense), (long long)row0, tensor_shape_str(y), (long long)m->C);
     const TrmmlConfig *tc = &m->cfg.tc;
     param_zero_grad(m->ps);
     /* §4.9 step 3: G+, G- once, without a tape; heads accumulate dL/dG into their buffers. */
-    TrmmlStepInput in = {dense, y, NULL, NULL, phase_on, step_seed};
+    TrmmlStepInput in = {.dense = dense, .y = trmml_rows(y, row0, dense->shape[0]),
+                         .phase_on = phase_on, .seed = step_seed, .y_batch = y, .row0 = row0,
+                         .batch = y->shape[0]};
     PromptGraph graph = {0};
     bool kept = false; /* one chunk: the taped forward is kept for the backward (2 passes, not 3) */
     if (m->prompt.ctx_pos)
@@ -384,6 +394,11 @@ bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bo
         trmml_prompt_backward(&m->prompt, m->clip, tc->text_chunk, in.gpos, in.gneg);
     st->sec_text_bwd = (t1 = time_now_s()) - t;
     t = t1;
+    /* Under MPI: the gradients of the whole batch, the ranks' shares summed in rank order (one
+     * all-reduce of the store's gradient block; every rank then takes the same update). */
+    Tensor *grads = dist_size() > 1 ? param_grad_block(m->ps) : NULL;
+    if (grads) dist_allreduce_tensor(grads);
+    st->sec_allreduce = time_now_s() - t;
     st->grad_norm = grad_norm(o);
     if (!isfinite(st->grad_norm)) {
         st->loss = st->grad_norm;
@@ -578,7 +593,7 @@ static Status run_eval(Run *r, char **json, double *map) {
     run_log_printf(&r->log, "eval stage=%lld epoch=%lld mAP=%.2f CF1=%.2f OF1=%.2f\n",
                    (long long)r->meta.stage, (long long)r->meta.epochs_done, ev.metrics.map,
                    ev.metrics.all.cf1, ev.metrics.all.of1);
-    st = trmml_write_ap_csv(r->apcsv, r->test->class_names, ev.ap, r->test->c);
+    if (dist_is_root()) st = trmml_write_ap_csv(r->apcsv, r->test->class_names, ev.ap, r->test->c);
     *json = ev.json;
     ev.json = NULL;
     trmml_eval_free(&ev);
@@ -614,8 +629,9 @@ static Status resume_config(Run *r) {
     struct stat sb;
     /* The lock before the checkpoint test: a fresh run that holds the directory has no
      * checkpoint yet, and must be named as the holder, not reported as restartable. */
-    Status st = stat(r->dir, &sb) == 0 && S_ISDIR(sb.st_mode) ? run_lock(r->dir, &r->lock)
-                                                              : STATUS_OK;
+    Status st = dist_is_root() && stat(r->dir, &sb) == 0 && S_ISDIR(sb.st_mode)
+                    ? run_lock(r->dir, &r->lock)
+                    : STATUS_OK;
     if (st == STATUS_OK && access(r->ckpt, F_OK) != 0)
         st = error_set(STATUS_ERR_IO,
                        "%s: no checkpoint.safetensors to resume from (a run stopped before the "
@@ -748,10 +764,11 @@ static Status open_run(Run *r, const RunConfig *rc, const TrainOptions *opt) {
         st = restore_checkpoint(r);
         if (st == STATUS_OK) st = check_counters(r, two_stage_run(&r->rc));
         run_checkpoint_close(&r->resume);
-    } else {
+    } else if (dist_is_root()) { /* rank 0 writes the run directory (docs/distributed.md) */
         st = create_run_dir(r);
     }
-    if (st == STATUS_OK) st = run_log_open(&r->log, r->dir, opt->resume, opt->echo);
+    if (st == STATUS_OK && dist_is_root())
+        st = run_log_open(&r->log, r->dir, opt->resume, opt->echo);
     if (st != STATUS_OK) return st;
     size_t n;
     char *text = config_text(&r->rc, &n);
@@ -764,7 +781,7 @@ static Status open_run(Run *r, const RunConfig *rc, const TrainOptions *opt) {
                    (long long)param_numel_trainable(r->model.ps), (long long)r->train->n,
                    (long long)r->test->n);
     if (opt->resume) {
-        if ((st = restore_files(r)) != STATUS_OK) return st;
+        if (dist_is_root() && (st = restore_files(r)) != STATUS_OK) return st;
         run_log_printf(&r->log, "resume stage=%lld epoch=%lld step=%lld\n",
                        (long long)r->meta.stage, (long long)r->meta.epochs_done,
                        (long long)r->meta.step);
@@ -797,6 +814,9 @@ static void log_step(Run *r, const TrainOptions *opt, const TrmmlStepStats *s, d
                      "grad_norm=%.4g ms=%.1f img/s=%.1f",
                      (long long)r->meta.step, (long long)r->meta.stage, (long long)epoch + 1,
                      s->loss, lr, s->grad_norm, ms, 1e3 * (double)nb / ms);
+    if (dist_size() > 1 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, " allreduce_ms=%.1f",
+                      1e3 * s->sec_allreduce);
     if (r->model.ops->step_log && (size_t)n < sizeof line)
         r->model.ops->step_log(s, line + n, sizeof line - (size_t)n);
     if (!opt->progress_bar) {
@@ -831,23 +851,33 @@ static void step_lr(const Run *r, int64_t iters, double *lr, double *beta1) {
     schedule_onecycle(&oc, r->meta.step, lr, beta1);
 }
 
-/* One optimizer step on items perm[0..nb): dense features, observed labels, the step; an
- * error naming the step when its loss is not finite. */
+/* One optimizer step on items perm[0..nb): dense features (under MPI, of this rank's share
+ * [lo, hi) of the batch), observed labels, the step; an error naming the step when its loss is
+ * not finite. */
 static Status run_step(Run *r, const int64_t *perm, int64_t nb, bool phase_on,
                        TrmmlStepStats *s) {
     const uint64_t seed = (uint64_t)r->rc.tc.seed, stage = (uint64_t)r->meta.stage;
     const int64_t C = r->model.C;
+    int64_t lo, hi;
+    dist_share(nb, dist_rank(), &lo, &hi);
     Tensor *dense = NULL;
-    Status st = r->src_train.dense(&r->src_train, perm, nb,
-                                   trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 1), &dense);
-    if (st != STATUS_OK) return st;
+    Status st = STATUS_OK;
+    if (hi > lo)
+        st = r->src_train.dense(&r->src_train, perm + lo, hi - lo, lo,
+                                trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 1), &dense);
+    else /* a rank with no image in this (last, short) batch still takes part in the step */
+        dense = tensor_empty(DT_F32, 3, SHAPE(0, r->src_train.tokens, r->src_train.dim));
+    if ((st = dist_agree(st)) != STATUS_OK) {
+        tensor_step_end();
+        return st;
+    }
     float *Y = xmalloc(sizeof(float) * (size_t)(nb * C));
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < C; c++) Y[b * C + c] = r->mask[perm[b] * C + c];
     Tensor *y = tensor_from_f32(2, SHAPE(nb, C), Y);
     free(Y);
-    bool ok = trmml_train_step(&r->model, r->opt, dense, y, phase_on,
-                               trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 2), s);
+    bool ok = trmml_train_step_rows(&r->model, r->opt, dense, y, lo, phase_on,
+                                    trmml_seed_mix(seed, stage, (uint64_t)r->meta.step, 2), s);
     tensor_step_end();
     if (ok) return STATUS_OK;
     return error_set(STATUS_ERR_FORMAT,
@@ -921,7 +951,7 @@ static Status end_epoch(Run *r, bool last) {
     double map = NAN;
     Status st = STATUS_OK;
     if (tc->eval_every > 0 && (r->meta.epochs_done % tc->eval_every == 0 || last)) {
-        st = run_eval(r, &json, &map);
+        st = dist_agree(run_eval(r, &json, &map));
         if (st != STATUS_OK) return st;
         if (map > r->meta.best_map) {
             r->meta.best_map = map;
@@ -931,9 +961,10 @@ static Status end_epoch(Run *r, bool last) {
     size_t n;
     char *line = run_metrics_line(&r->meta, r->last_loss, json, &n);
     free(json);
-    st = append_line(r->metrics, line);
-    if (st == STATUS_OK) st = run_write_curve(r->metrics, r->curve);
-    if (st != STATUS_OK) {
+    /* Rank 0 writes the run directory; its failure is every rank's. */
+    if (dist_is_root()) st = append_line(r->metrics, line);
+    if (st == STATUS_OK && dist_is_root()) st = run_write_curve(r->metrics, r->curve);
+    if ((st = dist_agree(st)) != STATUS_OK) {
         free(line);
         return st;
     }
@@ -944,7 +975,7 @@ static Status end_epoch(Run *r, bool last) {
     free(line);
     r->meta.history++;
     if (last) r->meta.finished = 1;
-    return save_checkpoint(r);
+    return dist_agree(dist_is_root() ? save_checkpoint(r) : STATUS_OK);
 }
 
 /* The last line of the log: stopped, done, or the error (which stays the last error). */
@@ -970,13 +1001,17 @@ static void final_log(Run *r, Status st, int64_t ran) {
     }
 }
 
-Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOptions *opt) {
-    CHECK(rc || opt->resume, "trmml_train_run: a fresh run needs its configuration");
+Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOptions *opt_in) {
+    CHECK(rc || opt_in->resume, "trmml_train_run: a fresh run needs its configuration");
+    /* Under MPI rank 0 alone prints (and writes, below). */
+    TrainOptions quiet = *opt_in;
+    if (!dist_is_root()) quiet.echo = NULL, quiet.progress_bar = false;
+    const TrainOptions *opt = &quiet;
     Run r;
     memset(&r, 0, sizeof r);
     r.lock.fd = -1;
     r.dir = out_dir;
-    Status st = open_run(&r, rc, opt);
+    Status st = dist_agree(open_run(&r, rc, opt));
     const bool two_stage = st == STATUS_OK && two_stage_run(&r.rc);
     int64_t ran = 0;
     bool phase_on = false;

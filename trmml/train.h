@@ -86,9 +86,11 @@ typedef struct TrmmlBatchSource TrmmlBatchSource;
 struct TrmmlBatchSource {
     int64_t n, tokens, dim;  /* items, HW+1, E */
     /* Dense features (count, tokens, dim) float32 of items idx[0..count) into *out (current
-     * arena); `seed` drives the augmentation (a cache ignores it). Errors name the image. */
-    Status (*dense)(TrmmlBatchSource *src, const int64_t *idx, int64_t count, uint64_t seed,
-                    Tensor **out);
+     * arena); `seed` drives the augmentation, each image's from (seed, its position in the
+     * batch: first + i for idx[i]; a rank's share of a batch starts at first > 0); a cache
+     * ignores both. Errors name the image. */
+    Status (*dense)(TrmmlBatchSource *src, const int64_t *idx, int64_t count, int64_t first,
+                    uint64_t seed, Tensor **out);
     void (*close)(TrmmlBatchSource *src);
     void *ctx;
 };
@@ -122,12 +124,13 @@ int trmml_optim_state(TrmmlOptim *o, RunTensor *out, int cap);
 struct TrmmlStepStats {
     double loss;               /* total */
     double cls, kd, nce;       /* TRM-ML terms (cls = L^q + alpha L^r); DualCoOp/baseline: cls */
-    double grad_norm;          /* global L2 norm of the parameter gradients */
+    double grad_norm;          /* global L2 norm of the parameter gradients (all ranks') */
     int64_t pseudo_pos, pseudo_neg;  /* MMCP pseudo-labels of the batch */
     /* Wall-clock seconds of the step's parts (tools/bench_train.c): the text tower's forward,
      * the heads' forward and backward over the micro-batches, the text tower's chunked
      * backward, and the update (gradient norm, optimizer, clamp, bank push). */
     double sec_text_fwd, sec_head, sec_text_bwd, sec_update;
+    double sec_allreduce; /* of sec_update: the gradients' all-reduce under MPI */
 };
 
 /* One training iteration (SPEC §4.9) on dense (B, HW+1, E) and labels y (B, C) float32 CPU
@@ -135,9 +138,16 @@ struct TrmmlStepStats {
  * step (lr, beta1 set before), the method's after_update (temperature clamp, bank update).
  * phase_on: the method's batch-level phase (TRM-ML: MMCP pseudo-labels, stage 2).
  * Returns false without stepping when the loss is not finite (stats->loss holds it). The caller
- * ends the step (tensor_step_end). */
+ * ends the step (tensor_step_end). One process; under MPI every rank calls
+ * trmml_train_step_rows with its rows. */
 bool trmml_train_step(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, bool phase_on,
                       uint64_t step_seed, TrmmlStepStats *stats);
+/* The same iteration on one rank's share (tensor/dist.h, docs/distributed.md): dense (b, HW+1,
+ * E) holds rows [row0, row0 + b) of the batch whose labels are y (B, C); every rank calls it
+ * with its rows (b may be 0), the gradients are summed over the ranks in rank order before the
+ * norm and the update, and the stats are the whole batch's. One process: row0 = 0, b = B. */
+bool trmml_train_step_rows(TrmmlModel *m, TrmmlOptim *o, Tensor *dense, Tensor *y, int64_t row0,
+                           bool phase_on, uint64_t step_seed, TrmmlStepStats *stats);
 
 /* ---- a run -------------------------------------------------------------------------------- */
 
@@ -153,7 +163,10 @@ typedef struct {
  * checkpoint.safetensors (docs/training.md). Nothing is created before every input was opened
  * and checked; out_dir is locked (run_lock) while the run holds it. With resume, rc is ignored
  * (may be NULL): the configuration, counters and metrics come from the verified checkpoint.
- * Stops with an error naming the step when a loss is not finite (the last checkpoint stays). */
+ * Stops with an error naming the step when a loss is not finite (the last checkpoint stays).
+ * Under MPI every rank calls it: each takes its share of every batch and of the evaluation,
+ * rank 0 alone writes the run directory and prints, and an error on any rank is every rank's
+ * (docs/distributed.md); a checkpoint resumes with any number of ranks. */
 Status trmml_train_run(const RunConfig *rc, const char *out_dir, const TrainOptions *opt);
 
 /* A splitmix64-style mix of a seed with up to three counters (stage, epoch/step, item). */
