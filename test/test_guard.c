@@ -507,3 +507,23 @@ TEST(guard_clip_equals_cpu) {
     for (int i = 0; i < 10; i++) free(bufs[i]);
     param_store_destroy(sd);
 }
+
+/* Out of memory on a device is reported, not crashed on: an arena whose device cannot give it
+ * the next chunk exits with status 1 and a message naming the arena and the bytes asked for
+ * (tensor/error.c fatal_oom), the path a CUDA arena takes when cudaMalloc fails. The guard's
+ * reservation (64 GiB by default) stands in for a GPU's memory. */
+static void device_oom(void *p) {
+    (void)p;
+    Arena *a = arena_create(DEVICE_GUARD, "activations on the device", (size_t)1 << 40);
+    arena_alloc(a, (size_t)100 << 30); /* 100 GiB: more than the reservation */
+}
+
+TEST(guard_device_out_of_memory_names_the_bytes) {
+    static char out[4096];
+    int st = run_child(device_oom, NULL, out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 1, "exit status 1 expected (status 0x%x): %s", st,
+           out);
+    EXPECT(strstr(out, "out of memory in activations on the device") &&
+               strstr(out, "asked for 107374182400 bytes"),
+           "the arena and the bytes are named: %s", out);
+}
