@@ -32,9 +32,10 @@ void bench_register(const char *name, const char *about, BenchFn fn);
     static void bench_##name(const BenchCtx *ctx)
 
 /* Median seconds per call of fn(arg) over at least `min_reps` calls and ~`min_seconds`, after
- * one warm-up call. */
+ * one warm-up call. The next bench_report's log line (stderr) adds the mean CPU time (user +
+ * system, all threads) and minor page faults per timed call, and the warm-up call's faults. */
 double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_seconds);
-/* One result row. */
+/* One result row (stdout), and a readable line on stderr. */
 void bench_report(const char *key, double seconds, double gflop);
 /* A CLIP model of cfg's shapes with random weights scaled to keep activations in range
  * (tools/bench_clip.c); free with clip_model_free. */
