@@ -6,6 +6,7 @@
 #include "tensor/device.h"
 #include "tensor/ops/conv.h"
 #include "tensor/ops/elementwise.h"
+#include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/shape.h"
 #include "test/test.h"
 
@@ -388,10 +389,10 @@ TEST(conv_fused_epilogue_every_path_and_blocking) {
 }
 
 /* The wrappers against the unfused ops, on the default path of each geometry and with
- * Winograd forced and refused: tensor_conv2d_relu = tensor_relu(tensor_conv2d) and
- * tensor_conv2d_add_relu_(acc) = relu((acc + conv without bias) + bias), bit for bit; with a
- * tape recording, tensor_conv2d_relu runs the two ops (a node for each) and its gradient is
- * theirs. */
+ * Winograd forced and refused, in fp32 and (where the CPU runs it) under PRECISION_BF16:
+ * tensor_conv2d_relu = tensor_relu(tensor_conv2d) and tensor_conv2d_add_relu_(acc) =
+ * relu((acc + conv without bias) + bias), bit for bit; with a tape recording,
+ * tensor_conv2d_relu runs the two ops (a node for each) and its gradient is theirs. */
 TEST(conv_fused_wrappers_match_unfused_ops) {
     static const struct {
         int64_t n, c, h, w, o, k, stride, pad;
@@ -403,9 +404,13 @@ TEST(conv_fused_wrappers_match_unfused_ops) {
     static const ConvWinograd modes[] = {CONV_WINOGRAD_AUTO, CONV_WINOGRAD_ALWAYS,
                                          CONV_WINOGRAD_OFF};
     const bool grad = ag_set_grad_enabled(false);
+    const int precisions = gemm_bf16_available() ? 2 : 1;
+    for (int pr = 0; pr < precisions; pr++)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
             const ConvWinograd prev = conv_set_winograd(modes[m]);
+            EXPECT(tensor_set_precision(pr ? PRECISION_BF16 : PRECISION_FP32) == STATUS_OK, "%s",
+                   error_last());
             Tensor *x = test_randn(90 + s, 4, SHAPE(shapes[s].n, shapes[s].c, shapes[s].h,
                                                     shapes[s].w));
             Tensor *w = test_randn(100 + s, 4, SHAPE(shapes[s].o, shapes[s].c, shapes[s].k,
@@ -415,7 +420,8 @@ TEST(conv_fused_wrappers_match_unfused_ops) {
             Tensor *ref = tensor_relu(tensor_conv2d(x, w, b, st, pad));
             Tensor *got = tensor_conv2d_relu(x, w, b, st, pad);
             char msg[128];
-            snprintf(msg, sizeof msg, "conv2d_relu shape %zu, winograd mode %d", s, (int)modes[m]);
+            snprintf(msg, sizeof msg, "conv2d_relu shape %zu, winograd mode %d, %s", s,
+                     (int)modes[m], precision_name(tensor_precision()));
             EXPECT_CLOSE_N(msg, tensor_f32(got), tensor_f32(ref), ref->numel, 0, 0);
 
             Tensor *acc = test_randn(120 + s, ref->ndim, ref->shape);
@@ -424,9 +430,10 @@ TEST(conv_fused_wrappers_match_unfused_ops) {
             Tensor *want = tensor_relu(sum);
             Tensor *out = tensor_conv2d_add_relu_(acc, x, w, b, st, pad);
             EXPECT(out == acc, "conv2d_add_relu_ did not return acc");
-            snprintf(msg, sizeof msg, "conv2d_add_relu_ shape %zu, winograd mode %d", s,
-                     (int)modes[m]);
+            snprintf(msg, sizeof msg, "conv2d_add_relu_ shape %zu, winograd mode %d, %s", s,
+                     (int)modes[m], precision_name(tensor_precision()));
             EXPECT_CLOSE_N(msg, tensor_f32(acc), tensor_f32(want), want->numel, 0, 0);
+            tensor_set_precision(PRECISION_FP32);
             conv_set_winograd(prev);
         }
     }

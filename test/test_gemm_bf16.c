@@ -297,3 +297,112 @@ TEST(gemm_bf16_frozen_conv_linear_match_fp32) {
            "linear with a learnable weight must stay fp32 under PRECISION_BF16");
     ag_set_grad_enabled(grad);
 }
+
+/* The magnitude for the bound of a Winograd F(2x2, 3x3) convolution (tensor/ops/conv.c): per
+ * output, the sum over the output transform's coefficients (|A^T| = [1 1 1 0; 0 1 1 1]) of
+ * S[xi] = sum_c |U[xi][o][c]| |V[xi][c][tile]|, with U = G g G^T and V = B^T d B computed in
+ * double from the weight and the zero-padded input patch d. The products the GEMM sums are
+ * U V, so this plays the part of T = sum |w x| of a direct convolution. */
+static Tensor *wino_magnitude(const Tensor *x, const Tensor *w, int64_t pad) {
+    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t O = w->shape[0], OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
+    const int64_t TH = (OH + 1) / 2, TW = (OW + 1) / 2;
+    const float *xv = tensor_f32((Tensor *)x), *wv = tensor_f32((Tensor *)w);
+    double *U = calloc((size_t)(O * C * 16), sizeof *U), *V = calloc((size_t)(C * 16), sizeof *V);
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *g = wv + (o * C + c) * 9;
+            double t[4][3];
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = g[j];
+                t[1][j] = 0.5 * (g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = 0.5 * (g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            double *u = U + (o * C + c) * 16;
+            for (int i = 0; i < 4; i++) {
+                u[i * 4 + 0] = fabs(t[i][0]);
+                u[i * 4 + 1] = fabs(0.5 * (t[i][0] + t[i][1] + t[i][2]));
+                u[i * 4 + 2] = fabs(0.5 * (t[i][0] - t[i][1] + t[i][2]));
+                u[i * 4 + 3] = fabs(t[i][2]);
+            }
+        }
+    Tensor *mag = tensor_zeros(DT_F32, 4, SHAPE(N, O, OH, OW));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t ty = 0; ty < TH; ty++)
+            for (int64_t tx = 0; tx < TW; tx++) {
+                for (int64_t c = 0; c < C; c++) {
+                    double d[4][4], r[4][4];
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) {
+                            const int64_t ih = 2 * ty - pad + i, iw = 2 * tx - pad + j;
+                            d[i][j] = ih >= 0 && ih < H && iw >= 0 && iw < W
+                                          ? xv[((n * C + c) * H + ih) * W + iw] : 0.0;
+                        }
+                    for (int i = 0; i < 4; i++) { /* d B */
+                        r[i][0] = d[i][0] - d[i][2];
+                        r[i][1] = d[i][1] + d[i][2];
+                        r[i][2] = d[i][2] - d[i][1];
+                        r[i][3] = d[i][1] - d[i][3];
+                    }
+                    for (int j = 0; j < 4; j++) { /* B^T (d B) */
+                        V[c * 16 + 0 + j] = fabs(r[0][j] - r[2][j]);
+                        V[c * 16 + 4 + j] = fabs(r[1][j] + r[2][j]);
+                        V[c * 16 + 8 + j] = fabs(r[2][j] - r[1][j]);
+                        V[c * 16 + 12 + j] = fabs(r[1][j] - r[3][j]);
+                    }
+                }
+                static const int at[2][4] = {{1, 1, 1, 0}, {0, 1, 1, 1}};
+                for (int64_t o = 0; o < O; o++) {
+                    double S[16] = {0};
+                    for (int64_t c = 0; c < C; c++)
+                        for (int k = 0; k < 16; k++) S[k] += U[(o * C + c) * 16 + k] * V[c * 16 + k];
+                    for (int a = 0; a < 2; a++)
+                        for (int b = 0; b < 2; b++) {
+                            const int64_t oh = 2 * ty + a, ow = 2 * tx + b;
+                            if (oh >= OH || ow >= OW) continue;
+                            double m = 0;
+                            for (int i = 0; i < 4; i++)
+                                for (int j = 0; j < 4; j++) m += at[a][i] * at[b][j] * S[i * 4 + j];
+                            tensor_f32(mag)[((n * O + o) * OH + oh) * OW + ow] = (float)m;
+                        }
+                }
+            }
+    free(U);
+    free(V);
+    return mag;
+}
+
+/* 3x3 stride-1 convolutions that take the Winograd path, under PRECISION_BF16 (the 16 products
+ * through the bf16 GEMM) against the fp32 Winograd forward. Both compute the same float32 U and V
+ * and the same transforms; the bf16 side rounds U and V to bf16, so with T the Winograd
+ * magnitude above the bound of expect_bf16_close holds with K = C + 10 (the C-term sums of the
+ * products, then at most 9 terms of the output transform and the bias). Shapes: one block of
+ * tiles with a short tile row (odd output side), and two blocks (the bf16 blocks hold 409 tile
+ * rows at 32 + 32 channels and 10 tiles per row), on the default AUTO choice and forced. */
+TEST(gemm_bf16_frozen_conv_winograd_within_bound) {
+    if (!need_bf16()) return;
+    const bool grad = ag_set_grad_enabled(false);
+    static const struct {
+        int64_t n, c, h, w, o;
+        ConvWinograd mode;
+    } convs[] = {{2, 32, 24, 20, 32, CONV_WINOGRAD_AUTO},
+                 {1, 33, 7, 9, 40, CONV_WINOGRAD_ALWAYS},
+                 {2, 32, 410, 20, 32, CONV_WINOGRAD_AUTO}};
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        const ConvWinograd prev = conv_set_winograd(convs[i].mode);
+        Tensor *x = test_randn(900 + i, 4, SHAPE(convs[i].n, convs[i].c, convs[i].h, convs[i].w));
+        Tensor *w = test_randn(910 + i, 4, SHAPE(convs[i].o, convs[i].c, 3, 3));
+        Tensor *b = test_randn(920 + i, 1, SHAPE(convs[i].o));
+        Tensor *ref = tensor_conv2d(x, w, b, 1, 1);
+        Tensor *mag = wino_magnitude(x, w, 1);
+        EXPECT(tensor_set_precision(PRECISION_BF16) == STATUS_OK, "%s", error_last());
+        Tensor *got = tensor_conv2d(x, w, b, 1, 1);
+        tensor_set_precision(PRECISION_FP32);
+        conv_set_winograd(prev);
+        char what[64];
+        snprintf(what, sizeof what, "winograd conv2d case %zu", i);
+        expect_bf16_close(what, got, ref, mag, convs[i].c + 10);
+    }
+    ag_set_grad_enabled(grad);
+}

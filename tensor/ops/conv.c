@@ -489,6 +489,43 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
     }
 }
 
+/* The Winograd forward under PRECISION_BF16 (a frozen weight, tensor/ops/gemm_bf16.h): the 16
+ * products of each block go through the bf16 GEMM, which rounds U and V to bf16 as it packs
+ * them and sums in float32; the transforms stay float32. All output channels at once (wino_o =
+ * O, so each block's input transform serves every output channel) and blocks of wino_rows tile
+ * rows across images, with every stage split across the threads: the bf16 GEMM runs on all of
+ * them, and wide blocks amortise its packing of U[xi] (O x C pairs per call). Scratch: col holds
+ * U (16, O, C) then V (16, C, Tb), ybuf M (16, O, Tb), Tb = wino_tiles_per_block, each of the 16
+ * matrices wino_stride apart; packs gemm_bf16_scratch_bytes(O, Tb, C) — assigns
+ * out = act(conv + bias), or with `residual` accumulates out = act((out + conv) + bias). */
+static void conv2d_forward_winograd_bf16(float *out, const float *inp, const float *weight,
+                                         const float *bias, float *col, float *ybuf,
+                                         const ConvGeom *g, bool residual, bool relu,
+                                         void *packs) {
+    const int64_t C = g->c, O = g->o, TW = (g->ow + 1) / 2;
+    const int64_t rows_total = g->n * ((g->oh + 1) / 2), su = wino_stride(O * C);
+    CHECK(g->wino_o == O && !g->wino_per_thread, "conv2d bf16 Winograd: blocks of %lld of %lld "
+          "output channels, per thread %lld (expected all channels in shared blocks)",
+          (long long)g->wino_o, (long long)O, (long long)g->wino_per_thread);
+    float *U = col, *V = col + 16 * su, *M = ybuf;
+    wino_weights(U, weight, 0, O, C);
+    for (int64_t r0 = 0; r0 < rows_total; r0 += g->wino_rows) {
+        const int64_t R = g->wino_rows < rows_total - r0 ? g->wino_rows : rows_total - r0;
+        const int64_t T = R * TW, sv = wino_stride(C * T), sm = wino_stride(O * T);
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, r0, r, c);
+        /* M[xi] (O, T) = U[xi] (O, C) @ V[xi] (C, T), each product on all the threads */
+        for (int xi = 0; xi < 16; xi++)
+            gemm_bf16_cpu(M + xi * sm, U + xi * su, V + xi * sv, O, T, C, false, false, 1.0f,
+                          0.0f, C, T, T, packs);
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t r = 0; r < R; r++)
+                wino_output_row(out, M, sm, T, bias, residual, relu, g, r0, r, 0, o);
+    }
+}
+
 /* C (m, n) = A (m, k) @ B (k, n) + beta C, row-major with row strides lda/ldb/ldc: the fp32 core
  * GEMM, or the bf16 one (tensor/ops/gemm_bf16.h) when bf16_scratch is not NULL. */
 static void conv_gemm(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
@@ -717,13 +754,17 @@ ConvWinograd conv_set_winograd(ConvWinograd mode) {
  * for little work: 28 tiles at 512 channels ran 1.4x im2col's time).
  * Below WINO_MIN_CHANNELS input or output channels the 16 GEMMs (K = C) are too thin to beat
  * im2col's one GEMM with K = 9C, and below WINO_MIN_TILES tiles in all (512 channels at 14x14,
- * batch 1: 49) too narrow (measured 2.2x im2col's time there). */
+ * batch 1: 49) too narrow (measured 2.2x im2col's time there). A frozen weight under bf16 takes
+ * the same thresholds and its own blocks (WINO_BF16_BYTES below). */
 #define WINO_BYTES ((int64_t)2 << 20)
 #define WINO_SHARED_BYTES ((int64_t)16 << 20)
 #define WINO_U_BYTES ((int64_t)4 << 20)
 #define WINO_MIN_CHANNELS 32
 #define WINO_MIN_TILES 128
-static void conv_pick_winograd(ConvGeom *g, DeviceKind dev) {
+/* Under bf16 (conv2d_forward_winograd_bf16): every output channel in one slice, and blocks of
+ * tile rows whose V and M fit WINO_BF16_BYTES, shared by the threads. */
+#define WINO_BF16_BYTES ((int64_t)16 << 20)
+static void conv_pick_winograd(ConvGeom *g, DeviceKind dev, bool bf16) {
     g->wino_rows = g->wino_o = g->wino_threads = g->wino_per_thread = 0;
     const ConvWinograd mode = conv_winograd_mode();
     if (dev != DEVICE_CPU || mode == CONV_WINOGRAD_OFF || g->kh != 3 || g->kw != 3 ||
@@ -737,6 +778,14 @@ static void conv_pick_winograd(ConvGeom *g, DeviceKind dev) {
 #ifdef _OPENMP
     g->wino_threads = omp_get_max_threads();
 #endif
+    if (bf16) {
+        g->wino_o = g->o;
+        const int64_t row_bytes = 16 * (g->c + g->o) * TW * F; /* V and M of one tile row */
+        g->wino_rows = WINO_BF16_BYTES / row_bytes;
+        if (g->wino_rows < 1) g->wino_rows = 1;
+        if (g->wino_rows > g->n * TH) g->wino_rows = g->n * TH;
+        return;
+    }
     g->wino_o = WINO_U_BYTES / (16 * g->c * F);
     if (g->wino_o < WINO_MIN_CHANNELS) g->wino_o = WINO_MIN_CHANNELS;
     if (g->wino_o > g->o) g->wino_o = g->o;
@@ -784,7 +833,7 @@ static ConvGeom conv_geom(const char *op, const Tensor *x, const Tensor *weight,
     g.oh = (g.h + 2 * pad_h - g.kh) / stride_h + 1;
     g.ow = (g.w + 2 * pad_w - g.kw) / stride_w + 1;
     conv_pick_blocks(&g);
-    conv_pick_winograd(&g, x->device);
+    conv_pick_winograd(&g, x->device, tensor_bf16_forward(weight));
     return g;
 }
 
@@ -792,19 +841,21 @@ static ConvGeom conv_geom(const char *op, const Tensor *x, const Tensor *weight,
  * epilogue asked: out = act(conv + bias), or with `residual` out = act((out + conv) + bias). */
 static void conv_forward_into(Tensor *out, const Tensor *x, const Tensor *weight,
                               const Tensor *bias, const ConvGeom *g, bool residual, bool relu) {
-    /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): the im2col and 1x1
-     * forwards use the bf16 GEMM. Convolutions that take Winograd keep it, in fp32: packing the
-     * im2col matrix into bf16 costs about as much as its products when O is small (64 to 128
-     * output channels: measured slower than fp32 Winograd, docs/ops/gemm_bf16.md). Backward
-     * stays fp32. */
-    const bool bf16 = g->wino_rows == 0 && tensor_bf16_forward(weight);
+    /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): every forward product
+     * goes through the bf16 GEMM — the 1x1 and im2col GEMMs, and the 16 products of the
+     * Winograd path (conv2d_forward_winograd_bf16). Backward stays fp32. */
+    const bool bf16 = tensor_bf16_forward(weight);
     Arena *a = tensor_arena();
     size_t mark = arena_mark(a);
     size_t col_floats, ybuf_floats;
     conv_forward_scratch(g, &col_floats, &ybuf_floats);
     float *col = scratch(a, col_floats), *ybuf = scratch(a, ybuf_floats);
     const float *b = bias ? bias->data : NULL;
-    if (bf16) {
+    if (bf16 && g->wino_rows > 0) {
+        void *packs = arena_alloc(a, gemm_bf16_scratch_bytes(g->o, wino_tiles_per_block(g), g->c));
+        conv2d_forward_winograd_bf16(out->data, x->data, weight->data, b, col, ybuf, g, residual,
+                                     relu, packs);
+    } else if (bf16) {
         /* the bf16 GEMM's packing scratch, for its widest product (a block, or one image) */
         const int64_t width = conv_pointwise(g) ? g->oh * g->ow
                                                 : g->tile_imgs * g->tile_rows * g->ow;
