@@ -60,7 +60,8 @@ static void run_case(const Bf16Case *cs, uint64_t seed) {
     memcpy(cf, c0, (size_t)(m * ldc) * sizeof(float));
     /* from the guarded test arena: a write past the scratch is caught after the test */
     void *scratch = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
-    gemm_bf16_cpu(c, a, b, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, scratch);
+    gemm_bf16_cpu(c, a, b, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, scratch,
+                  NULL);
     gemm_cpu(cf, a, b, 1, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0);
     const GemmBf16Blocking bl = gemm_bf16_blocking();
     const double slices = (double)((k + bl.kc - 1) / bl.kc);
@@ -179,6 +180,61 @@ TEST(gemm_bf16_odd_shapes_vs_double) {
 
 TEST(gemm_bf16_transposes_alpha_beta) {
     if (need_bf16()) each_kernel(transposes);
+}
+
+/* The epilogue (row bias, column bias, ReLU) against the same GEMM without it followed by the
+ * epilogue written out here: the same float operations in the same order, so bit for bit — and
+ * only after the last slice of k (a case with two slices and beta = 1), with edge tiles, a
+ * transposed A and wide rows whose padding must stay untouched. */
+static void epilogue_cases(void) {
+    const int64_t kc = gemm_bf16_blocking().kc;
+    const Bf16Case cases[] = {
+        {37, 45, 19, false, false, 1.0f, 0.0f, 3},
+        {13, 70, kc + 5, true, false, 0.5f, 1.0f, 0},
+        {32, 32, 64, false, true, 1.0f, 0.0f, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const Bf16Case *cs = &cases[i];
+        const int64_t m = cs->m, n = cs->n, k = cs->k;
+        const int64_t lda = (cs->ta ? m : k) + cs->pad, ldb = (cs->tb ? k : n) + cs->pad;
+        const int64_t ldc = n + cs->pad;
+        Tensor *a = test_randn(1000 + i, 1, SHAPE((cs->ta ? k : m) * lda));
+        Tensor *b = test_randn(1010 + i, 1, SHAPE((cs->tb ? n : k) * ldb));
+        Tensor *c0 = test_randn(1020 + i, 1, SHAPE(m * ldc));
+        Tensor *rb = test_randn(1030 + i, 1, SHAPE(m)), *cb = test_randn(1040 + i, 1, SHAPE(n));
+        void *scratch = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
+        Tensor *plain = TENSOR_F32(m * ldc), *got = TENSOR_F32(m * ldc);
+        memcpy(plain->data, c0->data, (size_t)(m * ldc) * sizeof(float));
+        gemm_bf16_cpu(tensor_f32(plain), tensor_f32(a), tensor_f32(b), m, n, k, cs->ta, cs->tb,
+                      cs->alpha, cs->beta, lda, ldb, ldc, scratch, NULL);
+        for (int v = 0; v < 4; v++) { /* row bias + ReLU, column bias, both, both + ReLU */
+            const GemmBf16Epilogue ep = {.row_bias = v != 1 ? tensor_f32(rb) : NULL,
+                                         .col_bias = v >= 1 ? tensor_f32(cb) : NULL,
+                                         .relu = v == 0 || v == 3};
+            memcpy(got->data, c0->data, (size_t)(m * ldc) * sizeof(float));
+            gemm_bf16_cpu(tensor_f32(got), tensor_f32(a), tensor_f32(b), m, n, k, cs->ta, cs->tb,
+                          cs->alpha, cs->beta, lda, ldb, ldc, scratch, &ep);
+            Tensor *want = TENSOR_F32(m * ldc);
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t j = 0; j < ldc; j++) {
+                    float x = tensor_f32(plain)[r * ldc + j];
+                    if (j < n) {
+                        if (ep.row_bias) x = x + ep.row_bias[r];
+                        if (ep.col_bias) x = x + ep.col_bias[j];
+                        if (ep.relu) x = x > 0.0f ? x : 0.0f;
+                    }
+                    tensor_f32(want)[r * ldc + j] = x;
+                }
+            char what[128];
+            snprintf(what, sizeof what, "gemm_bf16 %s epilogue case %zu variant %d",
+                     gemm_bf16_kernel_name(gemm_bf16_kernel()), i, v);
+            EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), m * ldc, 0, 0);
+        }
+    }
+}
+
+TEST(gemm_bf16_epilogue_bias_relu) {
+    if (need_bf16()) each_kernel(epilogue_cases);
 }
 
 TEST(gemm_bf16_rounding_to_nearest_even) {

@@ -518,7 +518,7 @@ static void conv2d_forward_winograd_bf16(float *out, const float *inp, const flo
         /* M[xi] (O, T) = U[xi] (O, C) @ V[xi] (C, T), each product on all the threads */
         for (int xi = 0; xi < 16; xi++)
             gemm_bf16_cpu(M + xi * sm, U + xi * su, V + xi * sv, O, T, C, false, false, 1.0f,
-                          0.0f, C, T, T, packs);
+                          0.0f, C, T, T, packs, NULL);
 #pragma omp parallel for collapse(2) schedule(static)
         for (int64_t o = 0; o < O; o++)
             for (int64_t r = 0; r < R; r++)
@@ -527,33 +527,38 @@ static void conv2d_forward_winograd_bf16(float *out, const float *inp, const flo
 }
 
 /* C (m, n) = A (m, k) @ B (k, n) + beta C, row-major with row strides lda/ldb/ldc: the fp32 core
- * GEMM, or the bf16 one (tensor/ops/gemm_bf16.h) when bf16_scratch is not NULL. */
+ * GEMM, or the bf16 one (tensor/ops/gemm_bf16.h) when bf16_scratch is not NULL, which then also
+ * applies the epilogue ep (bias per row of C, ReLU) as it stores C. */
 static void conv_gemm(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
-                      float beta, int64_t lda, int64_t ldb, int64_t ldc, void *bf16_scratch) {
+                      float beta, int64_t lda, int64_t ldb, int64_t ldc, void *bf16_scratch,
+                      const GemmBf16Epilogue *ep) {
     if (bf16_scratch)
-        gemm_bf16_cpu(c, a, b, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, bf16_scratch);
+        gemm_bf16_cpu(c, a, b, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, bf16_scratch, ep);
     else
         gemm_cpu(c, a, b, 1, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, 0, 0, 0);
 }
 
 /* The forward without Winograd: 1x1 GEMMs or im2col blocks, through conv_gemm, then the
  * epilogue (bias, ReLU) — assigns, or with `residual` adds the convolution to what out holds
- * (the GEMMs accumulate onto it, beta = 1). */
+ * (the GEMMs accumulate onto it, beta = 1). The bf16 GEMM applies the epilogue as it stores
+ * each product that lands in out directly; the fp32 one (OpenBLAS) leaves it to one pass. */
 static void conv2d_forward_gemm(float *out, const float *inp, const float *weight,
                                 const float *bias, float *col, float *ybuf, const ConvGeom *g,
                                 bool residual, bool relu, void *bf16_scratch) {
     const int64_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
     const int64_t in_img = g->c * g->h * g->w, out_img = g->o * P;
     const float beta = residual ? 1.0f : 0.0f;
+    const GemmBf16Epilogue ep = {.row_bias = bias, .col_bias = NULL, .relu = relu};
     if (conv_pointwise(g)) {
-        if (!bf16_scratch) { /* one batched call: the weights shared by every image */
-            gemm_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, beta, g->c, P, P,
-                     0, in_img, out_img);
-        } else {
+        if (bf16_scratch) {
             for (int64_t n = 0; n < g->n; n++)
                 conv_gemm(out + n * out_img, weight, inp + n * in_img, g->o, P, g->c, beta, g->c,
-                          P, P, bf16_scratch);
+                          P, P, bf16_scratch, &ep);
+            return;
         }
+        /* one batched call: the weights shared by every image */
+        gemm_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, beta, g->c, P, P, 0,
+                 in_img, out_img);
         conv_epilogue(out, bias, relu, g->n, out_img, g->o, P, P);
         return;
     }
@@ -565,12 +570,13 @@ static void conv2d_forward_gemm(float *out, const float *inp, const float *weigh
             if (b.nb == 1) {
                 /* One image: the GEMM writes the (O, T) block of out in place, rows P apart. */
                 float *y = out + n0 * out_img + oh0 * g->ow;
-                conv_gemm(y, weight, col, g->o, T, K, beta, K, T, P, bf16_scratch);
-                conv_epilogue(y, bias, relu, 1, 0, g->o, T, P);
+                conv_gemm(y, weight, col, g->o, T, K, beta, K, T, P, bf16_scratch, &ep);
+                if (!bf16_scratch) conv_epilogue(y, bias, relu, 1, 0, g->o, T, P);
             } else {
                 /* Several whole images in one GEMM (the weights are packed once for all of
-                 * them), then each image's columns are moved to its place in NCHW. */
-                conv_gemm(ybuf, weight, col, g->o, ld, K, 0.0f, K, ld, ld, bf16_scratch);
+                 * them), then each image's columns are moved to its place in NCHW, onto the
+                 * residual, and the epilogue follows (the residual comes before the bias). */
+                conv_gemm(ybuf, weight, col, g->o, ld, K, 0.0f, K, ld, ld, bf16_scratch, NULL);
                 block_scatter(out, ybuf, residual, n0, b.nb, g);
                 conv_epilogue(out + n0 * out_img, bias, relu, b.nb, out_img, g->o, P, P);
             }

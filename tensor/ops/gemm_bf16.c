@@ -249,13 +249,14 @@ BF16_TARGET static void pack_b_panel_t(uint32_t *restrict bp, const float *restr
     }
 }
 
-/* The micro-kernel: tile (mr, nr) of C, rows ldc apart, = alpha * (A panel (kp, MR) @
- * B panel (kp, NR)) + beta * tile — assigns (beta = 0: C not read) or accumulates. The 24
- * accumulators live in zmm registers for the whole loop over k. */
 /* The epilogue both kernels share: row ci of C (its first nr <= NR columns) gets
- * alpha (t0 | t1) + beta ci (beta 0: ci is not read, so NaN in C does not leak in). */
+ * alpha (t0 | t1) + beta ci (beta 0: ci is not read, so NaN in C does not leak in), then, when
+ * ep is not NULL (the last slice of k), + rowb (the row's bias, ep->row_bias given), + colb[j]
+ * (colb: ep->col_bias at the tile's first column) and the ReLU (ep->relu; max(x, 0) maps NaN to
+ * 0, as the ReLU op), in that order. */
 static inline __attribute__((always_inline, target("arch=x86-64-v4"))) void
-store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta) {
+store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta,
+            const GemmBf16Epilogue *ep, float rowb, const float *colb) {
     const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
     const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
                          : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1)
@@ -275,13 +276,33 @@ store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta
         t0 = _mm512_add_ps(t0, c0);
         t1 = _mm512_add_ps(t1, c1);
     }
+    if (ep) {
+        if (ep->row_bias) {
+            const __m512 vr = _mm512_set1_ps(rowb);
+            t0 = _mm512_add_ps(t0, vr);
+            t1 = _mm512_add_ps(t1, vr);
+        }
+        if (ep->col_bias) {
+            t0 = _mm512_add_ps(t0, _mm512_maskz_loadu_ps(m0, colb));
+            t1 = _mm512_add_ps(t1, _mm512_maskz_loadu_ps(m1, colb + 16));
+        }
+        if (ep->relu) {
+            t0 = _mm512_max_ps(t0, _mm512_setzero_ps());
+            t1 = _mm512_max_ps(t1, _mm512_setzero_ps());
+        }
+    }
     _mm512_mask_storeu_ps(ci, m0, t0);
     _mm512_mask_storeu_ps(ci + 16, m1, t1);
 }
 
+/* The micro-kernel: tile (mr, nr) of C, rows ldc apart, = alpha * (A panel (kp, MR) @
+ * B panel (kp, NR)) + beta * tile — assigns (beta = 0: C not read) or accumulates. The 24
+ * accumulators live in zmm registers for the whole loop over k. Then the epilogue ep (NULL but
+ * on the last slice of k; the tile starts at row i0, column j0 of C, which index the biases). */
 BF16_TARGET static void micro_kernel(int64_t kp, const uint32_t *restrict ap,
                                      const uint32_t *restrict bp, float *c, int64_t ldc, int64_t mr,
-                                     int64_t nr, float alpha, float beta) {
+                                     int64_t nr, float alpha, float beta,
+                                     const GemmBf16Epilogue *ep, int64_t i0, int64_t j0) {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -299,7 +320,9 @@ BF16_TARGET static void micro_kernel(int64_t kp, const uint32_t *restrict ap,
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
-        store_c_row(c + i * ldc, acc[i][0], acc[i][1], nr, alpha, beta);
+        store_c_row(c + i * ldc, acc[i][0], acc[i][1], nr, alpha, beta, ep,
+                    ep && ep->row_bias ? ep->row_bias[i0 + i] : 0.0f,
+                    ep && ep->col_bias ? ep->col_bias + j0 : NULL);
     }
 }
 
@@ -359,13 +382,15 @@ AMX_TARGET static void amx_release(void) { _tile_release(); }
 /* The AMX kernel for one block: rows [q0*32, q1*32) of C (q1 - q0 <= AMX_MAX_PANELS panels of
  * A, (32, kpp) words each, kpp*32 words apart) x the NR columns of one B panel (kpp, NR):
  * C block = alpha * A block @ B panel + beta * C block — assigns (beta = 0: C not read) or
- * accumulates; mr_last rows valid in the last panel, nr columns valid.
+ * accumulates, then the epilogue ep (NULL but on the last slice of k; the panel starts at
+ * column j0 of C); mr_last rows valid in the last panel, nr columns valid.
  * The four C tiles are kept in cbuf (contiguous, in L1) between chunks of ksub pairs of k: the
  * B panel's chunk (ksub x 128 bytes) stays in L1 while every panel of A streams past it, and C
  * itself is read and written once, at the end, instead of once per chunk. */
 AMX_TARGET static void amx_block(int64_t kpp, int64_t ksub, const uint32_t *ap, int64_t q0,
                                  int64_t q1, const uint32_t *bp, float *c, int64_t ldc,
-                                 int64_t m, int64_t nr, float alpha, float beta) {
+                                 int64_t m, int64_t nr, float alpha, float beta,
+                                 const GemmBf16Epilogue *ep, int64_t j0) {
     float cbuf[AMX_MAX_PANELS * AMX_MR * NR] __attribute__((aligned(64)));
     /* Rows of an A panel are kpp + 16 words apart: with exactly kpp (often a power of two) the
      * 32 rows of two A tiles would fall into one or two sets of L1 and evict each other. */
@@ -403,23 +428,33 @@ AMX_TARGET static void amx_block(int64_t kpp, int64_t ksub, const uint32_t *ap, 
         }
     }
     const int64_t rows = min64((q1 - q0) * AMX_MR, m - q0 * AMX_MR);
-    for (int64_t i = 0; i < rows; i++)
-        store_c_row(c + (q0 * AMX_MR + i) * ldc, _mm512_load_ps(cbuf + i * NR),
-                    _mm512_load_ps(cbuf + i * NR + 16), nr, alpha, beta);
+    for (int64_t i = 0; i < rows; i++) {
+        const int64_t row = q0 * AMX_MR + i;
+        store_c_row(c + row * ldc, _mm512_load_ps(cbuf + i * NR),
+                    _mm512_load_ps(cbuf + i * NR + 16), nr, alpha, beta, ep,
+                    ep && ep->row_bias ? ep->row_bias[row] : 0.0f,
+                    ep && ep->col_bias ? ep->col_bias + j0 : NULL);
+    }
 }
 
 void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
                    bool trans_a, bool trans_b, float alpha, float beta, int64_t lda, int64_t ldb,
-                   int64_t ldc, void *scratch) {
+                   int64_t ldc, void *scratch, const GemmBf16Epilogue *ep) {
     /* c (M,N), a (M,K) or (K,M) when trans_a, b (K,N) or (N,K) when trans_b, scratch of
-     * gemm_bf16_scratch_bytes(m, n, k) bytes — assigns (beta = 0) or accumulates */
+     * gemm_bf16_scratch_bytes(m, n, k) bytes, ep NULL or its row_bias (M) and col_bias (N) —
+     * assigns (beta = 0) or accumulates, then the epilogue */
     CHECK(gemm_bf16_available(), "gemm_bf16: %s",
           (gemm_bf16_check(), error_last()));
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) { /* empty sum: C = beta * C */
+    if (k <= 0) { /* empty sum: C = beta * C, then the epilogue */
         for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++)
-                c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+            for (int64_t j = 0; j < n; j++) {
+                float v = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+                if (ep && ep->row_bias) v += ep->row_bias[i];
+                if (ep && ep->col_bias) v += ep->col_bias[j];
+                if (ep && ep->relu) v = v > 0.0f ? v : 0.0f;
+                c[i * ldc + j] = v;
+            }
         return;
     }
     CHECK(scratch != NULL, "gemm_bf16: no scratch for %lldx%lldx%lld", (long long)m,
@@ -443,8 +478,10 @@ void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t 
             const int64_t kc = min64(bl.kc, k - k0), kp = (kc + 1) / 2;
             /* pairs per packed row: the AMX kernel reads whole tiles of 16 pairs */
             const int64_t kpp = amx ? ceil_div(kp, AMX_KP) * AMX_KP : kp;
-            /* The first slice applies beta; later slices add their partial sums to C. */
+            /* The first slice applies beta; later slices add their partial sums to C; the last
+             * one applies the epilogue. */
             const float beta_k = k0 == 0 ? beta : 1.0f;
+            const GemmBf16Epilogue *ep_k = k0 + kc >= k ? ep : NULL;
 #pragma omp for schedule(static)
             for (int64_t q = 0; q < a_panels; q++) {
                 if (amx)
@@ -474,14 +511,14 @@ void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t 
                         const int64_t q_begin = ib * bl.mc / mr_panel;
                         if (amx) {
                             amx_block(kpp, bl.ksub, ap, q_begin, q_end, bp + r * kpp * NR,
-                                      c + jb, ldc, m, nr, alpha, beta_k);
+                                      c + jb, ldc, m, nr, alpha, beta_k, ep_k, jb);
                             continue;
                         }
                         for (int64_t q = q_begin; q < q_end; q++) {
                             const int64_t i0 = q * MR;
                             micro_kernel(kp, ap + q * kp * MR, bp + r * kp * NR,
                                          c + i0 * ldc + jb, ldc, min64(MR, m - i0), nr, alpha,
-                                         beta_k);
+                                         beta_k, ep_k, i0, jb);
                         }
                     }
             }
