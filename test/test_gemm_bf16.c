@@ -237,6 +237,48 @@ TEST(gemm_bf16_epilogue_bias_relu) {
     if (need_bf16()) each_kernel(epilogue_cases);
 }
 
+/* A batched call against one gemm_bf16_cpu per product: each product is packed and multiplied
+ * the same way, so bit for bit — with A per product and A shared (stride 0, packed once), two
+ * slices of k, an epilogue, matrices with gaps between them, and nothing written in the gaps. */
+static void batched_cases(void) {
+    const int64_t kc = gemm_bf16_blocking().kc;
+    const struct {
+        int64_t batch, m, n, k;
+        bool shared_a, tb;
+    } cases[] = {{3, 37, 45, 19, false, false}, {4, 13, 70, kc + 5, true, false},
+                 {2, 33, 40, 64, true, true}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t B = cases[i].batch, m = cases[i].m, n = cases[i].n, k = cases[i].k;
+        const bool tb = cases[i].tb;
+        const int64_t sa = cases[i].shared_a ? 0 : m * k + 7, sb = k * n + 5, sc = m * n + 3;
+        Tensor *a = test_randn(1100 + i, 1, SHAPE((cases[i].shared_a ? 1 : B) * (m * k + 7)));
+        Tensor *b = test_randn(1110 + i, 1, SHAPE(B * sb));
+        Tensor *c0 = test_randn(1120 + i, 1, SHAPE(B * sc));
+        Tensor *rb = test_randn(1130 + i, 1, SHAPE(m));
+        const GemmBf16Epilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
+        Tensor *want = TENSOR_F32(B * sc), *got = TENSOR_F32(B * sc);
+        memcpy(want->data, c0->data, (size_t)(B * sc) * sizeof(float));
+        memcpy(got->data, c0->data, (size_t)(B * sc) * sizeof(float));
+        void *one = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
+        for (int64_t p = 0; p < B; p++)
+            gemm_bf16_cpu(tensor_f32(want) + p * sc, tensor_f32(a) + p * sa,
+                          tensor_f32(b) + p * sb, m, n, k, false, tb, 1.0f, 1.0f, k, tb ? k : n,
+                          n, one, &ep);
+        void *all = arena_alloc(tensor_arena(),
+                                gemm_bf16_batched_scratch_bytes(B, cases[i].shared_a, m, n, k));
+        gemm_bf16_batched_cpu(tensor_f32(got), tensor_f32(a), tensor_f32(b), B, m, n, k, false,
+                              tb, 1.0f, 1.0f, k, tb ? k : n, n, sa, sb, sc, all, &ep);
+        char what[128];
+        snprintf(what, sizeof what, "gemm_bf16 %s batched case %zu",
+                 gemm_bf16_kernel_name(gemm_bf16_kernel()), i);
+        EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), B * sc, 0, 0);
+    }
+}
+
+TEST(gemm_bf16_batched_matches_single) {
+    if (need_bf16()) each_kernel(batched_cases);
+}
+
 TEST(gemm_bf16_rounding_to_nearest_even) {
     struct {
         uint32_t in;

@@ -494,9 +494,11 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
  * them and sums in float32; the transforms stay float32. All output channels at once (wino_o =
  * O, so each block's input transform serves every output channel) and blocks of wino_rows tile
  * rows across images, with every stage split across the threads: the bf16 GEMM runs on all of
- * them, and wide blocks amortise its packing of U[xi] (O x C pairs per call). Scratch: col holds
+ * them (the 16 products in one batched call), and wide blocks amortise its packing of U[xi]
+ * (O x C pairs per block). Scratch: col holds
  * U (16, O, C) then V (16, C, Tb), ybuf M (16, O, Tb), Tb = wino_tiles_per_block, each of the 16
- * matrices wino_stride apart; packs gemm_bf16_scratch_bytes(O, Tb, C) — assigns
+ * matrices wino_stride apart; packs gemm_bf16_batched_scratch_bytes(16, false, O, Tb, C) —
+ * assigns
  * out = act(conv + bias), or with `residual` accumulates out = act((out + conv) + bias). */
 static void conv2d_forward_winograd_bf16(float *out, const float *inp, const float *weight,
                                          const float *bias, float *col, float *ybuf,
@@ -515,10 +517,10 @@ static void conv2d_forward_winograd_bf16(float *out, const float *inp, const flo
 #pragma omp parallel for collapse(2) schedule(static)
         for (int64_t c = 0; c < C; c++)
             for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, r0, r, c);
-        /* M[xi] (O, T) = U[xi] (O, C) @ V[xi] (C, T), each product on all the threads */
-        for (int xi = 0; xi < 16; xi++)
-            gemm_bf16_cpu(M + xi * sm, U + xi * su, V + xi * sv, O, T, C, false, false, 1.0f,
-                          0.0f, C, T, T, packs, NULL);
+        /* M[xi] (O, T) = U[xi] (O, C) @ V[xi] (C, T): the 16 products in one batched call
+         * on all the threads */
+        gemm_bf16_batched_cpu(M, U, V, 16, O, T, C, false, false, 1.0f, 0.0f, C, T, T, su, sv, sm,
+                              packs, NULL);
 #pragma omp parallel for collapse(2) schedule(static)
         for (int64_t o = 0; o < O; o++)
             for (int64_t r = 0; r < R; r++)
@@ -550,10 +552,9 @@ static void conv2d_forward_gemm(float *out, const float *inp, const float *weigh
     const float beta = residual ? 1.0f : 0.0f;
     const GemmBf16Epilogue ep = {.row_bias = bias, .col_bias = NULL, .relu = relu};
     if (conv_pointwise(g)) {
-        if (bf16_scratch) {
-            for (int64_t n = 0; n < g->n; n++)
-                conv_gemm(out + n * out_img, weight, inp + n * in_img, g->o, P, g->c, beta, g->c,
-                          P, P, bf16_scratch, &ep);
+        if (bf16_scratch) { /* one batched call: the weights packed once for every image */
+            gemm_bf16_batched_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, beta,
+                                  g->c, P, P, 0, in_img, out_img, bf16_scratch, &ep);
             return;
         }
         /* one batched call: the weights shared by every image */
@@ -858,14 +859,19 @@ static void conv_forward_into(Tensor *out, const Tensor *x, const Tensor *weight
     float *col = scratch(a, col_floats), *ybuf = scratch(a, ybuf_floats);
     const float *b = bias ? bias->data : NULL;
     if (bf16 && g->wino_rows > 0) {
-        void *packs = arena_alloc(a, gemm_bf16_scratch_bytes(g->o, wino_tiles_per_block(g), g->c));
+        void *packs = arena_alloc(
+            a, gemm_bf16_batched_scratch_bytes(16, false, g->o, wino_tiles_per_block(g), g->c));
         conv2d_forward_winograd_bf16(out->data, x->data, weight->data, b, col, ybuf, g, residual,
                                      relu, packs);
     } else if (bf16) {
-        /* the bf16 GEMM's packing scratch, for its widest product (a block, or one image) */
-        const int64_t width = conv_pointwise(g) ? g->oh * g->ow
-                                                : g->tile_imgs * g->tile_rows * g->ow;
-        void *packs = arena_alloc(a, gemm_bf16_scratch_bytes(g->o, width, g->c * g->kh * g->kw));
+        /* the bf16 GEMM's packing scratch: every image of a 1x1 convolution (one batched call,
+         * the weights packed once), or the widest im2col block */
+        const int64_t width = g->tile_imgs * g->tile_rows * g->ow;
+        const size_t bytes =
+            conv_pointwise(g)
+                ? gemm_bf16_batched_scratch_bytes(g->n, true, g->o, g->oh * g->ow, g->c)
+                : gemm_bf16_scratch_bytes(g->o, width, g->c * g->kh * g->kw);
+        void *packs = arena_alloc(a, bytes);
         conv2d_forward_gemm(out->data, x->data, weight->data, b, col, ybuf, g, residual, relu,
                             packs);
     } else {
