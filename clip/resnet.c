@@ -11,10 +11,11 @@
  *   dense     = c_proj(v_proj(T))            every token, no attention           (B, S, E)
  * Every BN is folded into its convolution at load (clip_resnet_fill), so the forward pass is
  * conv (+bias), ReLU, avgpool and the pool's linear layers. Inference only: grad mode is off, so
- * ReLU and the residual add run in place (tensor_relu_, tensor_add_), and the trunk's tensors
- * alternate between the caller's arena and the model's work arena so that each is released as
- * soon as the last op reading it has run (see Stacks below; docs/clip-model.md has the
- * measured peaks). */
+ * each convolution's bias and ReLU are applied in one pass over its product
+ * (tensor_conv2d_relu), a block's last convolution accumulates onto the residual in place
+ * before its bias and ReLU (tensor_conv2d_add_relu_), and the trunk's tensors alternate between
+ * the caller's arena and the model's work arena so that each is released as soon as the last op
+ * reading it has run (see Stacks below; docs/clip-model.md has the measured peaks). */
 #include "clip/resnet.h"
 
 #include <math.h>
@@ -23,6 +24,7 @@
 
 #include "autograd/tape.h"
 #include "clip/model.h"
+#include "tensor/device.h"
 #include "tensor/ops/attention.h"
 #include "tensor/ops/batchnorm.h"
 #include "tensor/ops/conv.h"
@@ -157,11 +159,22 @@ static Tensor *conv(const ClipConv *c, Tensor *x) {
     return tensor_conv2d(x, c->weight, c->bias, c->stride, c->pad);
 }
 
+/* relu(conv(x)): the bias and the ReLU in one pass over the product (tensor/ops/conv.h). */
+static Tensor *conv_relu(const ClipConv *c, Tensor *x) {
+    return tensor_conv2d_relu(x, c->weight, c->bias, c->stride, c->pad);
+}
+
+/* acc = relu(acc + conv(x)) in place: the block's last convolution accumulates onto the
+ * residual, then the bias and the ReLU in one pass (tensor/ops/conv.h). */
+static Tensor *conv_add_relu_(Tensor *acc, const ClipConv *c, Tensor *x) {
+    return tensor_conv2d_add_relu_(acc, x, c->weight, c->bias, c->stride, c->pad);
+}
+
 /* The trunk alternates between two stacks: the caller's arena A, which holds the current
  * activation just above the call's mark and nothing else between units, and the model's work
  * arena W. Each op's output goes to whichever stack lets the tensors it outlives be released
- * first (a bump allocator frees only from the top), ReLU and the residual add overwrite their
- * input (grad mode is off), and every unit leaves its output at A's mark without a copy. */
+ * first (a bump allocator frees only from the top), the residual sum is formed in the residual
+ * itself (grad mode is off), and every unit leaves its output at A's mark. */
 typedef struct {
     Arena *a, *w;          /* the caller's arena and the work arena */
     size_t a_mark, w_mark; /* where the unit's input begins in A; W's level between units */
@@ -174,12 +187,12 @@ static void use(Arena *arena) { tensor_set_arena(arena); }
  * step in brackets (s1..s3 the three convolutions' outputs, p the pool's). */
 static Tensor *stem_forward(const ClipResNet *v, const Stacks *st, Tensor *images) {
     use(st->w);
-    Tensor *s1 = tensor_relu_(conv(&v->stem[0], images));         /* W [s1]       */
+    Tensor *s1 = conv_relu(&v->stem[0], images);                  /* W [s1]       */
     use(st->a);
-    Tensor *s2 = tensor_relu_(conv(&v->stem[1], s1));             /* A [s2]       */
+    Tensor *s2 = conv_relu(&v->stem[1], s1);                      /* A [s2]       */
     arena_release(st->w, st->w_mark);                             /* W []         */
     use(st->w);
-    Tensor *s3 = tensor_relu_(conv(&v->stem[2], s2));             /* W [s3]       */
+    Tensor *s3 = conv_relu(&v->stem[2], s2);                      /* W [s3]       */
     arena_release(st->a, st->a_mark);                             /* A []         */
     use(st->a);
     Tensor *p = tensor_avg_pool2d(s3, 2);                         /* A [p]        */
@@ -188,34 +201,35 @@ static Tensor *stem_forward(const ClipResNet *v, const Stacks *st, Tensor *image
 }
 
 /* One Bottleneck, out = ReLU(conv3(pool(ReLU(conv2(ReLU(conv1(x)))))) + identity(x)).
- * x is the only tensor above A's mark; so is the result. c1, c2, c3 are the convolutions'
- * outputs, p2 = pool(c2), px = pool(x), id = the downsample branch's output. */
+ * x is the only tensor above A's mark; so is the result. c1, c2 are the convolutions' outputs,
+ * p2 = pool(c2), px = pool(x), id = the downsample branch's output; conv3 adds onto the
+ * residual (x or id) in place, so its output has no buffer of its own. */
 static Tensor *bottleneck_forward(const ClipBottleneck *b, const Stacks *st, Tensor *x) {
     const size_t a_top = arena_mark(st->a);
     use(st->w);
-    Tensor *c1 = tensor_relu_(conv(&b->conv1, x));                /* W [c1]       */
+    Tensor *c1 = conv_relu(&b->conv1, x);                         /* W [c1]       */
     const size_t w_c1 = arena_mark(st->w);
     if (!b->downsample.weight) {
         /* Identity block: x is the residual, and dead afterwards, so the sum goes into it. */
         use(st->a);
-        Tensor *c2 = tensor_relu_(conv(&b->conv2, c1));           /* A [x c2]     */
+        Tensor *c2 = conv_relu(&b->conv2, c1);                    /* A [x c2]     */
         arena_release(st->w, st->w_mark);                         /* W []         */
-        use(st->w);
-        Tensor *c3 = conv(&b->conv3, c2);                         /* W [c3]       */
-        tensor_relu_(tensor_add_(x, c3));                         /* x = out      */
-        arena_release(st->w, st->w_mark);
+        conv_add_relu_(x, &b->conv3, c2);                         /* x = out      */
         arena_release(st->a, a_top);                              /* A [x]        */
         return x;
     }
     if (b->stride == 1) {
         /* Width change only (layer1 block 0): x is read by conv1 and the downsample; the result
-         * (4x x's size) is born at A's mark once x is dead, so nothing is copied. */
+         * (4x x's size) is born at A's mark once x is dead, as a copy of id that conv3 then
+         * adds onto. */
         Tensor *id = conv(&b->downsample, x);                     /* W [c1 id]    */
         arena_release(st->a, st->a_mark);                         /* A []         */
-        Tensor *c2 = tensor_relu_(conv(&b->conv2, c1));           /* W [c1 id c2] */
+        Tensor *c2 = conv_relu(&b->conv2, c1);                    /* W [c1 id c2] */
         use(st->a);
-        Tensor *out = conv(&b->conv3, c2);                        /* A [out]      */
-        tensor_relu_(tensor_add_(out, id));
+        Tensor *out = tensor_empty(DT_F32, id->ndim, id->shape);  /* A [out]      */
+        device_table(out->device)->copy_d2d(out->data, id->data,
+                                            (size_t)id->numel * sizeof(float));
+        conv_add_relu_(out, &b->conv3, c2);
         arena_release(st->w, st->w_mark);                         /* W []         */
         return out;
     }
@@ -227,13 +241,12 @@ static Tensor *bottleneck_forward(const ClipBottleneck *b, const Stacks *st, Ten
     Tensor *id = conv(&b->downsample, px);                        /* A [id]       */
     const size_t a_id = arena_mark(st->a);
     arena_release(st->w, w_c1);                                   /* W [c1]       */
-    Tensor *c2 = tensor_relu_(conv(&b->conv2, c1));               /* A [id c2]    */
+    Tensor *c2 = conv_relu(&b->conv2, c1);                        /* A [id c2]    */
     arena_release(st->w, st->w_mark);                             /* W []         */
     use(st->w);
     Tensor *p2 = tensor_avg_pool2d(c2, b->stride);                /* W [p2]       */
     arena_release(st->a, a_id);                                   /* A [id]       */
-    Tensor *c3 = conv(&b->conv3, p2);                             /* W [p2 c3]    */
-    tensor_relu_(tensor_add_(id, c3));                            /* id = out     */
+    conv_add_relu_(id, &b->conv3, p2);                            /* id = out     */
     arena_release(st->w, st->w_mark);                             /* W []         */
     return id;
 }

@@ -5,7 +5,8 @@
 // images times tile_rows output rows), so this backend walks exactly the same blocks: per block
 // one im2col kernel (a thread per element of col), one gemm_cuda, and for multi-image blocks a
 // scatter to NCHW. The 1x1 stride-1 unpadded path needs no im2col: out[n] = weight @ x[n] is one
-// strided-batched GEMM over the images.
+// strided-batched GEMM over the images. With a residual the GEMMs accumulate onto out (beta = 1);
+// one epilogue kernel then adds the bias and applies the ReLU, as the CPU does.
 // Backward per block: dweight += dy @ col^T (col recomputed), dcol = weight^T @ dy, and col2im
 // gathers dcol back onto the input pixels — a thread per input pixel adds its contributions in
 // the CPU's (kh, kw) order, so no two threads write one pixel and no atomics are needed.
@@ -65,28 +66,28 @@ __global__ void conv_col2im_kernel(float *dinp, const float *dcol, ConvGeom g, i
     }
 }
 
-// y[o*ld + t] = bias[o] for t < T, over `count` groups of O rows `gstride` apart — assigns.
-__global__ void conv_fill_bias_kernel(float *y, const float *bias, int64_t count, int64_t gstride,
-                                      int64_t O, int64_t T, int64_t ld) {
-    GRID_LOOP(e, count * O * T) {
-        int64_t q = e / (O * T), o = (e / T) % O, t = e % T;
-        y[q * gstride + o * ld + t] = bias[o];
+// The forward's epilogue, once over the whole output (N,O,P): out = act(out + bias[o]), act =
+// ReLU when `relu`, else the identity; bias may be NULL — assigns in place. With a residual the
+// GEMMs have already added the convolution onto it, so the value is act((residual + conv) +
+// bias), in the CPU's order.
+__global__ void conv_epilogue_kernel(float *out, const float *bias, bool relu, int64_t N,
+                                     int64_t O, int64_t P) {
+    GRID_LOOP(e, N * O * P) {
+        float v = out[e] + (bias ? bias[(e / P) % O] : 0.0f);
+        out[e] = relu && !(v > 0.0f) ? 0.0f : v;
     }
 }
 
-static void fill_bias(float *y, const float *bias, int64_t count, int64_t gstride, int64_t O,
-                      int64_t T, int64_t ld) {
-    LAUNCH(conv_fill_bias_kernel, cuda_blocks(count * O * T), CUDA_THREADS, y, bias, count, gstride,
-           O, T, ld);
-}
-
 // buf (O, nb*P) <-> images [n0, n0+nb) of an (N,O,P) tensor: image i owns columns [i*P, (i+1)*P).
-// scatter: out = buf (+ bias[o]); gather: buf = t. Both assign.
-__global__ void conv_block_scatter_kernel(float *out, const float *buf, const float *bias,
+// scatter: out = buf — assigns, or with `residual` out += buf — accumulates; gather: buf = t —
+// assigns.
+__global__ void conv_block_scatter_kernel(float *out, const float *buf, bool residual,
                                           int64_t n0, int64_t nb, int64_t O, int64_t P) {
     GRID_LOOP(e, nb * O * P) {
         int64_t i = e / (O * P), o = (e / P) % O, p = e % P;
-        out[((n0 + i) * O + o) * P + p] = buf[o * nb * P + i * P + p] + (bias ? bias[o] : 0.0f);
+        float *dst = out + ((n0 + i) * O + o) * P + p;
+        const float v = buf[o * nb * P + i * P + p];
+        *dst = residual ? *dst + v : v;
     }
 }
 
@@ -117,38 +118,41 @@ static void im2col_block(float *col, const float *inp, const ConvGeom *g, const 
 }
 
 void conv2d_forward_cuda(float *out, const float *inp, const float *weight, const float *bias,
-                         float *col, float *ybuf, const ConvGeom *g) {
+                         float *col, float *ybuf, const ConvGeom *g, bool residual, bool relu) {
     /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,KH,KW), bias (O) or NULL,
      * col (C*KH*KW, tile_imgs*tile_rows*OW) scratch, unused on the 1x1 path,
-     * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns */
+     * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns
+     * out = act(conv + bias), or with `residual` accumulates: out = act((out + conv) + bias);
+     * act = ReLU when `relu`, else the identity */
     const int64_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
     const int64_t in_img = g->c * g->h * g->w, out_img = g->o * P;
+    const float beta = residual ? 1.0f : 0.0f; // the GEMMs accumulate onto a residual
     if (conv_pointwise(g)) {
-        // With a bias the output starts as bias and the GEMM accumulates onto it (beta = 1).
-        if (bias) fill_bias(out, bias, g->n, out_img, g->o, P, P);
-        gemm_cuda(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, bias ? 1.0f : 0.0f,
-                  g->c, P, P, 0, in_img, out_img);
-        return;
-    }
-    for (int64_t n0 = 0; n0 < g->n; n0 += g->tile_imgs) {
-        for (int64_t oh0 = 0; oh0 < g->oh; oh0 += g->tile_rows) {
-            const ConvBlock b = conv_block(g, n0, oh0);
-            const int64_t T = b.rows * g->ow, ld = b.nb * T;
-            im2col_block(col, inp, g, &b);
-            if (b.nb == 1) {
-                // One image: the GEMM writes the (O, T) block of out in place, rows P apart.
-                float *y = out + n0 * out_img + oh0 * g->ow;
-                if (bias) fill_bias(y, bias, 1, 0, g->o, T, P);
-                gemm_cuda(y, weight, col, 1, g->o, T, K, false, false, 1.0f, bias ? 1.0f : 0.0f, K,
-                          T, P, 0, 0, 0);
-            } else {
-                gemm_cuda(ybuf, weight, col, 1, g->o, ld, K, false, false, 1.0f, 0.0f, K, ld, ld, 0,
-                          0, 0);
-                LAUNCH(conv_block_scatter_kernel, cuda_blocks(b.nb * g->o * P), CUDA_THREADS, out,
-                       ybuf, bias, n0, b.nb, g->o, P);
+        gemm_cuda(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, beta, g->c, P, P, 0,
+                  in_img, out_img);
+    } else {
+        for (int64_t n0 = 0; n0 < g->n; n0 += g->tile_imgs) {
+            for (int64_t oh0 = 0; oh0 < g->oh; oh0 += g->tile_rows) {
+                const ConvBlock b = conv_block(g, n0, oh0);
+                const int64_t T = b.rows * g->ow, ld = b.nb * T;
+                im2col_block(col, inp, g, &b);
+                if (b.nb == 1) {
+                    // One image: the GEMM writes the (O, T) block of out in place, rows P apart.
+                    float *y = out + n0 * out_img + oh0 * g->ow;
+                    gemm_cuda(y, weight, col, 1, g->o, T, K, false, false, 1.0f, beta, K, T, P, 0,
+                              0, 0);
+                } else {
+                    gemm_cuda(ybuf, weight, col, 1, g->o, ld, K, false, false, 1.0f, 0.0f, K, ld,
+                              ld, 0, 0, 0);
+                    LAUNCH(conv_block_scatter_kernel, cuda_blocks(b.nb * g->o * P), CUDA_THREADS,
+                           out, ybuf, residual, n0, b.nb, g->o, P);
+                }
             }
         }
     }
+    if (bias || relu)
+        LAUNCH(conv_epilogue_kernel, cuda_blocks(g->n * out_img), CUDA_THREADS, out, bias, relu,
+               g->n, g->o, P);
 }
 
 __global__ void conv_dbias_kernel(float *dbias, const float *dout, int64_t N, int64_t O,

@@ -218,6 +218,12 @@ void arena_reset(Arena *a) {
         if (want > a->cap_limit) want = a->cap_limit;
         a->chunk[0].base = t->alloc(want);
         if (!a->chunk[0].base) fatal_oom(__FILE__, __LINE__, a->name, want, 0);
+        /* Touch it now. A fresh block from the system is mapped page by page on first write
+         * (a minor fault and a zero-filled page per 4 KiB), and the next step, the first to use
+         * it, would take all those faults — on the CPU a 180 MiB work arena is ~46,000 faults
+         * in the second call of the text tower. Here they land in the reset that ends the
+         * first step instead, which already paid for growing the arena. */
+        t->memset0(a->chunk[0].base, want);
         a->chunk[0].cap = want;
         a->nchunks = 1;
         a->system_allocs++;

@@ -78,7 +78,8 @@ void *arena_alloc_host(Arena *a, size_t bytes);
 size_t arena_mark(const Arena *a);            /* position to return to with arena_release */
 void arena_release(Arena *a, size_t mark);    /* drop everything allocated after `mark` */
 /* Drop everything. If the arena had to grow into several chunks, they are coalesced into one
- * block of the high-water size, so the next step allocates nothing from the system. */
+ * block of the high-water size, written once (so its pages are mapped now), so the next step
+ * allocates nothing from the system and takes no page faults in it. */
 void arena_reset(Arena *a);
 size_t arena_used(const Arena *a);
 DeviceKind arena_device(const Arena *a);      /* where the arena's memory lives */

@@ -541,9 +541,17 @@ static ClipModel *random_model(ClipConfig cfg, bool zero) {
 }
 
 /* The tower as a plain chain of out-of-place ops, every intermediate kept: the reference for the
- * in-place, two-stack clip_resnet_encode. */
+ * in-place, two-stack clip_resnet_encode with its fused convolutions. */
 static Tensor *plain_conv(const ClipConv *c, Tensor *x) {
     return tensor_conv2d(x, c->weight, c->bias, c->stride, c->pad);
+}
+
+/* A block's end as the fused tensor_conv2d_add_relu_ computes it: the product added to the
+ * residual first, then the bias (broadcast over the spatial positions), then the ReLU. */
+static Tensor *plain_conv_add_relu(const ClipConv *c, Tensor *x, Tensor *residual) {
+    Tensor *sum = tensor_add(residual, tensor_conv2d(x, c->weight, NULL, c->stride, c->pad));
+    Tensor *bias = tensor_reshape(c->bias, 4, SHAPE(1, c->bias->shape[0], 1, 1));
+    return tensor_relu(tensor_add(sum, bias));
 }
 
 static Tensor *plain_image_forward(const ClipResNet *v, Tensor *x, Tensor **dense) {
@@ -554,13 +562,12 @@ static Tensor *plain_image_forward(const ClipResNet *v, Tensor *x, Tensor **dens
             const ClipBottleneck *b = &v->blocks[L][i];
             Tensor *out = tensor_relu(plain_conv(&b->conv2, tensor_relu(plain_conv(&b->conv1, x))));
             if (b->stride > 1) out = tensor_avg_pool2d(out, b->stride);
-            out = plain_conv(&b->conv3, out);
             Tensor *identity = x;
             if (b->downsample.weight) {
                 if (b->stride > 1) identity = tensor_avg_pool2d(identity, b->stride);
                 identity = plain_conv(&b->downsample, identity);
             }
-            x = tensor_relu(tensor_add(out, identity));
+            x = plain_conv_add_relu(&b->conv3, out, identity);
         }
     }
     const int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
@@ -594,7 +601,10 @@ TEST(clip_model_image_inplace_matches_plain_forward) {
     double scale = 0;
     for (int64_t i = 0; i < ref->numel; i++) scale = fmax(scale, fabs(tensor_f32(ref)[i]));
     EXPECT(scale > 1e-3 && scale < 1e3, "embedding scale %g: the random model is degenerate", scale);
-    /* The same ops on the same values (a + b and b + a are the same float): bit for bit. */
+    /* The same ops on the same values (a + b and b + a are the same float): bit for bit. The
+     * fused block end accumulates the product onto the residual inside the GEMM, which is the
+     * plain fl(residual + product) while K fits one of the BLAS's K blocks (conv3's K, the
+     * planes, is at most 64 here). */
     EXPECT_CLOSE_N("embedding vs plain forward", tensor_f32(emb), tensor_f32(ref), ref->numel, 0, 0);
     EXPECT_CLOSE_N("dense vs plain forward", tensor_f32(dense), tensor_f32(ref_dense),
                    ref_dense->numel, 0, 0);

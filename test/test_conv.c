@@ -5,6 +5,9 @@
 
 #include "tensor/device.h"
 #include "tensor/ops/conv.h"
+#include "tensor/ops/elementwise.h"
+#include "tensor/ops/gemm_bf16.h"
+#include "tensor/ops/shape.h"
 #include "test/test.h"
 
 typedef struct {
@@ -183,7 +186,7 @@ TEST(conv_blocks_match_one_block) {
         Tensor *dx = TENSOR_ZEROS(N, C, H, W), *dw = TENSOR_ZEROS(O, C, KH, KW);
         Tensor *db = TENSOR_ZEROS(O);
         KERNEL_RUN(DEVICE_CPU, conv2d_forward, out->data, x->data, w->data, b->data, col, ybuf,
-                                                &g);
+                                                &g, false, false);
         KERNEL_RUN(DEVICE_CPU, conv2d_backward, dx->data, dw->data, db->data, col, dcol, ybuf,
                                                  dout->data, x->data, w->data, &g);
         float *got[4] = {out->data, dx->data, dw->data, db->data};
@@ -243,7 +246,8 @@ TEST(conv_winograd_matches_im2col) {
         Tensor *ref = TENSOR_F32(nout), *got = TENSOR_F32(nout);
         float *col = arena_alloc(tensor_arena(), (size_t)(K * g.n * P) * sizeof(float));
         float *ybuf = arena_alloc(tensor_arena(), (size_t)(g.o * g.n * P) * sizeof(float));
-        KERNEL_RUN(DEVICE_CPU, conv2d_forward, ref->data, x->data, w->data, bias, col, ybuf, &g);
+        KERNEL_RUN(DEVICE_CPU, conv2d_forward, ref->data, x->data, w->data, bias, col, ybuf, &g,
+                                                false, false);
         for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++) {
             g.wino_rows = blocks[k][0] < g.n * TH ? blocks[k][0] : g.n * TH;
             g.wino_o = blocks[k][1] < g.o ? blocks[k][1] : g.o;
@@ -259,7 +263,7 @@ TEST(conv_winograd_matches_im2col) {
             float *wbuf = arena_alloc(tensor_arena(), buf_floats * sizeof(float));
             tensor_fill(got, NAN); /* every output must be written */
             KERNEL_RUN(DEVICE_CPU, conv2d_forward, got->data, x->data, w->data, bias, wcol,
-                                                    wbuf, &g);
+                                                    wbuf, &g, false, false);
             char msg[160];
             snprintf(msg, sizeof msg, "winograd %lldx%lldx%lldx%lld -> %lld pad %lld, blocks of "
                      "%lld tile rows x %lld channels, %lld threads, per thread %lld",
@@ -304,4 +308,153 @@ TEST(conv_winograd_is_taken_and_switchable) {
     EXPECT(memcmp(small_auto->data, small_im2col->data,
                   (size_t)small_im2col->numel * sizeof(float)) == 0,
            "20 tiles took the Winograd path under CONV_WINOGRAD_AUTO");
+}
+
+/* ---- fused epilogues (tensor_conv2d_relu, tensor_conv2d_add_relu_) --------------------- */
+
+/* The kernel with its epilogue flags on every path and blocking against the plain kernel
+ * followed by the epilogue written out here, in the documented order: relu(conv + bias), and
+ * with a residual relu((residual + conv) + bias). The same float operations in the same order,
+ * so bit for bit: the product added onto the residual inside the GEMM (beta = 1) is the plain
+ * fl(residual + product) while K fits one K block of the BLAS (K <= 9 * 33 here). Paths: 1x1,
+ * im2col in blocks of all images, of one image, of output rows (stride 2), and Winograd with
+ * per-thread and shared blocks and channel slices. */
+TEST(conv_fused_epilogue_every_path_and_blocking) {
+    typedef struct {
+        int64_t n, c, h, w, o, k, stride, pad;
+        int64_t tile_imgs, tile_rows; /* 0: all images, all rows */
+        int64_t wino_rows, wino_o, wino_threads, wino_per_thread; /* wino_rows 0: im2col */
+    } Case;
+    static const Case cases[] = {
+        {3, 7, 5, 6, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0},        /* 1x1 */
+        {3, 5, 9, 7, 6, 3, 1, 1, 0, 0, 0, 0, 0, 0},        /* im2col, all images in one block */
+        {3, 5, 9, 7, 6, 3, 1, 1, 2, 0, 0, 0, 0, 0},        /* blocks of two images, short last */
+        {2, 5, 11, 9, 6, 3, 2, 1, 1, 2, 0, 0, 0, 0},       /* stride 2, blocks of 2 output rows */
+        {2, 33, 7, 9, 40, 3, 1, 1, 0, 0, 2, 16, 2, 1},     /* Winograd, per-thread blocks, slices */
+        {2, 32, 6, 5, 32, 3, 1, 1, 0, 0, 1000, 1000, 2, 0} /* Winograd, one shared block */
+    };
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const Case *cs = &cases[s];
+        ConvGeom g = {.n = cs->n, .c = cs->c, .h = cs->h, .w = cs->w, .o = cs->o, .kh = cs->k,
+                      .kw = cs->k, .stride_h = cs->stride, .stride_w = cs->stride,
+                      .pad_h = cs->pad, .pad_w = cs->pad};
+        g.oh = (g.h + 2 * g.pad_h - g.kh) / g.stride_h + 1;
+        g.ow = (g.w + 2 * g.pad_w - g.kw) / g.stride_w + 1;
+        g.tile_imgs = cs->tile_imgs ? cs->tile_imgs : g.n;
+        g.tile_rows = cs->tile_rows ? cs->tile_rows : g.oh;
+        const int64_t TH = (g.oh + 1) / 2, TW = (g.ow + 1) / 2;
+        if (cs->wino_rows) {
+            g.wino_rows = cs->wino_per_thread && cs->wino_rows < g.n * TH ? cs->wino_rows : g.n * TH;
+            g.wino_o = cs->wino_o < g.o ? cs->wino_o : g.o;
+            g.wino_threads = cs->wino_threads;
+            g.wino_per_thread = cs->wino_per_thread;
+        }
+        const int64_t K = g.c * g.kh * g.kw, P = g.oh * g.ow, nout = g.n * g.o * P;
+        /* scratch for either path: im2col's col and block buffer, or Winograd's U, V, M */
+        const int64_t tb = g.wino_rows * TW, th = g.wino_threads ? g.wino_threads : 1;
+        const size_t col_floats = (size_t)(K * g.tile_imgs * g.tile_rows * g.ow +
+                                           16 * (g.o * g.c + 32) + th * 16 * (g.c * tb + 32));
+        const size_t buf_floats = (size_t)(g.o * g.n * P + th * 16 * (g.o * tb + 32));
+        float *col = arena_alloc(tensor_arena(), col_floats * sizeof(float));
+        float *ybuf = arena_alloc(tensor_arena(), buf_floats * sizeof(float));
+        Tensor *x = test_randn(50 + s, 4, SHAPE(g.n, g.c, g.h, g.w));
+        Tensor *w = test_randn(60 + s, 4, SHAPE(g.o, g.c, g.kh, g.kw));
+        Tensor *b = test_randn(70 + s, 1, SHAPE(g.o));
+        Tensor *res = test_randn(80 + s, 1, SHAPE(nout));
+        const float *bias = tensor_f32(b), *r = tensor_f32(res);
+        Tensor *plain = TENSOR_F32(nout), *want = TENSOR_F32(nout), *got = TENSOR_F32(nout);
+        KERNEL_RUN(DEVICE_CPU, conv2d_forward, plain->data, x->data, w->data, NULL, col, ybuf,
+                                                &g, false, false);
+        const float *pl = tensor_f32(plain);
+        for (int variant = 0; variant < 3; variant++) {
+            /* 0: bias + ReLU; 1: residual + bias + ReLU; 2: residual, no bias, no ReLU */
+            const bool residual = variant >= 1, relu = variant <= 1;
+            const float *bv = variant <= 1 ? bias : NULL;
+            for (int64_t i = 0; i < nout; i++) {
+                float v = residual ? r[i] + pl[i] : pl[i];
+                v = v + (bv ? bv[(i / P) % g.o] : 0.0f);
+                tensor_f32(want)[i] = relu ? (v > 0 ? v : 0.0f) : v;
+            }
+            if (residual) memcpy(got->data, r, (size_t)nout * sizeof(float));
+            else tensor_fill(got, NAN); /* every output must be written */
+            KERNEL_RUN(DEVICE_CPU, conv2d_forward, got->data, x->data, w->data, bv, col, ybuf, &g,
+                                                    residual, relu);
+            char msg[160];
+            snprintf(msg, sizeof msg, "case %zu (%lldx%lld, %s), residual %d, bias %d, relu %d", s,
+                     (long long)g.kh, (long long)g.kw, g.wino_rows ? "winograd" : "gemm",
+                     residual, bv != NULL, relu);
+            EXPECT_CLOSE_N(msg, tensor_f32(got), tensor_f32(want), nout, 0, 0);
+        }
+    }
+}
+
+/* The wrappers against the unfused ops, on the default path of each geometry and with
+ * Winograd forced and refused, in fp32 and (where the CPU runs it) under PRECISION_BF16:
+ * tensor_conv2d_relu = tensor_relu(tensor_conv2d) and tensor_conv2d_add_relu_(acc) =
+ * relu((acc + conv without bias) + bias), bit for bit; with a tape recording,
+ * tensor_conv2d_relu runs the two ops (a node for each) and its gradient is theirs. */
+TEST(conv_fused_wrappers_match_unfused_ops) {
+    static const struct {
+        int64_t n, c, h, w, o, k, stride, pad;
+        bool bias;
+    } shapes[] = {
+        {2, 6, 5, 7, 5, 1, 1, 0, true},  {2, 6, 5, 7, 5, 1, 1, 0, false},
+        {2, 32, 8, 6, 32, 3, 1, 1, true}, {3, 4, 9, 8, 5, 3, 2, 1, true},
+    };
+    static const ConvWinograd modes[] = {CONV_WINOGRAD_AUTO, CONV_WINOGRAD_ALWAYS,
+                                         CONV_WINOGRAD_OFF};
+    const bool grad = ag_set_grad_enabled(false);
+    const int precisions = gemm_bf16_available() ? 2 : 1;
+    for (int pr = 0; pr < precisions; pr++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+            const ConvWinograd prev = conv_set_winograd(modes[m]);
+            EXPECT(tensor_set_precision(pr ? PRECISION_BF16 : PRECISION_FP32) == STATUS_OK, "%s",
+                   error_last());
+            Tensor *x = test_randn(90 + s, 4, SHAPE(shapes[s].n, shapes[s].c, shapes[s].h,
+                                                    shapes[s].w));
+            Tensor *w = test_randn(100 + s, 4, SHAPE(shapes[s].o, shapes[s].c, shapes[s].k,
+                                                     shapes[s].k));
+            Tensor *b = shapes[s].bias ? test_randn(110 + s, 1, SHAPE(shapes[s].o)) : NULL;
+            const int64_t st = shapes[s].stride, pad = shapes[s].pad;
+            Tensor *ref = tensor_relu(tensor_conv2d(x, w, b, st, pad));
+            Tensor *got = tensor_conv2d_relu(x, w, b, st, pad);
+            char msg[128];
+            snprintf(msg, sizeof msg, "conv2d_relu shape %zu, winograd mode %d, %s", s,
+                     (int)modes[m], precision_name(tensor_precision()));
+            EXPECT_CLOSE_N(msg, tensor_f32(got), tensor_f32(ref), ref->numel, 0, 0);
+
+            Tensor *acc = test_randn(120 + s, ref->ndim, ref->shape);
+            Tensor *sum = tensor_add(acc, tensor_conv2d(x, w, NULL, st, pad));
+            if (b) sum = tensor_add(sum, tensor_reshape(b, 4, SHAPE(1, shapes[s].o, 1, 1)));
+            Tensor *want = tensor_relu(sum);
+            Tensor *out = tensor_conv2d_add_relu_(acc, x, w, b, st, pad);
+            EXPECT(out == acc, "conv2d_add_relu_ did not return acc");
+            snprintf(msg, sizeof msg, "conv2d_add_relu_ shape %zu, winograd mode %d, %s", s,
+                     (int)modes[m], precision_name(tensor_precision()));
+            EXPECT_CLOSE_N(msg, tensor_f32(acc), tensor_f32(want), want->numel, 0, 0);
+            tensor_set_precision(PRECISION_FP32);
+            conv_set_winograd(prev);
+        }
+    }
+    ag_set_grad_enabled(true);
+    Tensor *x = test_randn(130, 4, SHAPE(2, 3, 6, 5));
+    Tensor *w = test_randn(131, 4, SHAPE(4, 3, 3, 3));
+    Tensor *b = test_randn(132, 1, SHAPE(4));
+    Tensor *dout = test_randn(133, 4, SHAPE(2, 4, 6, 5));
+    ag_set_requires_grad(x, NULL);
+    Tensor *ref = tensor_relu(tensor_conv2d(x, w, b, 1, 1));
+    ag_backward_with(ref, dout);
+    Tensor *dx_ref = x->grad;
+    x->grad = NULL;
+    Tensor *got = tensor_conv2d_relu(x, w, b, 1, 1);
+    EXPECT(got->node != NULL && strcmp(got->node->op, "relu") == 0,
+           "conv2d_relu under a tape did not record the relu node (got %s)",
+           got->node ? got->node->op : "no node");
+    EXPECT_CLOSE_N("conv2d_relu under a tape: forward", tensor_f32(got), tensor_f32(ref),
+                   ref->numel, 0, 0);
+    ag_backward_with(got, dout);
+    EXPECT_CLOSE_N("conv2d_relu under a tape: dx", tensor_f32(x->grad), tensor_f32(dx_ref),
+                   x->numel, 0, 0);
+    ag_set_grad_enabled(grad);
 }

@@ -433,14 +433,17 @@ static void c_linear_bias(Par *p) {
     KP(p, linear_bias_backward, db, dout, 29, 37);
 }
 
-/* conv: 3x3 stride 2 pad 1 in row tiles; 3x3 stride 1 in multi-image tiles; 1x1 pointwise */
-static void conv_case(Par *p, ConvGeom g, bool bias) {
+/* conv: 3x3 stride 2 pad 1 in row tiles; 3x3 stride 1 in multi-image tiles; 1x1 pointwise;
+ * each also with the fused epilogue (a residual in out, ReLU), forward only */
+static void conv_case(Par *p, ConvGeom g, bool bias, bool fused) {
     int64_t K = g.c * g.kh * g.kw;
     int64_t colsz = K * g.tile_imgs * g.tile_rows * g.ow, ysz = g.o * g.tile_imgs * g.oh * g.ow;
     float *x = pin(p, "x", g.n * g.c * g.h * g.w, -1, 1), *w = pin(p, "w", g.o * K, -1, 1);
     float *b = bias ? pin(p, "b", g.o, -1, 1) : NULL;
-    float *out = pout(p, "out", g.n * g.o * g.oh * g.ow);
-    KP(p, conv2d_forward, out, x, w, b, pscratch(p, colsz), pscratch(p, ysz), &g);
+    const int64_t nout = g.n * g.o * g.oh * g.ow;
+    float *out = fused ? pacc(p, "out", nout) : pout(p, "out", nout);
+    KP(p, conv2d_forward, out, x, w, b, pscratch(p, colsz), pscratch(p, ysz), &g, fused, fused);
+    if (fused) return;
     float *dout = pin(p, "dout", g.n * g.o * g.oh * g.ow, -1, 1);
     float *dx = pacc(p, "dx", g.n * g.c * g.h * g.w), *dw = pacc(p, "dw", g.o * K);
     float *db = pacc(p, "db", g.o);
@@ -463,7 +466,8 @@ static void c_conv_strided(Par *p) {
                   .pad_w = 1,
                   .tile_rows = 4,
                   .tile_imgs = 1};
-    conv_case(p, g, true);
+    conv_case(p, g, true, false);
+    conv_case(p, g, true, true);
 }
 static void c_conv_images(Par *p) {
     ConvGeom g = {.n = 3,
@@ -481,7 +485,8 @@ static void c_conv_images(Par *p) {
                   .pad_w = 0,
                   .tile_rows = 5,
                   .tile_imgs = 2};
-    conv_case(p, g, false);
+    conv_case(p, g, false, false);
+    conv_case(p, g, true, true);
 }
 static void c_conv_pointwise(Par *p) {
     ConvGeom g = {.n = 2,
@@ -499,7 +504,8 @@ static void c_conv_pointwise(Par *p) {
                   .pad_w = 0,
                   .tile_rows = 5,
                   .tile_imgs = 1};
-    conv_case(p, g, true);
+    conv_case(p, g, true, false);
+    conv_case(p, g, true, true);
 }
 
 /* pool */

@@ -60,7 +60,8 @@ static void run_case(const Bf16Case *cs, uint64_t seed) {
     memcpy(cf, c0, (size_t)(m * ldc) * sizeof(float));
     /* from the guarded test arena: a write past the scratch is caught after the test */
     void *scratch = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
-    gemm_bf16_cpu(c, a, b, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, scratch);
+    gemm_bf16_cpu(c, a, b, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, scratch,
+                  NULL);
     gemm_cpu(cf, a, b, 1, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0);
     const GemmBf16Blocking bl = gemm_bf16_blocking();
     const double slices = (double)((k + bl.kc - 1) / bl.kc);
@@ -181,6 +182,103 @@ TEST(gemm_bf16_transposes_alpha_beta) {
     if (need_bf16()) each_kernel(transposes);
 }
 
+/* The epilogue (row bias, column bias, ReLU) against the same GEMM without it followed by the
+ * epilogue written out here: the same float operations in the same order, so bit for bit — and
+ * only after the last slice of k (a case with two slices and beta = 1), with edge tiles, a
+ * transposed A and wide rows whose padding must stay untouched. */
+static void epilogue_cases(void) {
+    const int64_t kc = gemm_bf16_blocking().kc;
+    const Bf16Case cases[] = {
+        {37, 45, 19, false, false, 1.0f, 0.0f, 3},
+        {13, 70, kc + 5, true, false, 0.5f, 1.0f, 0},
+        {32, 32, 64, false, true, 1.0f, 0.0f, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const Bf16Case *cs = &cases[i];
+        const int64_t m = cs->m, n = cs->n, k = cs->k;
+        const int64_t lda = (cs->ta ? m : k) + cs->pad, ldb = (cs->tb ? k : n) + cs->pad;
+        const int64_t ldc = n + cs->pad;
+        Tensor *a = test_randn(1000 + i, 1, SHAPE((cs->ta ? k : m) * lda));
+        Tensor *b = test_randn(1010 + i, 1, SHAPE((cs->tb ? n : k) * ldb));
+        Tensor *c0 = test_randn(1020 + i, 1, SHAPE(m * ldc));
+        Tensor *rb = test_randn(1030 + i, 1, SHAPE(m)), *cb = test_randn(1040 + i, 1, SHAPE(n));
+        void *scratch = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
+        Tensor *plain = TENSOR_F32(m * ldc), *got = TENSOR_F32(m * ldc);
+        memcpy(plain->data, c0->data, (size_t)(m * ldc) * sizeof(float));
+        gemm_bf16_cpu(tensor_f32(plain), tensor_f32(a), tensor_f32(b), m, n, k, cs->ta, cs->tb,
+                      cs->alpha, cs->beta, lda, ldb, ldc, scratch, NULL);
+        for (int v = 0; v < 4; v++) { /* row bias + ReLU, column bias, both, both + ReLU */
+            const GemmBf16Epilogue ep = {.row_bias = v != 1 ? tensor_f32(rb) : NULL,
+                                         .col_bias = v >= 1 ? tensor_f32(cb) : NULL,
+                                         .relu = v == 0 || v == 3};
+            memcpy(got->data, c0->data, (size_t)(m * ldc) * sizeof(float));
+            gemm_bf16_cpu(tensor_f32(got), tensor_f32(a), tensor_f32(b), m, n, k, cs->ta, cs->tb,
+                          cs->alpha, cs->beta, lda, ldb, ldc, scratch, &ep);
+            Tensor *want = TENSOR_F32(m * ldc);
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t j = 0; j < ldc; j++) {
+                    float x = tensor_f32(plain)[r * ldc + j];
+                    if (j < n) {
+                        if (ep.row_bias) x = x + ep.row_bias[r];
+                        if (ep.col_bias) x = x + ep.col_bias[j];
+                        if (ep.relu) x = x > 0.0f ? x : 0.0f;
+                    }
+                    tensor_f32(want)[r * ldc + j] = x;
+                }
+            char what[128];
+            snprintf(what, sizeof what, "gemm_bf16 %s epilogue case %zu variant %d",
+                     gemm_bf16_kernel_name(gemm_bf16_kernel()), i, v);
+            EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), m * ldc, 0, 0);
+        }
+    }
+}
+
+TEST(gemm_bf16_epilogue_bias_relu) {
+    if (need_bf16()) each_kernel(epilogue_cases);
+}
+
+/* A batched call against one gemm_bf16_cpu per product: each product is packed and multiplied
+ * the same way, so bit for bit — with A per product and A shared (stride 0, packed once), two
+ * slices of k, an epilogue, matrices with gaps between them, and nothing written in the gaps. */
+static void batched_cases(void) {
+    const int64_t kc = gemm_bf16_blocking().kc;
+    const struct {
+        int64_t batch, m, n, k;
+        bool shared_a, tb;
+    } cases[] = {{3, 37, 45, 19, false, false}, {4, 13, 70, kc + 5, true, false},
+                 {2, 33, 40, 64, true, true}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t B = cases[i].batch, m = cases[i].m, n = cases[i].n, k = cases[i].k;
+        const bool tb = cases[i].tb;
+        const int64_t sa = cases[i].shared_a ? 0 : m * k + 7, sb = k * n + 5, sc = m * n + 3;
+        Tensor *a = test_randn(1100 + i, 1, SHAPE((cases[i].shared_a ? 1 : B) * (m * k + 7)));
+        Tensor *b = test_randn(1110 + i, 1, SHAPE(B * sb));
+        Tensor *c0 = test_randn(1120 + i, 1, SHAPE(B * sc));
+        Tensor *rb = test_randn(1130 + i, 1, SHAPE(m));
+        const GemmBf16Epilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
+        Tensor *want = TENSOR_F32(B * sc), *got = TENSOR_F32(B * sc);
+        memcpy(want->data, c0->data, (size_t)(B * sc) * sizeof(float));
+        memcpy(got->data, c0->data, (size_t)(B * sc) * sizeof(float));
+        void *one = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
+        for (int64_t p = 0; p < B; p++)
+            gemm_bf16_cpu(tensor_f32(want) + p * sc, tensor_f32(a) + p * sa,
+                          tensor_f32(b) + p * sb, m, n, k, false, tb, 1.0f, 1.0f, k, tb ? k : n,
+                          n, one, &ep);
+        void *all = arena_alloc(tensor_arena(),
+                                gemm_bf16_batched_scratch_bytes(B, cases[i].shared_a, m, n, k));
+        gemm_bf16_batched_cpu(tensor_f32(got), tensor_f32(a), tensor_f32(b), B, m, n, k, false,
+                              tb, 1.0f, 1.0f, k, tb ? k : n, n, sa, sb, sc, all, &ep);
+        char what[128];
+        snprintf(what, sizeof what, "gemm_bf16 %s batched case %zu",
+                 gemm_bf16_kernel_name(gemm_bf16_kernel()), i);
+        EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), B * sc, 0, 0);
+    }
+}
+
+TEST(gemm_bf16_batched_matches_single) {
+    if (need_bf16()) each_kernel(batched_cases);
+}
+
 TEST(gemm_bf16_rounding_to_nearest_even) {
     struct {
         uint32_t in;
@@ -295,5 +393,114 @@ TEST(gemm_bf16_frozen_conv_linear_match_fp32) {
     expect_bf16_close("linear", got, ref, mag, 77);
     EXPECT(memcmp(tensor_f32(learn), tensor_f32(ref), (size_t)ref->numel * sizeof(float)) == 0,
            "linear with a learnable weight must stay fp32 under PRECISION_BF16");
+    ag_set_grad_enabled(grad);
+}
+
+/* The magnitude for the bound of a Winograd F(2x2, 3x3) convolution (tensor/ops/conv.c): per
+ * output, the sum over the output transform's coefficients (|A^T| = [1 1 1 0; 0 1 1 1]) of
+ * S[xi] = sum_c |U[xi][o][c]| |V[xi][c][tile]|, with U = G g G^T and V = B^T d B computed in
+ * double from the weight and the zero-padded input patch d. The products the GEMM sums are
+ * U V, so this plays the part of T = sum |w x| of a direct convolution. */
+static Tensor *wino_magnitude(const Tensor *x, const Tensor *w, int64_t pad) {
+    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t O = w->shape[0], OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
+    const int64_t TH = (OH + 1) / 2, TW = (OW + 1) / 2;
+    const float *xv = tensor_f32((Tensor *)x), *wv = tensor_f32((Tensor *)w);
+    double *U = calloc((size_t)(O * C * 16), sizeof *U), *V = calloc((size_t)(C * 16), sizeof *V);
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *g = wv + (o * C + c) * 9;
+            double t[4][3];
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = g[j];
+                t[1][j] = 0.5 * (g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = 0.5 * (g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            double *u = U + (o * C + c) * 16;
+            for (int i = 0; i < 4; i++) {
+                u[i * 4 + 0] = fabs(t[i][0]);
+                u[i * 4 + 1] = fabs(0.5 * (t[i][0] + t[i][1] + t[i][2]));
+                u[i * 4 + 2] = fabs(0.5 * (t[i][0] - t[i][1] + t[i][2]));
+                u[i * 4 + 3] = fabs(t[i][2]);
+            }
+        }
+    Tensor *mag = tensor_zeros(DT_F32, 4, SHAPE(N, O, OH, OW));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t ty = 0; ty < TH; ty++)
+            for (int64_t tx = 0; tx < TW; tx++) {
+                for (int64_t c = 0; c < C; c++) {
+                    double d[4][4], r[4][4];
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) {
+                            const int64_t ih = 2 * ty - pad + i, iw = 2 * tx - pad + j;
+                            d[i][j] = ih >= 0 && ih < H && iw >= 0 && iw < W
+                                          ? xv[((n * C + c) * H + ih) * W + iw] : 0.0;
+                        }
+                    for (int i = 0; i < 4; i++) { /* d B */
+                        r[i][0] = d[i][0] - d[i][2];
+                        r[i][1] = d[i][1] + d[i][2];
+                        r[i][2] = d[i][2] - d[i][1];
+                        r[i][3] = d[i][1] - d[i][3];
+                    }
+                    for (int j = 0; j < 4; j++) { /* B^T (d B) */
+                        V[c * 16 + 0 + j] = fabs(r[0][j] - r[2][j]);
+                        V[c * 16 + 4 + j] = fabs(r[1][j] + r[2][j]);
+                        V[c * 16 + 8 + j] = fabs(r[2][j] - r[1][j]);
+                        V[c * 16 + 12 + j] = fabs(r[1][j] - r[3][j]);
+                    }
+                }
+                static const int at[2][4] = {{1, 1, 1, 0}, {0, 1, 1, 1}};
+                for (int64_t o = 0; o < O; o++) {
+                    double S[16] = {0};
+                    for (int64_t c = 0; c < C; c++)
+                        for (int k = 0; k < 16; k++) S[k] += U[(o * C + c) * 16 + k] * V[c * 16 + k];
+                    for (int a = 0; a < 2; a++)
+                        for (int b = 0; b < 2; b++) {
+                            const int64_t oh = 2 * ty + a, ow = 2 * tx + b;
+                            if (oh >= OH || ow >= OW) continue;
+                            double m = 0;
+                            for (int i = 0; i < 4; i++)
+                                for (int j = 0; j < 4; j++) m += at[a][i] * at[b][j] * S[i * 4 + j];
+                            tensor_f32(mag)[((n * O + o) * OH + oh) * OW + ow] = (float)m;
+                        }
+                }
+            }
+    free(U);
+    free(V);
+    return mag;
+}
+
+/* 3x3 stride-1 convolutions that take the Winograd path, under PRECISION_BF16 (the 16 products
+ * through the bf16 GEMM) against the fp32 Winograd forward. Both compute the same float32 U and V
+ * and the same transforms; the bf16 side rounds U and V to bf16, so with T the Winograd
+ * magnitude above the bound of expect_bf16_close holds with K = C + 10 (the C-term sums of the
+ * products, then at most 9 terms of the output transform and the bias). Shapes: one block of
+ * tiles with a short tile row (odd output side), and two blocks (the bf16 blocks hold 409 tile
+ * rows at 32 + 32 channels and 10 tiles per row), on the default AUTO choice and forced. */
+TEST(gemm_bf16_frozen_conv_winograd_within_bound) {
+    if (!need_bf16()) return;
+    const bool grad = ag_set_grad_enabled(false);
+    static const struct {
+        int64_t n, c, h, w, o;
+        ConvWinograd mode;
+    } convs[] = {{2, 32, 24, 20, 32, CONV_WINOGRAD_AUTO},
+                 {1, 33, 7, 9, 40, CONV_WINOGRAD_ALWAYS},
+                 {2, 32, 410, 20, 32, CONV_WINOGRAD_AUTO}};
+    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        const ConvWinograd prev = conv_set_winograd(convs[i].mode);
+        Tensor *x = test_randn(900 + i, 4, SHAPE(convs[i].n, convs[i].c, convs[i].h, convs[i].w));
+        Tensor *w = test_randn(910 + i, 4, SHAPE(convs[i].o, convs[i].c, 3, 3));
+        Tensor *b = test_randn(920 + i, 1, SHAPE(convs[i].o));
+        Tensor *ref = tensor_conv2d(x, w, b, 1, 1);
+        Tensor *mag = wino_magnitude(x, w, 1);
+        EXPECT(tensor_set_precision(PRECISION_BF16) == STATUS_OK, "%s", error_last());
+        Tensor *got = tensor_conv2d(x, w, b, 1, 1);
+        tensor_set_precision(PRECISION_FP32);
+        conv_set_winograd(prev);
+        char what[64];
+        snprintf(what, sizeof what, "winograd conv2d case %zu", i);
+        expect_bf16_close(what, got, ref, mag, convs[i].c + 10);
+    }
     ag_set_grad_enabled(grad);
 }

@@ -63,3 +63,30 @@ TEST(pool_no_grad_records_nothing) {
     EXPECT(ag_tape_length() == 0 && !y->requires_grad, "a frozen computation recorded %d nodes",
            ag_tape_length());
 }
+
+/* The 2x2 pool's vectorised rows against the general loop's operations written out, bit for
+ * bit: widths that leave vector tails (OW = 37, 3), a single output column, and signed zeros
+ * (a window of -0 must pool to +0, as 0 + (-0) does in the general loop). */
+TEST(pool_avg_pool2d_k2_rows_match_general_loop) {
+    static const int64_t sizes[][4] = {{2, 3, 6, 74}, {1, 5, 4, 6}, {3, 2, 2, 2}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int64_t N = sizes[s][0], C = sizes[s][1], H = sizes[s][2], W = sizes[s][3];
+        Tensor *x = test_randn(70 + s, 4, SHAPE(N, C, H, W));
+        for (int64_t i = 0; i < 4 && i < W; i++) tensor_f32(x)[i] = -0.0f;
+        for (int64_t i = W; i < W + 2; i++) tensor_f32(x)[i] = -0.0f; /* first window all -0 */
+        Tensor *got = tensor_avg_pool2d(x, 2);
+        const float *xv = tensor_f32(x);
+        const int64_t OH = H / 2, OW = W / 2;
+        Tensor *want = TENSOR_F32(N, C, OH, OW);
+        for (int64_t p = 0; p < N * C; p++)
+            for (int64_t i = 0; i < OH; i++)
+                for (int64_t j = 0; j < OW; j++) {
+                    float acc = 0.0f;
+                    for (int a = 0; a < 2; a++)
+                        for (int b = 0; b < 2; b++) acc += xv[p * H * W + (2 * i + a) * W + 2 * j + b];
+                    tensor_f32(want)[(p * OH + i) * OW + j] = acc * 0.25f;
+                }
+        EXPECT(memcmp(got->data, want->data, (size_t)want->numel * sizeof(float)) == 0,
+               "avg_pool2d k=2 size %zu differs from the general loop's bits", s);
+    }
+}

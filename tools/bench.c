@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "tensor/clock.h"
 #include "tensor/device.h"
@@ -38,16 +39,40 @@ double bench_clock(void) {
     return time_now_s();
 }
 
+/* Over the timed calls of the last bench_time: mean CPU seconds (user + system, all threads)
+ * and mean minor page faults per call, and the faults of its warm-up call, for the log line of
+ * the next bench_report. CPU time of a
+ * one-thread run barely moves when other processes load the machine (wall time does); faults per
+ * call say whether a call maps fresh memory (docs/profile.md). */
+static double g_cpu_per_call;
+static double g_faults_per_call;
+static long g_warmup_faults;
+static bool g_have_call_stats; /* set by bench_time, used up by bench_report */
+
+static double cpu_seconds(const struct rusage *r) {
+    return (double)(r->ru_utime.tv_sec + r->ru_stime.tv_sec) +
+           1e-6 * (double)(r->ru_utime.tv_usec + r->ru_stime.tv_usec);
+}
+
 double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_seconds) {
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
     fn(arg); /* warm-up */
     double times[1000];
     int n = 0;
+    getrusage(RUSAGE_SELF, &r1);
+    g_warmup_faults = r1.ru_minflt - r0.ru_minflt;
+    r0 = r1;
     double start = bench_clock();
     while (n < 1000 && (n < min_reps || bench_clock() - start < min_seconds)) {
         double t0 = bench_clock();
         fn(arg);
         times[n++] = bench_clock() - t0;
     }
+    getrusage(RUSAGE_SELF, &r1);
+    g_cpu_per_call = (cpu_seconds(&r1) - cpu_seconds(&r0)) / n;
+    g_faults_per_call = (double)(r1.ru_minflt - r0.ru_minflt) / n;
+    g_have_call_stats = true;
     qsort(times, n, sizeof *times, cmp_double);
     return times[n / 2];
 }
@@ -66,8 +91,13 @@ static int g_rows; /* rows reported so far */
 void bench_report(const char *key, double seconds, double gflop) {
     g_rows++;
     printf("bench\t%s\t%.4f\t%.6f\n", key, seconds * 1e3, gflop);
-    fprintf(stderr, "  %-40s %10.3f ms  %8.1f GFLOP/s\n", key, seconds * 1e3,
+    fprintf(stderr, "  %-40s %10.3f ms  %8.1f GFLOP/s", key, seconds * 1e3,
             seconds > 0 ? gflop / seconds : 0.0);
+    if (g_have_call_stats)
+        fprintf(stderr, "  (per timed call: cpu %.1f ms, %.0f minor faults; warm-up call: %ld "
+                "faults)", g_cpu_per_call * 1e3, g_faults_per_call, g_warmup_faults);
+    fputc('\n', stderr);
+    g_have_call_stats = false;
     fflush(stdout);
 }
 

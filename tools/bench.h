@@ -43,11 +43,13 @@ void bench_register(const char *name, const char *about, BenchFn fn);
  * readings counts asynchronous GPU work. Every timing of `trmml bench` reads this clock. */
 double bench_clock(void);
 /* Median seconds per call of fn(arg) over at least `min_reps` calls and ~`min_seconds`, after
- * one warm-up call; each call timed with bench_clock. */
+ * one warm-up call; each call timed with bench_clock. The next bench_report's log line (stderr)
+ * adds the mean CPU time (user + system, all threads) and minor page faults per timed call, and
+ * the warm-up call's faults. */
 double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_seconds);
 /* A row left out on this device: one line on stderr, "KEY: skipped on DEVICE: why". */
 void bench_skip(const BenchCtx *ctx, const char *key, const char *why);
-/* One result row. */
+/* One result row (stdout), and a readable line on stderr. */
 void bench_report(const char *key, double seconds, double gflop);
 /* An f32 tensor of `shape` in the current arena (on its device): uniform in [lo, hi) from r,
  * drawn on the host and copied there. */

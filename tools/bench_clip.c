@@ -115,6 +115,9 @@ static void run_text_backward(void *p) {
     ClipBench *b = p;
     Arena *a = tensor_arena();
     size_t mark = arena_mark(a);
+    /* A fresh gradient every call, as PyTorch's `x.grad = None`: the previous call's buffer was
+     * taken above the mark and has been released. */
+    b->prompts->grad = NULL;
     Tensor *f = clip_encode_text_embedded(b->m, b->prompts, b->eot);
     ag_backward_with(f, b->dout);
     ag_tape_reset();

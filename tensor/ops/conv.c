@@ -35,6 +35,7 @@
 #include "tensor/device.h"
 #include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
+#include "tensor/ops/elementwise.h"
 #include "tensor/ops/gemm_bf16.h"
 
 /* Scratch budgets for one im2col block's col matrix. A block of output rows of a large image
@@ -129,26 +130,50 @@ static void col2im_rows(float *dx, const float *dcol, int64_t ld, const ConvGeom
     }
 }
 
-/* y[o, t] = bias[o] for t < T, rows of y `ld` apart — assigns. */
-static void fill_bias(float *y, const float *bias, int64_t o_count, int64_t T, int64_t ld) {
-#pragma omp parallel for schedule(static) if (o_count * T > 32768)
-    for (int64_t o = 0; o < o_count; o++)
-        for (int64_t t = 0; t < T; t++) y[o * ld + t] = bias[o];
+/* The forward's epilogue, one pass over the GEMM's result: y = act(y + bias[o]) on the rows of
+ * output channels [o0, o0 + o_count) of one image, T values each, rows `ld` apart — assigns in
+ * place. act is ReLU when `relu`, the identity otherwise; bias may be NULL. The sum is formed
+ * before the ReLU, and with a residual the GEMM has already added it (beta = 1): the value is
+ * act((residual + conv) + bias) in that order, on every path. */
+static inline ISA_BODY void conv_epilogue_row_body(float *restrict y, int64_t T, float b,
+                                                   bool relu) {
+    if (relu)
+        for (int64_t t = 0; t < T; t++) {
+            const float v = y[t] + b;
+            y[t] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (int64_t t = 0; t < T; t++) y[t] += b;
+}
+ISA_VARIANTS(conv_epilogue_row, (float *restrict y, int64_t T, float b, bool relu),
+             (y, T, b, relu))
+
+/* The epilogue of `nimg` images whose (O, T) blocks start img_stride floats apart, rows `ld`
+ * apart; nothing to do without a bias or a ReLU. */
+static void conv_epilogue(float *y, const float *bias, bool relu, int64_t nimg,
+                          int64_t img_stride, int64_t O, int64_t T, int64_t ld) {
+    if (!bias && !relu) return;
+#pragma omp parallel for collapse(2) schedule(static) if (nimg * O * T > 32768)
+    for (int64_t n = 0; n < nimg; n++)
+        for (int64_t o = 0; o < O; o++)
+            conv_epilogue_row(y + n * img_stride + o * ld, T, bias ? bias[o] : 0.0f, relu);
 }
 
 /* A block buffer buf (O, nb*P) holds images [n0, n0+nb) of an NCHW tensor (N,O,P) side by side:
- * image i owns its columns [i*P, (i+1)*P). block_scatter writes buf (plus bias[o] when bias is
- * not NULL) to out; block_gather reads t into buf. Both assign. */
-static void block_scatter(float *out, const float *buf, const float *bias, int64_t n0,
-                          int64_t nb, const ConvGeom *g) {
+ * image i owns its columns [i*P, (i+1)*P). block_scatter writes buf to out — assigns, or with
+ * `residual` adds it to what out holds; block_gather reads t into buf — assigns. */
+static void block_scatter(float *out, const float *buf, bool residual, int64_t n0, int64_t nb,
+                          const ConvGeom *g) {
     const int64_t O = g->o, P = g->oh * g->ow;
 #pragma omp parallel for collapse(2) schedule(static) if (nb * O * P > 32768)
     for (int64_t i = 0; i < nb; i++)
         for (int64_t o = 0; o < O; o++) {
             float *dst = out + ((n0 + i) * O + o) * P;
             const float *src = buf + o * nb * P + i * P;
-            const float b = bias ? bias[o] : 0.0f;
-            for (int64_t p = 0; p < P; p++) dst[p] = src[p] + b;
+            if (residual)
+                for (int64_t p = 0; p < P; p++) dst[p] += src[p];
+            else
+                memcpy(dst, src, (size_t)P * sizeof *dst);
         }
 }
 
@@ -292,12 +317,34 @@ static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride,
     }
 }
 
+/* dst[j] = act((dst[j] + r[j]) + b) with `residual`, else act(r[j] + b), for j < w, act = ReLU
+ * when `relu` — assigns (accumulates with `residual`). The forward's epilogue on one output row
+ * of the Winograd path, in the order of conv_epilogue_row. */
+static inline ISA_BODY void wino_store_row(float *restrict dst, const float *restrict r,
+                                           int64_t w, float b, bool residual, bool relu) {
+    if (residual && relu)
+        for (int64_t j = 0; j < w; j++) {
+            const float v = (dst[j] + r[j]) + b;
+            dst[j] = v > 0.0f ? v : 0.0f;
+        }
+    else if (residual)
+        for (int64_t j = 0; j < w; j++) dst[j] = (dst[j] + r[j]) + b;
+    else if (relu)
+        for (int64_t j = 0; j < w; j++) {
+            const float v = r[j] + b;
+            dst[j] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (int64_t j = 0; j < w; j++) dst[j] = r[j] + b;
+}
+
 /* out rows 2ty, 2ty + 1 of one (n, o) plane y (OH, OW), tiles tx0 .. tx0 + nt - 1, from
- * M[xi][o][col0 + t] (+ bias) — assigns. */
+ * M[xi][o][col0 + t], through wino_store_row (bias, residual, ReLU) — assigns, or accumulates
+ * with `residual`. */
 static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *restrict M,
                                               int64_t ostride, int64_t col0, float bias,
-                                              const ConvGeom *g, int64_t ty, int64_t tx0,
-                                              int64_t nt) {
+                                              bool residual, bool relu, const ConvGeom *g,
+                                              int64_t ty, int64_t tx0, int64_t nt) {
     float r0[2 * WINO_CHUNK], r1[2 * WINO_CHUNK];
     const float *m[16];
     for (int k = 0; k < 16; k++) m[k] = M + k * ostride + col0;
@@ -307,15 +354,16 @@ static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *re
             s[0][j] = m[j][t] + m[4 + j][t] + m[8 + j][t];
             s[1][j] = m[4 + j][t] - m[8 + j][t] - m[12 + j][t];
         }
-        r0[2 * t] = s[0][0] + s[0][1] + s[0][2] + bias; /* (A^T m) A: columns combined */
-        r0[2 * t + 1] = s[0][1] - s[0][2] - s[0][3] + bias;
-        r1[2 * t] = s[1][0] + s[1][1] + s[1][2] + bias;
-        r1[2 * t + 1] = s[1][1] - s[1][2] - s[1][3] + bias;
+        r0[2 * t] = s[0][0] + s[0][1] + s[0][2]; /* (A^T m) A: columns combined */
+        r0[2 * t + 1] = s[0][1] - s[0][2] - s[0][3];
+        r1[2 * t] = s[1][0] + s[1][1] + s[1][2];
+        r1[2 * t + 1] = s[1][1] - s[1][2] - s[1][3];
     }
     const int64_t ow0 = 2 * tx0;
     const int64_t w = 2 * nt < g->ow - ow0 ? 2 * nt : g->ow - ow0; /* drop a column past OW */
-    memcpy(y + 2 * ty * g->ow + ow0, r0, (size_t)w * sizeof(float));
-    if (2 * ty + 1 < g->oh) memcpy(y + (2 * ty + 1) * g->ow + ow0, r1, (size_t)w * sizeof(float));
+    wino_store_row(y + 2 * ty * g->ow + ow0, r0, w, bias, residual, relu);
+    if (2 * ty + 1 < g->oh)
+        wino_store_row(y + (2 * ty + 1) * g->ow + ow0, r1, w, bias, residual, relu);
 }
 
 /* Tiles per Winograd block: wino_rows rows of ceil(OW/2) tiles. */
@@ -338,28 +386,31 @@ ISA_VARIANTS(wino_input_row, (float *V, int64_t sv, int64_t T, const float *inp,
              (V, sv, T, inp, g, r0, r, c))
 
 /* Output rows of tile row r0 + r for output channel o0 + o, from M (M[xi] is (ob, T), the 16
- * matrices sm apart), plus its bias — assigns. */
+ * matrices sm apart), plus its bias, the residual and the ReLU as asked — assigns (accumulates
+ * with `residual`). */
 static inline ISA_BODY void wino_output_row_body(float *out, const float *M, int64_t sm,
-                                                 int64_t T, const float *bias, const ConvGeom *g,
-                                                 int64_t r0, int64_t r, int64_t o0, int64_t o) {
+                                                 int64_t T, const float *bias, bool residual,
+                                                 bool relu, const ConvGeom *g, int64_t r0,
+                                                 int64_t r, int64_t o0, int64_t o) {
     const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
     const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
     float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
     const float b = bias ? bias[o0 + o] : 0.0f;
     for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
-        wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, g, ty, tx0,
+        wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, residual, relu, g, ty, tx0,
                           TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
 }
 ISA_VARIANTS(wino_output_row, (float *out, const float *M, int64_t sm, int64_t T,
-                               const float *bias, const ConvGeom *g, int64_t r0, int64_t r,
-                               int64_t o0, int64_t o), (out, M, sm, T, bias, g, r0, r, o0, o))
+                               const float *bias, bool residual, bool relu, const ConvGeom *g,
+                               int64_t r0, int64_t r, int64_t o0, int64_t o),
+             (out, M, sm, T, bias, residual, relu, g, r0, r, o0, o))
 
 /* One block of tile rows [r0, r0 + R) through the whole pipeline on the calling thread: input
  * transform into V (16, C, T), 16 single-threaded GEMMs into M (16, ob, T), output transform
  * into out for output channels [o0, o0 + ob) — assigns. */
-static void wino_block(float *out, const float *inp, const float *bias, const float *U, float *V,
-                       float *M, const ConvGeom *g, int64_t r0, int64_t R, int64_t o0,
-                       int64_t ob) {
+static void wino_block(float *out, const float *inp, const float *bias, bool residual, bool relu,
+                       const float *U, float *V, float *M, const ConvGeom *g, int64_t r0,
+                       int64_t R, int64_t o0, int64_t ob) {
     const int64_t C = g->c, T = R * ((g->ow + 1) / 2);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
     for (int64_t c = 0; c < C; c++)
@@ -370,15 +421,16 @@ static void wino_block(float *out, const float *inp, const float *bias, const fl
         gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
                  T, T, 0, 0, 0);
     for (int64_t o = 0; o < ob; o++)
-        for (int64_t r = 0; r < R; r++) wino_output_row(out, M, sm, T, bias, g, r0, r, o0, o);
+        for (int64_t r = 0; r < R; r++)
+            wino_output_row(out, M, sm, T, bias, residual, relu, g, r0, r, o0, o);
 }
 
 /* The stages of wino_block for one block of all tiles, each stage split across the threads:
  * for small images, where per-thread blocks would make the GEMMs too thin. The input transform
  * is skipped when V already holds it (a later slice of output channels). */
-static void wino_block_shared(float *out, const float *inp, const float *bias, const float *U,
-                              float *V, float *M, const ConvGeom *g, int64_t o0, int64_t ob,
-                              bool transform_input) {
+static void wino_block_shared(float *out, const float *inp, const float *bias, bool residual,
+                              bool relu, const float *U, float *V, float *M, const ConvGeom *g,
+                              int64_t o0, int64_t ob, bool transform_input) {
     const int64_t C = g->c, R = g->n * ((g->oh + 1) / 2), T = R * ((g->ow + 1) / 2);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
     if (transform_input) {
@@ -393,16 +445,18 @@ static void wino_block_shared(float *out, const float *inp, const float *bias, c
                  T, T, 0, 0, 0);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t o = 0; o < ob; o++)
-        for (int64_t r = 0; r < R; r++) wino_output_row(out, M, sm, T, bias, g, 0, r, o0, o);
+        for (int64_t r = 0; r < R; r++)
+            wino_output_row(out, M, sm, T, bias, residual, relu, g, 0, r, o0, o);
 }
 
 static void conv2d_forward_winograd(float *out, const float *inp, const float *weight,
                                     const float *bias, float *col, float *ybuf,
-                                    const ConvGeom *g) {
+                                    const ConvGeom *g, bool residual, bool relu) {
     /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,3,3), bias (O) or NULL; scratch col holds
      * U (16, wino_o, C) then V (16, C, Tb), ybuf holds M (16, wino_o, Tb), one V and one M per
      * thread when blocks are per thread; Tb = wino_tiles_per_block, each of the 16 matrices
-     * wino_stride apart — assigns.
+     * wino_stride apart — assigns out = act(conv + bias), or with `residual` accumulates
+     * out = act((out + conv) + bias), act = ReLU when `relu` (the output transform applies it).
      *
      * Large images: each thread takes whole blocks of tile rows through the whole pipeline in
      * its own V and M, so the only barriers are the two around each slice of output channels.
@@ -419,7 +473,7 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
         const int64_t ob = g->wino_o < O - o0 ? g->wino_o : O - o0;
         wino_weights(U, weight, o0, ob, C);
         if (!g->wino_per_thread) { /* one block; its input transform serves every slice */
-            wino_block_shared(out, inp, bias, U, V0, M0, g, o0, ob, o0 == 0);
+            wino_block_shared(out, inp, bias, residual, relu, U, V0, M0, g, o0, ob, o0 == 0);
             continue;
         }
 #pragma omp parallel num_threads(g->wino_threads)
@@ -434,40 +488,84 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
             for (int64_t blk = 0; blk < blocks; blk++) {
                 const int64_t r0 = blk * g->wino_rows;
                 const int64_t R = g->wino_rows < rows_total - r0 ? g->wino_rows : rows_total - r0;
-                wino_block(out, inp, bias, U, V, M, g, r0, R, o0, ob);
+                wino_block(out, inp, bias, residual, relu, U, V, M, g, r0, R, o0, ob);
             }
         }
     }
 }
 
+/* The Winograd forward under PRECISION_BF16 (a frozen weight, tensor/ops/gemm_bf16.h): the 16
+ * products of each block go through the bf16 GEMM, which rounds U and V to bf16 as it packs
+ * them and sums in float32; the transforms stay float32. All output channels at once (wino_o =
+ * O, so each block's input transform serves every output channel) and blocks of wino_rows tile
+ * rows across images, with every stage split across the threads: the bf16 GEMM runs on all of
+ * them (the 16 products in one batched call), and wide blocks amortise its packing of U[xi]
+ * (O x C pairs per block). Scratch: col holds
+ * U (16, O, C) then V (16, C, Tb), ybuf M (16, O, Tb), Tb = wino_tiles_per_block, each of the 16
+ * matrices wino_stride apart; packs gemm_bf16_batched_scratch_bytes(16, false, O, Tb, C) —
+ * assigns
+ * out = act(conv + bias), or with `residual` accumulates out = act((out + conv) + bias). */
+static void conv2d_forward_winograd_bf16(float *out, const float *inp, const float *weight,
+                                         const float *bias, float *col, float *ybuf,
+                                         const ConvGeom *g, bool residual, bool relu,
+                                         void *packs) {
+    const int64_t C = g->c, O = g->o, TW = (g->ow + 1) / 2;
+    const int64_t rows_total = g->n * ((g->oh + 1) / 2), su = wino_stride(O * C);
+    CHECK(g->wino_o == O && !g->wino_per_thread, "conv2d bf16 Winograd: blocks of %lld of %lld "
+          "output channels, per thread %lld (expected all channels in shared blocks)",
+          (long long)g->wino_o, (long long)O, (long long)g->wino_per_thread);
+    float *U = col, *V = col + 16 * su, *M = ybuf;
+    wino_weights(U, weight, 0, O, C);
+    for (int64_t r0 = 0; r0 < rows_total; r0 += g->wino_rows) {
+        const int64_t R = g->wino_rows < rows_total - r0 ? g->wino_rows : rows_total - r0;
+        const int64_t T = R * TW, sv = wino_stride(C * T), sm = wino_stride(O * T);
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, r0, r, c);
+        /* M[xi] (O, T) = U[xi] (O, C) @ V[xi] (C, T): the 16 products in one batched call
+         * on all the threads */
+        gemm_bf16_batched_cpu(M, U, V, 16, O, T, C, false, false, 1.0f, 0.0f, C, T, T, su, sv, sm,
+                              packs, NULL);
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t r = 0; r < R; r++)
+                wino_output_row(out, M, sm, T, bias, residual, relu, g, r0, r, 0, o);
+    }
+}
+
 /* C (m, n) = A (m, k) @ B (k, n) + beta C, row-major with row strides lda/ldb/ldc: the fp32 core
- * GEMM, or the bf16 one (tensor/ops/gemm_bf16.h) when bf16_scratch is not NULL. */
+ * GEMM, or the bf16 one (tensor/ops/gemm_bf16.h) when bf16_scratch is not NULL, which then also
+ * applies the epilogue ep (bias per row of C, ReLU) as it stores C. */
 static void conv_gemm(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
-                      float beta, int64_t lda, int64_t ldb, int64_t ldc, void *bf16_scratch) {
+                      float beta, int64_t lda, int64_t ldb, int64_t ldc, void *bf16_scratch,
+                      const GemmBf16Epilogue *ep) {
     if (bf16_scratch)
-        gemm_bf16_cpu(c, a, b, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, bf16_scratch);
+        gemm_bf16_cpu(c, a, b, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, bf16_scratch, ep);
     else
         gemm_cpu(c, a, b, 1, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, 0, 0, 0);
 }
 
-/* The forward without Winograd: 1x1 GEMMs or im2col blocks, through conv_gemm — assigns. */
+/* The forward without Winograd: 1x1 GEMMs or im2col blocks, through conv_gemm, then the
+ * epilogue (bias, ReLU) — assigns, or with `residual` adds the convolution to what out holds
+ * (the GEMMs accumulate onto it, beta = 1). The bf16 GEMM applies the epilogue as it stores
+ * each product that lands in out directly; the fp32 one (OpenBLAS) leaves it to one pass. */
 static void conv2d_forward_gemm(float *out, const float *inp, const float *weight,
                                 const float *bias, float *col, float *ybuf, const ConvGeom *g,
-                                void *bf16_scratch) {
+                                bool residual, bool relu, void *bf16_scratch) {
     const int64_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
     const int64_t in_img = g->c * g->h * g->w, out_img = g->o * P;
+    const float beta = residual ? 1.0f : 0.0f;
+    const GemmBf16Epilogue ep = {.row_bias = bias, .col_bias = NULL, .relu = relu};
     if (conv_pointwise(g)) {
-        /* With a bias the output starts as bias and the GEMM accumulates onto it (beta = 1). */
-        if (bias)
-            for (int64_t n = 0; n < g->n; n++) fill_bias(out + n * out_img, bias, g->o, P, P);
-        if (!bf16_scratch) { /* one batched call: the weights shared by every image */
-            gemm_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f,
-                     bias ? 1.0f : 0.0f, g->c, P, P, 0, in_img, out_img);
+        if (bf16_scratch) { /* one batched call: the weights packed once for every image */
+            gemm_bf16_batched_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, beta,
+                                  g->c, P, P, 0, in_img, out_img, bf16_scratch, &ep);
             return;
         }
-        for (int64_t n = 0; n < g->n; n++)
-            conv_gemm(out + n * out_img, weight, inp + n * in_img, g->o, P, g->c,
-                      bias ? 1.0f : 0.0f, g->c, P, P, bf16_scratch);
+        /* one batched call: the weights shared by every image */
+        gemm_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, beta, g->c, P, P, 0,
+                 in_img, out_img);
+        conv_epilogue(out, bias, relu, g->n, out_img, g->o, P, P);
         return;
     }
     for (int64_t n0 = 0; n0 < g->n; n0 += g->tile_imgs) {
@@ -478,28 +576,32 @@ static void conv2d_forward_gemm(float *out, const float *inp, const float *weigh
             if (b.nb == 1) {
                 /* One image: the GEMM writes the (O, T) block of out in place, rows P apart. */
                 float *y = out + n0 * out_img + oh0 * g->ow;
-                if (bias) fill_bias(y, bias, g->o, T, P);
-                conv_gemm(y, weight, col, g->o, T, K, bias ? 1.0f : 0.0f, K, T, P, bf16_scratch);
+                conv_gemm(y, weight, col, g->o, T, K, beta, K, T, P, bf16_scratch, &ep);
+                if (!bf16_scratch) conv_epilogue(y, bias, relu, 1, 0, g->o, T, P);
             } else {
                 /* Several whole images in one GEMM (the weights are packed once for all of
-                 * them), then each image's columns are moved to its place in NCHW. */
-                conv_gemm(ybuf, weight, col, g->o, ld, K, 0.0f, K, ld, ld, bf16_scratch);
-                block_scatter(out, ybuf, bias, n0, b.nb, g);
+                 * them), then each image's columns are moved to its place in NCHW, onto the
+                 * residual, and the epilogue follows (the residual comes before the bias). */
+                conv_gemm(ybuf, weight, col, g->o, ld, K, 0.0f, K, ld, ld, bf16_scratch, NULL);
+                block_scatter(out, ybuf, residual, n0, b.nb, g);
+                conv_epilogue(out + n0 * out_img, bias, relu, b.nb, out_img, g->o, P, P);
             }
         }
     }
 }
 
 void conv2d_forward_cpu(float *out, const float *inp, const float *weight, const float *bias,
-                        float *col, float *ybuf, const ConvGeom *g) {
+                        float *col, float *ybuf, const ConvGeom *g, bool residual, bool relu) {
     /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,KH,KW), bias (O) or NULL,
      * col (C*KH*KW, tile_imgs*tile_rows*OW) scratch, unused on the 1x1 path,
-     * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns */
+     * ybuf (O, tile_imgs*OH*OW) scratch, used only when tile_imgs > 1 — assigns
+     * out = act(conv + bias), or with `residual` accumulates: out = act((out + conv) + bias);
+     * act = ReLU when `relu`, else the identity */
     if (g->wino_rows > 0) {
-        conv2d_forward_winograd(out, inp, weight, bias, col, ybuf, g);
+        conv2d_forward_winograd(out, inp, weight, bias, col, ybuf, g, residual, relu);
         return;
     }
-    conv2d_forward_gemm(out, inp, weight, bias, col, ybuf, g, NULL);
+    conv2d_forward_gemm(out, inp, weight, bias, col, ybuf, g, residual, relu, NULL);
 }
 
 void conv2d_backward_cpu(float *dinp, float *dweight, float *dbias, float *col, float *dcol,
@@ -667,13 +769,17 @@ ConvWinograd conv_set_winograd(ConvWinograd mode) {
  * for little work: 28 tiles at 512 channels ran 1.4x im2col's time).
  * Below WINO_MIN_CHANNELS input or output channels the 16 GEMMs (K = C) are too thin to beat
  * im2col's one GEMM with K = 9C, and below WINO_MIN_TILES tiles in all (512 channels at 14x14,
- * batch 1: 49) too narrow (measured 2.2x im2col's time there). */
+ * batch 1: 49) too narrow (measured 2.2x im2col's time there). A frozen weight under bf16 takes
+ * the same thresholds and its own blocks (WINO_BF16_BYTES below). */
 #define WINO_BYTES ((int64_t)2 << 20)
 #define WINO_SHARED_BYTES ((int64_t)16 << 20)
 #define WINO_U_BYTES ((int64_t)4 << 20)
 #define WINO_MIN_CHANNELS 32
 #define WINO_MIN_TILES 128
-static void conv_pick_winograd(ConvGeom *g, DeviceKind dev) {
+/* Under bf16 (conv2d_forward_winograd_bf16): every output channel in one slice, and blocks of
+ * tile rows whose V and M fit WINO_BF16_BYTES, shared by the threads. */
+#define WINO_BF16_BYTES ((int64_t)16 << 20)
+static void conv_pick_winograd(ConvGeom *g, DeviceKind dev, bool bf16) {
     g->wino_rows = g->wino_o = g->wino_threads = g->wino_per_thread = 0;
     const ConvWinograd mode = conv_winograd_mode();
     if (!device_runs_cpu_kernels(dev) || mode == CONV_WINOGRAD_OFF || g->kh != 3 || g->kw != 3 ||
@@ -687,6 +793,14 @@ static void conv_pick_winograd(ConvGeom *g, DeviceKind dev) {
 #ifdef _OPENMP
     g->wino_threads = omp_get_max_threads();
 #endif
+    if (bf16) {
+        g->wino_o = g->o;
+        const int64_t row_bytes = 16 * (g->c + g->o) * TW * F; /* V and M of one tile row */
+        g->wino_rows = WINO_BF16_BYTES / row_bytes;
+        if (g->wino_rows < 1) g->wino_rows = 1;
+        if (g->wino_rows > g->n * TH) g->wino_rows = g->n * TH;
+        return;
+    }
     g->wino_o = WINO_U_BYTES / (16 * g->c * F);
     if (g->wino_o < WINO_MIN_CHANNELS) g->wino_o = WINO_MIN_CHANNELS;
     if (g->wino_o > g->o) g->wino_o = g->o;
@@ -702,67 +816,127 @@ static void conv_pick_winograd(ConvGeom *g, DeviceKind dev) {
     if (g->wino_rows > g->n * TH) g->wino_rows = g->n * TH;
 }
 
-Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride_h,
-                         int64_t stride_w, int64_t pad_h, int64_t pad_w) {
-    tensor_check_f32("conv2d", x, "x");
-    tensor_check_f32("conv2d", weight, "weight");
-    tensor_check_same_device("conv2d", x, weight);
+/* Validate the operands of `op` and return the geometry, blocks and Winograd choice included. */
+static ConvGeom conv_geom(const char *op, const Tensor *x, const Tensor *weight,
+                          const Tensor *bias, int64_t stride_h, int64_t stride_w, int64_t pad_h,
+                          int64_t pad_w) {
+    tensor_check_f32(op, x, "x");
+    tensor_check_f32(op, weight, "weight");
+    tensor_check_same_device(op, x, weight);
     CHECK(x->ndim == 4 && weight->ndim == 4,
-          "conv2d: x %s must be (N,C,H,W) and weight %s (O,C,KH,KW)", tensor_shape_str(x),
+          "%s: x %s must be (N,C,H,W) and weight %s (O,C,KH,KW)", op, tensor_shape_str(x),
           tensor_shape_str(weight));
-    CHECK(weight->shape[1] == x->shape[1], "conv2d: weight %s expects %lld input channels, x %s "
-          "has %lld", tensor_shape_str(weight), (long long)weight->shape[1], tensor_shape_str(x),
-          (long long)x->shape[1]);
+    CHECK(weight->shape[1] == x->shape[1], "%s: weight %s expects %lld input channels, x %s "
+          "has %lld", op, tensor_shape_str(weight), (long long)weight->shape[1],
+          tensor_shape_str(x), (long long)x->shape[1]);
     if (bias) {
-        tensor_check_f32("conv2d", bias, "bias");
-        tensor_check_same_device("conv2d", x, bias);
+        tensor_check_f32(op, bias, "bias");
+        tensor_check_same_device(op, x, bias);
         CHECK(bias->ndim == 1 && bias->shape[0] == weight->shape[0],
-              "conv2d: bias %s must be (O) = (%lld) for weight %s", tensor_shape_str(bias),
+              "%s: bias %s must be (O) = (%lld) for weight %s", op, tensor_shape_str(bias),
               (long long)weight->shape[0], tensor_shape_str(weight));
     }
     CHECK(stride_h >= 1 && stride_w >= 1 && pad_h >= 0 && pad_w >= 0,
-          "conv2d: stride (%lld, %lld) must be >= 1 and padding (%lld, %lld) >= 0",
+          "%s: stride (%lld, %lld) must be >= 1 and padding (%lld, %lld) >= 0", op,
           (long long)stride_h, (long long)stride_w, (long long)pad_h, (long long)pad_w);
     ConvGeom g = {.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
                   .o = weight->shape[0], .kh = weight->shape[2], .kw = weight->shape[3],
                   .stride_h = stride_h, .stride_w = stride_w, .pad_h = pad_h, .pad_w = pad_w};
     CHECK(g.h + 2 * pad_h >= g.kh && g.w + 2 * pad_w >= g.kw && g.kh >= 1 && g.kw >= 1,
-          "conv2d: kernel %s does not fit x %s padded by (%lld, %lld)", tensor_shape_str(weight),
+          "%s: kernel %s does not fit x %s padded by (%lld, %lld)", op, tensor_shape_str(weight),
           tensor_shape_str(x), (long long)pad_h, (long long)pad_w);
     g.oh = (g.h + 2 * pad_h - g.kh) / stride_h + 1;
     g.ow = (g.w + 2 * pad_w - g.kw) / stride_w + 1;
     conv_pick_blocks(&g, x->device);
-    conv_pick_winograd(&g, x->device);
-    /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): the im2col and 1x1
-     * forwards use the bf16 GEMM. Convolutions that take Winograd keep it, in fp32: packing the
-     * im2col matrix into bf16 costs about as much as its products when O is small (64 to 128
-     * output channels: measured slower than fp32 Winograd, docs/ops/gemm_bf16.md). Backward
-     * stays fp32. */
-    const bool bf16 = g.wino_rows == 0 && tensor_bf16_forward(weight);
+    conv_pick_winograd(&g, x->device, tensor_bf16_forward(weight));
+    return g;
+}
 
-    Tensor *out = tensor_empty(DT_F32, 4, SHAPE(g.n, g.o, g.oh, g.ow));
+/* Run the forward of g into out (its scratch from the current arena, released after) with the
+ * epilogue asked: out = act(conv + bias), or with `residual` out = act((out + conv) + bias). */
+static void conv_forward_into(Tensor *out, const Tensor *x, const Tensor *weight,
+                              const Tensor *bias, const ConvGeom *g, bool residual, bool relu) {
+    /* A frozen weight under PRECISION_BF16 (tensor/ops/gemm_bf16.h): every forward product
+     * goes through the bf16 GEMM — the 1x1 and im2col GEMMs, and the 16 products of the
+     * Winograd path (conv2d_forward_winograd_bf16). Backward stays fp32. */
+    const bool bf16 = tensor_bf16_forward(weight);
     Arena *a = tensor_arena();
     size_t mark = arena_mark(a);
     size_t col_floats, ybuf_floats;
-    conv_forward_scratch(&g, &col_floats, &ybuf_floats);
+    conv_forward_scratch(g, &col_floats, &ybuf_floats);
     float *col = scratch(a, col_floats), *ybuf = scratch(a, ybuf_floats);
-    if (bf16) {
-        /* the bf16 GEMM's packing scratch, for its widest product (a block, or one image) */
-        const int64_t width = conv_pointwise(&g) ? g.oh * g.ow : g.tile_imgs * g.tile_rows * g.ow;
-        void *packs = arena_alloc(a, gemm_bf16_scratch_bytes(g.o, width, g.c * g.kh * g.kw));
-        conv2d_forward_gemm(out->data, x->data, weight->data, bias ? bias->data : NULL, col, ybuf,
-                            &g, packs);
+    const float *b = bias ? bias->data : NULL;
+    if (bf16 && g->wino_rows > 0) {
+        void *packs = arena_alloc(
+            a, gemm_bf16_batched_scratch_bytes(16, false, g->o, wino_tiles_per_block(g), g->c));
+        conv2d_forward_winograd_bf16(out->data, x->data, weight->data, b, col, ybuf, g, residual,
+                                     relu, packs);
+    } else if (bf16) {
+        /* the bf16 GEMM's packing scratch: every image of a 1x1 convolution (one batched call,
+         * the weights packed once), or the widest im2col block */
+        const int64_t width = g->tile_imgs * g->tile_rows * g->ow;
+        const size_t bytes =
+            conv_pointwise(g)
+                ? gemm_bf16_batched_scratch_bytes(g->n, true, g->o, g->oh * g->ow, g->c)
+                : gemm_bf16_scratch_bytes(g->o, width, g->c * g->kh * g->kw);
+        void *packs = arena_alloc(a, bytes);
+        conv2d_forward_gemm(out->data, x->data, weight->data, b, col, ybuf, g, residual, relu,
+                            packs);
     } else {
-        KERNEL_RUN(x->device, conv2d_forward, out->data, x->data, weight->data,
-                                               bias ? bias->data : NULL, col, ybuf, &g);
+        KERNEL_RUN(x->device, conv2d_forward, out->data, x->data, weight->data, b, col, ybuf, g,
+                                               residual, relu);
     }
     arena_release(a, mark);
+}
+
+Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride_h,
+                         int64_t stride_w, int64_t pad_h, int64_t pad_w) {
+    ConvGeom g = conv_geom("conv2d", x, weight, bias, stride_h, stride_w, pad_h, pad_w);
+    Tensor *out = tensor_empty(DT_F32, 4, SHAPE(g.n, g.o, g.oh, g.ow));
+    conv_forward_into(out, x, weight, bias, &g, false, false);
     Node *nd = AG_RECORD("conv2d", out, conv2d_backward, x, weight, bias);
     if (nd) {
-        nd->extra = arena_alloc_host(a, sizeof g);
+        nd->extra = arena_alloc(tensor_arena(), sizeof g);
         memcpy(nd->extra, &g, sizeof g);
     }
     return out;
+}
+
+/* Whether a forward with these operands would record a tape node (then the fused forms below
+ * run the ops one by one, so that backward sees the pre-activation). */
+static bool conv_records(const Tensor *x, const Tensor *weight, const Tensor *bias) {
+    return ag_grad_enabled() &&
+           (x->requires_grad || weight->requires_grad || (bias && bias->requires_grad));
+}
+
+Tensor *tensor_conv2d_relu(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride,
+                           int64_t padding) {
+    if (conv_records(x, weight, bias))
+        return tensor_relu(tensor_conv2d(x, weight, bias, stride, padding));
+    ConvGeom g = conv_geom("conv2d_relu", x, weight, bias, stride, stride, padding, padding);
+    Tensor *out = tensor_empty(DT_F32, 4, SHAPE(g.n, g.o, g.oh, g.ow));
+    conv_forward_into(out, x, weight, bias, &g, false, true);
+    return out;
+}
+
+Tensor *tensor_conv2d_add_relu_(Tensor *acc, Tensor *x, Tensor *weight, Tensor *bias,
+                                int64_t stride, int64_t padding) {
+    ConvGeom g = conv_geom("conv2d_add_relu_", x, weight, bias, stride, stride, padding, padding);
+    tensor_check_f32("conv2d_add_relu_", acc, "acc");
+    tensor_check_same_device("conv2d_add_relu_", acc, x);
+    CHECK(acc->ndim == 4 && acc->shape[0] == g.n && acc->shape[1] == g.o &&
+              acc->shape[2] == g.oh && acc->shape[3] == g.ow,
+          "conv2d_add_relu_: acc %s must be the output's shape (%lld, %lld, %lld, %lld)",
+          tensor_shape_str(acc), (long long)g.n, (long long)g.o, (long long)g.oh,
+          (long long)g.ow);
+    CHECK(!ag_grad_enabled(), "conv2d_add_relu_: in-place op while grad mode is on (acc %s); use "
+          "tensor_relu(tensor_add(acc, tensor_conv2d(...))), or turn grad mode off for a frozen "
+          "forward pass", tensor_shape_str(acc));
+    CHECK(!acc->requires_grad, "conv2d_add_relu_: in-place op on a tensor that requires a "
+          "gradient (acc %s)", tensor_shape_str(acc));
+    CHECK(acc->data != x->data, "conv2d_add_relu_: acc must not be the input x");
+    conv_forward_into(acc, x, weight, bias, &g, true, true);
+    return acc;
 }
 
 Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride, int64_t padding) {

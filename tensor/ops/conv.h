@@ -15,6 +15,20 @@ Tensor *tensor_conv2d(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride, i
 Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride_h,
                          int64_t stride_w, int64_t pad_h, int64_t pad_w);
 
+/* Fused forms for frozen forward passes (docs/ops/conv.md, "Fused epilogues"): the bias, a
+ * residual and the ReLU are applied in one pass over the product instead of one op each.
+ *   tensor_conv2d_relu: out = relu(conv2d(x, weight) + bias), a new tensor. When a tape node
+ *     would be recorded (grad mode on and an operand requires a gradient) it runs tensor_conv2d
+ *     then tensor_relu instead, so that training keeps its pre-activation for backward.
+ *   tensor_conv2d_add_relu_: acc = relu((acc + conv2d(x, weight)) + bias) in place, acc of the
+ *     output's shape (a ResNet block's residual, which dies here); returns acc. In-place, so
+ *     never recorded: grad mode on or acc requiring a gradient is a CHECK failure, as for
+ *     tensor_add_. The sum is formed in the order written (the GEMM accumulates onto acc). */
+Tensor *tensor_conv2d_relu(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride,
+                           int64_t padding);
+Tensor *tensor_conv2d_add_relu_(Tensor *acc, Tensor *x, Tensor *weight, Tensor *bias,
+                                int64_t stride, int64_t padding);
+
 /* Which CPU forward a 3x3 stride-1 convolution takes (docs/ops/conv.md). CONV_WINOGRAD_AUTO,
  * the default: Winograd F(2x2, 3x3) where it measured faster than im2col (at least 32 input
  * and output channels and 128 tiles of 2x2 outputs), im2col + GEMM otherwise. OFF: always

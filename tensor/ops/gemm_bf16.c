@@ -178,9 +178,7 @@ static void scratch_layout(int64_t m, int64_t n, int64_t k, int64_t *a_words, in
 }
 
 size_t gemm_bf16_scratch_bytes(int64_t m, int64_t n, int64_t k) {
-    int64_t aw, bw;
-    scratch_layout(m, n, k, &aw, &bw);
-    return (size_t)(aw + bw) * sizeof(uint32_t) + 128;
+    return gemm_bf16_batched_scratch_bytes(1, true, m, n, k);
 }
 
 /* Two bf16 in one 32-bit word: element k of the pair in the low half, k + 1 in the high half,
@@ -249,13 +247,14 @@ BF16_TARGET static void pack_b_panel_t(uint32_t *restrict bp, const float *restr
     }
 }
 
-/* The micro-kernel: tile (mr, nr) of C, rows ldc apart, = alpha * (A panel (kp, MR) @
- * B panel (kp, NR)) + beta * tile — assigns (beta = 0: C not read) or accumulates. The 24
- * accumulators live in zmm registers for the whole loop over k. */
 /* The epilogue both kernels share: row ci of C (its first nr <= NR columns) gets
- * alpha (t0 | t1) + beta ci (beta 0: ci is not read, so NaN in C does not leak in). */
+ * alpha (t0 | t1) + beta ci (beta 0: ci is not read, so NaN in C does not leak in), then, when
+ * ep is not NULL (the last slice of k), + rowb (the row's bias, ep->row_bias given), + colb[j]
+ * (colb: ep->col_bias at the tile's first column) and the ReLU (ep->relu; max(x, 0) maps NaN to
+ * 0, as the ReLU op), in that order. */
 static inline __attribute__((always_inline, target("arch=x86-64-v4"))) void
-store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta) {
+store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta,
+            const GemmBf16Epilogue *ep, float rowb, const float *colb) {
     const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
     const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
                          : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1)
@@ -275,13 +274,33 @@ store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta
         t0 = _mm512_add_ps(t0, c0);
         t1 = _mm512_add_ps(t1, c1);
     }
+    if (ep) {
+        if (ep->row_bias) {
+            const __m512 vr = _mm512_set1_ps(rowb);
+            t0 = _mm512_add_ps(t0, vr);
+            t1 = _mm512_add_ps(t1, vr);
+        }
+        if (ep->col_bias) {
+            t0 = _mm512_add_ps(t0, _mm512_maskz_loadu_ps(m0, colb));
+            t1 = _mm512_add_ps(t1, _mm512_maskz_loadu_ps(m1, colb + 16));
+        }
+        if (ep->relu) {
+            t0 = _mm512_max_ps(t0, _mm512_setzero_ps());
+            t1 = _mm512_max_ps(t1, _mm512_setzero_ps());
+        }
+    }
     _mm512_mask_storeu_ps(ci, m0, t0);
     _mm512_mask_storeu_ps(ci + 16, m1, t1);
 }
 
+/* The micro-kernel: tile (mr, nr) of C, rows ldc apart, = alpha * (A panel (kp, MR) @
+ * B panel (kp, NR)) + beta * tile — assigns (beta = 0: C not read) or accumulates. The 24
+ * accumulators live in zmm registers for the whole loop over k. Then the epilogue ep (NULL but
+ * on the last slice of k; the tile starts at row i0, column j0 of C, which index the biases). */
 BF16_TARGET static void micro_kernel(int64_t kp, const uint32_t *restrict ap,
                                      const uint32_t *restrict bp, float *c, int64_t ldc, int64_t mr,
-                                     int64_t nr, float alpha, float beta) {
+                                     int64_t nr, float alpha, float beta,
+                                     const GemmBf16Epilogue *ep, int64_t i0, int64_t j0) {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -299,7 +318,9 @@ BF16_TARGET static void micro_kernel(int64_t kp, const uint32_t *restrict ap,
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
-        store_c_row(c + i * ldc, acc[i][0], acc[i][1], nr, alpha, beta);
+        store_c_row(c + i * ldc, acc[i][0], acc[i][1], nr, alpha, beta, ep,
+                    ep && ep->row_bias ? ep->row_bias[i0 + i] : 0.0f,
+                    ep && ep->col_bias ? ep->col_bias + j0 : NULL);
     }
 }
 
@@ -359,13 +380,15 @@ AMX_TARGET static void amx_release(void) { _tile_release(); }
 /* The AMX kernel for one block: rows [q0*32, q1*32) of C (q1 - q0 <= AMX_MAX_PANELS panels of
  * A, (32, kpp) words each, kpp*32 words apart) x the NR columns of one B panel (kpp, NR):
  * C block = alpha * A block @ B panel + beta * C block — assigns (beta = 0: C not read) or
- * accumulates; mr_last rows valid in the last panel, nr columns valid.
+ * accumulates, then the epilogue ep (NULL but on the last slice of k; the panel starts at
+ * column j0 of C); mr_last rows valid in the last panel, nr columns valid.
  * The four C tiles are kept in cbuf (contiguous, in L1) between chunks of ksub pairs of k: the
  * B panel's chunk (ksub x 128 bytes) stays in L1 while every panel of A streams past it, and C
  * itself is read and written once, at the end, instead of once per chunk. */
 AMX_TARGET static void amx_block(int64_t kpp, int64_t ksub, const uint32_t *ap, int64_t q0,
                                  int64_t q1, const uint32_t *bp, float *c, int64_t ldc,
-                                 int64_t m, int64_t nr, float alpha, float beta) {
+                                 int64_t m, int64_t nr, float alpha, float beta,
+                                 const GemmBf16Epilogue *ep, int64_t j0) {
     float cbuf[AMX_MAX_PANELS * AMX_MR * NR] __attribute__((aligned(64)));
     /* Rows of an A panel are kpp + 16 words apart: with exactly kpp (often a power of two) the
      * 32 rows of two A tiles would fall into one or two sets of L1 and evict each other. */
@@ -403,39 +426,74 @@ AMX_TARGET static void amx_block(int64_t kpp, int64_t ksub, const uint32_t *ap, 
         }
     }
     const int64_t rows = min64((q1 - q0) * AMX_MR, m - q0 * AMX_MR);
-    for (int64_t i = 0; i < rows; i++)
-        store_c_row(c + (q0 * AMX_MR + i) * ldc, _mm512_load_ps(cbuf + i * NR),
-                    _mm512_load_ps(cbuf + i * NR + 16), nr, alpha, beta);
+    for (int64_t i = 0; i < rows; i++) {
+        const int64_t row = q0 * AMX_MR + i;
+        store_c_row(c + row * ldc, _mm512_load_ps(cbuf + i * NR),
+                    _mm512_load_ps(cbuf + i * NR + 16), nr, alpha, beta, ep,
+                    ep && ep->row_bias ? ep->row_bias[row] : 0.0f,
+                    ep && ep->col_bias ? ep->col_bias + j0 : NULL);
+    }
 }
 
-void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
-                   bool trans_a, bool trans_b, float alpha, float beta, int64_t lda, int64_t ldb,
-                   int64_t ldc, void *scratch) {
-    /* c (M,N), a (M,K) or (K,M) when trans_a, b (K,N) or (N,K) when trans_b, scratch of
-     * gemm_bf16_scratch_bytes(m, n, k) bytes — assigns (beta = 0) or accumulates */
+/* Words of one packed A and one packed B in the scratch, each rounded up to 64 bytes. */
+static void scratch_words(int64_t m, int64_t n, int64_t k, int64_t *aw, int64_t *bw) {
+    scratch_layout(m, n, k, aw, bw);
+    *aw = ceil_div(*aw, 16) * 16;
+    *bw = ceil_div(*bw, 16) * 16;
+}
+
+size_t gemm_bf16_batched_scratch_bytes(int64_t batch, bool shared_a, int64_t m, int64_t n,
+                                       int64_t k) {
+    int64_t aw, bw;
+    scratch_words(m, n, k, &aw, &bw);
+    return (size_t)((shared_a ? 1 : batch) * aw + batch * bw) * sizeof(uint32_t) + 128;
+}
+
+void gemm_bf16_batched_cpu(float *c, const float *a, const float *b, int64_t batch, int64_t m,
+                           int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha,
+                           float beta, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
+                           int64_t stride_b, int64_t stride_c, void *scratch,
+                           const GemmBf16Epilogue *ep) {
+    /* c (batch,M,N), a (batch,M,K) or (batch,K,M) when trans_a (stride_a 0: one A for all),
+     * b (batch,K,N) or (batch,N,K) when trans_b, scratch of
+     * gemm_bf16_batched_scratch_bytes(batch, stride_a == 0, m, n, k) bytes, ep NULL or its
+     * row_bias (M) and col_bias (N) — assigns (beta = 0) or accumulates, then the epilogue */
     CHECK(gemm_bf16_available(), "gemm_bf16: %s",
           (gemm_bf16_check(), error_last()));
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) { /* empty sum: C = beta * C */
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++)
-                c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    if (batch <= 0 || m <= 0 || n <= 0) return;
+    CHECK(batch == 1 || stride_c != 0, "gemm_bf16: batch %lld with stride_c = 0 would race on C",
+          (long long)batch);
+    if (k <= 0) { /* empty sum: C = beta * C, then the epilogue */
+        for (int64_t p = 0; p < batch; p++)
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    float *cij = c + p * stride_c + i * ldc + j;
+                    float v = beta == 0.0f ? 0.0f : beta * *cij;
+                    if (ep && ep->row_bias) v += ep->row_bias[i];
+                    if (ep && ep->col_bias) v += ep->col_bias[j];
+                    if (ep && ep->relu) v = v > 0.0f ? v : 0.0f;
+                    *cij = v;
+                }
         return;
     }
-    CHECK(scratch != NULL, "gemm_bf16: no scratch for %lldx%lldx%lld", (long long)m,
-          (long long)n, (long long)k);
+    CHECK(scratch != NULL, "gemm_bf16: no scratch for %lld x %lldx%lldx%lld", (long long)batch,
+          (long long)m, (long long)n, (long long)k);
     const GemmBf16Kernel kern = gemm_bf16_kernel();
     const GemmBf16Blocking bl = blocking_for(kern);
     const bool amx = kern == GEMM_BF16_AMX;
     const int64_t mr_panel = amx ? AMX_MR : MR; /* rows per packed panel of A */
+    /* One packed A per product, or one for all when A is shared; one packed B per product. */
+    const int64_t a_packs = stride_a == 0 ? 1 : batch;
     int64_t aw, bw;
-    scratch_layout(m, n, k, &aw, &bw);
-    uint32_t *ap = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    uint32_t *bp = (uint32_t *)(((uintptr_t)(ap + aw) + 63) & ~(uintptr_t)63);
+    scratch_words(m, n, k, &aw, &bw);
+    uint32_t *ap0 = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    uint32_t *bp0 = ap0 + a_packs * aw;
     /* element strides of op(A) (i, l) and op(B) (l, j) */
     const int64_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
     const int64_t brs = trans_b ? 1 : ldb, bcs = trans_b ? ldb : 1;
     const int64_t a_panels = ceil_div(m, mr_panel), m_blocks = ceil_div(m, bl.mc);
+    /* One parallel region for the whole batch: three barriers per slice of k and block of
+     * columns (pack A, pack B, multiply), however many products. */
 #pragma omp parallel
     {
         if (amx) amx_configure(); /* the tile configuration is per thread */
@@ -443,51 +501,75 @@ void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t 
             const int64_t kc = min64(bl.kc, k - k0), kp = (kc + 1) / 2;
             /* pairs per packed row: the AMX kernel reads whole tiles of 16 pairs */
             const int64_t kpp = amx ? ceil_div(kp, AMX_KP) * AMX_KP : kp;
-            /* The first slice applies beta; later slices add their partial sums to C. */
+            /* The first slice applies beta; later slices add their partial sums to C; the last
+             * one applies the epilogue. */
             const float beta_k = k0 == 0 ? beta : 1.0f;
-#pragma omp for schedule(static)
-            for (int64_t q = 0; q < a_panels; q++) {
-                if (amx)
-                    pack_a_panel_rows(ap + q * (kpp + AMX_KP) * AMX_MR, a, ars, acs, m, q, k0,
-                                      kc, kpp);
-                else
-                    pack_a_panel(ap + q * kp * MR, a, ars, acs, m, q, k0, kc);
-            }
+            const GemmBf16Epilogue *ep_k = k0 + kc >= k ? ep : NULL;
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t pa = 0; pa < a_packs; pa++)
+                for (int64_t q = 0; q < a_panels; q++) {
+                    uint32_t *ap = ap0 + pa * aw;
+                    const float *ab = a + pa * stride_a;
+                    if (amx)
+                        pack_a_panel_rows(ap + q * (kpp + AMX_KP) * AMX_MR, ab, ars, acs, m, q,
+                                          k0, kc, kpp);
+                    else
+                        pack_a_panel(ap + q * kp * MR, ab, ars, acs, m, q, k0, kc);
+                }
             for (int64_t j0 = 0; j0 < n; j0 += bl.nc) {
                 const int64_t nc = min64(bl.nc, n - j0), b_panels = ceil_div(nc, NR);
                 if (bcs == 1) {
-#pragma omp for schedule(static)
-                    for (int64_t p = 0; p < kpp; p++)
-                        pack_b_pair(bp, b, brs, n, j0, nc, p, k0, kc, kpp);
+#pragma omp for collapse(2) schedule(static)
+                    for (int64_t pb = 0; pb < batch; pb++)
+                        for (int64_t p = 0; p < kpp; p++)
+                            pack_b_pair(bp0 + pb * bw, b + pb * stride_b, brs, n, j0, nc, p, k0,
+                                        kc, kpp);
                 } else {
-#pragma omp for schedule(static)
-                    for (int64_t r = 0; r < b_panels; r++)
-                        pack_b_panel_t(bp, b, bcs, n, j0, r, k0, kc, kpp);
+#pragma omp for collapse(2) schedule(static)
+                    for (int64_t pb = 0; pb < batch; pb++)
+                        for (int64_t r = 0; r < b_panels; r++)
+                            pack_b_panel_t(bp0 + pb * bw, b + pb * stride_b, bcs, n, j0, r, k0,
+                                           kc, kpp);
                 }
                 /* Each thread takes whole NR panels of B for one MC block of A (in L2), and
                  * sweeps the block's panels of A past the B panel (in L1). */
-#pragma omp for collapse(2) schedule(static)
-                for (int64_t ib = 0; ib < m_blocks; ib++)
-                    for (int64_t r = 0; r < b_panels; r++) {
-                        const int64_t jb = j0 + r * NR, nr = min64(NR, n - jb);
-                        const int64_t q_end = min64(ceil_div((ib + 1) * bl.mc, mr_panel), a_panels);
-                        const int64_t q_begin = ib * bl.mc / mr_panel;
-                        if (amx) {
-                            amx_block(kpp, bl.ksub, ap, q_begin, q_end, bp + r * kpp * NR,
-                                      c + jb, ldc, m, nr, alpha, beta_k);
-                            continue;
+#pragma omp for collapse(3) schedule(static)
+                for (int64_t pc = 0; pc < batch; pc++)
+                    for (int64_t ib = 0; ib < m_blocks; ib++)
+                        for (int64_t r = 0; r < b_panels; r++) {
+                            const uint32_t *ap = ap0 + (stride_a == 0 ? 0 : pc) * aw;
+                            const uint32_t *bp = bp0 + pc * bw;
+                            float *cb = c + pc * stride_c;
+                            const int64_t jb = j0 + r * NR, nr = min64(NR, n - jb);
+                            const int64_t q_end =
+                                min64(ceil_div((ib + 1) * bl.mc, mr_panel), a_panels);
+                            const int64_t q_begin = ib * bl.mc / mr_panel;
+                            if (amx) {
+                                amx_block(kpp, bl.ksub, ap, q_begin, q_end, bp + r * kpp * NR,
+                                          cb + jb, ldc, m, nr, alpha, beta_k, ep_k, jb);
+                                continue;
+                            }
+                            for (int64_t q = q_begin; q < q_end; q++) {
+                                const int64_t i0 = q * MR;
+                                micro_kernel(kp, ap + q * kp * MR, bp + r * kp * NR,
+                                             cb + i0 * ldc + jb, ldc, min64(MR, m - i0), nr,
+                                             alpha, beta_k, ep_k, i0, jb);
+                            }
                         }
-                        for (int64_t q = q_begin; q < q_end; q++) {
-                            const int64_t i0 = q * MR;
-                            micro_kernel(kp, ap + q * kp * MR, bp + r * kp * NR,
-                                         c + i0 * ldc + jb, ldc, min64(MR, m - i0), nr, alpha,
-                                         beta_k);
-                        }
-                    }
             }
         }
         if (amx) amx_release();
     }
+}
+
+void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
+                   bool trans_a, bool trans_b, float alpha, float beta, int64_t lda, int64_t ldb,
+                   int64_t ldc, void *scratch, const GemmBf16Epilogue *ep) {
+    /* c (M,N), a (M,K) or (K,M) when trans_a, b (K,N) or (N,K) when trans_b, scratch of
+     * gemm_bf16_scratch_bytes(m, n, k) bytes, ep NULL or its row_bias (M) and col_bias (N) —
+     * assigns (beta = 0) or accumulates, then the epilogue */
+    gemm_bf16_batched_cpu(c, a, b, 1, m, n, k, trans_a, trans_b, alpha, beta, lda, ldb, ldc, 0, 0,
+                          0, scratch, ep);
 }
 
 /* ---- Precision -------------------------------------------------------------------------- */

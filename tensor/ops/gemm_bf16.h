@@ -39,11 +39,37 @@ const char *gemm_bf16_kernel_name(GemmBf16Kernel k);
  * aligned inside). */
 size_t gemm_bf16_scratch_bytes(int64_t m, int64_t n, int64_t k);
 
-/* C = alpha * op(A) op(B) + beta * C as above; scratch holds gemm_bf16_scratch_bytes(m, n, k)
- * bytes (the caller owns it). Runs on the OpenMP threads. Assigns (beta = 0) or accumulates. */
+/* An epilogue applied to each element of C as it is stored after the last k:
+ *     C[i][j] = act((alpha * sum + beta * C[i][j]) + row_bias[i] + col_bias[j])
+ * in that order, either bias NULL for none, act = ReLU when `relu` (NaN becomes 0, as the ReLU
+ * op), the identity otherwise. It saves the pass over C that a separate bias and ReLU would
+ * take: a convolution's bias per output channel (row), a linear layer's per output (column). */
+typedef struct {
+    const float *row_bias; /* (M) or NULL */
+    const float *col_bias; /* (N) or NULL */
+    bool relu;
+} GemmBf16Epilogue;
+
+/* C = alpha * op(A) op(B) + beta * C as above, then the epilogue `ep` (NULL: none); scratch
+ * holds gemm_bf16_scratch_bytes(m, n, k) bytes (the caller owns it). Runs on the OpenMP threads.
+ * Assigns (beta = 0) or accumulates. */
 void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
                    bool trans_a, bool trans_b, float alpha, float beta, int64_t lda, int64_t ldb,
-                   int64_t ldc, void *scratch);
+                   int64_t ldc, void *scratch, const GemmBf16Epilogue *ep);
+
+/* `batch` products of the same shape at once, C_p = alpha op(A_p) op(B_p) + beta C_p then the
+ * epilogue, matrices stride_a/b/c elements apart (stride_a 0: one A shared by all, packed once;
+ * stride_c may be 0 only for batch 1). One parallel region and three barriers per slice of k
+ * for all of them, instead of as many per product: the 16 products of a Winograd block, the
+ * images of a 1x1 convolution with its weights packed once. Scratch:
+ * gemm_bf16_batched_scratch_bytes(batch, stride_a == 0, m, n, k) bytes. */
+size_t gemm_bf16_batched_scratch_bytes(int64_t batch, bool shared_a, int64_t m, int64_t n,
+                                       int64_t k);
+void gemm_bf16_batched_cpu(float *c, const float *a, const float *b, int64_t batch, int64_t m,
+                           int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha,
+                           float beta, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
+                           int64_t stride_b, int64_t stride_c, void *scratch,
+                           const GemmBf16Epilogue *ep);
 
 /* ---- Precision of the frozen towers' products -------------------------------------------
  * PRECISION_BF16 routes the forward products of conv2d and linear whose weight is frozen

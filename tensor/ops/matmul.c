@@ -197,18 +197,21 @@ Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias) {
     shape[x->ndim - 1] = nout;
     Tensor *y = tensor_empty(DT_F32, x->ndim, shape);
 
-    /* With a bias, y starts as the bias on every row and gemm accumulates x W^T onto it. */
-    if (bias) KERNEL_RUN(x->device, linear_bias_forward, y->data, bias->data, rows, nout);
     if (tensor_bf16_forward(weight)) {
         /* A frozen weight under PRECISION_BF16: the same product, x and W rounded to bf16
-         * (tensor/ops/gemm_bf16.h); the backward below stays fp32. */
+         * (tensor/ops/gemm_bf16.h), the bias added as the GEMM stores y (its epilogue); the
+         * backward below stays fp32. */
         Arena *a = tensor_arena();
         size_t mark = arena_mark(a);
         void *scratch = arena_alloc(a, gemm_bf16_scratch_bytes(rows, nout, in));
-        gemm_bf16_cpu(y->data, x->data, weight->data, rows, nout, in, false, true, 1.0f,
-                      bias ? 1.0f : 0.0f, in, in, nout, scratch);
+        const GemmBf16Epilogue ep = {.row_bias = NULL, .col_bias = bias ? bias->data : NULL,
+                                     .relu = false};
+        gemm_bf16_cpu(y->data, x->data, weight->data, rows, nout, in, false, true, 1.0f, 0.0f, in,
+                      in, nout, scratch, &ep);
         arena_release(a, mark);
     } else {
+        /* With a bias, y starts as the bias on every row and gemm accumulates x W^T onto it. */
+        if (bias) KERNEL_RUN(x->device, linear_bias_forward, y->data, bias->data, rows, nout);
         gemm_call(x->device, y->data, x->data, weight->data, 1, rows, nout, in, false, true,
                   bias ? 1.0f : 0.0f, in, in, nout, 0, 0, 0);
     }

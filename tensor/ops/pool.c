@@ -10,15 +10,39 @@
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
+#include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
 
 /* ---- CPU kernels -------------------------------------------------------------------------- */
+
+/* One output row of a 2x2 pool: o[j] = ((((0 + r0[2j]) + r0[2j+1]) + r1[2j]) + r1[2j+1]) * scale,
+ * the operations of the general loop below in its order (so the same bits, the sign of a zero
+ * sum included), written so that the ISA variants vectorise it — assigns. k = 2 is the ResNet
+ * towers' anti-aliasing pool. */
+static inline ISA_BODY void avg_pool2_row_body(float *restrict o, const float *restrict r0,
+                                               const float *restrict r1, int64_t OW,
+                                               float scale) {
+    for (int64_t j = 0; j < OW; j++)
+        o[j] = ((((0.0f + r0[2 * j]) + r0[2 * j + 1]) + r1[2 * j]) + r1[2 * j + 1]) * scale;
+}
+ISA_VARIANTS(avg_pool2_row, (float *restrict o, const float *restrict r0,
+                             const float *restrict r1, int64_t OW, float scale),
+             (o, r0, r1, OW, scale))
 
 void avg_pool2d_forward_cpu(float *out, const float *inp, int64_t N, int64_t C, int64_t H,
                             int64_t W, int64_t k) {
     /* out (N,C,H/k,W/k), inp (N,C,H,W) — assigns */
     int64_t OH = H / k, OW = W / k, planes = N * C;
     float scale = 1.0f / (float)(k * k);
+    if (k == 2) {
+#pragma omp parallel for collapse(2) schedule(static) if (planes * H * W > 65536)
+        for (int64_t p = 0; p < planes; p++)
+            for (int64_t i = 0; i < OH; i++) {
+                const float *x = inp + p * H * W + 2 * i * W;
+                avg_pool2_row(out + (p * OH + i) * OW, x, x + W, OW, scale);
+            }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (planes * H * W > 65536)
     for (int64_t p = 0; p < planes; p++) {
         const float *x = inp + p * H * W;
