@@ -896,7 +896,7 @@ Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride
     conv_forward_into(out, x, weight, bias, &g, false, false);
     Node *nd = AG_RECORD("conv2d", out, conv2d_backward, x, weight, bias);
     if (nd) {
-        nd->extra = arena_alloc(tensor_arena(), sizeof g);
+        nd->extra = arena_alloc_host(tensor_arena(), sizeof g);
         memcpy(nd->extra, &g, sizeof g);
     }
     return out;
