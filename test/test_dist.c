@@ -211,6 +211,14 @@ static bool world_caches(const DistWorld *w, const char *exe) {
     return true;
 }
 
+/* A world with both caches (the training tests' start); false, nothing left behind, on failure. */
+static bool world_with_caches(DistWorld *w, const char *exe) {
+    world_make(w);
+    if (world_caches(w, exe)) return true;
+    test_remove_tree(w->dir);
+    return false;
+}
+
 /* `train` of the miniature configuration of test_train_e2e.c from the caches into <dir>/<run>,
  * then `extra`. Dropout 0: its masks are drawn per micro-batch, so two ranks draw other masks
  * (docs/distributed.md). Text chunks of 4 classes: two ranks encode classes 0-7 and 8-15, in
@@ -268,11 +276,7 @@ TEST(dist_train_two_ranks_match_one_process) {
     char exe[4200], mpi[4600], cmd[8000], args[3000];
     if (!mpi_command(exe, sizeof exe, 2, mpi, sizeof mpi) || !vocab_present()) return;
     DistWorld w;
-    world_make(&w);
-    if (!world_caches(&w, exe)) {
-        test_remove_tree(w.dir);
-        return;
-    }
+    if (!world_with_caches(&w, exe)) return;
     static char out[1 << 16];
     const char *methods[] = {"trmml", "dualcoop", "baseline", "pvlr"};
     for (int i = 0; i < 4; i++) {
@@ -356,11 +360,7 @@ TEST(dist_train_kill_one_rank_then_resume_in_one_process) {
     char exe[4200], mpi[4600], cmd[8000], args[3000];
     if (!mpi_command(exe, sizeof exe, 2, mpi, sizeof mpi) || !vocab_present()) return;
     DistWorld w;
-    world_make(&w);
-    if (!world_caches(&w, exe)) {
-        test_remove_tree(w.dir);
-        return;
-    }
+    if (!world_with_caches(&w, exe)) return;
     static char out[1 << 16];
     const char *cfg = "--batch 19 --epochs 3";
     train_args(&w, "trmml", "one", cfg, args, sizeof args);
