@@ -249,11 +249,16 @@ Tensor *feature_cache_batch(const FeatureCache *fc, const int64_t *idx, int64_t 
     for (int64_t b = 0; b < count; b++)
         CHECK(idx[b] >= 0 && idx[b] < fc->n, "feature cache: index %lld outside [0, %lld)",
               (long long)idx[b], (long long)fc->n);
-    uint16_t *rows = xmalloc((size_t)count * per * sizeof *rows + 1);
+    Tensor *half = tensor_empty(DT_F16, 3, SHAPE(count, fc->tokens, fc->dim));
+    /* On the CPU the rows go straight into the tensor; elsewhere through one host buffer and
+     * one upload. */
+    const bool direct = device_host_addressable(half->device);
+    uint16_t *rows = direct ? half->data : xmalloc((size_t)count * per * sizeof *rows + 1);
     for (int64_t b = 0; b < count; b++)
         memcpy(rows + b * per, fc->data + (size_t)idx[b] * per, per * sizeof *rows);
-    Tensor *half = tensor_empty(DT_F16, 3, SHAPE(count, fc->tokens, fc->dim));
-    device_table(half->device)->copy_h2d(half->data, rows, (size_t)count * per * sizeof *rows);
-    free(rows);
+    if (!direct) {
+        device_table(half->device)->copy_h2d(half->data, rows, (size_t)count * per * sizeof *rows);
+        free(rows);
+    }
     return tensor_to_f32(half); /* the float16 tensor stays in the arena until the step ends */
 }
