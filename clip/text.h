@@ -67,12 +67,28 @@ Tensor *clip_text_encode_ids(const ClipText *t, Tensor *ids);
 /* Features (B, E) of embedded sequences x (B, T, C), T <= context: token embeddings *before*
  * the positional embedding, which is added here (as CoOp's TextEncoder does), pooled at eot (B)
  * int64 positions in [0, T). When x requires a gradient the graph is recorded and backward fills
- * x's gradient (rows past the batch's last eot receive zeros); the weights never get one. eot is
- * borrowed and must outlive backward. Otherwise intermediates are freed as it goes. */
+ * x's gradient (rows past a sequence's end-of-text position receive zeros); the weights never
+ * get one. eot is borrowed and must outlive backward. Otherwise intermediates are freed as it
+ * goes. Runs the CLIP_TEXT_BY_LENGTH layout. */
 Tensor *clip_text_encode_embedded(const ClipText *t, Tensor *x, Tensor *eot);
-/* As clip_text_encode_embedded; truncate = false runs all T positions (for checking that the
- * truncation changes nothing). */
-Tensor *clip_text_encode_embedded_ex(const ClipText *t, Tensor *x, Tensor *eot, bool truncate);
+
+/* How the tower lays out a batch. Under the causal mask nothing after a sequence's end-of-text
+ * token reaches its features, so all three compute the same features (up to rounding: the
+ * products have other row counts) and the same prompt gradients. */
+typedef enum {
+    /* Sequences grouped by end-of-text position (at most 8 groups), each group run on its own
+     * rows cut at its own length; in a group whose sequences all end at one position, the last
+     * block computes keys and values at every position and the rest at the end row only. */
+    CLIP_TEXT_BY_LENGTH,
+    /* One pass over the batch cut at its last end-of-text position. */
+    CLIP_TEXT_TRUNCATED,
+    /* One pass over all T positions, as CLIP's reference code runs. */
+    CLIP_TEXT_ALL_POSITIONS,
+} ClipTextLayout;
+
+/* As clip_text_encode_embedded with a chosen layout (the tests compare them). */
+Tensor *clip_text_encode_embedded_ex(const ClipText *t, Tensor *x, Tensor *eot,
+                                     ClipTextLayout layout);
 
 /* Multiply-accumulates of the tower for one sequence of T positions (blocks and projection). */
 double clip_text_macs(const ClipTextConfig *cfg, int64_t T);

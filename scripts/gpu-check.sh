@@ -22,7 +22,7 @@
 #           sizes of test/test_embedded.c) trained with --device cuda and with --device cpu; every
 #           method's final test mAP must agree within MAP_TOL points (below: why not exactly), and
 #           each side must learn (test/test_embedded.c's checks: zero-shot mAP above chance + 5,
-#           every method's test mAP improving on its first evaluation);
+#           every method's test mAP rising after its first evaluation);
 #       (e) trmml against PyTorch on the same GPU, by turns (scripts/bench_gpu.py): GEMM against
 #           torch.mm (cuBLAS), RN101 448 px image tower, one TRM-ML iteration at C = 80, batch 32,
 #           from the feature cache and from images; medians of the rounds;
@@ -350,8 +350,9 @@ map_of() { # map_of FILE LABEL: the mAP column of the table row "  LABEL   mAP C
         if (rest ~ /^ +[0-9]/) { split(rest, f, " "); print f[1]; exit } }' "$1"
 }
 # learns DEVICE: the learning checks of test/test_embedded.c on one side's run; prints what fails.
-# The test asks that a method's last evaluation beat its first; here any later one may (on the
-# CPU the margins are 1 to 6 points, and the GPU's drift could cost the last evaluation one).
+# The test asks that a later evaluation beat the first by a point (and, for the one-stage methods,
+# the last beat it too); here any later one may, by any margin (the GPU's rounding drift moves
+# the trajectories as much as a change of rounding on the CPU does: +-0.8 for TRM-ML).
 learns() {
     local txt=$WORK/embedded-$1.txt dir=$WORK/embedded-$1 chance zs m
     chance=$(sed -n 's/.*chance-level mAP (random scores): \([0-9.]*\).*/\1/p' "$txt")

@@ -358,7 +358,18 @@ TEST(clip_model_text_prompt_gradient) {
     model_done(m);
 }
 
-TEST(clip_model_text_truncation_changes_nothing) {
+/* Features and prompt gradient of one layout; the gradient is copied out and x's cleared. */
+static Tensor *layout_run(ClipModel *m, Tensor *x, Tensor *eot, Tensor *dout,
+                          ClipTextLayout layout, Tensor **dx) {
+    Tensor *y = clip_text_encode_embedded_ex(&m->text, x, eot, layout);
+    ag_backward_with(y, dout);
+    *dx = tensor_empty_like(x);
+    memcpy((*dx)->data, x->grad->data, (size_t)x->numel * sizeof(float));
+    tensor_fill(x->grad, 0.0f);
+    return y;
+}
+
+TEST(clip_model_text_layouts_change_nothing) {
     Fixture *fx;
     ClipModel *m = fixture_model(&fx);
     if (!m) return;
@@ -366,29 +377,72 @@ TEST(clip_model_text_truncation_changes_nothing) {
     Tensor *eot = fixture_tensor(fx, "prompt/eot");
     Tensor *dout = fixture_tensor(fx, "prompt/dout");
     if (!x || !eot || !dout) return;
-    Tensor *a = clip_text_encode_embedded_ex(&m->text, x, eot, true);
-    ag_backward_with(a, dout);
-    Tensor *dx_trunc = tensor_empty_like(x);
-    memcpy(dx_trunc->data, x->grad->data, (size_t)x->numel * sizeof(float));
-    tensor_fill(x->grad, 0.0f);
-    Tensor *b = clip_text_encode_embedded_ex(&m->text, x, eot, false);
-    ag_backward_with(b, dout);
-    /* The causal mask makes the math identical, but the cut changes every GEMM's row count, and
-     * a BLAS kernel may sum edge rows in another order: the two round differently. Normwise
+    Tensor *dx_full, *dx_trunc, *dx_len;
+    Tensor *full = layout_run(m, x, eot, dout, CLIP_TEXT_ALL_POSITIONS, &dx_full);
+    Tensor *trunc = layout_run(m, x, eot, dout, CLIP_TEXT_TRUNCATED, &dx_trunc);
+    Tensor *bylen = layout_run(m, x, eot, dout, CLIP_TEXT_BY_LENGTH, &dx_len);
+    /* The causal mask makes the math identical, but the layouts change every GEMM's row count,
+     * and a BLAS kernel may sum edge rows in another order: they round differently. Normwise
      * bounds (test/tolerance.h) for the fixture tower (2 layers, width 32, MLP 128, K <= 128):
      * about 13 K-long stages to the features, 40 to dx. Measured (make test-matrix): 3.7e-7 of
      * the scale (OpenBLAS Haswell, Zen), 2.8e-7 (Prescott), 0 (SkylakeX, Cooperlake, naive). */
-    EXPECT_CLOSE_NORMWISE("truncated vs full features", tensor_f32(a), tensor_f32(b), a->numel,
+    const struct {
+        const char *name;
+        Tensor *y, *dx;
+    } cut[] = {{"truncated", trunc, dx_trunc}, {"by length", bylen, dx_len}};
+    for (int i = 0; i < 2; i++) {
+        EXPECT_CLOSE_NORMWISE(cut[i].name, tensor_f32(cut[i].y), tensor_f32(full), full->numel,
+                              tol_chain_normwise(13, 128));
+        EXPECT_CLOSE_NORMWISE(cut[i].name, tensor_f32(cut[i].dx), tensor_f32(dx_full),
+                              x->numel, tol_chain_normwise(40, 128));
+    }
+    /* Rows past the batch's last end-of-text position get exactly zero; by length, so do the
+     * rows past each sequence's own. */
+    const int64_t N = x->shape[0], T = x->shape[1], C = x->shape[2];
+    const int64_t *e = tensor_i64(eot);
+    bool zero_trunc = true, zero_len = true, spread = false;
+    for (int64_t n = 0; n < N; n++) {
+        spread |= e[n] != e[0];
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t c = 0; c < C; c++) {
+                if (t >= 21) zero_trunc &= tensor_f32(dx_trunc)[(n * T + t) * C + c] == 0;
+                if (t > e[n]) zero_len &= tensor_f32(dx_len)[(n * T + t) * C + c] == 0;
+            }
+    }
+    EXPECT(spread, "the fixture's sequences should end at different positions");
+    EXPECT(zero_trunc, "gradient rows after the last end-of-text token are not zero");
+    EXPECT(zero_len, "by length: gradient rows after a sequence's end-of-text token are not zero");
+    model_done(m);
+}
+
+/* More lengths than groups: the plan merges neighbouring lengths, and the merged groups take the
+ * full last block and the end-of-text gather. Against all positions, with and without a tape. */
+TEST(clip_model_text_merged_lengths_change_nothing) {
+    Fixture *fx;
+    ClipModel *m = fixture_model(&fx);
+    if (!m) return;
+    const int64_t N = 14, T = 30, C = m->text.cfg.width;
+    const int64_t ends[14] = {0, 29, 3, 5, 5, 7, 11, 13, 13, 17, 19, 23, 26, 2}; /* 12 lengths */
+    Tensor *x = test_randn(11, 3, SHAPE(N, T, C));
+    ag_set_requires_grad(x, NULL);
+    Tensor *eot = tensor_empty(DT_I64, 1, SHAPE(N));
+    memcpy(tensor_i64(eot), ends, sizeof ends);
+    Tensor *dout = test_randn(12, 2, SHAPE(N, m->text.cfg.embed_dim));
+    Tensor *dx_full, *dx_len;
+    Tensor *full = layout_run(m, x, eot, dout, CLIP_TEXT_ALL_POSITIONS, &dx_full);
+    Tensor *bylen = layout_run(m, x, eot, dout, CLIP_TEXT_BY_LENGTH, &dx_len);
+    /* As clip_model_text_layouts_change_nothing (the same tower, T <= 77). */
+    EXPECT_CLOSE_NORMWISE("merged features", tensor_f32(bylen), tensor_f32(full), full->numel,
                           tol_chain_normwise(13, 128));
-    EXPECT_CLOSE_NORMWISE("truncated vs full dx", tensor_f32(dx_trunc), tensor_f32(x->grad),
-                          x->numel, tol_chain_normwise(40, 128));
-    /* Rows past the batch's last end-of-text position get exactly zero. */
-    const int64_t T = x->shape[1], C = x->shape[2];
-    bool zero = true;
-    for (int64_t n = 0; n < x->shape[0]; n++)
-        for (int64_t t = 21; t < T; t++)
-            for (int64_t c = 0; c < C; c++) zero &= tensor_f32(dx_trunc)[(n * T + t) * C + c] == 0;
-    EXPECT(zero, "gradient rows after the last end-of-text token are not zero");
+    EXPECT_CLOSE_NORMWISE("merged dx", tensor_f32(dx_len), tensor_f32(dx_full), x->numel,
+                          tol_chain_normwise(40, 128));
+    /* Without a tape (the work-arena scopes), the same features. */
+    bool grad = ag_set_grad_enabled(false);
+    Tensor *plain = clip_text_encode_embedded(&m->text, x, eot);
+    ag_set_grad_enabled(grad);
+    EXPECT_CLOSE_NORMWISE("merged features, no tape", tensor_f32(plain), tensor_f32(full),
+                          full->numel, tol_chain_normwise(13, 128));
+    EXPECT(arena_used(m->work) == 0, "the work arena holds %zu bytes", arena_used(m->work));
     model_done(m);
 }
 

@@ -15,8 +15,10 @@
  *     "clip rn101 img 448 b32"        on a GPU only (--device cuda): the image tower at batch 32
  * On --device cuda the model, inputs and arenas live on the GPU and the bf16 rows are left out
  * (bf16 products are CPU-only; a note on stderr says so).
- * Prompts are 77 positions with the end-of-text token at 18..22 (learned context + class name),
- * so the tower runs the first 23 positions. GFLOP = 2 x multiply-accumulates. Backward through
+ * Prompts are 77 positions with the end-of-text token at 18..22 (learned context + class name).
+ * GFLOP = 2 x multiply-accumulates of the first 23 positions of every prompt, the work PyTorch's
+ * row does; trmml's tower runs each prompt to its own end and the last block at the end row only
+ * (clip/text.c), about 15 % fewer products, so its rate is of that reference work. Backward through
  * frozen weights computes only dx = dy W per linear layer (as many MACs as its forward), so
  * fwdbwd counts twice the forward (attention's backward, 2x its forward, is ~2% of it at T = 23).
  * Memory of each image case goes to stderr, two ways: the activation peak in the arenas (the
