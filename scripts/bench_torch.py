@@ -28,7 +28,8 @@ random weights of the released shapes, in float32. Both sides compute what trmml
     clip <m> text fwdbwd 2x<K>       the same with autograd, backward into the prompts only
                                      (weights frozen)
 The text rows truncate to 23 positions as trmml does (same output, see docs/clip-model.md); the
-reference CoOp code runs all 77, and those timings go to stderr as "... (77 positions)".
+reference CoOp code runs all 77, and those timings go to stderr as "... (77 positions)" (in full
+runs, or under --case with --all-positions).
 
 --clip-memory runs one image forward (no grad) in this fresh process and prints the growth of
 the peak resident set size over the forward: the high-water mark is reset to the current RSS
@@ -60,7 +61,8 @@ CONV_SHAPES = [
     (512, 1024, 1, 28), (512, 512, 3, 14), (2048, 512, 1, 14),
 ]
 BATCH = 8
-CASE = None  # --case TEXT: only the rows whose key contains TEXT
+CASE = None  # --case TEXT: only the rows whose key contains TEXT (ends in it: TEXT$)
+ALL_POSITIONS = False  # --all-positions: the 77-position text notes under --case too
 DEVICE = torch.device("cpu")  # --device cuda: the GPU
 
 
@@ -86,6 +88,8 @@ def use_device(name):
 
 
 def wanted(key):
+    if CASE is not None and CASE.endswith("$"):
+        return key.endswith(CASE[:-1])
     return CASE is None or CASE in key
 
 
@@ -403,8 +407,8 @@ def bench_clip(quick, gen):
             dout = dout.to(DEVICE)
             gflop = clip_text_gflop(name, n)
             for keep, suffix in ((23, ""), (0, " (77 positions)")):
-                if (quick or CASE is not None) and keep == 0:
-                    continue  # the 77-position notes only in full runs
+                if (quick or CASE is not None) and keep == 0 and not ALL_POSITIONS:
+                    continue  # the 77-position notes only in full runs or when asked
                 key = f"clip {name} text fwd 2x{k}"
                 if wanted(key):
                     with torch.no_grad():
@@ -473,10 +477,12 @@ def clip_memory_subprocess(name, side, batch):
 
 def main():
     if len(sys.argv) < 2:
-        sys.exit("usage: bench_torch.py THREADS [--quick] [--case TEXT] [--device cpu|cuda]")
+        sys.exit("usage: bench_torch.py THREADS [--quick] [--case TEXT] [--all-positions] "
+                 "[--device cpu|cuda]")
     threads = int(sys.argv[1])
     quick = "--quick" in sys.argv[2:]
-    global CASE
+    global CASE, ALL_POSITIONS
+    ALL_POSITIONS = "--all-positions" in sys.argv[2:]
     if "--case" in sys.argv[2:]:
         i = sys.argv.index("--case")
         if i + 1 >= len(sys.argv):

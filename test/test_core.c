@@ -364,6 +364,16 @@ TEST(core_bench_case_filter) {
     int rows = 0;
     for (const char *p = out; (p = strstr(p, "bench\tgemm ")); p++) rows++;
     EXPECT(rows == 1 && strstr(out, "bench\tgemm 256x256x256\t"), "one row expected: %s", out);
+    /* A final $ anchors TEXT at the key's end: '512$' is the 512 row only, 'x256$' the 256 row
+     * and not 'gemm 256' (which the 256 row contains but does not end in). */
+    snprintf(cmd, sizeof cmd, "'%s' --threads 1 bench gemm --quick --case '512$' 2>/dev/null", exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 0, "bench --case '512$': %s", out);
+    rows = 0;
+    for (const char *p = out; (p = strstr(p, "bench\tgemm ")); p++) rows++;
+    EXPECT(rows == 1 && strstr(out, "bench\tgemm 512x512x512\t"), "one row expected: %s", out);
+    snprintf(cmd, sizeof cmd, "'%s' bench gemm --quick --case 'gemm 256$' 2>&1", exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 2 && strstr(out, "matches no row"),
+           "--case 'gemm 256$' should match nothing: %s", out);
     snprintf(cmd, sizeof cmd, "'%s' bench gemm --quick --case 'no such row' 2>&1", exe);
     EXPECT(test_run_capture(cmd, out, sizeof out) == 2 && strstr(out, "matches no row"),
            "a --case matching nothing: %s", out);

@@ -101,8 +101,14 @@ void bench_report(const char *key, double seconds, double gflop) {
     fflush(stdout);
 }
 
+/* --case TEXT: keys containing TEXT; TEXT$: keys ending in TEXT (the fp32 row without its bf16
+ * twin, e.g. "rn101 img 448 b8$"). */
 bool bench_wanted(const BenchCtx *ctx, const char *key) {
-    return !ctx->only_case || strstr(key, ctx->only_case) != NULL;
+    const char *c = ctx->only_case;
+    if (!c) return true;
+    const size_t n = strlen(c), k = strlen(key);
+    if (n > 0 && c[n - 1] == '$') return k >= n - 1 && strncmp(key + k - (n - 1), c, n - 1) == 0;
+    return strstr(key, c) != NULL;
 }
 
 void bench_skip(const BenchCtx *ctx, const char *key, const char *why) {
@@ -118,7 +124,8 @@ static const KeySpec BENCH_FLAGS[] = {
     FLAG_SWITCH(BenchOptions, "quick", quick, "fewer repetitions (a smoke test)"),
     FLAG_SWITCH(BenchOptions, "list", list, "list the benchmarks and exit"),
     FLAG_ARG(BenchOptions, "case", only_case, "TEXT",
-             "only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\"); loader runs "
+             "only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\"), or ends in "
+             "it with a final $ (\"rn101 img 448 b8$\": without the bf16 row); loader runs "
              "all its rows"),
 };
 
