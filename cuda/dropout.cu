@@ -15,18 +15,19 @@ __device__ inline double dropout_uniform_dev(uint64_t seed, int64_t i) {
 }
 
 __global__ void dropout_forward_kernel(float *out, float *mask, const float *inp, int64_t n,
-                                       float p, float scale, uint64_t seed) {
+                                       float p, float scale, uint64_t seed, int64_t first) {
     GRID_LOOP(i, n) {
-        float keep = dropout_uniform_dev(seed, i) >= (double)p ? 1.0f : 0.0f;
+        float keep = dropout_uniform_dev(seed, first + i) >= (double)p ? 1.0f : 0.0f;
         mask[i] = keep;
         out[i] = inp[i] * keep * scale; // a product, so NaN/inf inputs still show (as the CPU)
     }
 }
 
 void dropout_forward_cuda(float *out, float *mask, const float *inp, int64_t n, float p,
-                          float scale, uint64_t seed) {
+                          float scale, uint64_t seed, int64_t first) {
     /* out (n), mask (n), inp (n) — assigns */
-    LAUNCH(dropout_forward_kernel, cuda_blocks(n), CUDA_THREADS, out, mask, inp, n, p, scale, seed);
+    LAUNCH(dropout_forward_kernel, cuda_blocks(n), CUDA_THREADS, out, mask, inp, n, p, scale, seed,
+           first);
 }
 
 __global__ void dropout_backward_kernel(float *dinp, const float *dout, const float *mask,

@@ -657,7 +657,10 @@ static void c_index(Par *p) {
 static void c_dropout(Par *p) {
     enum { N = 4099 };
     float *x = pin(p, "x", N, -1, 1), *y = pout(p, "y", N), *m = pout(p, "mask", N);
-    KP(p, dropout_forward, y, m, x, N, 0.3f, 1.0f / 0.7f, 0x1234abcd5678ull);
+    KP(p, dropout_forward, y, m, x, N, 0.3f, 1.0f / 0.7f, 0x1234abcd5678ull, (int64_t)0);
+    /* A slice of a larger tensor: draws from element 5000 on. */
+    KP(p, dropout_forward, pout(p, "y_at", N), pout(p, "mask_at", N), x, N, 0.3f, 1.0f / 0.7f,
+       0x1234abcd5678ull, (int64_t)5000);
     KP(p, dropout_backward, pacc(p, "dx", N), pin(p, "dy", N, -1, 1), m, N, 1.0f / 0.7f);
 }
 

@@ -220,16 +220,17 @@ static bool world_with_caches(DistWorld *w, const char *exe) {
 }
 
 /* `train` of the miniature configuration of test_train_e2e.c from the caches into <dir>/<run>,
- * then `extra`. Dropout 0: its masks are drawn per micro-batch, so two ranks draw other masks
- * (docs/distributed.md). Text chunks of 4 classes: two ranks encode classes 0-7 and 8-15, in
- * the chunks one process uses, so G+ and G- are the same floats. */
+ * then `extra`. Dropout at 0.3: each image's masks are drawn at its row of the whole batch
+ * (tensor_dropout_rows), so two ranks draw one process's masks. Text chunks of 4 classes: two
+ * ranks encode classes 0-7 and 8-15, in the chunks one process uses, so G+ and G- are the same
+ * floats. */
 static void train_args(const DistWorld *w, const char *method, const char *run, const char *extra,
                        char *args, size_t cap) {
     snprintf(args, cap,
              "train --method %s --dataset voc2007 --root '%s' --class-list '%s' --model '%s' "
              "--out '%s/%s' --cached '%s/train.feat' --cached-test '%s/test.feat' --ratio 0.5 "
              "--micro-batch 4 --text-chunk 4 --set input_size=64 --set ffn_hidden=48 "
-             "--set dropout=0 %s %s",
+             "--set dropout=0.3 %s %s",
              method, w->root, w->classes, w->model, w->dir, run, w->dir, w->dir,
              strcmp(method, "trmml") == 0 ? "--set head_hidden=48 --set mmcp_queue_len=4"
              : strcmp(method, "pvlr") == 0 ? "--set pvlr_heads=4"

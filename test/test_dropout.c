@@ -77,6 +77,44 @@ TEST(dropout_deterministic_for_a_seed) {
            "1 and 2 threads gave different masks");
 }
 
+/* tensor_dropout_rows: a batch split into slices (micro-batches, ranks), each slice drawn with
+ * the step's seed and its first row, gets the whole batch's mask, bit for bit. */
+TEST(dropout_rows_do_not_depend_on_the_split) {
+    enum { B = 7, R = 3, D = 11 };
+    Tensor *x = test_randn(5, 3, SHAPE(B, R, D));
+    DropoutDraws whole = {.row0 = 0};
+    rng_seed(&whole.rng, 99);
+    Tensor *all = tensor_dropout_rows(x, 0.4f, true, &whole);
+    /* The same as tensor_dropout with the same seed (row 0 starts at element 0). */
+    Rng plain;
+    rng_seed(&plain, 99);
+    Tensor *ref = tensor_dropout(x, 0.4f, true, &plain);
+    EXPECT(memcmp(all->data, ref->data, (size_t)x->numel * sizeof(float)) == 0,
+           "rows from 0 differ from tensor_dropout");
+    const int64_t per = R * D, cuts[] = {0, 2, 3, 7};
+    for (int s = 0; s < 3; s++) {
+        const int64_t r0 = cuts[s], n = cuts[s + 1] - cuts[s];
+        Tensor *slice = tensor_wrap(DT_F32, DEVICE_CPU, 3, SHAPE(n, R, D),
+                                    tensor_f32(x) + r0 * per);
+        DropoutDraws d = {.row0 = r0};
+        rng_seed(&d.rng, 99);
+        Tensor *out = tensor_dropout_rows(slice, 0.4f, true, &d);
+        EXPECT(memcmp(out->data, tensor_f32(all) + r0 * per, (size_t)(n * per) * sizeof(float)) ==
+                   0,
+               "slice of rows %lld..%lld draws another mask than the whole batch",
+               (long long)r0, (long long)(r0 + n));
+    }
+    /* Another row0 is another part of the sequence: the mask of rows 0..1 drawn as rows 2..3
+     * differs. */
+    DropoutDraws shifted = {.row0 = 2};
+    rng_seed(&shifted.rng, 99);
+    Tensor *first = tensor_wrap(DT_F32, DEVICE_CPU, 3, SHAPE(2, R, D), tensor_f32(x));
+    Tensor *moved = tensor_dropout_rows(first, 0.4f, true, &shifted);
+    EXPECT(memcmp(moved->data, all->data, (size_t)(2 * per) * sizeof(float)) != 0,
+           "row0 does not move the draws");
+    EXPECT(tensor_dropout_rows(x, 0.4f, false, NULL) == x, "eval mode needs no DropoutDraws");
+}
+
 TEST(dropout_backward_uses_the_mask) {
     Tensor *x = test_randn(2, 3, SHAPE(3, 5, 7));
     ag_set_requires_grad(x, NULL);

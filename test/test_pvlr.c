@@ -291,12 +291,12 @@ TEST(pvlr_dropout_train_only) {
     pvlr_forward(&h.m, dense, h.text_ctx, false, NULL, &e1);
     pvlr_forward(&h.m, dense, h.text_ctx, false, NULL, &e2);
     EXPECT(same(e1.logits, e2.logits), "evaluation is not deterministic");
-    Rng r;
-    rng_seed(&r, 77);
+    DropoutDraws r = {.row0 = 0};
+    rng_seed(&r.rng, 77);
     pvlr_forward(&h.m, dense, h.text_ctx, true, &r, &t1);
-    rng_seed(&r, 77);
+    rng_seed(&r.rng, 77);
     pvlr_forward(&h.m, dense, h.text_ctx, true, &r, &t2);
-    rng_seed(&r, 78);
+    rng_seed(&r.rng, 78);
     pvlr_forward(&h.m, dense, h.text_ctx, true, &r, &t3);
     EXPECT(same(t1.logits, t2.logits), "training with the same seed differs");
     EXPECT(!same(t1.logits, e1.logits), "training gives the evaluation logits: no dropout applied");

@@ -242,7 +242,10 @@ TEST(train_e2e_micro_batch_step_matches_one_pass) {
     World w;
     if (!world_open(&w)) return;
     RunConfig rc = mini_config(&w, TRMML_METHOD_TRMML);
-    rc.tc.dropout = 0;              /* the two forms draw dropout differently */
+    /* Dropout on: the step draws each micro-batch's masks at its rows of the batch with the
+     * step's seed (1 below), so the one-pass reference drawn with seed 1 from row 0 has the same
+     * masks (tensor_dropout_rows). */
+    rc.tc.dropout = 0.3;
     /* weigh KD and InfoNCE like L_cls, so errors in them show */
     method_trmml_config(&rc)->beta = method_trmml_config(&rc)->gamma = 1.0;
     TrmmlModel m;
@@ -268,10 +271,10 @@ TEST(train_e2e_micro_batch_step_matches_one_pass) {
     Tensor *gp, *gn;
     trmml_prompt_features(&m.prompt, w.clip, 0, &gp, &gn);
     TrmmlCarlOut out;
-    Rng drng;
-    rng_seed(&drng, 1);
+    DropoutDraws drop = {.row0 = 0};
+    rng_seed(&drop.rng, 1);
     MethodTrmmlState *s = method_trmml_state(&m);
-    trmml_carl_forward(&s->carl, method_trmml_head_input(&m, dense), gp, gn, true, &drng, &out);
+    trmml_carl_forward(&s->carl, method_trmml_head_input(&m, dense), gp, gn, true, &drop, &out);
     TrmmlLoss loss;
     trmml_loss_compute(&s->carl, &rc.tc, method_trmml_config(&rc), &out, gp,
                        trmml_mmcp_targets(y, NULL, false), y, &s->mmcp, &loss);
@@ -409,7 +412,7 @@ TEST(train_e2e_pvlr_micro_batch_step_matches_one_pass) {
     World w;
     if (!world_open(&w)) return;
     RunConfig rc = mini_config(&w, TRMML_METHOD_PVLR);
-    rc.tc.dropout = 0; /* the two forms draw dropout differently */
+    rc.tc.dropout = 0.3; /* the step's draws are reproduced below */
     TrmmlModel m;
     CHECK(trmml_model_create(&m, &rc, w.clip, w.tok, w.train->class_names, w.train->c) == STATUS_OK,
           "%s", error_last());
@@ -429,8 +432,14 @@ TEST(train_e2e_pvlr_micro_batch_step_matches_one_pass) {
     Tensor *gp, *gn;
     trmml_prompt_features(&m.prompt, w.clip, 0, &gp, &gn);
     EXPECT(gn == NULL, "PVLR's prompt learner produced negative features");
+    /* The step's draws (step seed 1): the label side from its own seed, the images' masks from
+     * the step's seed at their rows of the batch. */
     PvlrOut out;
-    pvlr_forward((PvlrHead *)m.head, dense, gp, true, NULL, &out);
+    DropoutDraws labels_drop = {.row0 = 0}, images_drop = {.row0 = 0};
+    rng_seed(&labels_drop.rng, trmml_seed_mix(1, 7, 0, 0));
+    rng_seed(&images_drop.rng, 1);
+    Tensor *labels = pvlr_labels((PvlrHead *)m.head, gp, true, &labels_drop);
+    pvlr_predict((PvlrHead *)m.head, dense, labels, true, &images_drop, &out);
     Tensor *loss = pvlr_loss((PvlrHead *)m.head, out.logits, y);
     const float ref_loss = tensor_f32(loss)[0];
     ag_backward(loss);

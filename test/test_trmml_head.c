@@ -348,9 +348,9 @@ TEST(trmml_head_infer_is_region_branch) {
     /* Dropout: training output differs from eval, and reproduces for one seed. */
     Tensor *fq_eval = out.fq;
     h.m.dropout = 0.5f;
-    Rng r1, r2;
-    rng_seed(&r1, 3);
-    rng_seed(&r2, 3);
+    DropoutDraws r1 = {.row0 = 0}, r2 = {.row0 = 0};
+    rng_seed(&r1.rng, 3);
+    rng_seed(&r2.rng, 3);
     TrmmlCarlOut t1, t2;
     trmml_carl_forward(&h.m, h.f, h.gpos, h.gneg, true, &r1, &t1);
     trmml_carl_forward(&h.m, h.f, h.gpos, h.gneg, true, &r2, &t2);

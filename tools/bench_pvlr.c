@@ -31,7 +31,9 @@ static void step(void *arg) {
     PvlrBench *b = arg;
     param_zero_grad(b->ps);
     PvlrOut out;
-    pvlr_forward(&b->m, b->dense, b->text_ctx, true, &b->rng, &out);
+    DropoutDraws drop = {.rng = b->rng};
+    pvlr_forward(&b->m, b->dense, b->text_ctx, true, &drop, &out);
+    b->rng = drop.rng;
     ag_backward(pvlr_loss(&b->m, out.logits, b->y));
     optim_step(b->opt);
     tensor_step_end();

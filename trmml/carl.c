@@ -194,9 +194,10 @@ Tensor *trmml_carl_project(const TrmmlCarl *m, Tensor *x) {
 }
 
 void trmml_carl_forward(const TrmmlCarl *m, Tensor *f, Tensor *gpos, Tensor *gneg, bool training,
-                        Rng *rng, TrmmlCarlOut *out) {
+                        DropoutDraws *drop, TrmmlCarlOut *out) {
     check_features(m, f);
-    CHECK(!training || m->dropout == 0.0f || rng, "carl forward: training with dropout needs an rng");
+    CHECK(!training || m->dropout == 0.0f || drop,
+          "carl forward: training with dropout needs DropoutDraws");
     memset(out, 0, sizeof *out);
     out->phi = trmml_carl_energies(m, f);
     out->attn = tensor_softmax(out->phi, -1, NULL);
@@ -209,10 +210,12 @@ void trmml_carl_forward(const TrmmlCarl *m, Tensor *f, Tensor *gpos, Tensor *gne
         av = tensor_matmul(out->attn, nn_linear_forward(&m->attn_v, f));
     }
     Tensor *o = nn_linear_forward(&m->attn_o, av);
-    Tensor *x1 = tensor_layernorm(tensor_add(m->queries, tensor_dropout(o, m->dropout, training, rng)),
+    Tensor *x1 = tensor_layernorm(
+        tensor_add(m->queries, tensor_dropout_rows(o, m->dropout, training, drop)),
                                   m->ln1_weight, m->ln1_bias, m->ln_eps);
-    Tensor *h = tensor_dropout(tensor_relu(nn_linear_forward(&m->ffn1, x1)), m->dropout, training, rng);
-    Tensor *ffn = tensor_dropout(nn_linear_forward(&m->ffn2, h), m->dropout, training, rng);
+    Tensor *h = tensor_dropout_rows(tensor_relu(nn_linear_forward(&m->ffn1, x1)), m->dropout,
+                                    training, drop);
+    Tensor *ffn = tensor_dropout_rows(nn_linear_forward(&m->ffn2, h), m->dropout, training, drop);
     Tensor *x = tensor_layernorm(tensor_add(x1, ffn), m->ln2_weight, m->ln2_bias, m->ln_eps);
     out->fq = tensor_add(x, nn_linear_forward(&m->mlp2, tensor_relu(nn_linear_forward(&m->mlp1, x))));
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "nn/layers.h"
+#include "tensor/ops/dropout.h"
 #include "tensor/tensor.h"
 #include "trmml/trmml_config.h"
 
@@ -65,9 +66,10 @@ void trmml_carl_init(TrmmlCarl *m, Rng *rng, const float *text_features, float c
 void trmml_carl_clamp_temperature(TrmmlCarl *m);
 
 /* The full training forward of §4.2-4.3. f (B,HW,d) frozen; gpos, gneg (C,d). Dropout is applied
- * when training (rng required then, advanced once per dropout site). */
+ * when training (drop required then: its rng advanced once per dropout site, f holding rows
+ * drop->row0 .. of the batch, so the masks do not depend on how the batch is split). */
 void trmml_carl_forward(const TrmmlCarl *m, Tensor *f, Tensor *gpos, Tensor *gneg, bool training,
-                        Rng *rng, TrmmlCarlOut *out);
+                        DropoutDraws *drop, TrmmlCarlOut *out);
 /* Φ (B,C,HW) = (Q Wqᵀ + bq) (f Wkᵀ + bk)ᵀ / √d, folded or plain as m->fold says. */
 Tensor *trmml_carl_energies(const TrmmlCarl *m, Tensor *f);
 /* F^r (B,C,d) = Σ_p R_p f_p / (Σ_p R_p + region_eps) (or the plain sum), R (B,C,HW). */

@@ -21,8 +21,10 @@ Tensor *trmml_rows(Tensor *t, int64_t b0, int64_t nb) {
                        (char *)t->data + (size_t)(b0 * per) * dtype_size(t->dtype));
 }
 
-uint64_t trmml_rank_seed(const TrmmlStepInput *in) {
-    return in->row0 == 0 ? in->seed : trmml_seed_mix(in->seed, (uint64_t)in->row0, 0, 0xd15);
+DropoutDraws trmml_dropout_draws(const TrmmlStepInput *in, int64_t b0) {
+    DropoutDraws d = {.row0 = in->row0 + b0};
+    rng_seed(&d.rng, in->seed);
+    return d;
 }
 
 float trmml_scalar(const Tensor *t) { return tensor_item(t); }

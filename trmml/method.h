@@ -18,6 +18,7 @@
 
 #include "clip/tokenizer.h"
 #include "tensor/keys.h"
+#include "tensor/ops/dropout.h"
 #include "tensor/tensor.h"
 #include "trmml/run.h"
 
@@ -156,11 +157,11 @@ int trmml_method_owning_key(const char *key, int except);
 /* A header over rows [b0, b0 + nb) of a contiguous tensor whose first dimension is the batch
  * (no copy; the rows stay owned by t). */
 Tensor *trmml_rows(Tensor *t, int64_t b0, int64_t nb);
-/* The seed of this rank's draws over its micro-batches (dropout): in->seed in one process and
- * on the rank whose rows start the batch, mixed with row0 elsewhere, so that the ranks draw
- * independent masks as one process does for its rows (they are other masks than one process's:
- * docs/distributed.md). */
-uint64_t trmml_rank_seed(const TrmmlStepInput *in);
+/* The dropout draws of the micro-batch that starts at this rank's row b0: the step's seed
+ * (in->seed, the same on every rank and for every micro-batch) and the micro-batch's first row
+ * in the whole batch, so each image's masks are the ones one process draws for it, however the
+ * batch is split into micro-batches and ranks (tensor_dropout_rows). */
+DropoutDraws trmml_dropout_draws(const TrmmlStepInput *in, int64_t b0);
 /* The first value of a float32 tensor. */
 float trmml_scalar(const Tensor *t);
 /* Images per micro-batch: tc.micro_batch when it splits B, else B. */

@@ -115,14 +115,14 @@ static void pvlr_method_free(TrmmlModel *m) {
 
 typedef struct {
     Tensor *labels; /* L0 (C,d), a leaf collecting dL/dL0 */
-    Rng rng;        /* dropout of the DMA and prediction, across micro-batches */
 } PvlrStep;
 
 static Tensor *pvlr_micro_loss(TrmmlModel *m, const TrmmlStepInput *in, Tensor *targets,
                                int64_t b0, int64_t nb, void *ctx) {
     PvlrStep *ps = ctx;
     PvlrOut out;
-    pvlr_predict(m->head, trmml_rows(in->dense, b0, nb), ps->labels, true, &ps->rng, &out);
+    DropoutDraws drop = trmml_dropout_draws(in, b0); /* the whole batch's masks, any split */
+    pvlr_predict(m->head, trmml_rows(in->dense, b0, nb), ps->labels, true, &drop, &out);
     return pvlr_loss(m->head, out.logits, trmml_rows(targets, b0, nb));
 }
 
@@ -134,18 +134,18 @@ static void pvlr_method_step(TrmmlModel *m, const TrmmlStepInput *in, TrmmlStepS
     Tensor *targets = trmml_mmcp_targets(in->y, NULL, m->cfg.tc.single_positive);
     const uint64_t label_seed = trmml_seed_mix(in->seed, 7, 0, 0);
     PvlrStep ps;
-    rng_seed(&ps.rng, label_seed);
+    DropoutDraws drop = {.row0 = 0}; /* the label side has no image rows */
+    rng_seed(&drop.rng, label_seed);
     bool g = ag_set_grad_enabled(false);
-    ps.labels = pvlr_labels(m->head, in->gpos, true, &ps.rng);
+    ps.labels = pvlr_labels(m->head, in->gpos, true, &drop);
     ag_set_grad_enabled(g);
     ag_set_requires_grad(ps.labels, tensor_zeros_like(ps.labels));
-    rng_seed(&ps.rng, trmml_rank_seed(in));
     trmml_micro_batches(m, in, targets, true, pvlr_micro_loss, &ps, st);
     if (!isfinite(st->loss)) return;
     Arena *arena = tensor_arena();
     size_t mark = arena_mark(arena);
-    rng_seed(&ps.rng, label_seed);
-    ag_backward_with(pvlr_labels(m->head, in->gpos, true, &ps.rng), ps.labels->grad);
+    rng_seed(&drop.rng, label_seed);
+    ag_backward_with(pvlr_labels(m->head, in->gpos, true, &drop), ps.labels->grad);
     arena_release(arena, mark);
 }
 

@@ -245,14 +245,15 @@ static void nce_pass(TrmmlModel *m, const TrmmlStepInput *in, Tensor *fr_all, Tr
  * <F^r, dL_NCE/dF^r>: a term whose gradient in F^r is exactly the InfoNCE's. b0 counts this
  * rank's rows; targets and F^r are the whole batch's. */
 static Tensor *micro_loss(TrmmlModel *m, const TrmmlStepInput *in, Tensor *f, Tensor *targets,
-                          Tensor *fr_all, int64_t b0, int64_t nb, Rng *rng, TrmmlStepStats *st) {
+                          Tensor *fr_all, int64_t b0, int64_t nb, TrmmlStepStats *st) {
     MethodTrmmlState *s = m->head;
     const TrmmlConfig *tc = &m->cfg.tc;
     const MethodTrmmlConfig *mc = method_trmml_config(&m->cfg);
     const int64_t B = in->batch, row = in->row0 + b0;
     Tensor *tb = trmml_rows(targets, row, nb);
     TrmmlCarlOut out;
-    trmml_carl_forward(&s->carl, trmml_rows(f, b0, nb), in->gpos, in->gneg, true, rng, &out);
+    DropoutDraws drop = trmml_dropout_draws(in, b0); /* the whole batch's masks, any split */
+    trmml_carl_forward(&s->carl, trmml_rows(f, b0, nb), in->gpos, in->gneg, true, &drop, &out);
     const float w = tc->asl_reduction == TRMML_ASL_SUM ? 1.0f : (float)nb / (float)B;
     Tensor *lq = trmml_loss_cls(tc, out.uq, tb), *lr = trmml_loss_cls(tc, out.ur, tb);
     Tensor *loss = tensor_add(lq, tensor_mul_scalar(lr, (float)mc->alpha));
@@ -279,12 +280,10 @@ static void trmml_step(TrmmlModel *m, const TrmmlStepInput *in, TrmmlStepStats *
     region_pass(m, f, in->row0, in->batch, &r_all, &fr_all);
     Tensor *targets = step_targets(m, in, fr_all, st);
     nce_pass(m, in, fr_all, st);
-    Rng rng;
-    rng_seed(&rng, trmml_rank_seed(in));
     for (int64_t b0 = 0; b0 < b; b0 += mb) {
         const int64_t nb = b - b0 < mb ? b - b0 : mb;
         size_t mark = arena_mark(arena);
-        ag_backward(micro_loss(m, in, f, targets, fr_all, b0, nb, &rng, st));
+        ag_backward(micro_loss(m, in, f, targets, fr_all, b0, nb, st));
         arena_release(arena, mark);
     }
     /* The per-image terms from the ranks' shares (the InfoNCE and the pseudo-label counts are

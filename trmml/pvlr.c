@@ -317,22 +317,24 @@ static Tensor *mha(const PvlrHead *m, const PvlrAttention *a, Tensor *xq, Tensor
 
 /* Post-norm residual: LN(x + dropout(y)). */
 static Tensor *add_norm(const PvlrHead *m, const PvlrNorm *n, Tensor *x, Tensor *y, bool training,
-                        Rng *rng) {
-    return tensor_layernorm(tensor_add(x, tensor_dropout(y, m->dropout, training, rng)), n->weight,
-                            n->bias, m->ln_eps);
+                        DropoutDraws *drop) {
+    return tensor_layernorm(tensor_add(x, tensor_dropout_rows(y, m->dropout, training, drop)),
+                            n->weight, n->bias, m->ln_eps);
 }
 
 /* FFN(x) = fc2(dropout(relu(fc1 x))). */
-static Tensor *feed_forward(const PvlrHead *m, const PvlrFfn *f, Tensor *x, bool training, Rng *rng) {
-    Tensor *h = tensor_dropout(tensor_relu(nn_linear_forward(&f->fc1, x)), m->dropout, training, rng);
+static Tensor *feed_forward(const PvlrHead *m, const PvlrFfn *f, Tensor *x, bool training,
+                            DropoutDraws *drop) {
+    Tensor *h = tensor_dropout_rows(tensor_relu(nn_linear_forward(&f->fc1, x)), m->dropout,
+                                    training, drop);
     return nn_linear_forward(&f->fc2, h);
 }
 
 /* One post-norm layer: x1 = LN1(x + MHA(x, kv, kv)); LN2(x1 + FFN(x1)). */
 static Tensor *block(const PvlrHead *m, const PvlrAttention *a, const PvlrNorm *n1, const PvlrFfn *f,
-                     const PvlrNorm *n2, Tensor *x, Tensor *kv, bool training, Rng *rng) {
-    Tensor *x1 = add_norm(m, n1, x, mha(m, a, x, kv), training, rng);
-    return add_norm(m, n2, x1, feed_forward(m, f, x1, training, rng), training, rng);
+                     const PvlrNorm *n2, Tensor *x, Tensor *kv, bool training, DropoutDraws *drop) {
+    Tensor *x1 = add_norm(m, n1, x, mha(m, a, x, kv), training, drop);
+    return add_norm(m, n2, x1, feed_forward(m, f, x1, training, drop), training, drop);
 }
 
 /* (C,d) -> (B,C,d): the shared rows repeated for every image. */
@@ -348,8 +350,9 @@ static void check_dense(const PvlrHead *m, const Tensor *dense) {
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-Tensor *pvlr_labels(const PvlrHead *m, Tensor *text_ctx, bool training, Rng *rng) {
-    CHECK(!training || m->dropout == 0.0f || rng, "pvlr: training with dropout needs an rng");
+Tensor *pvlr_labels(const PvlrHead *m, Tensor *text_ctx, bool training, DropoutDraws *drop) {
+    CHECK(!training || m->dropout == 0.0f || drop,
+          "pvlr: training with dropout needs DropoutDraws");
     Tensor *k = NULL, *cx = NULL;
     if (m->use_kap) {
         CHECK(m->kap_text, "pvlr: KAP constants not set (pvlr_set_knowledge)");
@@ -361,37 +364,38 @@ Tensor *pvlr_labels(const PvlrHead *m, Tensor *text_ctx, bool training, Rng *rng
               "pvlr: CAP text features %s must be (%lld, %lld)",
               text_ctx ? tensor_shape_str(text_ctx) : "NULL", (long long)m->C, (long long)m->d);
         cx = block(m, &m->cap_attn, &m->cap_norm1, &m->cap_ffn, &m->cap_norm2, text_ctx, text_ctx,
-                   training, rng);
+                   training, drop);
     }
     if (!k) return cx;
     if (!cx) return k;
     if (!m->use_ifm) return tensor_mul_scalar(tensor_add(k, cx), 0.5f);
-    Tensor *kp = add_norm(m, &m->ifm_norm_k, k, mha(m, &m->ifm_k2c, k, cx), training, rng);
-    Tensor *cp = add_norm(m, &m->ifm_norm_c, cx, mha(m, &m->ifm_c2k, cx, k), training, rng);
+    Tensor *kp = add_norm(m, &m->ifm_norm_k, k, mha(m, &m->ifm_k2c, k, cx), training, drop);
+    Tensor *cp = add_norm(m, &m->ifm_norm_c, cx, mha(m, &m->ifm_c2k, cx, k), training, drop);
     Tensor *both[2] = {kp, cp};
     Tensor *g = tensor_sigmoid(nn_linear_forward(&m->gate, tensor_concat(both, 2, 1)));
     Tensor *l0 = tensor_add(cp, tensor_mul(g, tensor_sub(kp, cp))); /* g K' + (1 - g) C' */
-    return add_norm(m, &m->ifm_norm, l0, feed_forward(m, &m->ifm_ffn, l0, training, rng), training,
-                    rng);
+    return add_norm(m, &m->ifm_norm, l0, feed_forward(m, &m->ifm_ffn, l0, training, drop), training,
+                    drop);
 }
 
-void pvlr_predict(const PvlrHead *m, Tensor *dense, Tensor *labels, bool training, Rng *rng,
-                  PvlrOut *out) {
+void pvlr_predict(const PvlrHead *m, Tensor *dense, Tensor *labels, bool training,
+                  DropoutDraws *drop, PvlrOut *out) {
     check_dense(m, dense);
     CHECK(labels && labels->ndim == 2 && labels->shape[0] == m->C && labels->shape[1] == m->d,
           "pvlr: label representations %s must be (%lld, %lld)",
           labels ? tensor_shape_str(labels) : "NULL", (long long)m->C, (long long)m->d);
-    CHECK(!training || m->dropout == 0.0f || rng, "pvlr: training with dropout needs an rng");
+    CHECK(!training || m->dropout == 0.0f || drop,
+          "pvlr: training with dropout needs DropoutDraws");
     memset(out, 0, sizeof *out);
     const int64_t B = dense->shape[0], HW = dense->shape[1] - 1;
     out->labels = labels;
     Tensor *vtok = tensor_slice(dense, 1, 1, HW); /* (B,HW,d) */
     out->visual = !m->use_t2v ? vtok
                               : block(m, &m->t2v_attn, &m->t2v_norm1, &m->t2v_ffn, &m->t2v_norm2,
-                                      vtok, labels, training, rng);
+                                      vtok, labels, training, drop);
     out->label_ctx = !m->use_v2t ? broadcast_batch(labels, B)
                                  : block(m, &m->v2t_attn, &m->v2t_norm1, &m->v2t_ffn,
-                                         &m->v2t_norm2, labels, out->visual, training, rng);
+                                         &m->v2t_norm2, labels, out->visual, training, drop);
     out->sim = tensor_cosine_similarity_matrix(out->label_ctx, out->visual);       /* (B,C,HW) */
     out->weights = tensor_softmax(tensor_mul_scalar(out->sim, m->spatial_temp), -1, NULL);
     Tensor *a = tensor_sum(tensor_mul(out->weights, out->sim), -1, false);         /* (B,C) */
@@ -405,10 +409,10 @@ void pvlr_predict(const PvlrHead *m, Tensor *dense, Tensor *labels, bool trainin
     out->logits = tensor_add(tensor_mul(a, s), m->class_bias);
 }
 
-void pvlr_forward(const PvlrHead *m, Tensor *dense, Tensor *text_ctx, bool training, Rng *rng,
-                  PvlrOut *out) {
-    Tensor *labels = pvlr_labels(m, text_ctx, training, rng);
-    pvlr_predict(m, dense, labels, training, rng, out);
+void pvlr_forward(const PvlrHead *m, Tensor *dense, Tensor *text_ctx, bool training,
+                  DropoutDraws *drop, PvlrOut *out) {
+    Tensor *labels = pvlr_labels(m, text_ctx, training, drop);
+    pvlr_predict(m, dense, labels, training, drop, out);
 }
 
 Tensor *pvlr_loss(const PvlrHead *m, Tensor *logits, Tensor *targets) {

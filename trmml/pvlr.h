@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "nn/layers.h"
+#include "tensor/ops/dropout.h"
 #include "tensor/tensor.h"
 #include "trmml/trmml_config.h"
 
@@ -115,14 +116,16 @@ void pvlr_free(PvlrHead *m);
 void pvlr_clamp_temperature(PvlrHead *m);
 
 /* KAP, CAP and IFM: the label representations L0 (C,d). text_ctx = T^C (C,d), required when
- * use_cap (ignored otherwise). Dropout when training (rng advanced once per site). */
-Tensor *pvlr_labels(const PvlrHead *m, Tensor *text_ctx, bool training, Rng *rng);
+ * use_cap (ignored otherwise). Dropout when training (drop->rng advanced once per site; the
+ * label side has no image rows, so drop->row0 should be 0 for pvlr_labels and dense's first row
+ * in the batch for pvlr_predict: then the masks do not depend on how the batch is split). */
+Tensor *pvlr_labels(const PvlrHead *m, Tensor *text_ctx, bool training, DropoutDraws *drop);
 /* DMA and prediction on dense (B, HW+1, d) given L0 (C,d); fills every field of out. */
-void pvlr_predict(const PvlrHead *m, Tensor *dense, Tensor *labels, bool training, Rng *rng,
-                  PvlrOut *out);
-/* pvlr_labels then pvlr_predict (one rng, labels first). */
-void pvlr_forward(const PvlrHead *m, Tensor *dense, Tensor *text_ctx, bool training, Rng *rng,
-                  PvlrOut *out);
+void pvlr_predict(const PvlrHead *m, Tensor *dense, Tensor *labels, bool training,
+                  DropoutDraws *drop, PvlrOut *out);
+/* pvlr_labels then pvlr_predict (one drop, labels first; drop->row0 must be 0). */
+void pvlr_forward(const PvlrHead *m, Tensor *dense, Tensor *text_ctx, bool training,
+                  DropoutDraws *drop, PvlrOut *out);
 /* ASL (§2.1) of logits (B,C) against targets (B,C) in {+1,-1,0} with the resolved setting,
  * summed over classes and averaged over the B images (DECISION 3). */
 Tensor *pvlr_loss(const PvlrHead *m, Tensor *logits, Tensor *targets);

@@ -29,13 +29,13 @@ static inline double dropout_uniform(uint64_t seed, int64_t i) {
 }
 
 void dropout_forward_cpu(float *out, float *mask, const float *inp, int64_t n, float p,
-                         float scale, uint64_t seed) {
+                         float scale, uint64_t seed, int64_t first) {
     /* out (n), mask (n), inp (n) — assigns */
 #pragma omp parallel for schedule(static) if (n > 16384)
     for (int64_t i = 0; i < n; i++) {
         /* P(u < p) = p, so an element is dropped with probability p; u < 1 always, so p = 1
          * drops every element. */
-        float keep = dropout_uniform(seed, i) >= (double)p ? 1.0f : 0.0f;
+        float keep = dropout_uniform(seed, first + i) >= (double)p ? 1.0f : 0.0f;
         mask[i] = keep;
         /* A product, not a select, so a NaN or inf input still shows up as NaN (as in
          * PyTorch) instead of being hidden by the drop. */
@@ -58,7 +58,8 @@ static void dropout_backward(Node *n) {
                                              x->numel, (float)n->farg[0]);
 }
 
-Tensor *tensor_dropout(Tensor *x, float p, bool training, Rng *rng) {
+/* The draws of x's elements are numbers first .. first + numel - 1 of the seed's sequence. */
+static Tensor *dropout_at(Tensor *x, float p, bool training, Rng *rng, int64_t first) {
     tensor_check_f32("dropout", x, "x");
     CHECK(p >= 0.0f && p <= 1.0f, "dropout: p = %g outside [0, 1] for x %s", p,
           tensor_shape_str(x));
@@ -69,11 +70,25 @@ Tensor *tensor_dropout(Tensor *x, float p, bool training, Rng *rng) {
     Tensor *out = tensor_empty(DT_F32, x->ndim, x->shape);
     Tensor *mask = tensor_empty(DT_F32, x->ndim, x->shape);
     KERNEL_RUN(x->device, dropout_forward, out->data, mask->data, x->data, x->numel, p, scale,
-                                            seed);
+                                            seed, first);
     Node *n = AG_RECORD("dropout", out, dropout_backward, x);
     if (n) {
         n->saved[0] = mask;
         n->farg[0] = scale;
     }
     return out;
+}
+
+Tensor *tensor_dropout(Tensor *x, float p, bool training, Rng *rng) {
+    return dropout_at(x, p, training, rng, 0);
+}
+
+Tensor *tensor_dropout_rows(Tensor *x, float p, bool training, DropoutDraws *d) {
+    CHECK(!training || p == 0.0f || d != NULL,
+          "dropout: training with p = %g needs DropoutDraws (x %s)", p, tensor_shape_str(x));
+    if (!training || p == 0.0f) return tensor_dropout(x, p, training, NULL);
+    CHECK(x->ndim >= 1 && d->row0 >= 0, "dropout: rows from %lld of x %s",
+          (long long)d->row0, tensor_shape_str(x));
+    const int64_t row = x->shape[0] > 0 ? x->numel / x->shape[0] : 0;
+    return dropout_at(x, p, training, &d->rng, d->row0 * row);
 }
