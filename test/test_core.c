@@ -382,6 +382,30 @@ TEST(core_bench_case_filter) {
            "--case without a value: %s", out);
 }
 
+/* TRMML_GEMM_CLOCK=1: bench's log line adds the time per call spent in the CPU GEMMs; a bench of
+ * GEMMs alone spends nearly all of it there (at least half, leaving room for a loaded machine's
+ * clock reads). Without the variable no clock is read and the line says nothing of it. */
+TEST(core_bench_gemm_clock) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    static char out[1 << 14];
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd,
+             "TRMML_GEMM_CLOCK=1 '%s' --threads 1 bench gemm --quick --case 'gemm 512x' 2>&1 "
+             ">/dev/null", exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 0, "bench with the GEMM clock: %s", out);
+    const char *line = strstr(out, "gemm 512x512x512");
+    const char *cpu = line ? strstr(line, "cpu ") : NULL;
+    const char *clk = line ? strstr(line, "GEMM clock: ") : NULL;
+    const double cpu_ms = cpu ? atof(cpu + 4) : -1, gemm_ms = clk ? atof(clk + 12) : -1;
+    EXPECT(cpu_ms > 0 && gemm_ms >= 0.5 * cpu_ms && gemm_ms <= 1.5 * cpu_ms + 0.5,
+           "GEMM clock %.2f ms against cpu %.2f ms per call: %s", gemm_ms, cpu_ms, out);
+    snprintf(cmd, sizeof cmd,
+             "'%s' --threads 1 bench gemm --quick --case 'gemm 512x' 2>&1 >/dev/null", exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 0 && !strstr(out, "GEMM clock"),
+           "the GEMM clock without TRMML_GEMM_CLOCK: %s", out);
+}
+
 TEST(core_bench_device) {
     /* `trmml bench` runs on --device and says so in a `meta device` row; --device cuda without a
      * GPU (or without CUDA compiled in) fails with exit 1 and no rows, with a GPU its GEMM rows

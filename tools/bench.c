@@ -45,6 +45,7 @@ double bench_clock(void) {
  * one-thread run barely moves when other processes load the machine (wall time does); faults per
  * call say whether a call maps fresh memory (docs/profile.md). */
 static double g_cpu_per_call;
+static double g_gemm_per_call; /* wall time in the CPU GEMMs (TRMML_GEMM_CLOCK=1) */
 static double g_faults_per_call;
 static long g_warmup_faults;
 static bool g_have_call_stats; /* set by bench_time, used up by bench_report */
@@ -63,6 +64,7 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
     getrusage(RUSAGE_SELF, &r1);
     g_warmup_faults = r1.ru_minflt - r0.ru_minflt;
     r0 = r1;
+    const double gemm0 = gemm_clock_seconds();
     double start = bench_clock();
     while (n < 1000 && (n < min_reps || bench_clock() - start < min_seconds)) {
         double t0 = bench_clock();
@@ -72,6 +74,7 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
     getrusage(RUSAGE_SELF, &r1);
     g_cpu_per_call = (cpu_seconds(&r1) - cpu_seconds(&r0)) / n;
     g_faults_per_call = (double)(r1.ru_minflt - r0.ru_minflt) / n;
+    g_gemm_per_call = (gemm_clock_seconds() - gemm0) / n;
     g_have_call_stats = true;
     qsort(times, n, sizeof *times, cmp_double);
     return times[n / 2];
@@ -96,6 +99,8 @@ void bench_report(const char *key, double seconds, double gflop) {
     if (g_have_call_stats)
         fprintf(stderr, "  (per timed call: cpu %.1f ms, %.0f minor faults; warm-up call: %ld "
                 "faults)", g_cpu_per_call * 1e3, g_faults_per_call, g_warmup_faults);
+    if (g_have_call_stats && gemm_clock_enabled())
+        fprintf(stderr, "  (GEMM clock: %.1f ms per call in the CPU GEMMs)", g_gemm_per_call * 1e3);
     fputc('\n', stderr);
     g_have_call_stats = false;
     fflush(stdout);

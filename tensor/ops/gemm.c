@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -109,9 +110,43 @@ static void gemm_naive(float *c, const float *a, const float *b, int64_t batch, 
     }
 }
 
-void gemm_cpu(float *c, const float *a, const float *b, int64_t batch, int64_t m, int64_t n,
-              int64_t k, bool trans_a, bool trans_b, float alpha, float beta, int64_t lda,
-              int64_t ldb, int64_t ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+/* ---- the GEMM clock ------------------------------------------------------------------------ */
+
+static int g_clock_on = -1; /* -1: TRMML_GEMM_CLOCK not read yet */
+static uint64_t g_clock_ns;
+
+bool gemm_clock_enabled(void) {
+    int on = __atomic_load_n(&g_clock_on, __ATOMIC_RELAXED);
+    if (on < 0) {
+        const char *e = getenv("TRMML_GEMM_CLOCK");
+        on = e && strcmp(e, "1") == 0;
+        __atomic_store_n(&g_clock_on, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t gemm_clock_begin(void) { return gemm_clock_enabled() ? now_ns() : 0; }
+
+void gemm_clock_end(uint64_t start) {
+    if (start) __atomic_fetch_add(&g_clock_ns, now_ns() - start, __ATOMIC_RELAXED);
+}
+
+double gemm_clock_seconds(void) {
+    return 1e-9 * (double)__atomic_load_n(&g_clock_ns, __ATOMIC_RELAXED);
+}
+
+/* ---- the CPU GEMM ------------------------------------------------------------------------- */
+
+static void gemm_cpu_run(float *c, const float *a, const float *b, int64_t batch, int64_t m,
+                         int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha,
+                         float beta, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
+                         int64_t stride_b, int64_t stride_c) {
     /* c (batch,M,N) a (batch,M,K) or (batch,K,M) b (batch,K,N) or (batch,N,K) */
     if (batch <= 0 || m <= 0 || n <= 0) return;
     CHECK(batch == 1 || stride_c != 0, "gemm: batch %lld with stride_c = 0 would race on C "
@@ -155,6 +190,15 @@ void gemm_cpu(float *c, const float *a, const float *b, int64_t batch, int64_t m
 #endif
     gemm_naive(c, a, b, batch, m, n, k, trans_a, trans_b, alpha, beta, lda, ldb, ldc, stride_a,
                stride_b, stride_c);
+}
+
+void gemm_cpu(float *c, const float *a, const float *b, int64_t batch, int64_t m, int64_t n,
+              int64_t k, bool trans_a, bool trans_b, float alpha, float beta, int64_t lda,
+              int64_t ldb, int64_t ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+    const uint64_t clk = gemm_clock_begin();
+    gemm_cpu_run(c, a, b, batch, m, n, k, trans_a, trans_b, alpha, beta, lda, ldb, ldc, stride_a,
+                 stride_b, stride_c);
+    gemm_clock_end(clk);
 }
 
 void accumulate_cpu(float *out, const float *in, int64_t n) {

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "tensor/isa.h"
+#include "tensor/ops/gemm.h"
 #include "tensor/device.h"
 #include "tensor/tensor.h"
 
@@ -449,11 +450,10 @@ size_t gemm_bf16_batched_scratch_bytes(int64_t batch, bool shared_a, int64_t m, 
     return (size_t)((shared_a ? 1 : batch) * aw + batch * bw) * sizeof(uint32_t) + 128;
 }
 
-void gemm_bf16_batched_cpu(float *c, const float *a, const float *b, int64_t batch, int64_t m,
-                           int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha,
-                           float beta, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
-                           int64_t stride_b, int64_t stride_c, void *scratch,
-                           const GemmBf16Epilogue *ep) {
+static void batched_run(float *c, const float *a, const float *b, int64_t batch, int64_t m,
+                        int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha, float beta,
+                        int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a, int64_t stride_b,
+                        int64_t stride_c, void *scratch, const GemmBf16Epilogue *ep) {
     /* c (batch,M,N), a (batch,M,K) or (batch,K,M) when trans_a (stride_a 0: one A for all),
      * b (batch,K,N) or (batch,N,K) when trans_b, scratch of
      * gemm_bf16_batched_scratch_bytes(batch, stride_a == 0, m, n, k) bytes, ep NULL or its
@@ -560,6 +560,17 @@ void gemm_bf16_batched_cpu(float *c, const float *a, const float *b, int64_t bat
         }
         if (amx) amx_release();
     }
+}
+
+void gemm_bf16_batched_cpu(float *c, const float *a, const float *b, int64_t batch, int64_t m,
+                           int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha,
+                           float beta, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
+                           int64_t stride_b, int64_t stride_c, void *scratch,
+                           const GemmBf16Epilogue *ep) {
+    const uint64_t clk = gemm_clock_begin();
+    batched_run(c, a, b, batch, m, n, k, trans_a, trans_b, alpha, beta, lda, ldb, ldc, stride_a,
+                stride_b, stride_c, scratch, ep);
+    gemm_clock_end(clk);
 }
 
 void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
