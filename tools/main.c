@@ -9,6 +9,7 @@
 
 #include "tensor/device.h"
 #include "tensor/dist.h"
+#include "tensor/dist_nccl.h"
 #include "tensor/isa.h"
 #include "tensor/text.h"
 #include "tools/command.h"
@@ -84,6 +85,7 @@ COMMAND(version, "print the version, the compiled-in backends and the selected d
     printf("selected device: %s\n", device_name(dev));
     printf("cpu isa: %s\n", isa_name());
     printf("mpi: %s\n", dist_summary());
+    printf("nccl: %s%s\n", dist_nccl_summary(), dist_nccl_compiled() ? " compiled in" : "");
     return 0;
 }
 
