@@ -4,9 +4,9 @@
 #include "tensor/dist_nccl.h"
 
 static Status not_built(void) {
-    return error_set(STATUS_ERR_DEVICE,
-                     "NCCL is not compiled into this build (make NCCL=0, or no nccl.h, CUDA or "
-                     "MPI at build time); CUDA tensors' collectives go through host memory and MPI");
+    return error_set(STATUS_ERR_DEVICE, "NCCL is not compiled into this build (make NCCL=0, or "
+                     "no nccl.h, CUDA or MPI at build time); CUDA tensors' collectives go through "
+                     "host memory and MPI");
 }
 
 bool dist_nccl_compiled(void) { return false; }
