@@ -91,8 +91,10 @@ COMMAND(version, "print the version, the compiled-in backends and the selected d
 
 COMMAND(bench, "run benchmarks (TSV on stdout, a readable log on stderr)",
         "trmml bench [--quick] [--list] [--case TEXT] [NAME]\n"
+        "trmml bench --random-clip rn50|rn101 --out PATH\n"
         "  NAME: run one benchmark (see --list); all by default. make bench runs them all and\n"
-        "  writes docs/benchmarks.md.") {
+        "  writes docs/benchmarks.md. --random-clip writes the benchmarks' random-weight CLIP\n"
+        "  as a checkpoint (a --model for measurements without downloads) and exits.") {
     return bench_main(argc, argv);
 }
 
