@@ -20,6 +20,7 @@ extern "C" {
 #include <nccl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static_assert(DIST_NCCL_ID_BYTES == NCCL_UNIQUE_ID_BYTES, "DIST_NCCL_ID_BYTES is NCCL's id size");
 
@@ -66,6 +67,18 @@ extern "C" Status dist_nccl_unique_id(unsigned char id[DIST_NCCL_ID_BYTES]) {
     ncclUniqueId u;
     NCCL_TRY(ncclGetUniqueId(&u));
     memcpy(id, u.internal, DIST_NCCL_ID_BYTES);
+    return STATUS_OK;
+}
+
+extern "C" Status dist_nccl_gpu_key(char *buf, int cap) {
+    CHECK(cap >= 160, "dist_nccl_gpu_key: %d bytes, 160 needed", cap);
+    int dev = -1;
+    char bus[32] = "";
+    CUDA_TRY(cudaGetDevice(&dev));
+    CUDA_TRY(cudaDeviceGetPCIBusId(bus, (int)sizeof bus, dev));
+    gethostname(buf, 127);
+    buf[127] = 0;
+    snprintf(buf + strlen(buf), (size_t)cap - strlen(buf), "/%s", bus);
     return STATUS_OK;
 }
 

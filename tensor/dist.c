@@ -268,12 +268,27 @@ static Status nccl_hint(Status st) {
     if (st == STATUS_OK) return st;
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", error_last());
-    return error_set(st, "%s. HINT: one rank per GPU (--device cuda gives each rank of a node "
-                     "its own); TRMML_NCCL=0 sends CUDA tensors' collectives through host memory "
-                     "and MPI instead", msg);
+    return error_set(st, "%s. HINT: TRMML_NCCL=0 sends CUDA tensors' collectives through host "
+                     "memory and MPI instead", msg);
 }
 
 static bool g_device_decided; /* dist_device_init has run: it decides once per process */
+
+/* Whether every rank's GPU (host and PCI bus id) differs from every other rank's. */
+static Status gpus_distinct(bool *distinct) {
+    enum { KEY = 192 };
+    char mine[KEY] = {0};
+    Status st = dist_agree(dist_nccl_gpu_key(mine, KEY));
+    if (st != STATUS_OK) return st;
+    char *keys = xcalloc((size_t)g_size, KEY);
+    MPI_Allgather(mine, KEY, MPI_CHAR, keys, KEY, MPI_CHAR, MPI_COMM_WORLD);
+    *distinct = true;
+    for (int a = 0; a < g_size; a++)
+        for (int b = a + 1; b < g_size; b++)
+            if (strcmp(keys + (size_t)a * KEY, keys + (size_t)b * KEY) == 0) *distinct = false;
+    free(keys);
+    return STATUS_OK;
+}
 
 Status dist_device_init(DeviceKind dev) {
     if (g_size == 1 || g_device_decided || !dist_nccl_compiled()) return STATUS_OK;
@@ -281,9 +296,12 @@ Status dist_device_init(DeviceKind dev) {
     int want = 0, all = 0;
     Status st = dist_agree(nccl_wanted(dev, &want));
     if (st != STATUS_OK) return st;
-    /* NCCL only when every rank is on CUDA: a rank on another device could not join. */
+    /* NCCL only when every rank is on CUDA (a rank on another device could not join) and on a
+     * GPU of its own (NCCL refuses two ranks on one GPU). */
     MPI_Allreduce(&want, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (!all) return STATUS_OK;
+    bool distinct = false;
+    if ((st = gpus_distinct(&distinct)) != STATUS_OK || !distinct) return st;
     unsigned char id[DIST_NCCL_ID_BYTES] = {0};
     st = dist_agree(nccl_hint(g_rank == 0 ? dist_nccl_unique_id(id) : STATUS_OK));
     if (st != STATUS_OK) return st;

@@ -72,10 +72,10 @@ void dist_allgather_rows(Tensor *t);
 void dist_bcast(void *buf, size_t bytes, int root);
 
 /* Once the command chose its device (tools/flags.c, tool_device_select), on every rank: in a
- * build with NCCL, when the job has several ranks, all on CUDA, and TRMML_NCCL is not 0, makes
- * the job's NCCL communicator (its id from rank 0 through MPI) on the current GPU. Collective (a
- * no-op after the first call); a failure on any rank is every rank's, with a HINT. One process,
- * or a build without NCCL: nothing. */
+ * build with NCCL, when the job has several ranks, all on CUDA, each on a GPU of its own (host
+ * and PCI bus id), and TRMML_NCCL is not 0, makes the job's NCCL communicator (its id from
+ * rank 0 through MPI) on the current GPU. Collective (a no-op after the first call); a failure
+ * on any rank is every rank's, with a HINT. One process, or a build without NCCL: nothing. */
 Status dist_device_init(DeviceKind dev);
 /* This rank's index among the ranks of its node, from the launcher (OMPI_COMM_WORLD_LOCAL_RANK,
  * SLURM_LOCALID, MPI_LOCALRANKID); -1 in one process or when the launcher does not say. */

@@ -25,6 +25,10 @@ bool dist_nccl_compiled(void);
 const char *dist_nccl_summary(void);
 /* A new communicator id (ncclGetUniqueId; rank 0 calls it and broadcasts the bytes). */
 Status dist_nccl_unique_id(unsigned char id[DIST_NCCL_ID_BYTES]);
+/* "host/PCI bus id" of the current CUDA device (cudaDeviceGetPCIBusId): the same GPU gives the
+ * same text on every rank whatever CUDA_VISIBLE_DEVICES numbers it, so ranks can see whether
+ * two of them share a GPU (NCCL refuses that). */
+Status dist_nccl_gpu_key(char *buf, int cap);
 /* Join communicator `id` as rank `rank` of `size` on the current CUDA device
  * (ncclCommInitRank; every rank must call it). STATUS_ERR_DEVICE without a GPU. */
 Status dist_nccl_init(const unsigned char id[DIST_NCCL_ID_BYTES], int size, int rank);

@@ -79,18 +79,13 @@ const char *tool_device(void) { return g_global.device; }
 int tool_threads(void) { return (int)g_global.threads; }
 
 /* The GPU of this rank: --device cuda:N as given; under mpirun or srun, --device cuda or auto
- * without an index gives local rank L of a node cuda:L (one rank per GPU, as NCCL needs). */
+ * without an index gives local rank L of a node cuda:L, one rank per GPU as NCCL needs. With
+ * more ranks on the node than GPUs they share them (L mod GPUs), and tensor/dist.c sees the
+ * shared GPUs and keeps their collectives on the host path. */
 static Status use_gpu(const char *spec, DeviceKind d, int idx) {
-    const int local = dist_local_rank();
-    if (d != DEVICE_CUDA || strchr(spec, ':') || local < 0) return device_use(d, idx);
-    Status st = device_use(d, local);
-    if (st == STATUS_OK) return st;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", error_last());
-    return error_set(st, "%s: rank %d is local rank %d of its node, and --device %s gives local "
-                     "rank L cuda:L. HINT: start at most as many ranks per node as it has GPUs, "
-                     "or name one GPU (--device cuda:0) for every rank", msg, dist_rank(), local,
-                     spec);
+    const int local = dist_local_rank(), n = device_cuda_count();
+    if (d != DEVICE_CUDA || strchr(spec, ':') || local < 0 || n <= 0) return device_use(d, idx);
+    return device_use(d, local % n);
 }
 
 Status tool_device_select(DeviceKind *dev) {
