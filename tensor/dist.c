@@ -7,12 +7,12 @@
  * default error handler stays in place: a failed MPI call ends the job with MPI's message. */
 #include "tensor/dist.h"
 
-#include "tensor/dist_nccl.h"
-
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "tensor/dist_nccl.h"
 
 #ifdef TRMML_MPI
 #include <mpi.h>

@@ -81,7 +81,7 @@ TEST(dist_check_device_tensors_through_host) {
     static char out[1 << 14];
     snprintf(cmd, sizeof cmd, "%s --device guard dist-check --floats 1001 --rounds 1 2>&1", mpi);
     int rc = test_run_capture(cmd, out, sizeof out);
-    EXPECT(rc == 0 && strstr(out, "rank 1: host") && strstr(out, "device guard") &&
+    EXPECT(rc == 0 && strstr(out, "rank 1: host") && strstr(out, "device guard local rank 1") &&
                strstr(out, "tensors on guard: path mpi;") &&
                strstr(out, "on guard via mpi (through host memory):"),
            "mpirun --device guard dist-check exit %d: %.3000s", rc, out);

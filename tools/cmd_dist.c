@@ -223,8 +223,9 @@ static void report_ranks(DeviceKind dev) {
     const int N = dist_size();
     char line[256], host[128] = "?";
     gethostname(host, sizeof host - 1);
-    snprintf(line, sizeof line, "rank %d: host %s pid %ld threads %d device %s", dist_rank(),
-             host, (long)getpid(), device_threads(), device_name(dev));
+    snprintf(line, sizeof line, "rank %d: host %s pid %ld threads %d device %s local rank %d",
+             dist_rank(), host, (long)getpid(), device_threads(), device_name(dev),
+             dist_local_rank());
     char *lines = xcalloc((size_t)N, sizeof line);
     size_t *bytes_of = xmalloc((size_t)N * sizeof *bytes_of);
     for (int r = 0; r < N; r++) bytes_of[r] = sizeof line;
@@ -241,14 +242,14 @@ COMMAND_AS(dist_check, "dist-check",
            "check an MPI job: ranks, exactness and time of the gradient all-reduce",
            "trmml [--device D] dist-check [--floats N] [--rounds R]\n"
            "  Run it as the training job will run: mpirun -np N trmml --device D dist-check (or\n"
-           "  srun). Each rank reports host, pid, threads and device; the fixed-order all-reduce\n"
-           "  of known vectors must equal their sum in rank order exactly on every rank; the\n"
-           "  all-reduce and all-gather of tensors on D must be exact on the path they take\n"
-           "  (nccl for CUDA tensors when the job has NCCL, mpi otherwise; with nccl, the mpi\n"
-           "  path is checked too); then R all-reduces of N floats are timed, on the host and,\n"
-           "  on a device other than the CPU, on each path (docs/distributed.md). TRMML_NCCL=0\n"
-           "  keeps CUDA tensors on the mpi path. Without mpirun: one process, nothing to\n"
-           "  exchange.") {
+           "  srun). Each rank reports host, pid, threads, device and local rank; the\n"
+           "  fixed-order all-reduce of known vectors must equal their sum in rank order\n"
+           "  exactly on every rank; the all-reduce and all-gather of tensors on D must be exact\n"
+           "  on the path they take (nccl for CUDA tensors when the job has NCCL, mpi otherwise;\n"
+           "  with nccl, the mpi path is checked too); then R all-reduces of N floats are timed,\n"
+           "  in host memory and, on a device other than the CPU, on each path\n"
+           "  (docs/distributed.md). TRMML_NCCL=0 keeps CUDA tensors on the mpi path. Without\n"
+           "  mpirun: one process, nothing to exchange.") {
     DistFlags o = {.floats = 7129089, .rounds = 5};
     const KeyGroup groups[] = {FLAGS_OF(DIST_FLAGS, &o)};
     int rc = flags_parse(groups, KEY_COUNT(groups), 0, argc, argv, NULL);
