@@ -11,11 +11,11 @@
 #   make bench-alternate CASE="clip rn101 img 448 b8" [ROUNDS=5]
 #                      one row, trmml and PyTorch by turns (docs/benchmarks-alternating.md)
 #   make clean
-# Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), MPI=0 (no MPI), WERROR=0,
-#          THREADS=N (bench/test), DEVICE=auto|cpu|cuda[:N] (train), EXTRA_CFLAGS / EXTRA_LDFLAGS
-#          (added to every C compile / every link: libraries outside /usr, e.g. the Debian
-#          packages that scripts/gpu-check.sh --debs unpacks into a prefix; with BLAS_INC=,
-#          BLAS_LIB= and NO_DEPS=1 to skip the check of /usr/include).
+# Options: CUDA=0 (no CUDA backend), OMP=0 (no OpenMP), MPI=0 (no MPI), NCCL=0 (no NCCL),
+#          WERROR=0, THREADS=N (bench/test), DEVICE=auto|cpu|cuda[:N] (train), EXTRA_CFLAGS /
+#          EXTRA_LDFLAGS (added to every C compile / every link: libraries outside /usr, e.g. the
+#          Debian packages that scripts/gpu-check.sh --debs unpacks into a prefix; with
+#          BLAS_INC=, BLAS_LIB= and NO_DEPS=1 to skip the check of /usr/include).
 
 CC ?= cc
 ifeq ($(CC),cc)
@@ -136,12 +136,37 @@ MPI_CFLAGS := -DTRMML_MPI $(shell $(MPICC) --showme:compile)
 LDLIBS += $(shell $(MPICC) --showme:link)
 endif
 
-$(info trmml: CC=$(CC) OpenMP=$(if $(HAVE_OMP),on,off) OpenBLAS=$(if $(HAVE_BLAS),on,off) CUDA=$(if $(filter 1,$(CUDA)),on ($(NVCC)),off) MPI=$(if $(filter 1,$(MPI)),on ($(MPICC)),off) DEBUG=$(DEBUG) -> $(BUILD)/)
+# NCCL (tensor/dist_nccl.h, docs/distributed.md "On several GPUs"): with CUDA and MPI on, when
+# nccl.h is found (the toolkit's include folder, or Debian's libnccl-dev); NCCL=0 leaves it out.
+# cuda/dist_nccl.cu is compiled and libnccl linked (shared, found through the toolkit's rpath
+# or the system's; it loads the driver only when a communicator is made, so the binary still
+# starts without a GPU); without NCCL, tensor/dist_nccl_off.c says it is not built.
+NCCL_H := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+ifeq ($(CUDA)$(MPI),11)
+ifneq ($(NCCL_H),)
+NCCL ?= 1
+endif
+endif
+NCCL ?= 0
+ifeq ($(NCCL),1)
+ifneq ($(CUDA)$(MPI),11)
+$(error NCCL=1 needs CUDA=1 and MPI=1 (CUDA=$(CUDA), MPI=$(MPI)))
+endif
+LDLIBS += -lnccl
+endif
+
+$(info trmml: CC=$(CC) OpenMP=$(if $(HAVE_OMP),on,off) OpenBLAS=$(if $(HAVE_BLAS),on,off) CUDA=$(if $(filter 1,$(CUDA)),on ($(NVCC)),off) MPI=$(if $(filter 1,$(MPI)),on ($(MPICC)),off) NCCL=$(if $(filter 1,$(NCCL)),on ($(NCCL_H)),off) DEBUG=$(DEBUG) -> $(BUILD)/)
 
 # ---- sources -----------------------------------------------------------------------------
 LIB_DIRS := tensor tensor/ops autograd nn clip trmml datasets
 LIB_SRC := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 CUDA_SRC := $(if $(filter 1,$(CUDA)),$(wildcard cuda/*.cu))
+# One of the two implementations of tensor/dist_nccl.h.
+ifeq ($(NCCL),1)
+LIB_SRC := $(filter-out tensor/dist_nccl_off.c,$(LIB_SRC))
+else
+CUDA_SRC := $(filter-out cuda/dist_nccl.cu,$(CUDA_SRC))
+endif
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard test/*.c)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
@@ -181,7 +206,13 @@ $(BUILD)/obj/%.cu.o: %.cu $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/libtrmml.a: $(LIB_OBJ) $(CONFIG_STAMP)
+# NCCL on/off changes which implementation of tensor/dist_nccl.h the archive holds.
+NCCL_STAMP := $(BUILD)/nccl.stamp
+$(NCCL_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo 'NCCL=$(NCCL)' | cmp -s - $@ || echo 'NCCL=$(NCCL)' > $@
+
+$(BUILD)/libtrmml.a: $(LIB_OBJ) $(CONFIG_STAMP) $(NCCL_STAMP)
 	@rm -f $@
 	ar rcs $@ $(LIB_OBJ)
 

@@ -23,6 +23,12 @@
 #           method's final test mAP must agree within MAP_TOL points (below: why not exactly), and
 #           each side must learn (test/test_embedded.c's checks: zero-shot mAP above chance + 5,
 #           every method's test mAP rising after its first evaluation);
+#       (n) NCCL between GPUs (docs/distributed.md, "On several GPUs"): with two GPUs or more, a
+#           build with NCCL and Open MPI's mpirun, `mpirun -np 2 trmml --device cuda dist-check`
+#           (the nccl path exact and timed beside the host path) and the dist_nccl tests, among
+#           them a 2-rank CUDA training against one process and against the host path (none may
+#           fail or be skipped); with one GPU, the dist_nccl tests (a one-rank communicator) and
+#           the step reported "skipped: one GPU";
 #       (e) trmml against PyTorch on the same GPU, by turns (scripts/bench_gpu.py): GEMM against
 #           torch.mm (cuBLAS), RN101 448 px image tower, one TRM-ML iteration at C = 80, batch 32,
 #           from the feature cache and from images; medians of the rounds;
@@ -402,6 +408,58 @@ else
         else
             record embedded PASS "every method learns on both devices, its mAP within $MAP_TOL points of the CPU's" $(( $(date +%s) - t ))
         fi
+    fi
+fi
+
+# ---- (n) NCCL between GPUs ---------------------------------------------------------------------
+# The dist_nccl tests of the test binary: "passed failed skipped" of their summary into NCCL_SUM.
+run_nccl_tests() {
+    OMP_NUM_THREADS=$T_TEST timeout "$1" "$TESTBIN" dist_nccl >"$WORK/nccl-tests.txt" 2>&1
+    cat "$WORK/nccl-tests.txt" >>"$LOG"
+    NCCL_SUM=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$WORK/nccl-tests.txt" |
+               tail -1 | awk '{ print $1, $3, $5 }')
+}
+# The dist-check lines worth a note: the path and the two timings of the device all-reduce.
+nccl_check_brief() {
+    grep -E '^tensors on cuda: path|^all-reduce of .* on cuda via' "$WORK/nccl-check.txt" |
+        sed -E 's/^tensors on cuda: path ([a-z]+).*/path \1/; s/^all-reduce of [0-9]+ floats \(([0-9.]+ MB)\) on cuda via ([a-z]+).*: ([0-9.]+) ms mean.*/\2 \3 ms (\1)/' |
+        paste -sd ';' -
+}
+t=$(date +%s)
+NGPU=$(timeout 20 nvidia-smi --list-gpus 2>/dev/null | grep -c '^GPU ')
+if [ $build_ok = 0 ]; then
+    record nccl FAIL "not run: the build failed" 0
+elif ! "$BIN" version 2>/dev/null | grep -q '^nccl: NCCL .* compiled in$'; then
+    record nccl SKIPPED "the build has no NCCL ($("$BIN" version 2>/dev/null | grep -E '^(mpi|nccl):' | paste -sd ';' -)); NCCL needs nccl.h, CUDA and Open MPI's mpicc at build time" $(( $(date +%s) - t ))
+elif [ $DRY = 1 ] || [ "$NGPU" -lt 2 ]; then
+    run_nccl_tests "$(allow 60 100)"
+    read -r p f k <<<"${NCCL_SUM:-x x x}"
+    why=$([ $DRY = 1 ] && echo "no GPU (dry run)" || echo "skipped: one GPU")
+    if [ "$f" != 0 ]; then
+        record nccl FAIL "$why, and the dist_nccl tests failed ($p passed, $f failed, $k skipped)" $(( $(date +%s) - t ))
+    else
+        record nccl SKIPPED "$why; dist_nccl tests: $p passed, $f failed, $k skipped (the two-GPU ones)" $(( $(date +%s) - t ))
+    fi
+elif ! command -v mpirun >/dev/null; then
+    record nccl SKIPPED "$NGPU GPUs, but no mpirun (Open MPI) on this machine" $(( $(date +%s) - t ))
+else
+    say "NCCL on 2 of $NGPU GPUs: dist-check and the dist_nccl tests, $(allow 150 100) s at most"
+    logcmd "mpirun -np 2 $BIN --threads $T_TEST --device cuda dist-check"
+    env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        OMPI_MCA_btl_vader_single_copy_mechanism=none \
+        timeout "$(allow 60 100)" mpirun --oversubscribe --bind-to none -np 2 "$BIN" \
+        --threads "$T_TEST" --device cuda dist-check >"$WORK/nccl-check.txt" 2>&1
+    rc=$?
+    cat "$WORK/nccl-check.txt" >>"$LOG"
+    run_nccl_tests "$(allow 120 100)"
+    read -r p f k <<<"${NCCL_SUM:-x x x}"
+    brief=$(nccl_check_brief)
+    if [ $rc -ne 0 ] || ! grep -q '^tensors on cuda: path nccl;' "$WORK/nccl-check.txt"; then
+        record nccl FAIL "mpirun dist-check exited $rc or did not take the nccl path: ${brief:-see the log}" $(( $(date +%s) - t ))
+    elif [ "$f" != 0 ] || [ "$k" != 0 ] || [ "$p" = x ]; then
+        record nccl FAIL "dist-check: $brief; dist_nccl tests: $p passed, $f failed, $k skipped" $(( $(date +%s) - t ))
+    else
+        record nccl PASS "dist-check: $brief; dist_nccl tests: $p passed (2-rank CUDA training against one process and against the host path)" $(( $(date +%s) - t ))
     fi
 fi
 

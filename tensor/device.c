@@ -186,6 +186,14 @@ Status device_use(DeviceKind dev, int index) {
 #endif
 }
 
+int device_cuda_count(void) {
+#ifdef TRMML_CUDA
+    return cuda_select_device(-1); /* the count; a negative index selects nothing */
+#else
+    return 0;
+#endif
+}
+
 #ifdef TRMML_CUDA
 bool cuda_set_allow_tf32(bool on); /* cuda/gemm.cu */
 #endif

@@ -68,6 +68,8 @@ Status device_parse(const char *spec, DeviceKind *dev, int *index);
 /* Make GPU `index` the one CUDA kernels and allocations use (cuda:N); a no-op for other
  * devices. STATUS_ERR_DEVICE when there is no such GPU. Call before allocating on the device. */
 Status device_use(DeviceKind dev, int index);
+/* GPUs that answer (0 without CUDA compiled in, or without a driver). */
+int device_cuda_count(void);
 /* TF32 tensor-core products in CUDA GEMMs (off by default; --tf32). Returns the previous
  * setting; without CUDA compiled in, does nothing and returns false. */
 bool device_set_allow_tf32(bool on);

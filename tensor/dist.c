@@ -1,5 +1,7 @@
 /* dist.c — the processes of one job (tensor/dist.h): MPI when compiled in (TRMML_MPI, set by the
  * Makefile for this file only) and launched by mpirun or srun; the one-process case otherwise.
+ * CUDA tensors' collectives use NCCL (tensor/dist_nccl.h) when dist_device_init made a
+ * communicator, and host memory with MPI otherwise.
  *
  * Only the main thread calls MPI (MPI_THREAD_FUNNELED; OpenMP runs inside each rank). MPI's
  * default error handler stays in place: a failed MPI call ends the job with MPI's message. */
@@ -10,19 +12,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/dist_nccl.h"
+
 #ifdef TRMML_MPI
 #include <mpi.h>
 #endif
 
 static int g_rank = 0, g_size = 1;
 static bool g_agreed; /* a dist_agree has returned a failure */
+/* Device collectives: dist_device_init made an NCCL communicator; the host path is forced
+ * (dist_force_host_path). */
+static bool g_nccl, g_host_forced;
 static char g_summary[320];
 
 /* Host buffers of the collectives, grown on demand and kept (a training step allocates nothing
  * once they have grown; dist_finalize frees them): the all-reduce's slices, a non-CPU tensor's
  * host copy, dist_allgather_rows' bytes per rank. */
-static void *g_scratch, *g_stage, *g_rows_bytes;
-static size_t g_scratch_bytes, g_stage_bytes, g_rows_bytes_cap;
+static void *g_scratch, *g_stage, *g_rows_bytes, *g_rows_layout;
+static size_t g_scratch_bytes, g_stage_bytes, g_rows_bytes_cap, g_rows_layout_cap;
 
 static void *grow(void **buf, size_t *cap, size_t bytes) {
     if (bytes > *cap) {
@@ -34,9 +41,9 @@ static void *grow(void **buf, size_t *cap, size_t bytes) {
 }
 
 static void free_buffers(void) {
-    free(g_scratch), free(g_stage), free(g_rows_bytes);
-    g_scratch = g_stage = g_rows_bytes = NULL;
-    g_scratch_bytes = g_stage_bytes = g_rows_bytes_cap = 0;
+    free(g_scratch), free(g_stage), free(g_rows_bytes), free(g_rows_layout);
+    g_scratch = g_stage = g_rows_bytes = g_rows_layout = NULL;
+    g_scratch_bytes = g_stage_bytes = g_rows_bytes_cap = g_rows_layout_cap = 0;
 }
 
 void dist_share(int64_t n, int rank, int64_t *lo, int64_t *hi) {
@@ -92,6 +99,8 @@ Status dist_init(int *argc, char ***argv) {
 
 void dist_finalize(void) {
     if (!g_mpi) return;
+    dist_nccl_destroy();
+    g_nccl = false;
     MPI_Finalize();
     g_mpi = false;
     free(g_count), free(g_displ), free(g_rcount), free(g_rdispl);
@@ -244,6 +253,74 @@ Status dist_agree(Status st) {
     return (Status)m.status;
 }
 
+/* This rank's wish for NCCL: on CUDA, and not turned off by TRMML_NCCL=0 (unset or 1: on). */
+static Status nccl_wanted(DeviceKind dev, int *want) {
+    const char *e = getenv("TRMML_NCCL");
+    if (e && strcmp(e, "0") != 0 && strcmp(e, "1") != 0)
+        return error_set(STATUS_ERR_USAGE, "TRMML_NCCL='%.40s': expected 0 (CUDA tensors' "
+                         "collectives through host memory and MPI) or 1 (NCCL, the default)", e);
+    *want = dev == DEVICE_CUDA && !(e && strcmp(e, "0") == 0);
+    return STATUS_OK;
+}
+
+/* The failing rank's message, with what to do about it. */
+static Status nccl_hint(Status st) {
+    if (st == STATUS_OK) return st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", error_last());
+    return error_set(st, "%s. HINT: TRMML_NCCL=0 sends CUDA tensors' collectives through host "
+                     "memory and MPI instead", msg);
+}
+
+static bool g_device_decided; /* dist_device_init has run: it decides once per process */
+
+/* Whether every rank's GPU (host and PCI bus id) differs from every other rank's. */
+static Status gpus_distinct(bool *distinct) {
+    enum { KEY = 192 };
+    char mine[KEY] = {0};
+    Status st = dist_agree(dist_nccl_gpu_key(mine, KEY));
+    if (st != STATUS_OK) return st;
+    char *keys = xcalloc((size_t)g_size, KEY);
+    MPI_Allgather(mine, KEY, MPI_CHAR, keys, KEY, MPI_CHAR, MPI_COMM_WORLD);
+    *distinct = true;
+    for (int a = 0; a < g_size; a++)
+        for (int b = a + 1; b < g_size; b++)
+            if (strcmp(keys + (size_t)a * KEY, keys + (size_t)b * KEY) == 0) *distinct = false;
+    free(keys);
+    return STATUS_OK;
+}
+
+Status dist_device_init(DeviceKind dev) {
+    if (g_size == 1 || g_device_decided || !dist_nccl_compiled()) return STATUS_OK;
+    g_device_decided = true;
+    int want = 0, all = 0;
+    Status st = dist_agree(nccl_wanted(dev, &want));
+    if (st != STATUS_OK) return st;
+    /* NCCL only when every rank is on CUDA (a rank on another device could not join) and on a
+     * GPU of its own (NCCL refuses two ranks on one GPU). */
+    MPI_Allreduce(&want, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!all) return STATUS_OK;
+    bool distinct = false;
+    if ((st = gpus_distinct(&distinct)) != STATUS_OK || !distinct) return st;
+    unsigned char id[DIST_NCCL_ID_BYTES] = {0};
+    st = dist_agree(nccl_hint(g_rank == 0 ? dist_nccl_unique_id(id) : STATUS_OK));
+    if (st != STATUS_OK) return st;
+    dist_bcast(id, sizeof id, 0);
+    st = dist_agree(nccl_hint(dist_nccl_init(id, g_size, g_rank)));
+    g_nccl = st == STATUS_OK;
+    return st;
+}
+
+int dist_local_rank(void) {
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
+    if (g_size == 1) return -1;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return (int)strtol(v, NULL, 10);
+    }
+    return -1;
+}
+
 #else /* one process: no MPI compiled in */
 
 /* The job's size as the launcher states it (0: not stated). */
@@ -297,8 +374,31 @@ void dist_gatherv(const void *mine, size_t bytes, void *all, const size_t *bytes
 void dist_allgather_i64(int64_t v, int64_t *out) { out[0] = v; }
 void dist_bcast(void *buf, size_t bytes, int root) { (void)buf, (void)bytes, (void)root; }
 Status dist_agree(Status st) { return st; }
+Status dist_device_init(DeviceKind dev) {
+    (void)dev;
+    return STATUS_OK;
+}
+int dist_local_rank(void) { return -1; }
 
 #endif
+
+void dist_force_host_path(bool on) { g_host_forced = on; }
+
+/* Whether t's collectives run on NCCL: a communicator exists, t is on CUDA, not forced off. */
+static bool use_nccl(const Tensor *t) {
+    return g_nccl && !g_host_forced && t->device == DEVICE_CUDA;
+}
+
+const char *dist_tensor_path(const Tensor *t) { return use_nccl(t) ? "nccl" : "mpi"; }
+
+/* A collective that failed on this rank cannot return a Status (it runs inside a step) and
+ * leaves the other ranks waiting in it: this rank names the failure and ends the job, as main
+ * does with a failure no dist_agree shared. */
+static void nccl_or_end(Status st) {
+    if (st == STATUS_OK) return;
+    fprintf(stderr, "trmml: rank %d: %s\n", g_rank, error_last());
+    dist_abort(1);
+}
 
 void dist_allreduce_tensor(Tensor *t) {
     CHECK(t && t->dtype == DT_F32, "dist_allreduce_tensor: a float32 tensor, got %s",
@@ -308,8 +408,11 @@ void dist_allreduce_tensor(Tensor *t) {
         dist_allreduce_sum_f32(t->data, t->numel);
         return;
     }
-    /* Another device: through host memory (an NCCL all-reduce would take the device pointer
-     * instead; docs/distributed.md). */
+    if (use_nccl(t)) {
+        nccl_or_end(dist_nccl_allreduce_f32(t->data, t->numel));
+        return;
+    }
+    /* Another device without NCCL: through host memory, in rank order. */
     float *host = grow(&g_stage, &g_stage_bytes, (size_t)t->numel * sizeof(float));
     tensor_copy_to_host(host, t);
     dist_allreduce_sum_f32(host, t->numel);
@@ -328,6 +431,17 @@ void dist_allgather_rows(Tensor *t) {
     }
     int64_t lo, hi;
     dist_share(B, g_rank, &lo, &hi);
+    if (use_nccl(t)) {
+        int64_t *count =
+            grow(&g_rows_layout, &g_rows_layout_cap, 2 * (size_t)g_size * sizeof(int64_t));
+        int64_t *displ = count + g_size;
+        for (int r = 0; r < g_size; r++) {
+            count[r] = (int64_t)(bytes_of[r] / sizeof(float));
+            displ[r] = r == 0 ? 0 : displ[r - 1] + count[r - 1];
+        }
+        nccl_or_end(dist_nccl_allgatherv_f32(t->data, count, displ));
+        return;
+    }
     float *host = t->device == DEVICE_CPU
                       ? (float *)t->data
                       : grow(&g_stage, &g_stage_bytes, (size_t)t->numel * sizeof(float));

@@ -13,6 +13,12 @@
  * slices are gathered back (MPI_Allgatherv). It moves 2 (N-1)/N of the vector per rank, as a
  * ring all-reduce does, so no MPI reduction (whose order the standard leaves open) is used.
  *
+ * CUDA tensors. dist_allreduce_tensor and dist_allgather_rows run NCCL's collectives on the device
+ * pointer when dist_device_init made a communicator (a build with NCCL, every rank on CUDA, and
+ * TRMML_NCCL not 0); otherwise they stage the tensor through host memory and use the rank-order
+ * sum above. NCCL's sum has its own order of additions (fixed for one communicator, so every rank
+ * holds the same bits run after run, but not the rank-order sum's bits).
+ *
  * Failures. A collective is entered by every rank or by none, so a rank that fails must not
  * simply return: dist_agree, at the points where a rank may fail alone (a file it reads, an
  * image it decodes), makes the first failing rank's status and message every rank's; a failure
@@ -64,6 +70,21 @@ void dist_allgather_i64(int64_t v, int64_t *out);
 void dist_allgather_rows(Tensor *t);
 /* bytes at buf from rank `root` to every rank. */
 void dist_bcast(void *buf, size_t bytes, int root);
+
+/* Once the command chose its device (tools/flags.c, tool_device_select), on every rank: in a
+ * build with NCCL, when the job has several ranks, all on CUDA, each on a GPU of its own (host
+ * and PCI bus id), and TRMML_NCCL is not 0, makes the job's NCCL communicator (its id from
+ * rank 0 through MPI) on the current GPU. Collective (a no-op after the first call); a failure
+ * on any rank is every rank's, with a HINT. One process, or a build without NCCL: nothing. */
+Status dist_device_init(DeviceKind dev);
+/* This rank's index among the ranks of its node, from the launcher (OMPI_COMM_WORLD_LOCAL_RANK,
+ * SLURM_LOCALID, MPI_LOCALRANKID); -1 in one process or when the launcher does not say. */
+int dist_local_rank(void);
+/* Force the host path (through host memory and MPI) for CUDA tensors' collectives, or allow
+ * NCCL again; every rank must make the same call (dist-check compares the two paths). */
+void dist_force_host_path(bool on);
+/* "nccl" or "mpi": the path the collectives of t take now. */
+const char *dist_tensor_path(const Tensor *t);
 
 /* Collective: STATUS_OK when st is OK on every rank; otherwise, on every rank, the status of
  * the lowest failing rank with its message as the last error, prefixed "rank R: ". One

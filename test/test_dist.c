@@ -5,7 +5,12 @@
  * in a batch takes part, and a killed rank stops the job, which --resume continues with another
  * number of processes. Each test runs build/trmml under
  * `mpirun --oversubscribe -np 2`, one thread per rank; without Open MPI's mpirun, or with a
- * build/trmml made without MPI (make MPI=0), the tests are skipped (counted, never a pass). */
+ * build/trmml made without MPI (make MPI=0), the tests are skipped (counted, never a pass).
+ *
+ * NCCL (tensor/dist_nccl.h): the build says whether it has it, and a communicator that cannot be
+ * made (no NCCL, no GPU) is a clear error, on any machine; on one GPU, a one-rank communicator's
+ * collectives; with two GPUs, dist-check on the nccl path and two-rank CUDA training against one
+ * process and against the host path (skipped with fewer GPUs). */
 #include <dirent.h>
 #include <math.h>
 #include <signal.h>
@@ -19,6 +24,8 @@
 #include "clip/safetensors.h"
 #include "datasets/dataset.h"
 #include "datasets/synth.h"
+#include "tensor/device.h"
+#include "tensor/dist_nccl.h"
 #include "test/test.h"
 #include "test/util_clip.h"
 
@@ -64,6 +71,20 @@ TEST(dist_allreduce_exact_on_two_ranks) {
                strstr(out, "all-reduce: exact on every rank") &&
                strstr(out, "all-reduce of 100001 floats"),
            "mpirun dist-check exit %d: %.3000s", rc, out);
+}
+
+/* dist-check on the guard device (memory the host cannot touch, like a GPU's): tensors take the
+ * mpi path through host memory, exact, and its all-reduce is timed. */
+TEST(dist_check_device_tensors_through_host) {
+    char exe[4200], mpi[4600], cmd[5000];
+    if (!mpi_command(exe, sizeof exe, 2, mpi, sizeof mpi)) return;
+    static char out[1 << 14];
+    snprintf(cmd, sizeof cmd, "%s --device guard dist-check --floats 1001 --rounds 1 2>&1", mpi);
+    int rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 0 && strstr(out, "rank 1: host") && strstr(out, "device guard local rank 1") &&
+               strstr(out, "tensors on guard: path mpi;") &&
+               strstr(out, "on guard via mpi (through host memory):"),
+           "mpirun --device guard dist-check exit %d: %.3000s", rc, out);
 }
 
 /* The miniature world of test/test_train_e2e.c: a synthetic VOC-layout dataset (20 training and
@@ -435,5 +456,134 @@ TEST(dist_train_kill_one_rank_then_resume_in_one_process) {
            "final mAP %.3f (two ranks, resumed in one process) vs %.3f (one process); %d and %d "
            "epochs",
            b, a, n2, n1);
+    test_remove_tree(w.dir);
+}
+
+/* ---- NCCL ------------------------------------------------------------------------------------ */
+
+/* `trmml version` names NCCL as the test binary's build has it (both link the same archive). */
+TEST(dist_nccl_build_reported) {
+    char exe[4200], cmd[4400];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    static char out[4096];
+    snprintf(cmd, sizeof cmd, "'%s' version 2>&1", exe);
+    int rc = test_run_capture(cmd, out, sizeof out);
+    const char *line = strstr(out, "\nnccl: ");
+    const bool says_built = line && strstr(line, " compiled in\n") && !strstr(line, "not compiled");
+    EXPECT(rc == 0 && line && says_built == dist_nccl_compiled(),
+           "version exit %d, NCCL %s in the test binary: %.1500s", rc,
+           dist_nccl_compiled() ? "compiled" : "not compiled", out);
+}
+
+/* One rank of one (no MPI needed): device memory summed and gathered over one rank is itself. */
+static void one_rank_communicator(void) {
+    EXPECT(device_use(DEVICE_CUDA, 0) == STATUS_OK, "cuda:0: %s", error_last());
+    unsigned char id[DIST_NCCL_ID_BYTES];
+    Status st = dist_nccl_unique_id(id);
+    if (st == STATUS_OK) st = dist_nccl_init(id, 1, 0);
+    EXPECT(st == STATUS_OK && dist_nccl_ready(), "one-rank communicator: %s", error_last());
+    if (st != STATUS_OK) return;
+    const DeviceTable *dt = device_table(DEVICE_CUDA);
+    enum { N = 1001 };
+    float h[N], back[N];
+    for (int i = 0; i < N; i++) h[i] = (float)(i % 61) - 30.0f;
+    float *d = dt->alloc(sizeof h);
+    dt->copy_h2d(d, h, sizeof h);
+    st = dist_nccl_allreduce_f32(d, N);
+    const int64_t count[1] = {N}, displ[1] = {0};
+    if (st == STATUS_OK) st = dist_nccl_allgatherv_f32(d, count, displ);
+    dt->copy_d2h(back, d, sizeof back);
+    EXPECT(st == STATUS_OK && memcmp(h, back, sizeof h) == 0, "one-rank all-reduce and all-gather: "
+           "%s", st == STATUS_OK ? "values changed" : error_last());
+    dt->free(d);
+    dist_nccl_destroy();
+    EXPECT(!dist_nccl_ready(), "the communicator outlived dist_nccl_destroy");
+}
+
+/* Making a communicator: in a build without NCCL, the error says so; with NCCL and no GPU, the
+ * error says that; with a GPU, a one-rank communicator works. Runs everywhere. */
+TEST(dist_nccl_init_one_process) {
+    unsigned char id[DIST_NCCL_ID_BYTES] = {0};
+    if (!dist_nccl_compiled()) {
+        Status a = dist_nccl_unique_id(id), b = dist_nccl_init(id, 1, 0);
+        EXPECT(a == STATUS_ERR_DEVICE && b == STATUS_ERR_DEVICE &&
+                   strstr(error_last(), "NCCL is not compiled into this build") &&
+                   strcmp(dist_nccl_summary(), "not compiled in") == 0 && !dist_nccl_ready(),
+               "without NCCL: statuses %d %d, '%s'", a, b, error_last());
+    } else if (device_cuda_count() == 0) {
+        Status st = dist_nccl_init(id, 1, 0);
+        EXPECT(st == STATUS_ERR_DEVICE && strstr(error_last(), "NCCL needs a GPU") &&
+                   !dist_nccl_ready(),
+               "NCCL without a GPU: status %d, '%s'", st, error_last());
+    } else {
+        one_rank_communicator();
+    }
+}
+
+/* True when two GPUs can hold the two ranks of an NCCL job; otherwise the test is skipped. */
+static bool two_gpus(void) {
+    if (!dist_nccl_compiled()) {
+        test_skip("built without NCCL (make NCCL=0, or no nccl.h, CUDA or MPI at build time)");
+        return false;
+    }
+    const int n = device_cuda_count();
+    if (n < 2) {
+        static char why[96];
+        snprintf(why, sizeof why, "%d GPU%s visible; NCCL between GPUs needs 2", n,
+                 n == 1 ? "" : "s");
+        test_skip(why);
+        return false;
+    }
+    return true;
+}
+
+/* mpirun -np 2 dist-check on --device cuda: each rank on its GPU, the nccl path exact (and the
+ * host path), both timed. */
+TEST(dist_nccl_two_gpus_exact) {
+    char exe[4200], mpi[4600], cmd[5000];
+    if (!two_gpus() || !mpi_command(exe, sizeof exe, 2, mpi, sizeof mpi)) return;
+    static char out[1 << 14];
+    snprintf(cmd, sizeof cmd, "%s --device cuda dist-check --floats 100001 --rounds 2 2>&1", mpi);
+    int rc = test_run_capture(cmd, out, sizeof out);
+    EXPECT(rc == 0 && strstr(out, "rank 1: host") && strstr(out, "device cuda") &&
+               strstr(out, "tensors on cuda: path nccl;") && strstr(out, "on cuda via nccl:") &&
+               strstr(out, "on cuda via mpi (through host memory):"),
+           "mpirun --device cuda dist-check exit %d: %.3000s", rc, out);
+}
+
+/* TRM-ML on two GPUs (NCCL), in one process on one GPU, and on two GPUs through host memory
+ * (TRMML_NCCL=0): the first-epoch loss within DIST_FIRST_EPOCH_RTOL of one process (the
+ * derivation above holds for any device: only the order of additions changes) and the final
+ * mAP within one point; against the host path, the same loss and mAP exactly, because the sum
+ * of two ranks' gradients is one addition, a + b = b + a, whichever rank NCCL adds first. */
+TEST(dist_nccl_two_gpus_train_match_one_process) {
+    char exe[4200], mpi[4600], cmd[8000], args[3000];
+    if (!two_gpus() || !mpi_command(exe, sizeof exe, 2, mpi, sizeof mpi) || !vocab_present())
+        return;
+    DistWorld w;
+    if (!world_with_caches(&w, exe)) return;
+    static char out[1 << 16];
+    const char *runs[] = {"one", "nccl", "host"};
+    for (int i = 0; i < 3; i++) {
+        train_args(&w, "trmml", runs[i], "--batch 8 --epochs 2", args, sizeof args);
+        if (i == 0) snprintf(cmd, sizeof cmd, "'%s' --threads 1 --device cuda %s 2>&1", exe, args);
+        else snprintf(cmd, sizeof cmd, "%s%s --device cuda %s 2>&1",
+                      i == 2 ? "TRMML_NCCL=0 " : "", mpi, args);
+        int rc = test_run_capture(cmd, out, sizeof out);
+        EXPECT(rc == 0, "%s run: exit %d: %.3000s", runs[i], rc, out);
+    }
+    double loss[3], map[3];
+    int epochs[3];
+    for (int i = 0; i < 3; i++) {
+        loss[i] = metric(&w, runs[i], 0, "\"loss\":", NULL);
+        map[i] = metric(&w, runs[i], -1, "\"mAP\":", &epochs[i]);
+    }
+    EXPECT(fabs(loss[0] - loss[1]) <= DIST_FIRST_EPOCH_RTOL * fabs(loss[0]) &&
+               fabs(map[0] - map[1]) <= 1.0 && epochs[0] == 4 && epochs[1] == 4,
+           "two GPUs (nccl): loss %.9g, mAP %.3f; one GPU: %.9g, %.3f (%d, %d epochs)", loss[1],
+           map[1], loss[0], map[0], epochs[1], epochs[0]);
+    EXPECT(loss[1] == loss[2] && map[1] == map[2],
+           "two GPUs: nccl loss %.9g mAP %.6f, host path %.9g %.6f", loss[1], map[1], loss[2],
+           map[2]);
     test_remove_tree(w.dir);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "clip/safetensors.h"
 #include "tensor/clock.h"
 #include "tensor/device.h"
 #include "tensor/ops/gemm.h"
@@ -122,7 +123,7 @@ void bench_skip(const BenchCtx *ctx, const char *key, const char *why) {
 
 typedef struct {
     bool quick, list;
-    const char *only_case;
+    const char *only_case, *random_clip, *out;
 } BenchOptions;
 
 static const KeySpec BENCH_FLAGS[] = {
@@ -132,7 +133,26 @@ static const KeySpec BENCH_FLAGS[] = {
              "only the rows whose key contains TEXT (e.g. \"rn101 img 448 b8\"), or ends in "
              "it with a final $ (\"rn101 img 448 b8$\": without the bf16 row); loader runs "
              "all its rows"),
+    FLAG_ARG(BenchOptions, "random-clip", random_clip, "rn50|rn101",
+             "write the benchmarks' random-weight CLIP of that size to --out (safetensors, a "
+             "--model for measurements without downloads: scripts/dist-measure.sh) and exit"),
+    FLAG_ARG(BenchOptions, "out", out, "PATH", "where --random-clip writes"),
 };
+
+/* --random-clip ARCH --out PATH: the state dict of bench_random_clip as a checkpoint. */
+static int write_random_clip(const char *arch, const char *out) {
+    if (!out) return tool_usage_error("--random-clip needs --out PATH");
+    ClipConfig cfg;
+    if (strcmp(arch, "rn50") == 0) cfg = clip_config_rn50();
+    else if (strcmp(arch, "rn101") == 0) cfg = clip_config_rn101();
+    else return tool_usage_error("--random-clip '%s': expected rn50 or rn101", arch);
+    ParamStore *sd = bench_random_clip_state(cfg);
+    Status st = safetensors_write(out, sd);
+    param_store_destroy(sd);
+    if (st != STATUS_OK) return tool_fail(st);
+    printf("random %s CLIP (the benchmarks' initialisation, seed 7) written to %s\n", arch, out);
+    return 0;
+}
 
 int bench_main(int argc, char **argv) {
     BenchOptions o = {0};
@@ -141,6 +161,7 @@ int bench_main(int argc, char **argv) {
     int rc = flags_parse(groups, KEY_COUNT(groups), 1, argc, argv, &fp);
     if (rc != FLAGS_GO) return rc;
     const char *only = fp.npos ? argv[0] : NULL; /* one benchmark, or all */
+    if (o.random_clip) return write_random_clip(o.random_clip, o.out);
     if (o.list) {
         for (int i = 0; i < g_nbench; i++) printf("%-12s %s\n", g_bench[i].name, g_bench[i].about);
         return 0;

@@ -57,3 +57,6 @@ Tensor *bench_uniform(Rng *r, int ndim, const int64_t *shape, float lo, float hi
 /* A CLIP model of cfg's shapes with random weights scaled to keep activations in range
  * (tools/bench_clip.c); free with clip_model_free. */
 ClipModel *bench_random_clip(ClipConfig cfg);
+/* Its state dict (OpenAI's key names and dtypes, on the CPU; seed 7): what `trmml bench
+ * --random-clip` writes as a checkpoint. Free with param_store_destroy. */
+ParamStore *bench_random_clip_state(ClipConfig cfg);

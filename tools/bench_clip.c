@@ -67,7 +67,7 @@ static void random_value_range(const Tensor *t, double *mean, double *half_width
 #undef ENDS
 }
 
-ClipModel *bench_random_clip(ClipConfig cfg) {
+ParamStore *bench_random_clip_state(ClipConfig cfg) {
     ParamStore *sd = param_store_create(DEVICE_CPU, "random clip");
     clip_state_dict_declare(sd, &cfg);
     param_store_finalize(sd);
@@ -84,6 +84,11 @@ ClipModel *bench_random_clip(ClipConfig cfg) {
             else if (t->dtype == DT_I64) ((int64_t *)t->data)[j] = 0;
         }
     }
+    return sd;
+}
+
+ClipModel *bench_random_clip(ClipConfig cfg) {
+    ParamStore *sd = bench_random_clip_state(cfg);
     ClipModel *m = NULL;
     Status st = clip_model_load(&m, sd, &cfg);
     CHECK(st == STATUS_OK, "bench clip: loading the random model: %s", error_last());

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tensor/device.h"
+#include "tensor/dist.h"
 #include "tensor/ops/gemm_bf16.h"
 #include "tensor/text.h"
 #include "tools/command.h"
@@ -77,6 +78,16 @@ static const KeySpec GLOBAL_FLAGS[] = {
 const char *tool_device(void) { return g_global.device; }
 int tool_threads(void) { return (int)g_global.threads; }
 
+/* The GPU of this rank: --device cuda:N as given; under mpirun or srun, --device cuda or auto
+ * without an index gives local rank L of a node cuda:L, one rank per GPU as NCCL needs. With
+ * more ranks on the node than GPUs they share them (L mod GPUs), and tensor/dist.c sees the
+ * shared GPUs and keeps their collectives on the host path. */
+static Status use_gpu(const char *spec, DeviceKind d, int idx) {
+    const int local = dist_local_rank(), n = device_cuda_count();
+    if (d != DEVICE_CUDA || strchr(spec, ':') || local < 0 || n <= 0) return device_use(d, idx);
+    return device_use(d, local % n);
+}
+
 Status tool_device_select(DeviceKind *dev) {
     int idx = 0;
     DeviceKind d;
@@ -88,7 +99,11 @@ Status tool_device_select(DeviceKind *dev) {
     if (st == STATUS_OK && g_global.tf32 && d != DEVICE_CUDA)
         st = error_set(STATUS_ERR_USAGE, "--tf32 is a mode of CUDA's GEMMs; --device is %s here",
                        device_name(d));
-    if (st == STATUS_OK) st = device_use(d, idx);
+    if (st == STATUS_OK) st = use_gpu(g_global.device, d, idx);
+    /* Under MPI: one rank's failure is every rank's; then the job's device collectives (an NCCL
+     * communicator when every rank is on CUDA, tensor/dist.h). */
+    st = dist_agree(st);
+    if (st == STATUS_OK) st = dist_device_init(d);
     if (st != STATUS_OK) return st;
     if (g_global.tf32) device_set_allow_tf32(true);
     tensor_set_default_device(d);

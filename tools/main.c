@@ -9,6 +9,7 @@
 
 #include "tensor/device.h"
 #include "tensor/dist.h"
+#include "tensor/dist_nccl.h"
 #include "tensor/isa.h"
 #include "tensor/text.h"
 #include "tools/command.h"
@@ -84,13 +85,16 @@ COMMAND(version, "print the version, the compiled-in backends and the selected d
     printf("selected device: %s\n", device_name(dev));
     printf("cpu isa: %s\n", isa_name());
     printf("mpi: %s\n", dist_summary());
+    printf("nccl: %s%s\n", dist_nccl_summary(), dist_nccl_compiled() ? " compiled in" : "");
     return 0;
 }
 
 COMMAND(bench, "run benchmarks (TSV on stdout, a readable log on stderr)",
         "trmml bench [--quick] [--list] [--case TEXT] [NAME]\n"
+        "trmml bench --random-clip rn50|rn101 --out PATH\n"
         "  NAME: run one benchmark (see --list); all by default. make bench runs them all and\n"
-        "  writes docs/benchmarks.md.") {
+        "  writes docs/benchmarks.md. --random-clip writes the benchmarks' random-weight CLIP\n"
+        "  as a checkpoint (a --model for measurements without downloads) and exits.") {
     return bench_main(argc, argv);
 }
 
