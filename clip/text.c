@@ -9,11 +9,10 @@
  * first gives the same rows and skips the other B*(T-1) normalisations.
  *
  * Less work, the same features: position i attends to j <= i only, so rows after a sequence's
- * end-of-text token never reach its pooled row. The tower groups the batch by end-of-text
- * position and runs each group cut at its own length (the plan, below); in the last block of a
- * group that ends at one position, only that row's query, attention, out-projection and MLP are
- * computed (keys and values are still needed at every position). docs/clip-model.md,
- * "Truncation", measures the saving.
+ * end-of-text token never reach its pooled row. The tower cuts each sequence at its own end and
+ * packs the rows of all of them into one matrix (the plan, below); in the last block only the end
+ * rows' query, attention, out-projection and MLP are computed (keys and values are still needed
+ * at every row). docs/clip-model.md, "Truncation, by length", measures the saving.
  *
  * Memory: with a tape (the embedded input requires a gradient) every op is recorded in the
  * current arena as usual. Without one, each block runs in the work arena and only its output is
@@ -165,28 +164,24 @@ Tensor *clip_text_eot_positions(const Tensor *ids) {
     return eot;
 }
 
-/* ---- the plan: sequences grouped by length --------------------------------------------------- */
+/* ---- the plan: sequences packed by length ---------------------------------------------------- */
 
-/* Groups of sequences the tower runs separately, each cut at its own length. Sorting a batch by
- * end-of-text position and running each length on its own saves the positions between a
- * sequence's end and the batch's longest (for learned prompts 18-22 of 23: about 9 %), and lets
- * the last block work on the end-of-text rows alone (below). More groups mean more, smaller
- * calls, so lengths are merged into at most TEXT_GROUPS_MAX groups, choosing the merge with the
- * fewest positions run. */
-#define TEXT_GROUPS_MAX 8
-
+/* CLIP_TEXT_BY_LENGTH packs the batch: the sequences sorted by end-of-text position (stably),
+ * each cut at its own end, their rows stacked into one (R, C) matrix, R = sum of the lengths.
+ * Everything but attention works row by row, so the linear layers, LayerNorms, GELUs and
+ * residual additions run once on the packed matrix (products as large as the unpacked batch's,
+ * without the rows after each end); attention runs per group of equal length, on that group's
+ * contiguous rows. For learned prompts (ends 18-22 of 23) that drops about 9 % of the rows. */
 typedef struct {
     int64_t first, n; /* the group's sequences are order[first .. first + n) */
-    int64_t len;      /* positions run: the group's largest end-of-text position + 1 */
-    bool uniform;     /* every sequence ends at len - 1 */
+    int64_t len;      /* their length: end-of-text position + 1 */
 } TextGroup;
 
 typedef struct {
     int ngroups;
-    TextGroup g[TEXT_GROUPS_MAX];
-    int64_t *order; /* (B) sequence indices by end-of-text position (stable); NULL: one group in
-                     * the batch's own order */
-    int64_t *eot;   /* (B) host copy of the positions */
+    TextGroup *g;
+    int64_t *order; /* (B) sequence indices by end-of-text position (stable) */
+    int64_t rows;   /* R: packed rows */
 } TextPlan;
 
 /* The positions to host, CHECKing every one lies in [0, T). */
@@ -200,91 +195,76 @@ static int64_t *eot_to_host(const Tensor *eot, int64_t T) {
     return h;
 }
 
-/* Split the D distinct lengths (ascending, count[i] sequences of length len[i]) into at most
- * TEXT_GROUPS_MAX runs of consecutive lengths with the fewest positions run (a run costs its
- * sequences times its longest length). Dynamic programme over (runs, lengths), D <= T. Writes
- * each run's last index into ends[] and returns the number of runs. */
-static int merge_lengths(const int64_t *len, const int64_t *count, int D, int *ends) {
-    const int G = TEXT_GROUPS_MAX;
-    if (D <= G) {
-        for (int i = 0; i < D; i++) ends[i] = i;
-        return D;
-    }
-    /* cost[k][j]: fewest positions for the first j lengths in k runs; from[k][j]: where the
-     * last of those runs begins. */
-    double *cost = xmalloc((size_t)(G + 1) * (size_t)(D + 1) * sizeof *cost);
-    int *from = xmalloc((size_t)(G + 1) * (size_t)(D + 1) * sizeof *from);
-#define AT(k, j) ((size_t)(k) * (size_t)(D + 1) + (size_t)(j))
-    for (int k = 0; k <= G; k++)
-        for (int j = 0; j <= D; j++) cost[AT(k, j)] = k == 0 && j == 0 ? 0 : INFINITY;
-    for (int k = 1; k <= G; k++)
-        for (int j = 1; j <= D; j++) {
-            double n = 0;
-            for (int i = j - 1; i >= 0; i--) { /* the last run: lengths i .. j-1 */
-                n += (double)count[i];
-                const double c = cost[AT(k - 1, i)] + n * (double)len[j - 1];
-                if (c < cost[AT(k, j)]) cost[AT(k, j)] = c, from[AT(k, j)] = i;
-            }
+/* The plan of end-of-text positions eot (host, B of them) in [0, T): a counting sort. */
+static void text_plan(TextPlan *p, const int64_t *eot, int64_t B, int64_t T) {
+    int64_t *start = xcalloc((size_t)T + 1, sizeof *start); /* first slot of each position */
+    for (int64_t b = 0; b < B; b++) start[eot[b] + 1]++;
+    *p = (TextPlan){.g = xmalloc((size_t)T * sizeof *p->g)};
+    for (int64_t l = 0; l < T; l++) {
+        if (start[l + 1]) {
+            p->g[p->ngroups++] = (TextGroup){.first = start[l], .n = start[l + 1], .len = l + 1};
+            p->rows += start[l + 1] * (l + 1);
         }
-    for (int j = D, k = G; k > 0; k--) ends[k - 1] = j - 1, j = from[AT(k, j)];
-#undef AT
-    free(cost);
-    free(from);
-    return G;
-}
-
-/* grouped = false: one group of every sequence at the batch's longest length (truncate) or all
- * T positions, in the batch's order: the tower as CLIP defines it, for checking the plan. */
-static void text_plan(TextPlan *p, const Tensor *eot, int64_t T, bool grouped, bool truncate) {
-    const int64_t B = eot->numel;
-    *p = (TextPlan){.eot = eot_to_host(eot, T)};
-    int64_t *count = xcalloc((size_t)T + 1, sizeof *count), mx = 0; /* sequences per position */
-    for (int64_t b = 0; b < B; b++) count[p->eot[b]]++, mx = p->eot[b] > mx ? p->eot[b] : mx;
-    if (!grouped || count[mx] == B) {
-        const int64_t len = truncate ? mx + 1 : T;
-        p->ngroups = 1;
-        p->g[0] = (TextGroup){.n = B, .len = len, .uniform = count[mx] == B && len == mx + 1};
-        free(count);
-        return;
+        start[l + 1] += start[l];
     }
-    int64_t *len = xmalloc((size_t)T * sizeof *len), *cnt = xmalloc((size_t)T * sizeof *cnt);
-    int D = 0, ends[TEXT_GROUPS_MAX];
-    for (int64_t l = 0; l < T; l++)
-        if (count[l]) len[D] = l + 1, cnt[D++] = count[l];
-    p->ngroups = merge_lengths(len, cnt, D, ends);
-    /* Counting sort by position: order[] lists the sequences of each length in batch order. */
-    for (int64_t l = T; l > 0; l--) count[l] = count[l - 1];
-    count[0] = 0;
-    for (int64_t l = 0; l < T; l++) count[l + 1] += count[l]; /* count[l]: first slot of l */
     p->order = xmalloc((size_t)B * sizeof *p->order);
-    for (int64_t b = 0; b < B; b++) p->order[count[p->eot[b]]++] = b;
-    for (int k = 0, i = 0; k < p->ngroups; k++) {
-        TextGroup *g = &p->g[k];
-        const int i0 = i;
-        g->first = k ? p->g[k - 1].first + p->g[k - 1].n : 0;
-        for (; i <= ends[k]; i++) g->n += cnt[i];
-        g->len = len[ends[k]];
-        g->uniform = i - i0 == 1;
-    }
-    free(count);
-    free(len);
-    free(cnt);
+    for (int64_t b = 0; b < B; b++) p->order[start[eot[b]]++] = b;
+    free(start);
 }
 
 static void text_plan_free(TextPlan *p) {
+    free(p->g);
     free(p->order);
-    free(p->eot);
 }
 
-/* An int64 index tensor on `dev` from host values. */
+/* An int64 index tensor on the current arena's device from host values. */
 static Tensor *index_tensor(const int64_t *host, int64_t n) {
-    Tensor *t = tensor_empty(DT_I64, 1, SHAPE(n)); /* on the current arena's device */
+    Tensor *t = tensor_empty(DT_I64, 1, SHAPE(n));
     tensor_copy(t, tensor_wrap(DT_I64, DEVICE_CPU, 1, SHAPE(n), (void *)host));
     return t;
 }
 
+/* The index tensors of a plan for a batch of sequences T long: for each packed row its row of
+ * e viewed as (B*T, C) (src) and its position (pos); for each sequence in packed order its end
+ * row in the packed matrix (ends); for each sequence of the batch its place in packed order
+ * (inv). */
+typedef struct {
+    Tensor *src, *pos, *ends, *inv;
+} TextIndex;
+
+static TextIndex text_index(const TextPlan *p, int64_t B, int64_t T) {
+    int64_t *src = xmalloc((size_t)p->rows * sizeof *src);
+    int64_t *pos = xmalloc((size_t)p->rows * sizeof *pos);
+    int64_t *ends = xmalloc((size_t)B * sizeof *ends), *inv = xmalloc((size_t)B * sizeof *inv);
+    int64_t r = 0;
+    for (int k = 0; k < p->ngroups; k++) {
+        const TextGroup *g = &p->g[k];
+        for (int64_t i = 0; i < g->n; i++) {
+            const int64_t b = p->order[g->first + i];
+            for (int64_t j = 0; j < g->len; j++, r++) src[r] = b * T + j, pos[r] = j;
+            ends[g->first + i] = r - 1;
+            inv[b] = g->first + i;
+        }
+    }
+    TextIndex ix = {index_tensor(src, p->rows), index_tensor(pos, p->rows),
+                    index_tensor(ends, B), index_tensor(inv, B)};
+    free(src);
+    free(pos);
+    free(ends);
+    free(inv);
+    return ix;
+}
+
 /* ---- forward ------------------------------------------------------------------------------ */
 
+static Tensor *mlp(const ClipTextBlock *b, Tensor *x) {
+    Tensor *h = tensor_layernorm(x, b->ln_2_weight, b->ln_2_bias, LN_EPS);
+    h = tensor_quick_gelu(tensor_linear(h, b->c_fc_weight, b->c_fc_bias));
+    h = tensor_linear(h, b->c_proj_weight, b->c_proj_bias);
+    return tensor_add(x, h);
+}
+
+/* The padded layout: x (B, T, C), every sequence T positions under the causal mask. */
 static Tensor *block_forward(const ClipText *t, const ClipTextBlock *b, Tensor *x) {
     const int64_t C = t->cfg.width, NH = t->cfg.heads, HS = C / NH;
     Tensor *h = tensor_layernorm(x, b->ln_1_weight, b->ln_1_bias, LN_EPS);
@@ -294,133 +274,143 @@ static Tensor *block_forward(const ClipText *t, const ClipTextBlock *b, Tensor *
                                  tensor_attention_heads_split_cols(qkv, 2 * C, NH, HS), true,
                                  1.0f / sqrtf((float)HS));
     a = tensor_linear(tensor_attention_heads_merge(a), b->out_proj_weight, b->out_proj_bias);
-    x = tensor_add(x, a);
-    h = tensor_layernorm(x, b->ln_2_weight, b->ln_2_bias, LN_EPS);
-    h = tensor_quick_gelu(tensor_linear(h, b->c_fc_weight, b->c_fc_bias));
-    h = tensor_linear(h, b->c_proj_weight, b->c_proj_bias);
-    return tensor_add(x, h);
+    return mlp(b, tensor_add(x, a));
 }
 
-/* The last block when every sequence of x (n, len, C) ends at len - 1: only that row reaches the
- * features. Keys and values are needed at every position; the query, the attention output, the
- * out-projection and the MLP at the last row only (which sees every position, so it needs no
- * mask). Returns that row of the block's output, (n, C). */
-static Tensor *block_last_rows(const ClipText *t, const ClipTextBlock *b, Tensor *x) {
+/* Attention of the packed layout, group by group. q (Rq, C): every row of each group's
+ * sequences (Rq = R, causal) or their last rows only (Rq = B, which see every key: no mask);
+ * kv (R, 2C), keys then values. Returns (Rq, C), heads merged. */
+static Tensor *packed_attention(const ClipText *t, const TextPlan *p, Tensor *q, Tensor *kv,
+                                bool last_rows) {
     const int64_t C = t->cfg.width, NH = t->cfg.heads, HS = C / NH;
-    const int64_t n = x->shape[0], len = x->shape[1];
+    const int G = p->ngroups;
+    int64_t *qn = xmalloc((size_t)G * sizeof *qn), *kn = xmalloc((size_t)G * sizeof *kn);
+    for (int k = 0; k < G; k++) {
+        kn[k] = p->g[k].n * p->g[k].len;
+        qn[k] = last_rows ? p->g[k].n : kn[k];
+    }
+    Tensor **qs = xmalloc((size_t)G * sizeof *qs), **kvs = xmalloc((size_t)G * sizeof *kvs);
+    if (G > 1) {
+        tensor_split(q, 0, qn, G, qs);
+        tensor_split(kv, 0, kn, G, kvs);
+    } else {
+        qs[0] = q, kvs[0] = kv;
+    }
+    for (int k = 0; k < G; k++) {
+        const int64_t n = p->g[k].n, len = p->g[k].len, tq = last_rows ? 1 : len;
+        Tensor *qg = tensor_reshape(qs[k], 3, SHAPE(n, tq, C));
+        Tensor *kvg = tensor_reshape(kvs[k], 3, SHAPE(n, len, 2 * C));
+        Tensor *a = tensor_attention(tensor_attention_heads_split_cols(qg, 0, NH, HS),
+                                     tensor_attention_heads_split_cols(kvg, 0, NH, HS),
+                                     tensor_attention_heads_split_cols(kvg, C, NH, HS), !last_rows,
+                                     1.0f / sqrtf((float)HS)); /* (n, NH, tq, HS) */
+        qs[k] = tensor_reshape(tensor_attention_heads_merge(a), 2, SHAPE(n * tq, C));
+    }
+    Tensor *a = G > 1 ? tensor_concat(qs, G, 0) : qs[0];
+    free(qn);
+    free(kn);
+    free(qs);
+    free(kvs);
+    return a;
+}
+
+/* A block of the packed layout: x (R, C) -> (R, C). The queries are the first third of in_proj,
+ * the keys and values the other two (sliced, so weights that learn get their gradient). */
+static Tensor *block_packed(const ClipText *t, const ClipTextBlock *b, const TextPlan *p,
+                            Tensor *x) {
+    const int64_t C = t->cfg.width;
+    Tensor *h = tensor_layernorm(x, b->ln_1_weight, b->ln_1_bias, LN_EPS);
+    Tensor *qkv = tensor_linear(h, b->in_proj_weight, b->in_proj_bias); /* (R, 3C) */
+    Tensor *q = tensor_slice(qkv, 1, 0, C), *kv = tensor_slice(qkv, 1, C, 2 * C);
+    Tensor *a = packed_attention(t, p, q, kv, false);
+    a = tensor_linear(a, b->out_proj_weight, b->out_proj_bias);
+    return mlp(b, tensor_add(x, a));
+}
+
+/* The last block of the packed layout: only each sequence's last row reaches the features, so
+ * keys and values are computed at every row, the query, attention, out-projection and MLP at the
+ * last rows only. x (R, C) -> (B, C) in packed order. */
+static Tensor *block_packed_last(const ClipText *t, const ClipTextBlock *b, const TextPlan *p,
+                                 Tensor *x, Tensor *ends) {
+    const int64_t C = t->cfg.width;
     Tensor *h = tensor_layernorm(x, b->ln_1_weight, b->ln_1_bias, LN_EPS);
     Tensor *kv = tensor_linear(h, tensor_slice(b->in_proj_weight, 0, C, 2 * C),
-                               tensor_slice(b->in_proj_bias, 0, C, 2 * C)); /* (n, len, 2C) */
-    Tensor *q = tensor_linear(tensor_slice(h, 1, len - 1, 1),
-                              tensor_slice(b->in_proj_weight, 0, 0, C),
-                              tensor_slice(b->in_proj_bias, 0, 0, C)); /* (n, 1, C) */
-    Tensor *a = tensor_attention(tensor_attention_heads_split_cols(q, 0, NH, HS),
-                                 tensor_attention_heads_split_cols(kv, 0, NH, HS),
-                                 tensor_attention_heads_split_cols(kv, C, NH, HS), false,
-                                 1.0f / sqrtf((float)HS)); /* (n, NH, 1, HS) */
-    a = tensor_linear(tensor_attention_heads_merge(a), b->out_proj_weight, b->out_proj_bias);
-    x = tensor_add(tensor_slice(x, 1, len - 1, 1), a); /* (n, 1, C) */
-    h = tensor_layernorm(x, b->ln_2_weight, b->ln_2_bias, LN_EPS);
-    h = tensor_quick_gelu(tensor_linear(h, b->c_fc_weight, b->c_fc_bias));
-    h = tensor_linear(h, b->c_proj_weight, b->c_proj_bias);
-    return tensor_reshape(tensor_add(x, h), 2, SHAPE(n, C));
+                               tensor_slice(b->in_proj_bias, 0, C, 2 * C)); /* (R, 2C) */
+    Tensor *q = tensor_linear(tensor_embedding(h, ends), tensor_slice(b->in_proj_weight, 0, 0, C),
+                              tensor_slice(b->in_proj_bias, 0, 0, C)); /* (B, C) */
+    Tensor *a = packed_attention(t, p, q, kv, true);
+    a = tensor_linear(a, b->out_proj_weight, b->out_proj_bias);
+    return mlp(b, tensor_add(tensor_embedding(x, ends), a));
 }
 
-/* eot NULL: x is already the pooled rows (n, C). */
-static Tensor *pool_project(const ClipText *t, Tensor *x, Tensor *eot) {
-    Tensor *pooled = eot ? tensor_gather_rows(x, eot) : x; /* (B, C) */
+static Tensor *project(const ClipText *t, Tensor *pooled) {
     pooled = tensor_layernorm(pooled, t->ln_final_weight, t->ln_final_bias, LN_EPS);
     return tensor_matmul(pooled, t->text_projection);
 }
 
-/* Step l of a group: block l (l < layers), or the pooling and projection (l == layers). */
-static Tensor *group_step(const ClipText *t, const TextGroup *g, int64_t l, Tensor *x,
-                          Tensor *eot) {
+/* One step of a layout: block l (l < layers) or the pooling and projection (l == layers).
+ * p NULL: the padded layout (x (B, T, C), pooled at eot); else the packed one (x (R, C), the
+ * last block at the end rows ix->ends, the features put back in batch order by ix->inv). */
+static Tensor *text_step(const ClipText *t, int64_t l, Tensor *x, Tensor *eot, const TextPlan *p,
+                         const TextIndex *ix) {
     const int64_t L = t->cfg.layers;
-    if (l == L) return pool_project(t, x, g->uniform ? NULL : eot);
-    if (l == L - 1 && g->uniform) return block_last_rows(t, &t->blocks[l], x);
-    return block_forward(t, &t->blocks[l], x);
+    if (!p) return l < L ? block_forward(t, &t->blocks[l], x)
+                         : project(t, tensor_gather_rows(x, eot));
+    if (l < L - 1) return block_packed(t, &t->blocks[l], p, x);
+    if (l == L - 1) return block_packed_last(t, &t->blocks[l], p, x, ix->ends);
+    return tensor_embedding(project(t, x), ix->inv);
 }
 
-/* A group's input (n, len, C): its sequences' rows of e (B, T, C) (idx NULL: all, in order), cut
- * at len, plus the positional embedding. */
-static Tensor *group_input(const ClipText *t, Tensor *e, Tensor *idx, const TextGroup *g) {
+/* The tower's input: the padded layout's x (B, keep, C), or the packed rows (R, C). */
+static Tensor *text_input(const ClipText *t, Tensor *e, int64_t keep, const TextIndex *ix) {
     const int64_t B = e->shape[0], T = e->shape[1], C = e->shape[2];
-    Tensor *x = e;
-    if (idx)
-        x = tensor_reshape(tensor_embedding(tensor_reshape(e, 2, SHAPE(B, T * C)), idx), 3,
-                           SHAPE(g->n, T, C));
-    if (g->len < T) x = tensor_slice(x, 1, 0, g->len);
+    if (ix) {
+        Tensor *rows = tensor_embedding(tensor_reshape(e, 2, SHAPE(B * T, C)), ix->src);
+        return tensor_add(rows, tensor_embedding(t->positional_embedding, ix->pos));
+    }
+    Tensor *x = keep < T ? tensor_slice(e, 1, 0, keep) : e;
     Tensor *pos = t->positional_embedding;
-    if (g->len < t->cfg.context) pos = tensor_slice(pos, 0, 0, g->len);
+    if (keep < t->cfg.context) pos = tensor_slice(pos, 0, 0, keep);
     return tensor_add(x, pos);
-}
-
-/* A group through the tower to its features (n, E). Without a tape each step runs in the work
- * arena and only its result is kept, at `mark` in the caller's arena. */
-static Tensor *group_forward(const ClipText *t, const TextGroup *g, Tensor *x, Tensor *eot,
-                             bool tape, size_t mark) {
-    for (int64_t l = 0; l <= t->cfg.layers; l++) {
-        if (tape) {
-            x = group_step(t, g, l, x, eot);
-            continue;
-        }
-        ClipWorkScope s = clip_work_begin(t->work, mark);
-        x = group_step(t, g, l, x, eot);
-        clip_work_end(&s, &x, 1);
-    }
-    return x;
-}
-
-/* The index tensors of a grouped plan: each group's sequences, a mixed group's
- * end-of-text positions, and where each sequence's features land in the groups' concatenation
- * (inv). Allocated before the groups run, so the work scopes never release them. */
-static void plan_indices(const TextPlan *p, Tensor **idx, Tensor **eot, Tensor **inv) {
-    int64_t B = 0;
-    for (int k = 0; k < p->ngroups; k++) B += p->g[k].n;
-    int64_t *h = xmalloc((size_t)B * sizeof *h);
-    for (int k = 0; k < p->ngroups; k++) {
-        const TextGroup *g = &p->g[k];
-        idx[k] = index_tensor(p->order + g->first, g->n);
-        eot[k] = NULL;
-        if (g->uniform) continue;
-        for (int64_t i = 0; i < g->n; i++) h[i] = p->eot[p->order[g->first + i]];
-        eot[k] = index_tensor(h, g->n);
-    }
-    for (int64_t i = 0; i < B; i++) h[p->order[i]] = i;
-    *inv = index_tensor(h, B);
-    free(h);
 }
 
 /* e (B, T, C) embedded tokens, eot (B) in [0, T). `mark`: where the call's own allocations begin
  * in the current arena (everything after it is dropped when no tape is recorded). */
-static Tensor *text_forward(const ClipText *t, Tensor *e, Tensor *eot, bool grouped,
-                            bool truncate, size_t mark) {
-    TextPlan p;
-    text_plan(&p, eot, e->shape[1], grouped, truncate); /* also CHECKs every position */
+static Tensor *text_forward(const ClipText *t, Tensor *e, Tensor *eot, ClipTextLayout layout,
+                            size_t mark) {
+    const int64_t B = e->shape[0], T = e->shape[1];
     const bool tape = ag_grad_enabled() && e->requires_grad;
     CHECK(tape || tensor_arena() != t->work,
           "clip_text: called with the model's work arena current");
-    if (p.ngroups == 1) { /* the batch's own order: the old single pass */
-        Tensor *x = group_forward(t, &p.g[0], group_input(t, e, NULL, &p.g[0]), eot, tape, mark);
-        text_plan_free(&p);
-        if (!tape) arena_reset(t->work); /* empty again; coalesces the chunks of the first call */
-        return x;
+    int64_t *host = eot_to_host(eot, T), last = 0;
+    for (int64_t b = 0; b < B; b++) last = host[b] > last ? host[b] : last;
+    TextPlan plan, *p = NULL;
+    TextIndex ix;
+    if (layout == CLIP_TEXT_BY_LENGTH) {
+        /* The index tensors live as long as the pass: in the caller's arena for backward, else
+         * at the bottom of the work arena, below every step's scope (arena_reset frees them). */
+        Arena *caller = tensor_arena();
+        if (!tape) tensor_set_arena(t->work);
+        text_plan(p = &plan, host, B, T);
+        ix = text_index(p, B, T);
+        tensor_set_arena(caller);
     }
-    Tensor *idx[TEXT_GROUPS_MAX], *geot[TEXT_GROUPS_MAX], *inv, *ys[TEXT_GROUPS_MAX];
-    plan_indices(&p, idx, geot, &inv);
-    for (int k = 0; k < p.ngroups; k++) {
-        const size_t mk = arena_mark(tensor_arena()); /* after the earlier groups' features */
-        ys[k] = group_forward(t, &p.g[k], group_input(t, e, idx[k], &p.g[k]), geot[k], tape, mk);
+    free(host);
+    const int64_t keep = layout == CLIP_TEXT_ALL_POSITIONS ? T : last + 1;
+    Tensor *x = text_input(t, e, keep, p ? &ix : NULL);
+    for (int64_t l = 0; l <= t->cfg.layers; l++) {
+        if (tape) {
+            x = text_step(t, l, x, eot, p, &ix);
+            continue;
+        }
+        /* Without a tape each step runs in the work arena and only its result is kept. */
+        ClipWorkScope s = clip_work_begin(t->work, mark);
+        x = text_step(t, l, x, eot, p, &ix);
+        clip_work_end(&s, &x, 1);
     }
-    text_plan_free(&p);
-    /* Back to the batch's order: row b of the result is row inv[b] of the concatenation. */
-    if (tape) return tensor_embedding(tensor_concat(ys, p.ngroups, 0), inv);
-    ClipWorkScope s = clip_work_begin(t->work, mark);
-    Tensor *y = tensor_embedding(tensor_concat(ys, p.ngroups, 0), inv);
-    clip_work_end(&s, &y, 1);
-    arena_reset(t->work);
-    return y;
+    if (p) text_plan_free(p);
+    if (!tape) arena_reset(t->work); /* empty again; coalesces the chunks of the first call */
+    return x;
 }
 
 Tensor *clip_text_encode_embedded_ex(const ClipText *t, Tensor *x, Tensor *eot,
@@ -435,8 +425,7 @@ Tensor *clip_text_encode_embedded_ex(const ClipText *t, Tensor *x, Tensor *eot,
           (long long)x->shape[0], eot ? dtype_name(eot->dtype) : "NULL",
           eot ? tensor_shape_str(eot) : "");
     tensor_check_same_device("clip_text_encode_embedded", x, t->token_embedding);
-    return text_forward(t, x, eot, layout == CLIP_TEXT_BY_LENGTH,
-                        layout != CLIP_TEXT_ALL_POSITIONS, arena_mark(tensor_arena()));
+    return text_forward(t, x, eot, layout, arena_mark(tensor_arena()));
 }
 
 Tensor *clip_text_encode_embedded(const ClipText *t, Tensor *x, Tensor *eot) {
@@ -454,7 +443,7 @@ Tensor *clip_text_encode_ids(const ClipText *t, Tensor *ids) {
     Tensor *eot = clip_text_eot_positions(ids);
     const size_t mark = arena_mark(tensor_arena());
     Tensor *e = tensor_embedding(t->token_embedding, ids); /* CHECKs every id < V */
-    Tensor *out = text_forward(t, e, eot, true, true, mark);
+    Tensor *out = text_forward(t, e, eot, CLIP_TEXT_BY_LENGTH, mark);
     ag_set_grad_enabled(grad);
     return out;
 }

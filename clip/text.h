@@ -76,9 +76,9 @@ Tensor *clip_text_encode_embedded(const ClipText *t, Tensor *x, Tensor *eot);
  * token reaches its features, so all three compute the same features (up to rounding: the
  * products have other row counts) and the same prompt gradients. */
 typedef enum {
-    /* Sequences grouped by end-of-text position (at most 8 groups), each group run on its own
-     * rows cut at its own length; in a group whose sequences all end at one position, the last
-     * block computes keys and values at every position and the rest at the end row only. */
+    /* Each sequence cut at its own end-of-text position and the rows of all of them packed into
+     * one matrix (attention per group of equal length); the last block computes keys and values
+     * at every row and the rest at the end rows only. */
     CLIP_TEXT_BY_LENGTH,
     /* One pass over the batch cut at its last end-of-text position. */
     CLIP_TEXT_TRUNCATED,

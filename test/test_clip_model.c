@@ -415,9 +415,9 @@ TEST(clip_model_text_layouts_change_nothing) {
     model_done(m);
 }
 
-/* More lengths than groups: the plan merges neighbouring lengths, and the merged groups take the
- * full last block and the end-of-text gather. Against all positions, with and without a tape. */
-TEST(clip_model_text_merged_lengths_change_nothing) {
+/* Twelve lengths, one of them 1 (end of text at position 0) and one the whole T: twelve groups
+ * of attention in the packed matrix. Against all positions, with and without a tape. */
+TEST(clip_model_text_many_lengths_change_nothing) {
     Fixture *fx;
     ClipModel *m = fixture_model(&fx);
     if (!m) return;
@@ -432,15 +432,15 @@ TEST(clip_model_text_merged_lengths_change_nothing) {
     Tensor *full = layout_run(m, x, eot, dout, CLIP_TEXT_ALL_POSITIONS, &dx_full);
     Tensor *bylen = layout_run(m, x, eot, dout, CLIP_TEXT_BY_LENGTH, &dx_len);
     /* As clip_model_text_layouts_change_nothing (the same tower, T <= 77). */
-    EXPECT_CLOSE_NORMWISE("merged features", tensor_f32(bylen), tensor_f32(full), full->numel,
+    EXPECT_CLOSE_NORMWISE("packed features", tensor_f32(bylen), tensor_f32(full), full->numel,
                           tol_chain_normwise(13, 128));
-    EXPECT_CLOSE_NORMWISE("merged dx", tensor_f32(dx_len), tensor_f32(dx_full), x->numel,
+    EXPECT_CLOSE_NORMWISE("packed dx", tensor_f32(dx_len), tensor_f32(dx_full), x->numel,
                           tol_chain_normwise(40, 128));
     /* Without a tape (the work-arena scopes), the same features. */
     bool grad = ag_set_grad_enabled(false);
     Tensor *plain = clip_text_encode_embedded(&m->text, x, eot);
     ag_set_grad_enabled(grad);
-    EXPECT_CLOSE_NORMWISE("merged features, no tape", tensor_f32(plain), tensor_f32(full),
+    EXPECT_CLOSE_NORMWISE("packed features, no tape", tensor_f32(plain), tensor_f32(full),
                           full->numel, tol_chain_normwise(13, 128));
     EXPECT(arena_used(m->work) == 0, "the work arena holds %zu bytes", arena_used(m->work));
     model_done(m);
