@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -205,4 +206,70 @@ bool device_set_allow_tf32(bool on) {
     (void)on;
     return false;
 #endif
+}
+
+/* ---- the kernel profiler ---------------------------------------------------------------- */
+
+bool kernel_prof_on;
+
+static const char *const KERNEL_NAMES[] = {
+#define KERNEL(name, args) #name,
+#include "tensor/kernels.def"
+#undef KERNEL
+};
+enum { N_KERNELS = sizeof KERNEL_NAMES / sizeof KERNEL_NAMES[0], PROF_DEPTH = 16 };
+
+static uint64_t prof_ns[N_KERNELS];
+static int64_t prof_calls[N_KERNELS];
+static int prof_stack[PROF_DEPTH]; /* the kernels running, innermost last */
+static int prof_depth;
+static uint64_t prof_last; /* when the innermost kernel's time was last charged */
+
+void device_init_profiler(void) {
+    const char *e = getenv("TRMML_PROFILE");
+    kernel_prof_on = e && strcmp(e, "1") == 0;
+}
+
+const char *device_kernel_name(int slot) {
+    return slot >= 0 && slot < N_KERNELS ? KERNEL_NAMES[slot] : "?";
+}
+
+static uint64_t prof_now(DeviceKind dev) {
+    if (dev == DEVICE_CUDA) device_table(dev)->synchronize();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool prof_counted(void) {
+#ifdef _OPENMP
+    return !omp_in_parallel();
+#else
+    return true;
+#endif
+}
+
+void kernel_prof_begin(DeviceKind dev, int slot) {
+    if (!prof_counted()) return;
+    const uint64_t now = prof_now(dev);
+    if (prof_depth > 0) prof_ns[prof_stack[prof_depth - 1]] += now - prof_last; /* pause it */
+    CHECK(prof_depth < PROF_DEPTH && slot >= 0 && slot < N_KERNELS,
+          "kernel profiler: %s nested %d deep", device_kernel_name(slot), prof_depth);
+    prof_stack[prof_depth++] = slot;
+    prof_calls[slot]++;
+    prof_last = now;
+}
+
+void kernel_prof_end(DeviceKind dev) {
+    if (!prof_counted() || prof_depth == 0) return;
+    const uint64_t now = prof_now(dev);
+    prof_ns[prof_stack[--prof_depth]] += now - prof_last;
+    prof_last = now;
+}
+
+void kernel_prof_read(double *seconds, int64_t *calls) {
+    for (int i = 0; i < N_KERNELS; i++) {
+        seconds[i] = 1e-9 * (double)prof_ns[i];
+        calls[i] = prof_calls[i];
+    }
 }

@@ -55,10 +55,31 @@ int device_kernel_count(void);
     do {                                                                                     \
         const DeviceTable *kt_ = device_table(dev);                                          \
         if (!kt_->kname) device_missing_kernel((dev), #kname);                               \
+        const bool kp_ = kernel_prof_on;                                                     \
+        if (kp_) kernel_prof_begin((dev), KERNEL_SLOT(kname));                               \
         if (kt_->kernel_begin) kt_->kernel_begin();                                          \
         kt_->kname(__VA_ARGS__);                                                             \
         if (kt_->kernel_end) kt_->kernel_end();                                              \
+        if (kp_) kernel_prof_end((dev));                                                     \
     } while (0)
+
+/* ---- the kernel profiler --------------------------------------------------------------------
+ * With TRMML_PROFILE=1 in the environment (read by device_init_profiler at start-up), every
+ * KERNEL_RUN adds its wall time to its kernel's total: exclusive time (a kernel run by another
+ * kernel is not counted twice) and the number of calls. On a GPU the device is synchronised
+ * before and after each kernel, so the times are the kernels' own (and the run is slower). Calls
+ * from inside an OpenMP parallel region are not counted. bench prints the largest per call
+ * (docs/profile.md). Off, a KERNEL_RUN reads one flag. */
+extern bool kernel_prof_on;
+void device_init_profiler(void);
+/* The kernel's position in kernels.def (its table entry's index). */
+#define KERNEL_SLOT(kname)                                                                   \
+    ((int)((offsetof(DeviceTable, kname) - offsetof(DeviceTable, gemm)) / sizeof(void (*)(void))))
+void kernel_prof_begin(DeviceKind dev, int slot);
+void kernel_prof_end(DeviceKind dev);
+/* Totals since start: seconds[i] and calls[i] for every kernel i < device_kernel_count(). */
+void kernel_prof_read(double *seconds, int64_t *calls);
+const char *device_kernel_name(int slot);
 
 /* Parse "auto", "cpu", "cuda", "cuda:N" and "guard" (the test instrument, docs/guard.md; never
  * chosen by "auto"). On success sets *dev and *index. "auto" resolves to CUDA when a GPU answers

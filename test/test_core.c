@@ -402,8 +402,28 @@ TEST(core_bench_gemm_clock) {
            "GEMM clock %.2f ms against cpu %.2f ms per call: %s", gemm_ms, cpu_ms, out);
     snprintf(cmd, sizeof cmd,
              "'%s' --threads 1 bench gemm --quick --case 'gemm 512x' 2>&1 >/dev/null", exe);
-    EXPECT(test_run_capture(cmd, out, sizeof out) == 0 && !strstr(out, "GEMM clock"),
-           "the GEMM clock without TRMML_GEMM_CLOCK: %s", out);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 0 && !strstr(out, "GEMM clock") &&
+               !strstr(out, "kernels per call"),
+           "the GEMM clock or the profile without TRMML_GEMM_CLOCK / TRMML_PROFILE: %s", out);
+}
+
+/* TRMML_PROFILE=1: after each row, the kernels by time per timed call. A GEMM bench runs one
+ * kernel, gemm, once per call, and it takes (nearly) all of the time. */
+TEST(core_bench_kernel_profile) {
+    char exe[4200];
+    if (!test_trmml_path(exe, sizeof exe)) return;
+    static char out[1 << 14];
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd,
+             "TRMML_PROFILE=1 '%s' --threads 1 bench gemm --quick --case 'gemm 512x' 2>&1 "
+             ">/dev/null", exe);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 0, "bench with the profiler: %s", out);
+    const char *p = strstr(out, "kernels per call");
+    const char *g = p ? strstr(p, ": gemm ") : NULL;
+    double ms = -1, share = -1, calls = -1;
+    EXPECT(g && sscanf(g, ": gemm %lf ms (%lf%%, %lf calls)", &ms, &share, &calls) == 3 &&
+               ms > 0 && share >= 90 && calls == 1,
+           "gemm should lead the profile with one call per timed call: %s", out);
 }
 
 TEST(core_bench_device) {

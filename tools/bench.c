@@ -47,6 +47,40 @@ double bench_clock(void) {
  * call say whether a call maps fresh memory (docs/profile.md). */
 static double g_cpu_per_call;
 static double g_gemm_per_call; /* wall time in the CPU GEMMs (TRMML_GEMM_CLOCK=1) */
+/* TRMML_PROFILE=1: each kernel's seconds and calls over the timed calls, per call. */
+static double *g_prof_s;
+static int64_t *g_prof_calls;
+static int g_prof_n;
+
+/* The profiler's totals now, into fresh arrays (freed by the caller). */
+static void prof_snapshot(double **s, int64_t **calls) {
+    g_prof_n = device_kernel_count();
+    *s = xmalloc((size_t)g_prof_n * sizeof **s);
+    *calls = xmalloc((size_t)g_prof_n * sizeof **calls);
+    kernel_prof_read(*s, *calls);
+}
+
+/* The kernels that took the most time per timed call, largest first, on stderr. */
+static void prof_print(int n_calls_shown) {
+    bool *shown = xcalloc((size_t)g_prof_n, sizeof *shown);
+    double total = 0;
+    for (int i = 0; i < g_prof_n; i++) total += g_prof_s[i];
+    fprintf(stderr, "    kernels per call (TRMML_PROFILE=1; exclusive wall time, %.1f ms in all):",
+            total * 1e3);
+    for (int k = 0; k < n_calls_shown; k++) {
+        int best = -1;
+        for (int i = 0; i < g_prof_n; i++)
+            if (!shown[i] && g_prof_s[i] > 0 && (best < 0 || g_prof_s[i] > g_prof_s[best]))
+                best = i;
+        if (best < 0) break;
+        shown[best] = true;
+        fprintf(stderr, "%s %s %.1f ms (%.1f%%, %.0f calls)", k ? "," : "",
+                device_kernel_name(best), g_prof_s[best] * 1e3,
+                total > 0 ? 100 * g_prof_s[best] / total : 0.0, (double)g_prof_calls[best]);
+    }
+    fputc('\n', stderr);
+    free(shown);
+}
 static double g_faults_per_call;
 static long g_warmup_faults;
 static bool g_have_call_stats; /* set by bench_time, used up by bench_report */
@@ -66,6 +100,9 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
     g_warmup_faults = r1.ru_minflt - r0.ru_minflt;
     r0 = r1;
     const double gemm0 = gemm_clock_seconds();
+    double *prof0 = NULL;
+    int64_t *calls0 = NULL;
+    if (kernel_prof_on) prof_snapshot(&prof0, &calls0);
     double start = bench_clock();
     while (n < 1000 && (n < min_reps || bench_clock() - start < min_seconds)) {
         double t0 = bench_clock();
@@ -76,6 +113,17 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
     g_cpu_per_call = (cpu_seconds(&r1) - cpu_seconds(&r0)) / n;
     g_faults_per_call = (double)(r1.ru_minflt - r0.ru_minflt) / n;
     g_gemm_per_call = (gemm_clock_seconds() - gemm0) / n;
+    if (kernel_prof_on) {
+        free(g_prof_s);
+        free(g_prof_calls);
+        prof_snapshot(&g_prof_s, &g_prof_calls);
+        for (int i = 0; i < g_prof_n; i++) {
+            g_prof_s[i] = (g_prof_s[i] - prof0[i]) / n;
+            g_prof_calls[i] = (g_prof_calls[i] - calls0[i]) / n;
+        }
+        free(prof0);
+        free(calls0);
+    }
     g_have_call_stats = true;
     qsort(times, n, sizeof *times, cmp_double);
     return times[n / 2];
@@ -103,6 +151,7 @@ void bench_report(const char *key, double seconds, double gflop) {
     if (g_have_call_stats && gemm_clock_enabled())
         fprintf(stderr, "  (GEMM clock: %.1f ms per call in the CPU GEMMs)", g_gemm_per_call * 1e3);
     fputc('\n', stderr);
+    if (g_have_call_stats && kernel_prof_on && g_prof_s) prof_print(8);
     g_have_call_stats = false;
     fflush(stdout);
 }

@@ -111,6 +111,7 @@ static int run_command(int argc, char **argv);
  * shares ends each rank normally; one rank's own failure ends the whole job (MPI_Abort), since
  * the others may be waiting for it in a collective. */
 int main(int argc, char **argv) {
+    device_init_profiler(); /* TRMML_PROFILE=1 */
     if (dist_init(&argc, &argv) != STATUS_OK) {
         fprintf(stderr, "trmml: %s\n", error_last());
         dist_abort(2);
