@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "autograd/tape.h"
 #include "clip/model.h"
@@ -277,11 +278,13 @@ static Tensor *block_forward(const ClipText *t, const ClipTextBlock *b, Tensor *
     return mlp(b, tensor_add(x, a));
 }
 
-/* Attention of the packed layout, group by group. q (Rq, C): every row of each group's
- * sequences (Rq = R, causal) or their last rows only (Rq = B, which see every key: no mask);
- * kv (R, 2C), keys then values. Returns (Rq, C), heads merged. */
+/* Attention of the packed layout, group by group. The queries are columns [0, C) of q (Rq, .):
+ * every row of each group's sequences (Rq = R, causal) or their last rows only (Rq = B, which see
+ * every key: no mask); the keys and values are columns [kcol, kcol + C) and [kcol + C,
+ * kcol + 2C) of kv (R, .). q and kv may be one tensor (in_proj's output, kcol = C), split once.
+ * Returns (Rq, C), heads merged. */
 static Tensor *packed_attention(const ClipText *t, const TextPlan *p, Tensor *q, Tensor *kv,
-                                bool last_rows) {
+                                int64_t kcol, bool last_rows) {
     const int64_t C = t->cfg.width, NH = t->cfg.heads, HS = C / NH;
     const int G = p->ngroups;
     int64_t *qn = xmalloc((size_t)G * sizeof *qn), *kn = xmalloc((size_t)G * sizeof *kn);
@@ -291,19 +294,20 @@ static Tensor *packed_attention(const ClipText *t, const TextPlan *p, Tensor *q,
     }
     Tensor **qs = xmalloc((size_t)G * sizeof *qs), **kvs = xmalloc((size_t)G * sizeof *kvs);
     if (G > 1) {
-        tensor_split(q, 0, qn, G, qs);
         tensor_split(kv, 0, kn, G, kvs);
+        if (q == kv) memcpy(qs, kvs, (size_t)G * sizeof *qs);
+        else tensor_split(q, 0, qn, G, qs);
     } else {
         qs[0] = q, kvs[0] = kv;
     }
     for (int k = 0; k < G; k++) {
         const int64_t n = p->g[k].n, len = p->g[k].len, tq = last_rows ? 1 : len;
-        Tensor *qg = tensor_reshape(qs[k], 3, SHAPE(n, tq, C));
-        Tensor *kvg = tensor_reshape(kvs[k], 3, SHAPE(n, len, 2 * C));
+        Tensor *qg = tensor_reshape(qs[k], 3, SHAPE(n, tq, q->shape[1]));
+        Tensor *kvg = tensor_reshape(kvs[k], 3, SHAPE(n, len, kv->shape[1]));
         Tensor *a = tensor_attention(tensor_attention_heads_split_cols(qg, 0, NH, HS),
-                                     tensor_attention_heads_split_cols(kvg, 0, NH, HS),
-                                     tensor_attention_heads_split_cols(kvg, C, NH, HS), !last_rows,
-                                     1.0f / sqrtf((float)HS)); /* (n, NH, tq, HS) */
+                                     tensor_attention_heads_split_cols(kvg, kcol, NH, HS),
+                                     tensor_attention_heads_split_cols(kvg, kcol + C, NH, HS),
+                                     !last_rows, 1.0f / sqrtf((float)HS)); /* (n, NH, tq, HS) */
         qs[k] = tensor_reshape(tensor_attention_heads_merge(a), 2, SHAPE(n * tq, C));
     }
     Tensor *a = G > 1 ? tensor_concat(qs, G, 0) : qs[0];
@@ -321,8 +325,7 @@ static Tensor *block_packed(const ClipText *t, const ClipTextBlock *b, const Tex
     const int64_t C = t->cfg.width;
     Tensor *h = tensor_layernorm(x, b->ln_1_weight, b->ln_1_bias, LN_EPS);
     Tensor *qkv = tensor_linear(h, b->in_proj_weight, b->in_proj_bias); /* (R, 3C) */
-    Tensor *q = tensor_slice(qkv, 1, 0, C), *kv = tensor_slice(qkv, 1, C, 2 * C);
-    Tensor *a = packed_attention(t, p, q, kv, false);
+    Tensor *a = packed_attention(t, p, qkv, qkv, C, false);
     a = tensor_linear(a, b->out_proj_weight, b->out_proj_bias);
     return mlp(b, tensor_add(x, a));
 }
@@ -338,7 +341,7 @@ static Tensor *block_packed_last(const ClipText *t, const ClipTextBlock *b, cons
                                tensor_slice(b->in_proj_bias, 0, C, 2 * C)); /* (R, 2C) */
     Tensor *q = tensor_linear(tensor_embedding(h, ends), tensor_slice(b->in_proj_weight, 0, 0, C),
                               tensor_slice(b->in_proj_bias, 0, 0, C)); /* (B, C) */
-    Tensor *a = packed_attention(t, p, q, kv, true);
+    Tensor *a = packed_attention(t, p, q, kv, 0, true);
     a = tensor_linear(a, b->out_proj_weight, b->out_proj_bias);
     return mlp(b, tensor_add(tensor_embedding(x, ends), a));
 }
