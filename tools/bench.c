@@ -151,7 +151,7 @@ void bench_report(const char *key, double seconds, double gflop) {
     if (g_have_call_stats && gemm_clock_enabled())
         fprintf(stderr, "  (GEMM clock: %.1f ms per call in the CPU GEMMs)", g_gemm_per_call * 1e3);
     fputc('\n', stderr);
-    if (g_have_call_stats && kernel_prof_on && g_prof_s) prof_print(8);
+    if (g_have_call_stats && kernel_prof_on && g_prof_s) prof_print(16);
     g_have_call_stats = false;
     fflush(stdout);
 }
