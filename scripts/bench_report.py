@@ -231,14 +231,16 @@ def main():
             ratio = "-" if best is None else f"{ms / best:.2f}"
             sec.append(f"| {key[len(name) + 1:]} | {ms:.2f} | {rate} | {frac} | {fmt(a)} | "
                        f"{fmt(b)} | {ratio} |")
-        # bf16 rows' accuracy (tools/bench_clip.c): the smallest cosine of an output row
-        # against fp32 on the same input.
+        # Accuracy rows (tools/bench_clip.c): the smallest cosine of an output row against
+        # another computation on the same input: bf16 rows against fp32; fp32 rows ("... F4 vs
+        # F2", "... F2 vs im2col") Winograd F(4x4, 3x3) against F(2x2, 3x3) and F(2x2, 3x3)
+        # against im2col.
         cos = [(k[len("cosine "):], v) for k, v in ometa.items()
                if k.startswith("cosine " + name + " ")]
         if cos:
-            sec += ["", "bf16 against fp32 on the same input, smallest cosine over the output's "
-                    "rows:", ""]
-            sec += [f"- {k[len(name) + 1:]}: {float(v):.6f}" for k, v in cos]
+            sec += ["", "Smallest cosine over the output's rows on the same input: bf16 rows "
+                    "against fp32; fp32 rows between the convolution forwards named:", ""]
+            sec += [f"- {k[len(name) + 1:]}: {float(v):.9f}" for k, v in cos]
         sec.append("")
         sections[name] = sec
 

@@ -1,6 +1,7 @@
 /* test_conv.c — conv family: conv2d forward and backward against PyTorch fixtures, finite-
  * difference gradchecks, the frozen-weight contract, and the im2col blocking. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tensor/device.h"
@@ -52,16 +53,38 @@ static long long conv_k(const Tensor *weight) {
     return weight->shape[1] * weight->shape[2] * weight->shape[3];
 }
 
+/* The factor on the matmul tolerance for the Winograd F(4x4, 3x3) forward. Its rounding is
+ * bounded by gamma_{C+26} times |A^T| (sum_c |G||g||G^T| .* |B^T||d||B|) |A| (docs/ops/conv.md,
+ * "Winograd F(4x4, 3x3)"). With every |g| <= a and |d| <= b that magnitude is at most
+ * e_i e_j C a b at output (i, j) of a tile, e = (148/5, 92/5, 92/5, 148/5) the sums over
+ * |A^T| of each point's |G| row sum times |B^T| row sum; the direct sum's is 9 C a b and
+ * F(2x2, 3x3)'s e = (8, 8). The worst output's bound is (148/5)^2 / 9 = 97.4 times the direct
+ * sum's where F(2x2, 3x3)'s is 64 / 9 = 7.1 times it, and F(2x2, 3x3) is held to the matmul
+ * tolerance: F(4x4, 3x3) is held to 97.4 / 7.1 = 13.7, rounded up to 14, times it. */
+#define WINO4_TOL_FACTOR 14.0
+
+/* The Winograd tiles the tests run: F(2x2, 3x3) and F(4x4, 3x3). */
+static const ConvWinogradTile wino_tiles[2] = {CONV_WINOGRAD_F2, CONV_WINOGRAD_F4};
+
+/* The matmul tolerance of a K-long sum, times WINO4_TOL_FACTOR under F(4x4, 3x3). */
+static double wino_atol(long long k, ConvWinogradTile tile) {
+    return tol_matmul_atol(k) * (tile == CONV_WINOGRAD_F4 ? WINO4_TOL_FACTOR : 1.0);
+}
+
 TEST(conv_fixtures) {
     Fixture *fx = fixture_open("conv");
     if (!fx) return;
     /* Every case with the default forward, then every 3x3 stride-1 case again with the Winograd
-     * forward forced (the fixtures are below its size thresholds). */
+     * forward forced (the fixtures are below its size thresholds), F(2x2, 3x3) then
+     * F(4x4, 3x3). */
     const ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_AUTO);
-    for (size_t j = 0; j < 2 * sizeof cases / sizeof cases[0]; j++) {
-        const size_t i = j % (sizeof cases / sizeof cases[0]);
+    const ConvWinogradTile prev_tile = conv_set_winograd_tile(CONV_WINOGRAD_F4);
+    const size_t ncases = sizeof cases / sizeof cases[0];
+    for (size_t j = 0; j < 3 * ncases; j++) {
+        const size_t i = j % ncases;
         const ConvCase *c = &cases[i];
-        const bool forced = j >= sizeof cases / sizeof cases[0];
+        const bool forced = j >= ncases;
+        const ConvWinogradTile tile = j >= 2 * ncases ? CONV_WINOGRAD_F4 : CONV_WINOGRAD_F2;
         Tensor *x = fx_get(fx, c->name, "x", true);
         Tensor *w = fx_get(fx, c->name, "weight", true);
         Tensor *b = c->bias ? fx_get(fx, c->name, "bias", true) : NULL;
@@ -71,9 +94,12 @@ TEST(conv_fixtures) {
                        c->stride_w != 1))
             continue;
         conv_set_winograd(forced ? CONV_WINOGRAD_ALWAYS : CONV_WINOGRAD_AUTO);
+        conv_set_winograd_tile(forced ? tile : prev_tile);
         Tensor *out = tensor_conv2d_ex(x, w, b, c->stride_h, c->stride_w, c->pad_h, c->pad_w);
-        double atol_k = tol_matmul_atol(conv_k(w));
-        expect_fx(fx, c->name, "out", out, atol_k, forced ? " (Winograd forced)" : "");
+        double atol_k = forced ? wino_atol(conv_k(w), tile) : tol_matmul_atol(conv_k(w));
+        expect_fx(fx, c->name, "out", out, atol_k,
+                  !forced ? "" : tile == CONV_WINOGRAD_F4 ? " (Winograd F4 forced)"
+                                                          : " (Winograd F2 forced)");
         if (forced) { /* the backward is the same im2col code either way */
             ag_tape_reset();
             continue;
@@ -88,6 +114,7 @@ TEST(conv_fixtures) {
         ag_tape_reset();
     }
     conv_set_winograd(prev);
+    conv_set_winograd_tile(prev_tile);
 }
 
 TEST(conv_frozen_weight_gets_no_gradient) {
@@ -125,22 +152,26 @@ static Tensor *gc_conv(Tensor *const *in, void *ctx) {
 TEST(conv_gradcheck) {
     /* Shapes no fixture has: kernel taller than wide, large stride with padding, 1x1 on the
      * GEMM path with a one-pixel-wide image, a kernel that covers the whole padded input, and a
-     * 32-channel 3x3 whose forward is Winograd's (finite differences of it against the im2col
-     * backward). */
+     * 32-channel 3x3 whose forward is Winograd's, F(2x2, 3x3) and F(4x4, 3x3) (finite
+     * differences of it against the im2col backward). */
     static const struct {
         int64_t n, c, h, w, o, kh, kw;
         ConvArgs a;
+        ConvWinogradTile tile;
     } g[] = {
-        {1, 2, 6, 5, 3, 3, 1, {1, 2, 1, 0}},
-        {2, 2, 9, 8, 3, 5, 5, {3, 3, 2, 2}},
-        {3, 4, 5, 1, 2, 1, 1, {1, 1, 0, 0}},
-        {1, 3, 3, 4, 2, 5, 4, {1, 1, 1, 0}},
-        {2, 32, 5, 6, 32, 3, 3, {1, 1, 1, 1}}, /* Winograd forward, im2col backward */
+        {1, 2, 6, 5, 3, 3, 1, {1, 2, 1, 0}, CONV_WINOGRAD_F4},
+        {2, 2, 9, 8, 3, 5, 5, {3, 3, 2, 2}, CONV_WINOGRAD_F4},
+        {3, 4, 5, 1, 2, 1, 1, {1, 1, 0, 0}, CONV_WINOGRAD_F4},
+        {1, 3, 3, 4, 2, 5, 4, {1, 1, 1, 0}, CONV_WINOGRAD_F4},
+        {2, 32, 5, 6, 32, 3, 3, {1, 1, 1, 1}, CONV_WINOGRAD_F2}, /* Winograd, im2col backward */
+        {2, 32, 5, 6, 32, 3, 3, {1, 1, 1, 1}, CONV_WINOGRAD_F4},
     };
     /* ALWAYS: the 32-channel case is below the Winograd size thresholds (the others are not
      * 3x3 stride 1 and stay on im2col). */
     const ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_ALWAYS);
+    const ConvWinogradTile prev_tile = conv_set_winograd_tile(CONV_WINOGRAD_F4);
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        conv_set_winograd_tile(g[i].tile);
         Tensor *x = test_randn(100 + i, 4, SHAPE(g[i].n, g[i].c, g[i].h, g[i].w));
         Tensor *w = test_randn(200 + i, 4, SHAPE(g[i].o, g[i].c, g[i].kh, g[i].kw));
         Tensor *b = test_randn(300 + i, 1, SHAPE(g[i].o));
@@ -155,6 +186,7 @@ TEST(conv_gradcheck) {
         EXPECT_GRADCHECK(name, gc_conv, (void *)&g[i].a, ((Tensor *[]){x, w, b}), 3, NULL, NULL);
     }
     conv_set_winograd(prev);
+    conv_set_winograd_tile(prev_tile);
 }
 
 TEST(conv_blocks_match_one_block) {
@@ -205,11 +237,11 @@ TEST(conv_blocks_match_one_block) {
     }
 }
 
-/* The Winograd F(2x2, 3x3) forward (CPU, 3x3 stride 1, >= 32 channels in and out) against the
- * im2col forward, kernel to kernel, on geometries that reach every edge of the tiling: odd and
- * even output sides (the last tile row or column half outside), padding 0, 1, 2, 3 and 70
- * (patches reading padding on both sides, patches and a whole chunk of padding only), images
- * wider than one 64-tile chunk, and blocks of 1, 2 and
+/* The Winograd F(2x2, 3x3) and F(4x4, 3x3) forwards (CPU, 3x3 stride 1, >= 32 channels in and
+ * out) against the im2col forward, kernel to kernel, on geometries that reach every edge of the
+ * tilings: output sides of every remainder modulo 2 and 4 (the last tile row or column partly
+ * outside), padding 0, 1, 2, 3, 70 and 140 (patches reading padding on both sides, patches and
+ * a whole chunk of padding only), images wider than one 64-tile chunk, and blocks of 1, 2 and
  * 3 tile rows (blocks that cross from one image into the next, a short last block) times output
  * channel slices of 16, 32 and all (a short last slice), on one thread and on two, with
  * per-thread blocks and with one shared block. */
@@ -224,6 +256,8 @@ TEST(conv_winograd_matches_im2col) {
         {1, 32, 3, 133, 32, 1, true}, /* 67 tiles per row: two chunks, the second short */
         {1, 32, 4, 5, 32, 3, false},  /* padding 3: first and last tile rows/columns all padding */
         {1, 32, 2, 2, 32, 70, false}, /* padding 70: the second chunk wholly right of the image */
+        {1, 32, 3, 261, 32, 1, true}, /* OW 261: 66 tiles of 4, two chunks, the last tile 1 wide */
+        {1, 32, 2, 2, 32, 140, false}, /* the same as padding 70 for tiles of 4 */
     };
     /* tile rows per block, output channels per slice, threads, per-thread blocks (else one
      * block of all tiles with each stage split across the threads) */
@@ -238,7 +272,6 @@ TEST(conv_winograd_matches_im2col) {
         g.tile_imgs = g.n; /* the im2col reference: every image in one block */
         g.tile_rows = g.oh;
         const int64_t K = g.c * 9, P = g.oh * g.ow, nout = g.n * g.o * P;
-        const int64_t TH = (g.oh + 1) / 2, TW = (g.ow + 1) / 2;
         Tensor *x = test_randn(10 + s, 4, SHAPE(g.n, g.c, g.h, g.w));
         Tensor *w = test_randn(20 + s, 4, SHAPE(g.o, g.c, 3, 3));
         Tensor *b = shapes[s].bias ? test_randn(30 + s, 1, SHAPE(g.o)) : NULL;
@@ -248,30 +281,33 @@ TEST(conv_winograd_matches_im2col) {
         float *ybuf = arena_alloc(tensor_arena(), (size_t)(g.o * g.n * P) * sizeof(float));
         KERNEL_RUN(DEVICE_CPU, conv2d_forward, ref->data, x->data, w->data, bias, col, ybuf, &g,
                                                 false, false);
-        for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++) {
-            g.wino_rows = blocks[k][0] < g.n * TH ? blocks[k][0] : g.n * TH;
-            g.wino_o = blocks[k][1] < g.o ? blocks[k][1] : g.o;
-            g.wino_threads = blocks[k][2];
-            g.wino_per_thread = blocks[k][3];
+        for (size_t k = 0; k < 2 * sizeof blocks / sizeof blocks[0]; k++) {
+            const ConvWinogradTile tile = wino_tiles[k % 2];
+            const int64_t m = g.wino_m = tile, nxi = (m + 2) * (m + 2);
+            const int64_t TH = (g.oh + m - 1) / m, TW = (g.ow + m - 1) / m;
+            g.wino_rows = blocks[k / 2][0] < g.n * TH ? blocks[k / 2][0] : g.n * TH;
+            g.wino_o = blocks[k / 2][1] < g.o ? blocks[k / 2][1] : g.o;
+            g.wino_threads = blocks[k / 2][2];
+            g.wino_per_thread = blocks[k / 2][3];
             if (!g.wino_per_thread) g.wino_rows = g.n * TH; /* the one block holds every tile */
             const int64_t tb = g.wino_rows * TW, th = g.wino_threads;
-            /* U, then V and M per thread; the 16 matrices of each lie < n + 32 floats apart */
-            const size_t col_floats = (size_t)(16 * (g.wino_o * g.c + 32) +
-                                               th * 16 * (g.c * tb + 32));
-            const size_t buf_floats = (size_t)(th * 16 * (g.wino_o * tb + 32));
+            /* U, then V and M per thread; the nxi matrices of each lie < n + 32 floats apart */
+            const size_t col_floats = (size_t)(nxi * (g.wino_o * g.c + 32) +
+                                               th * nxi * (g.c * tb + 32));
+            const size_t buf_floats = (size_t)(th * nxi * (g.wino_o * tb + 32));
             float *wcol = arena_alloc(tensor_arena(), col_floats * sizeof(float));
             float *wbuf = arena_alloc(tensor_arena(), buf_floats * sizeof(float));
             tensor_fill(got, NAN); /* every output must be written */
             KERNEL_RUN(DEVICE_CPU, conv2d_forward, got->data, x->data, w->data, bias, wcol,
                                                     wbuf, &g, false, false);
             char msg[160];
-            snprintf(msg, sizeof msg, "winograd %lldx%lldx%lldx%lld -> %lld pad %lld, blocks of "
-                     "%lld tile rows x %lld channels, %lld threads, per thread %lld",
-                     (long long)g.n, (long long)g.c, (long long)g.h, (long long)g.w,
-                     (long long)g.o, (long long)g.pad_h, (long long)g.wino_rows,
+            snprintf(msg, sizeof msg, "winograd F%lld %lldx%lldx%lldx%lld -> %lld pad %lld, "
+                     "blocks of %lld tile rows x %lld channels, %lld threads, per thread %lld",
+                     (long long)m, (long long)g.n, (long long)g.c, (long long)g.h,
+                     (long long)g.w, (long long)g.o, (long long)g.pad_h, (long long)g.wino_rows,
                      (long long)g.wino_o, (long long)g.wino_threads,
                      (long long)g.wino_per_thread);
-            EXPECT_CLOSE_N(msg, tensor_f32(got), tensor_f32(ref), nout, tol_matmul_atol(K),
+            EXPECT_CLOSE_N(msg, tensor_f32(got), tensor_f32(ref), nout, wino_atol(K, tile),
                            TOL_MATMUL_RTOL);
         }
     }
@@ -310,6 +346,203 @@ TEST(conv_winograd_is_taken_and_switchable) {
            "20 tiles took the Winograd path under CONV_WINOGRAD_AUTO");
 }
 
+/* The transforms of tensor/ops/conv.c in double, as the code applies them (F(4x4, 3x3) with its
+ * power-of-two row scaling): B^T (a x a), G (a x 3), A^T (m x a), a = m + 2. */
+static const double wino2_bt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+static const double wino2_g[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+static const double wino2_at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+static const double wino4_bt_d[6][6] = {{2, -3, -4, 3, 2, 0}, {0, -2, 1, 5, 2, 0},
+                                        {0, 2, -5, 1, 2, 0},  {0, -2, -1, 2, 1, 0},
+                                        {0, 1, -2, -1, 2, 0}, {0, 2, -3, -4, 3, 2}};
+static const double wino4_g_d[6][3] = {{.5, 0, 0},
+                                       {1. / 6, 1. / 6, 1. / 6},
+                                       {-1. / 6, 1. / 6, -1. / 6},
+                                       {-16. / 15, -8. / 15, -4. / 15},
+                                       {1. / 30, -1. / 15, 2. / 15},
+                                       {0, 0, .5}};
+static const double wino4_at_d[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, .5, -2, 0},
+                                        {0, 1, 1, .25, 4, 0}, {0, 1, -1, .125, -8, 1}};
+
+/* out (a x b) = L (a x k) X (k x k) R^T (b x k), all |.| when `abs`, row-major, a, b, k <= 6. */
+static void wino_sandwich(double *out, const double *L, int a, const double *X, int k,
+                          const double *R, int b, bool abs) {
+    double t[6][6];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < k; j++) {
+            double v = 0;
+            for (int l = 0; l < k; l++)
+                v += (abs ? fabs(L[i * k + l]) : L[i * k + l]) * X[l * k + j];
+            t[i][j] = v;
+        }
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < b; j++) {
+            double v = 0;
+            for (int l = 0; l < k; l++) v += t[i][l] * (abs ? fabs(R[j * k + l]) : R[j * k + l]);
+            out[i * b + j] = v;
+        }
+}
+
+/* For a 3x3 stride-1 convolution with padding pad: ref = the direct convolution plus bias in
+ * double, and mag = the magnitude of the Winograd bound in double: per tile of m x m outputs
+ * |A^T| (sum_c (|G| |g| |G|^T) .* (|B^T| |d| |B^T|^T)) |A| plus |bias|, d the zero-padded
+ * input patch and g the filter (docs/ops/conv.md). Both (N,O,OH,OW). */
+static void wino_reference(double *ref, double *mag, const Tensor *x, const Tensor *w,
+                           const Tensor *b, int64_t pad, int m) {
+    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t O = w->shape[0], OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
+    const int a = m + 2;
+    const double *BT = m == 4 ? &wino4_bt_d[0][0] : &wino2_bt[0][0];
+    const double *G = m == 4 ? &wino4_g_d[0][0] : &wino2_g[0][0];
+    const double *AT = m == 4 ? &wino4_at_d[0][0] : &wino2_at[0][0];
+    const float *xv = tensor_f32((Tensor *)x), *wv = tensor_f32((Tensor *)w);
+    const float *bv = b ? tensor_f32((Tensor *)b) : NULL;
+    double *U = xcalloc((size_t)(O * C * 36), sizeof *U), *V = xcalloc((size_t)(C * 36), sizeof *V);
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t c = 0; c < C; c++) { /* |G| |g| |G|^T */
+            double g[9];
+            for (int k = 0; k < 9; k++) g[k] = fabs(wv[(o * C + c) * 9 + k]);
+            double gg[6][6] = {{0}};
+            for (int i = 0; i < a; i++) /* |G| |g| (a x 3), then times |G|^T */
+                for (int j = 0; j < 3; j++)
+                    for (int l = 0; l < 3; l++) gg[i][j] += fabs(G[i * 3 + l]) * g[l * 3 + j];
+            for (int i = 0; i < a; i++)
+                for (int j = 0; j < a; j++) {
+                    double v = 0;
+                    for (int l = 0; l < 3; l++) v += gg[i][l] * fabs(G[j * 3 + l]);
+                    U[(o * C + c) * 36 + i * a + j] = v;
+                }
+        }
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t ty = 0; ty * m < OH; ty++)
+            for (int64_t tx = 0; tx * m < OW; tx++) {
+                for (int64_t c = 0; c < C; c++) {
+                    double d[36];
+                    for (int i = 0; i < a; i++)
+                        for (int j = 0; j < a; j++) {
+                            const int64_t ih = m * ty - pad + i, iw = m * tx - pad + j;
+                            d[i * a + j] = ih >= 0 && ih < H && iw >= 0 && iw < W
+                                               ? fabs(xv[((n * C + c) * H + ih) * W + iw]) : 0.0;
+                        }
+                    wino_sandwich(V + c * 36, BT, a, d, a, BT, a, true);
+                }
+                for (int64_t o = 0; o < O; o++) {
+                    double S[36] = {0}, Y[16];
+                    for (int64_t c = 0; c < C; c++)
+                        for (int k = 0; k < a * a; k++)
+                            S[k] += U[(o * C + c) * 36 + k] * V[c * 36 + k];
+                    wino_sandwich(Y, AT, m, S, a, AT, m, true);
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < m; j++) {
+                            const int64_t oh = m * ty + i, ow = m * tx + j;
+                            if (oh >= OH || ow >= OW) continue;
+                            const int64_t at = ((n * O + o) * OH + oh) * OW + ow;
+                            double y = bv ? bv[o] : 0.0;
+                            for (int64_t c = 0; c < C; c++)
+                                for (int kh = 0; kh < 3; kh++)
+                                    for (int kw = 0; kw < 3; kw++) {
+                                        const int64_t ih = oh - pad + kh, iw = ow - pad + kw;
+                                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                        y += (double)wv[((o * C + c) * 3 + kh) * 3 + kw] *
+                                             xv[((n * C + c) * H + ih) * W + iw];
+                                    }
+                            ref[at] = y;
+                            mag[at] = Y[i * m + j] + (bv ? fabs(bv[o]) : 0.0);
+                        }
+                }
+            }
+    free(U);
+    free(V);
+}
+
+/* Roundings on the longest path from one input or weight value to an output, besides the C-long
+ * sum of the products (docs/ops/conv.md): F(2x2, 3x3) weight transform 2 per 1-D pass (two
+ * additions; halving is exact), input transform 1, output transform 2, so 2*(2+1+2) = 10;
+ * F(4x4, 3x3) weight transform 4 per pass (two additions, the product with a rounded constant:
+ * two factors), input transform 4 (the longest of wino4_bt), output transform 4, so 24; and the
+ * bias 1. */
+#define WINO2_DEPTH 11
+#define WINO4_DEPTH 25
+
+/* Both Winograd forwards against the float64 direct convolution, every element within
+ * gamma_{C + depth} times the magnitude of wino_reference (Higham, Lemma 3.3: a value that went
+ * through k roundings errs by at most gamma_k of the sum of its terms' magnitudes); the largest
+ * fraction of the bound reached goes to stdout. Shapes with every remainder of OH and OW modulo
+ * 4, padding 1 and 0, unit-normal and post-ReLU (|x|) inputs, 64 and 256 input channels. */
+TEST(conv_winograd_within_bound) {
+    static const struct {
+        int64_t n, c, h, w, o, pad;
+        bool relu_input;
+    } shapes[] = {{2, 64, 9, 10, 24, 1, false}, {1, 256, 7, 6, 16, 0, true},
+                  {1, 64, 13, 12, 16, 1, true}};
+    const bool grad = ag_set_grad_enabled(false);
+    const ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_ALWAYS);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        Tensor *x = test_randn(140 + s, 4, SHAPE(shapes[s].n, shapes[s].c, shapes[s].h,
+                                                 shapes[s].w));
+        Tensor *w = test_randn(150 + s, 4, SHAPE(shapes[s].o, shapes[s].c, 3, 3));
+        Tensor *b = test_randn(160 + s, 1, SHAPE(shapes[s].o));
+        if (shapes[s].relu_input)
+            for (int64_t i = 0; i < x->numel; i++) tensor_f32(x)[i] = fabsf(tensor_f32(x)[i]);
+        for (int t = 0; t < 2; t++) {
+            const ConvWinogradTile prev_tile = conv_set_winograd_tile(wino_tiles[t]);
+            Tensor *got = tensor_conv2d(x, w, b, 1, shapes[s].pad);
+            conv_set_winograd_tile(prev_tile);
+            double *ref = xcalloc((size_t)got->numel, sizeof *ref);
+            double *mag = xcalloc((size_t)got->numel, sizeof *mag);
+            wino_reference(ref, mag, x, w, b, shapes[s].pad, (int)wino_tiles[t]);
+            const int64_t k = shapes[s].c + (wino_tiles[t] == CONV_WINOGRAD_F4 ? WINO4_DEPTH
+                                                                              : WINO2_DEPTH);
+            const double gamma = k * TOL_UNIT_ROUNDOFF / (1 - k * TOL_UNIT_ROUNDOFF);
+            double worst = 0;
+            int64_t bad = 0, at = 0;
+            for (int64_t i = 0; i < got->numel; i++) {
+                const double e = fabs(tensor_f32(got)[i] - ref[i]), bound = gamma * mag[i];
+                if (e > bound && bad++ == 0) at = i;
+                if (bound > 0 && e / bound > worst) worst = e / bound;
+            }
+            EXPECT(bad == 0, "F%d shape %zu: %lld of %lld outputs beyond gamma_%lld * magnitude, "
+                   "first at %lld: got %.9g, float64 %.9g, bound %.3g", (int)wino_tiles[t], s,
+                   (long long)bad, (long long)got->numel, (long long)k, (long long)at,
+                   tensor_f32(got)[at], ref[at], gamma * mag[at]);
+            printf("  F%d %lldx%lldx%lldx%lld -> %lld: largest error %.2e of the bound\n",
+                   (int)wino_tiles[t], (long long)shapes[s].n, (long long)shapes[s].c,
+                   (long long)shapes[s].h, (long long)shapes[s].w, (long long)shapes[s].o, worst);
+            free(ref);
+            free(mag);
+        }
+    }
+    conv_set_winograd(prev);
+    ag_set_grad_enabled(grad);
+}
+
+TEST(conv_winograd_tile_is_taken_and_switchable) {
+    /* Through the wrapper under AUTO: with 2*12*10 = 240 tiles of 4x4 outputs the default
+     * F(4x4, 3x3) is taken (its rounding differs from F(2x2, 3x3)'s, both are close to
+     * im2col's); with 2*6*5 = 60 tiles of 4x4 (240 of 2x2) AUTO falls back to F(2x2, 3x3), bit
+     * for bit what CONV_WINOGRAD_F2 gives. */
+    Tensor *x = test_randn(45, 4, SHAPE(2, 32, 48, 40));
+    Tensor *few = test_randn(46, 4, SHAPE(2, 32, 24, 20));
+    Tensor *w = test_randn(47, 4, SHAPE(32, 32, 3, 3));
+    Tensor *b = test_randn(48, 1, SHAPE(32));
+    const ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_OFF);
+    Tensor *im2col = tensor_conv2d(x, w, b, 1, 1);
+    conv_set_winograd(CONV_WINOGRAD_AUTO);
+    const ConvWinogradTile prev_tile = conv_set_winograd_tile(CONV_WINOGRAD_F2);
+    Tensor *f2 = tensor_conv2d(x, w, b, 1, 1), *few_f2 = tensor_conv2d(few, w, b, 1, 1);
+    conv_set_winograd_tile(CONV_WINOGRAD_F4);
+    Tensor *f4 = tensor_conv2d(x, w, b, 1, 1), *few_f4 = tensor_conv2d(few, w, b, 1, 1);
+    conv_set_winograd(prev);
+    conv_set_winograd_tile(prev_tile);
+    EXPECT(memcmp(f4->data, f2->data, (size_t)f2->numel * sizeof(float)) != 0,
+           "F(4x4, 3x3) equals F(2x2, 3x3) bit for bit: was it taken?");
+    EXPECT_CLOSE_N("winograd F2 vs im2col", tensor_f32(f2), tensor_f32(im2col), f2->numel,
+                   wino_atol(32 * 9, CONV_WINOGRAD_F2), TOL_MATMUL_RTOL);
+    EXPECT_CLOSE_N("winograd F4 vs im2col", tensor_f32(f4), tensor_f32(im2col), f4->numel,
+                   wino_atol(32 * 9, CONV_WINOGRAD_F4), TOL_MATMUL_RTOL);
+    EXPECT(memcmp(few_f4->data, few_f2->data, (size_t)few_f2->numel * sizeof(float)) == 0,
+           "60 tiles of 4x4 did not fall back to F(2x2, 3x3) under CONV_WINOGRAD_AUTO");
+}
+
 /* ---- fused epilogues (tensor_conv2d_relu, tensor_conv2d_add_relu_) --------------------- */
 
 /* The kernel with its epilogue flags on every path and blocking against the plain kernel
@@ -317,21 +550,24 @@ TEST(conv_winograd_is_taken_and_switchable) {
  * with a residual relu((residual + conv) + bias). The same float operations in the same order,
  * so bit for bit: the product added onto the residual inside the GEMM (beta = 1) is the plain
  * fl(residual + product) while K fits one K block of the BLAS (K <= 9 * 33 here). Paths: 1x1,
- * im2col in blocks of all images, of one image, of output rows (stride 2), and Winograd with
- * per-thread and shared blocks and channel slices. */
+ * im2col in blocks of all images, of one image, of output rows (stride 2), and Winograd
+ * F(2x2, 3x3) and F(4x4, 3x3) with per-thread and shared blocks and channel slices. */
 TEST(conv_fused_epilogue_every_path_and_blocking) {
     typedef struct {
         int64_t n, c, h, w, o, k, stride, pad;
         int64_t tile_imgs, tile_rows; /* 0: all images, all rows */
         int64_t wino_rows, wino_o, wino_threads, wino_per_thread; /* wino_rows 0: im2col */
+        int64_t wino_m; /* 0: tiles of 2 */
     } Case;
     static const Case cases[] = {
-        {3, 7, 5, 6, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0},        /* 1x1 */
-        {3, 5, 9, 7, 6, 3, 1, 1, 0, 0, 0, 0, 0, 0},        /* im2col, all images in one block */
-        {3, 5, 9, 7, 6, 3, 1, 1, 2, 0, 0, 0, 0, 0},        /* blocks of two images, short last */
-        {2, 5, 11, 9, 6, 3, 2, 1, 1, 2, 0, 0, 0, 0},       /* stride 2, blocks of 2 output rows */
-        {2, 33, 7, 9, 40, 3, 1, 1, 0, 0, 2, 16, 2, 1},     /* Winograd, per-thread blocks, slices */
-        {2, 32, 6, 5, 32, 3, 1, 1, 0, 0, 1000, 1000, 2, 0} /* Winograd, one shared block */
+        {3, 7, 5, 6, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0},         /* 1x1 */
+        {3, 5, 9, 7, 6, 3, 1, 1, 0, 0, 0, 0, 0, 0, 0},         /* im2col, all images, one block */
+        {3, 5, 9, 7, 6, 3, 1, 1, 2, 0, 0, 0, 0, 0, 0},         /* blocks of two images */
+        {2, 5, 11, 9, 6, 3, 2, 1, 1, 2, 0, 0, 0, 0, 0},        /* stride 2, 2 output rows */
+        {2, 33, 7, 9, 40, 3, 1, 1, 0, 0, 2, 16, 2, 1, 0},      /* F2, per thread, slices */
+        {2, 32, 6, 5, 32, 3, 1, 1, 0, 0, 1000, 1000, 2, 0, 0}, /* F2, one shared block */
+        {2, 33, 11, 9, 40, 3, 1, 1, 0, 0, 1, 16, 2, 1, 4},     /* F4, per thread, slices */
+        {2, 32, 6, 7, 32, 3, 1, 1, 0, 0, 1000, 1000, 2, 0, 4}  /* F4, one shared block */
     };
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         const Case *cs = &cases[s];
@@ -342,9 +578,12 @@ TEST(conv_fused_epilogue_every_path_and_blocking) {
         g.ow = (g.w + 2 * g.pad_w - g.kw) / g.stride_w + 1;
         g.tile_imgs = cs->tile_imgs ? cs->tile_imgs : g.n;
         g.tile_rows = cs->tile_rows ? cs->tile_rows : g.oh;
-        const int64_t TH = (g.oh + 1) / 2, TW = (g.ow + 1) / 2;
+        const int64_t m = cs->wino_m ? cs->wino_m : 2, nxi = (m + 2) * (m + 2);
+        const int64_t TH = (g.oh + m - 1) / m, TW = (g.ow + m - 1) / m;
         if (cs->wino_rows) {
-            g.wino_rows = cs->wino_per_thread && cs->wino_rows < g.n * TH ? cs->wino_rows : g.n * TH;
+            g.wino_m = m;
+            g.wino_rows =
+                cs->wino_per_thread && cs->wino_rows < g.n * TH ? cs->wino_rows : g.n * TH;
             g.wino_o = cs->wino_o < g.o ? cs->wino_o : g.o;
             g.wino_threads = cs->wino_threads;
             g.wino_per_thread = cs->wino_per_thread;
@@ -353,8 +592,8 @@ TEST(conv_fused_epilogue_every_path_and_blocking) {
         /* scratch for either path: im2col's col and block buffer, or Winograd's U, V, M */
         const int64_t tb = g.wino_rows * TW, th = g.wino_threads ? g.wino_threads : 1;
         const size_t col_floats = (size_t)(K * g.tile_imgs * g.tile_rows * g.ow +
-                                           16 * (g.o * g.c + 32) + th * 16 * (g.c * tb + 32));
-        const size_t buf_floats = (size_t)(g.o * g.n * P + th * 16 * (g.o * tb + 32));
+                                           nxi * (g.o * g.c + 32) + th * nxi * (g.c * tb + 32));
+        const size_t buf_floats = (size_t)(g.o * g.n * P + th * nxi * (g.o * tb + 32));
         float *col = arena_alloc(tensor_arena(), col_floats * sizeof(float));
         float *ybuf = arena_alloc(tensor_arena(), buf_floats * sizeof(float));
         Tensor *x = test_randn(50 + s, 4, SHAPE(g.n, g.c, g.h, g.w));
@@ -380,9 +619,10 @@ TEST(conv_fused_epilogue_every_path_and_blocking) {
             KERNEL_RUN(DEVICE_CPU, conv2d_forward, got->data, x->data, w->data, bv, col, ybuf, &g,
                                                     residual, relu);
             char msg[160];
-            snprintf(msg, sizeof msg, "case %zu (%lldx%lld, %s), residual %d, bias %d, relu %d", s,
-                     (long long)g.kh, (long long)g.kw, g.wino_rows ? "winograd" : "gemm",
-                     residual, bv != NULL, relu);
+            snprintf(msg, sizeof msg, "case %zu (%lldx%lld, %s F%lld), residual %d, bias %d, "
+                     "relu %d", s, (long long)g.kh, (long long)g.kw,
+                     g.wino_rows ? "winograd" : "gemm", (long long)g.wino_m, residual, bv != NULL,
+                     relu);
             EXPECT_CLOSE_N(msg, tensor_f32(got), tensor_f32(want), nout, 0, 0);
         }
     }
@@ -406,9 +646,11 @@ TEST(conv_fused_wrappers_match_unfused_ops) {
     const bool grad = ag_set_grad_enabled(false);
     const int precisions = gemm_bf16_available() ? 2 : 1;
     for (int pr = 0; pr < precisions; pr++)
+    for (int tl = 0; tl < 2; tl++)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
             const ConvWinograd prev = conv_set_winograd(modes[m]);
+            const ConvWinogradTile prev_tile = conv_set_winograd_tile(wino_tiles[tl]);
             EXPECT(tensor_set_precision(pr ? PRECISION_BF16 : PRECISION_FP32) == STATUS_OK, "%s",
                    error_last());
             Tensor *x = test_randn(90 + s, 4, SHAPE(shapes[s].n, shapes[s].c, shapes[s].h,
@@ -420,8 +662,8 @@ TEST(conv_fused_wrappers_match_unfused_ops) {
             Tensor *ref = tensor_relu(tensor_conv2d(x, w, b, st, pad));
             Tensor *got = tensor_conv2d_relu(x, w, b, st, pad);
             char msg[128];
-            snprintf(msg, sizeof msg, "conv2d_relu shape %zu, winograd mode %d, %s", s,
-                     (int)modes[m], precision_name(tensor_precision()));
+            snprintf(msg, sizeof msg, "conv2d_relu shape %zu, winograd mode %d tile %d, %s", s,
+                     (int)modes[m], (int)wino_tiles[tl], precision_name(tensor_precision()));
             EXPECT_CLOSE_N(msg, tensor_f32(got), tensor_f32(ref), ref->numel, 0, 0);
 
             Tensor *acc = test_randn(120 + s, ref->ndim, ref->shape);
@@ -430,11 +672,12 @@ TEST(conv_fused_wrappers_match_unfused_ops) {
             Tensor *want = tensor_relu(sum);
             Tensor *out = tensor_conv2d_add_relu_(acc, x, w, b, st, pad);
             EXPECT(out == acc, "conv2d_add_relu_ did not return acc");
-            snprintf(msg, sizeof msg, "conv2d_add_relu_ shape %zu, winograd mode %d, %s", s,
-                     (int)modes[m], precision_name(tensor_precision()));
+            snprintf(msg, sizeof msg, "conv2d_add_relu_ shape %zu, winograd mode %d tile %d, %s",
+                     s, (int)modes[m], (int)wino_tiles[tl], precision_name(tensor_precision()));
             EXPECT_CLOSE_N(msg, tensor_f32(acc), tensor_f32(want), want->numel, 0, 0);
             tensor_set_precision(PRECISION_FP32);
             conv_set_winograd(prev);
+            conv_set_winograd_tile(prev_tile);
         }
     }
     ag_set_grad_enabled(true);

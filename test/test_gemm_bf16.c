@@ -492,7 +492,10 @@ TEST(gemm_bf16_frozen_conv_winograd_within_bound) {
         Tensor *x = test_randn(900 + i, 4, SHAPE(convs[i].n, convs[i].c, convs[i].h, convs[i].w));
         Tensor *w = test_randn(910 + i, 4, SHAPE(convs[i].o, convs[i].c, 3, 3));
         Tensor *b = test_randn(920 + i, 1, SHAPE(convs[i].o));
+        /* the fp32 reference on the bf16 path's tiles, F(2x2, 3x3) */
+        const ConvWinogradTile prev_tile = conv_set_winograd_tile(CONV_WINOGRAD_F2);
         Tensor *ref = tensor_conv2d(x, w, b, 1, 1);
+        conv_set_winograd_tile(prev_tile);
         Tensor *mag = wino_magnitude(x, w, 1);
         EXPECT(tensor_set_precision(PRECISION_BF16) == STATUS_OK, "%s", error_last());
         Tensor *got = tensor_conv2d(x, w, b, 1, 1);

@@ -67,17 +67,23 @@ static int64_t run_kernels(float *out) {
     layernorm_backward_cpu(dinp, dw, db, tensor_f32(ldy), tensor_f32(lx), tensor_f32(lw), mean,
                            rstd, N, C);
     pos += N * C + 2 * C;
-    /* Winograd convolution: odd output size (dropped column and row), padding, bias */
+    /* Winograd convolution, F(2x2, 3x3) and F(4x4, 3x3): output sides 13 and 11 (dropped
+     * columns and rows for either tile), padding, bias */
     ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_ALWAYS);
     Tensor *cx = test_randn(10, 4, SHAPE(2, 33, 13, 11));
     Tensor *cw = test_randn(11, 4, SHAPE(35, 33, 3, 3));
     Tensor *cb = test_randn(12, 1, SHAPE(35));
     bool g = ag_set_grad_enabled(false);
-    Tensor *cy = tensor_conv2d(cx, cw, cb, 1, 1);
+    static const ConvWinogradTile tiles[2] = {CONV_WINOGRAD_F2, CONV_WINOGRAD_F4};
+    for (int t = 0; t < 2; t++) {
+        const ConvWinogradTile prev_tile = conv_set_winograd_tile(tiles[t]);
+        Tensor *cy = tensor_conv2d(cx, cw, cb, 1, 1);
+        conv_set_winograd_tile(prev_tile);
+        memcpy(out + pos, tensor_f32(cy), (size_t)cy->numel * sizeof(float));
+        pos += cy->numel;
+    }
     ag_set_grad_enabled(g);
     conv_set_winograd(prev);
-    memcpy(out + pos, tensor_f32(cy), (size_t)cy->numel * sizeof(float));
-    pos += cy->numel;
     return pos;
 }
 

@@ -11,7 +11,10 @@
  *     "clip rn101 img 448 b8 bf16", "clip rn101 text fwd|fwdbwd 2x80 bf16"
  *                                     the same under --precision bf16 (CPUs with AVX512-BF16),
  *                                     with the smallest cosine of each output row against fp32
- *                                     on stderr and as `meta cosine ...` rows
+ *                                     on stderr and as `meta cosine ...` rows; the fp32 image
+ *                                     rows of the same cases report the cosine of the Winograd
+ *                                     F(4x4, 3x3) forward against F(2x2, 3x3) and of
+ *                                     F(2x2, 3x3) against im2col alike (docs/ops/conv.md)
  *     "clip rn101 img 448 b32"        on a GPU only (--device cuda): the image tower at batch 32
  * On --device cuda the model, inputs and arenas live on the GPU and the bf16 rows are left out
  * (bf16 products are CPU-only; a note on stderr says so).
@@ -37,6 +40,7 @@
 #include "autograd/tape.h"
 #include "clip/model.h"
 #include "tensor/convert.h"
+#include "tensor/ops/conv.h"
 #include "tensor/ops/gemm_bf16.h"
 #include "tools/bench.h"
 
@@ -168,10 +172,12 @@ static void set_precision(int p) {
     CHECK(tensor_set_precision((Precision)p) == STATUS_OK, "bench clip: %s", error_last());
 }
 
-/* The accuracy of a bf16 row against fp32 on the same input: the smallest cosine between a
- * row of `ref` and the same row of `got` (rows: the last dimension), on stderr and as a `meta`
- * row "cosine KEY WHAT" for the report (docs/benchmarks.md). */
-static void report_cosine(const char *key, const char *what, const Tensor *ref, const Tensor *got) {
+/* The accuracy of a row against a reference computed another way on the same input (bf16
+ * against fp32, `how` "bf16 against fp32"): the smallest cosine between a row of `ref` and the
+ * same row of `got` (rows: the last dimension), on stderr and as a `meta` row
+ * "cosine KEY WHAT" for the report (docs/benchmarks.md). */
+static void report_cosine(const char *key, const char *how, const char *what, const Tensor *ref,
+                          const Tensor *got) {
     const int64_t d = ref->shape[ref->ndim - 1], rows = ref->numel / d;
     float *x0 = tensor_to_host(ref), *y0 = tensor_to_host(got);
     double worst = 1;
@@ -185,9 +191,29 @@ static void report_cosine(const char *key, const char *what, const Tensor *ref, 
     }
     free(x0);
     free(y0);
-    fprintf(stderr, "  %-40s bf16 against fp32: smallest %s cosine %.6f over %lld rows\n", key,
-            what, worst, (long long)rows);
-    printf("meta\tcosine %s %s\t%.6f\n", key, what, worst);
+    fprintf(stderr, "  %-40s %s: smallest %s cosine %.9f (1 - cosine %.2e) over %lld rows\n",
+            key, how, what, worst, 1 - worst, (long long)rows);
+    printf("meta\tcosine %s %s\t%.9f\n", key, what, worst);
+}
+
+/* The fp32 image tower's Winograd forward on the CPU (docs/ops/conv.md): the F(4x4, 3x3) tiles
+ * against F(2x2, 3x3), and F(2x2, 3x3) against im2col, cosines as report_cosine. Three extra
+ * calls, before the timed ones; the modes are restored. */
+static void report_winograd_tiles(const ClipModel *m, Tensor *images, const char *key) {
+    Tensor *emb[3], *dense[3]; /* im2col, F(2x2, 3x3), F(4x4, 3x3) */
+    const ConvWinograd mode = conv_set_winograd(CONV_WINOGRAD_OFF);
+    const ConvWinogradTile tile = conv_set_winograd_tile(CONV_WINOGRAD_F2);
+    for (int i = 0; i < 3; i++) {
+        conv_set_winograd(i == 0 ? CONV_WINOGRAD_OFF : CONV_WINOGRAD_AUTO);
+        conv_set_winograd_tile(i == 2 ? CONV_WINOGRAD_F4 : CONV_WINOGRAD_F2);
+        clip_encode_image(m, images, &emb[i], &dense[i]);
+    }
+    conv_set_winograd(mode);
+    conv_set_winograd_tile(tile);
+    report_cosine(key, "Winograd F4 against F2", "embedding F4 vs F2", emb[1], emb[2]);
+    report_cosine(key, "Winograd F4 against F2", "dense F4 vs F2", dense[1], dense[2]);
+    report_cosine(key, "Winograd F2 against im2col", "embedding F2 vs im2col", emb[0], emb[1]);
+    report_cosine(key, "Winograd F2 against im2col", "dense F2 vs im2col", dense[0], dense[1]);
 }
 
 /* The image rows of one case: its key, whether it runs on this device and at this setting. */
@@ -230,6 +256,8 @@ static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
             tensor_set_arena(a);
             Tensor *emb, *dense, *emb32 = NULL, *dense32 = NULL;
             if (prec == PRECISION_BF16) clip_encode_image(m, b.images, &emb32, &dense32);
+            if (prec == PRECISION_FP32 && ctx->dev == DEVICE_CPU && (ctx->quick || B == 8))
+                report_winograd_tiles(m, b.images, key);
             set_precision(prec);
             const bool rss = rss_peak_reset();
             const long rss_base = status_kib("VmRSS");
@@ -240,8 +268,8 @@ static void bench_images(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
                 CHECK(isfinite(host[i]), "bench clip: non-finite image embedding");
             free(host);
             if (emb32) {
-                report_cosine(key, "embedding", emb32, emb);
-                report_cosine(key, "dense", dense32, dense);
+                report_cosine(key, "bf16 against fp32", "embedding", emb32, emb);
+                report_cosine(key, "bf16 against fp32", "dense", dense32, dense);
             }
             double conv, pool, dmacs;
             clip_resnet_macs(&m->cfg.vision, side, side, &conv, &pool, &dmacs);
@@ -311,7 +339,7 @@ static void bench_text(const BenchCtx *ctx, const char *tag, LazyClip *lc) {
         if (prec == PRECISION_BF16) {
             Tensor *f32 = clip_encode_text_embedded(m, b.prompts, b.eot);
             set_precision(prec);
-            report_cosine(want_fwd ? key : key_bwd, "text features", f32,
+            report_cosine(want_fwd ? key : key_bwd, "bf16 against fp32", "text features", f32,
                           clip_encode_text_embedded(m, b.prompts, b.eot));
         }
         if (want_fwd) bench_report(key, bench_time(run_text, &b, reps, min_s), fwd);

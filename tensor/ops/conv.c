@@ -17,7 +17,8 @@
  *     result is scattered back to NCHW). Blocks bound the scratch (CONV_*_BYTES) instead of
  *     materialising K*P floats per image;
  *   - except the CPU forward of large enough 3x3 stride-1 convolutions, which runs Winograd
- *     F(2x2, 3x3): 16 GEMMs of C multiply-adds per element over transformed tiles (below).
+ *     F(4x4, 3x3) or F(2x2, 3x3): 36 or 16 GEMMs of C multiply-adds per element over
+ *     transformed tiles (below).
  * Backward (docs/ops/conv.md): dbias[o] += sum_{n,p} dout[n,o,p]; per block
  *     dweight (O,K) += dout_block (O,T) @ col^T (T,K)         (col recomputed, not saved)
  *     dcol (K,T) = weight^T (K,O) @ dout_block (O,T), then col2im adds dcol back onto dx.
@@ -205,36 +206,53 @@ static void im2col_block(float *col, const float *inp, const ConvGeom *g, const 
                     b->rows);
 }
 
-/* ---- Winograd F(2x2, 3x3) forward ----------------------------------------------------------
+/* ---- Winograd F(2x2, 3x3) and F(4x4, 3x3) forward ------------------------------------------
  *
- * For a 3x3 stride-1 convolution, each 2x2 block of outputs ("tile") at output (2ty, 2tx) needs
- * only the 4x4 input patch d starting at input (2ty - ph, 2tx - pw), and (Lavin & Gray, 2016)
- *     y (2x2) = A^T [ (G g G^T) .* (B^T d B) ] A
- * with, for the 3x3 filter g of one (o, c) pair,
+ * For a 3x3 stride-1 convolution, each m x m block of outputs ("tile") at output (m ty, m tx)
+ * needs only the (m+2) x (m+2) input patch d starting at input (m ty - ph, m tx - pw), and
+ * (Lavin & Gray, 2016)
+ *     y (m x m) = A^T [ (G g G^T) .* (B^T d B) ] A
+ * for the 3x3 filter g of one (o, c) pair. F(2x2, 3x3) (m = 2, points 0, 1, -1, inf):
  *     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]    G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
  *     A^T = [1 1 1 0; 0 1 -1 -1]
+ * F(4x4, 3x3) (m = 4, points 0, 1, -1, 1/2, -2, inf; the matrices at wino4_bt, wino4_g and
+ * wino4_at below; docs/ops/conv.md has the choice of points and the error bound).
  * The sum over input channels happens in the transformed domain, where it is a matrix product:
- * for each of the 16 positions xi of the 4x4 transform,
+ * for each of the (m+2)^2 positions xi of the transform,
  *     M[xi] (O, T) = U[xi] (O, C) @ V[xi] (C, T),   U = G g G^T,  V = B^T d B,
- * so a convolution becomes 16 GEMMs of C multiply-adds per element instead of one GEMM of 9C
- * per output: 16/(4*9) = 0.44 of the multiply-adds, plus the transforms, which are additions
- * streamed through memory. Tiles run in blocks of whole tile rows (g->wino_rows of them, across
- * images) so V and M stay a few MiB. Outputs past an odd OH or OW are computed and dropped;
- * patch pixels outside the image are the zero padding. Rounding differs from the im2col path
- * (different but equally short sums: each transform adds at most 4 terms). */
+ * so a convolution becomes 16 (m = 2) or 36 (m = 4) GEMMs of C multiply-adds per element instead
+ * of one GEMM of 9C per output: 16/(4*9) = 0.44 or 36/(16*9) = 0.25 of the multiply-adds, plus
+ * the transforms, which are additions streamed through memory. Tiles run in blocks of whole
+ * tile rows (g->wino_rows of them, across images) so V and M stay a few MiB. Outputs past OH or
+ * OW that are not a multiple of m are computed and dropped; patch pixels outside the image are
+ * the zero padding. Rounding differs from the im2col path: for m = 2 each transform adds at most
+ * 4 terms, for m = 4 the transforms' coefficients reach 8 and their rounding is larger (the
+ * bound in docs/ops/conv.md). */
 
-#define WINO_CHUNK 64 /* tiles per inner loop: a chunk's 4 input rows sit on the stack */
+#define WINO_CHUNK 64 /* tiles per inner loop: a chunk's input rows sit on the stack */
 
-/* The 16 matrices of U, V and M lie this many floats apart for matrices of n floats: n rounded
- * up to a multiple of 16 plus 16 more. With exactly n (often a power of two) the 16 streams that
- * a transform reads or writes at once fall into the same cache sets and evict each other
+/* Outputs per tile side m, tiles per output column and row, and transformed matrices
+ * (m + 2)^2 of the Winograd choice in g. */
+static inline int64_t wino_tiles_h(const ConvGeom *g) {
+    return (g->oh + g->wino_m - 1) / g->wino_m;
+}
+static inline int64_t wino_tiles_w(const ConvGeom *g) {
+    return (g->ow + g->wino_m - 1) / g->wino_m;
+}
+static inline int64_t wino_nxi(const ConvGeom *g) { return (g->wino_m + 2) * (g->wino_m + 2); }
+
+/* The nxi matrices of U, V and M lie this many floats apart for matrices of n floats: n rounded
+ * up to a multiple of 16 plus 16 more. With exactly n (often a power of two) the streams that a
+ * transform reads or writes at once fall into the same cache sets and evict each other
  * (measured: the weight transform of a 512x512 layer ran 4x slower). */
 static inline int64_t wino_stride(int64_t n) { return (n + 15) / 16 * 16 + 16; }
 
 /* The transforms below run through the variant of the chosen instruction-set level
- * (tensor/isa.h): a dispatch per row of the caller's parallel loop. */
+ * (tensor/isa.h): a dispatch per row of the caller's parallel loop. Each m = 4 transform is a
+ * 1-D one applied to rows, then to columns, with its coefficients multiplied in a fixed order
+ * (no FMA contraction in ISO C, so every level rounds alike). */
 
-/* Row o of U (16, ob, C), the 16 matrices S apart, from output channel o0 + o of
+/* F(2x2, 3x3): row o of U (16, ob, C), the 16 matrices S apart, from output channel o0 + o of
  * weight (O, C, 3, 3): U[xi][o][c] = (G g G^T)[xi / 4][xi % 4] with g = weight[o0 + o, c]
  * — assigns */
 static inline ISA_BODY void wino_weights_row_body(float *restrict U, int64_t S,
@@ -261,25 +279,105 @@ static inline ISA_BODY void wino_weights_row_body(float *restrict U, int64_t S,
 ISA_VARIANTS(wino_weights_row, (float *restrict U, int64_t S, const float *restrict weight,
                                 int64_t o0, int64_t o, int64_t C), (U, S, weight, o0, o, C))
 
-/* U (16, ob, C) for output channels [o0, o0 + ob) of weight (O, C, 3, 3) — assigns */
-static void wino_weights(float *U, const float *weight, int64_t o0, int64_t ob, int64_t C) {
-    const int64_t S = wino_stride(ob * C); /* distance between successive xi */
-#pragma omp parallel for schedule(static) if (ob * C > 4096)
-    for (int64_t o = 0; o < ob; o++) wino_weights_row(U, S, weight, o0, o, C);
+/* F(4x4, 3x3), points 0, 1, -1, 1/2, -2, inf. G (6x3) applied to the three values g0..g2:
+ *     G = [1/2 0 0; 1/6 1/6 1/6; -1/6 1/6 -1/6; -16/15 -8/15 -4/15; 1/30 -1/15 2/15; 0 0 1/2]
+ * (Cook-Toom's G with rows 0, 1, 2, 4, 5 halved, and those rows of B^T doubled: powers of two,
+ * exact, which leave B^T small integers). The integer combination first, exact up to its
+ * additions, then one multiplication by the rounded constant. */
+static inline ISA_BODY void wino4_g(float *restrict t, float g0, float g1, float g2) {
+    t[0] = 0.5f * g0;
+    t[1] = ((g0 + g1) + g2) * (1.0f / 6.0f);
+    t[2] = ((g1 - g0) - g2) * (1.0f / 6.0f);
+    t[3] = ((4.0f * g0 + 2.0f * g1) + g2) * (-4.0f / 15.0f);
+    t[4] = ((g0 - 2.0f * g1) + 4.0f * g2) * (1.0f / 30.0f);
+    t[5] = 0.5f * g2;
 }
 
-/* V[xi][c][col0 + t] = (B^T d B)[xi] for the tiles tx0 .. tx0 + nt - 1 of tile row ty of one
- * channel x (H, W) — assigns. V points at channel c's row of V[0]; rows of successive xi are
- * cstride apart. */
-static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
-                                             const float *restrict x, const ConvGeom *g,
-                                             int64_t ty, int64_t tx0, int64_t nt) {
-    float d[4][2 * WINO_CHUNK + 2];
-    const int64_t iw0 = 2 * tx0 - g->pad_w, len = 2 * nt + 2;
-    for (int i = 0; i < 4; i++) {
-        const int64_t ih = 2 * ty - g->pad_h + i;
+/* B^T (6x6) applied to d0..d5:
+ *     B^T = [2 -3 -4 3 2 0; 0 -2 1 5 2 0; 0 2 -5 1 2 0; 0 -2 -1 2 1 0; 0 1 -2 -1 2 0;
+ *            0 2 -3 -4 3 2] */
+static inline ISA_BODY void wino4_bt(float *restrict b, float d0, float d1, float d2, float d3,
+                                     float d4, float d5) {
+    b[0] = (2.0f * (d0 + d4) - 3.0f * (d1 - d3)) - 4.0f * d2;
+    b[1] = 2.0f * (d4 - d1) + (d2 + 5.0f * d3);
+    b[2] = 2.0f * (d1 + d4) + (d3 - 5.0f * d2);
+    b[3] = 2.0f * (d3 - d1) + (d4 - d2);
+    b[4] = 2.0f * (d4 - d2) + (d1 - d3);
+    b[5] = (2.0f * (d1 + d5) - 3.0f * (d2 - d4)) - 4.0f * d3;
+}
+
+/* A^T (4x6) applied to m0..m5:
+ *     A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1] */
+static inline ISA_BODY void wino4_at(float *restrict y, float m0, float m1, float m2, float m3,
+                                     float m4, float m5) {
+    const float p = m1 + m2, q = m1 - m2;
+    y[0] = ((m0 + p) + m3) + m4;
+    y[1] = (q + 0.5f * m3) - 2.0f * m4;
+    y[2] = (p + 0.25f * m3) + 4.0f * m4;
+    y[3] = ((q + 0.125f * m3) - 8.0f * m4) + m5;
+}
+
+/* F(4x4, 3x3): row o of U (36, ob, C), the 36 matrices S apart, from output channel o0 + o of
+ * weight (O, C, 3, 3): U[xi][o][c] = (G g G^T)[xi / 6][xi % 6] — assigns. Input channels in
+ * blocks of WINO_CHUNK, each in three passes that vectorise over the channels: the 9 taps
+ * gathered tap-major, each column of g through G, each row of G g through G. (Per channel,
+ * the 9 taps 9 floats apart kept the loop scalar, and at 512 channels and 14x14 the weight
+ * transform took as long as the input transform.) */
+static inline ISA_BODY void wino4_weights_row_body(float *restrict U, int64_t S,
+                                                   const float *restrict weight, int64_t o0,
+                                                   int64_t o, int64_t C) {
+    float w[9][WINO_CHUNK], t[3][6][WINO_CHUNK]; /* t[j][i] = (G g)[i][j] */
+    for (int64_t c0 = 0; c0 < C; c0 += WINO_CHUNK) {
+        const int64_t nc = C - c0 < WINO_CHUNK ? C - c0 : WINO_CHUNK;
+        const float *src = weight + ((o0 + o) * C + c0) * 9;
+        for (int64_t c = 0; c < nc; c++)
+            for (int k = 0; k < 9; k++) w[k][c] = src[c * 9 + k];
+        for (int j = 0; j < 3; j++) /* G g: each column of g through G */
+            for (int64_t c = 0; c < nc; c++) {
+                float r[6];
+                wino4_g(r, w[j][c], w[3 + j][c], w[6 + j][c]);
+                for (int i = 0; i < 6; i++) t[j][i][c] = r[i];
+            }
+        for (int i = 0; i < 6; i++) { /* (G g) G^T: each row of G g through G */
+            float *u = U + (i * 6) * S + o * C + c0;
+#if !defined(__clang__) /* the six rows of U never overlap */
+#pragma GCC ivdep
+#endif
+            for (int64_t c = 0; c < nc; c++) {
+                float r[6];
+                wino4_g(r, t[0][i][c], t[1][i][c], t[2][i][c]);
+                for (int j = 0; j < 6; j++) u[j * S + c] = r[j];
+            }
+        }
+    }
+}
+ISA_VARIANTS(wino4_weights_row, (float *restrict U, int64_t S, const float *restrict weight,
+                                 int64_t o0, int64_t o, int64_t C), (U, S, weight, o0, o, C))
+
+/* U (nxi, ob, C) for output channels [o0, o0 + ob) of weight (O, C, 3, 3), tiles of m x m
+ * outputs — assigns */
+static void wino_weights(float *U, const float *weight, int64_t m, int64_t o0, int64_t ob,
+                         int64_t C) {
+    const int64_t S = wino_stride(ob * C); /* distance between successive xi */
+#pragma omp parallel for schedule(static) if (ob * C > 4096)
+    for (int64_t o = 0; o < ob; o++) {
+        if (m == 4)
+            wino4_weights_row(U, S, weight, o0, o, C);
+        else
+            wino_weights_row(U, S, weight, o0, o, C);
+    }
+}
+
+/* Rows [ih0, ih0 + rows) of one channel x (H, W), columns [iw0, iw0 + len), into d (rows, ld)
+ * with the zero padding filled in — assigns. */
+static inline ISA_BODY void wino_patch_rows(float *restrict d, int64_t ld, int rows,
+                                            const float *restrict x, const ConvGeom *g,
+                                            int64_t ih0, int64_t iw0, int64_t len) {
+    for (int i = 0; i < rows; i++) {
+        float *di = d + i * ld;
+        const int64_t ih = ih0 + i;
         if (ih < 0 || ih >= g->h) {
-            memset(d[i], 0, (size_t)len * sizeof(float));
+            memset(di, 0, (size_t)len * sizeof(float));
             continue;
         }
         const float *row = x + ih * g->w;
@@ -289,10 +387,24 @@ static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride,
         if (lo > len) lo = len;
         if (hi > len) hi = len;
         if (hi < lo) hi = lo;
-        for (int64_t j = 0; j < lo; j++) d[i][j] = 0.0f;
-        if (hi > lo) memcpy(d[i] + lo, row + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
-        for (int64_t j = hi; j < len; j++) d[i][j] = 0.0f;
+        /* A loop, not memcpy: GCC inlines a memcpy of unknown length here as `rep movsq`,
+         * whose start-up cost on rows of a few dozen floats was a quarter of the F(4x4, 3x3)
+         * input transform at 28x28. */
+        for (int64_t j = 0; j < lo; j++) di[j] = 0.0f;
+        for (int64_t j = lo; j < hi; j++) di[j] = row[iw0 + j];
+        for (int64_t j = hi; j < len; j++) di[j] = 0.0f;
     }
+}
+
+/* F(2x2, 3x3): V[xi][c][col0 + t] = (B^T d B)[xi] for the tiles tx0 .. tx0 + nt - 1 of tile row
+ * ty of one channel x (H, W) — assigns. V points at channel c's row of V[0]; rows of successive
+ * xi are cstride apart. */
+static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
+                                             const float *restrict x, const ConvGeom *g,
+                                             int64_t ty, int64_t tx0, int64_t nt) {
+    float d[4][2 * WINO_CHUNK + 2];
+    wino_patch_rows(d[0], 2 * WINO_CHUNK + 2, 4, x, g, 2 * ty - g->pad_h, 2 * tx0 - g->pad_w,
+                    2 * nt + 2);
     float *v[16];
     for (int k = 0; k < 16; k++) v[k] = V + k * cstride + col0;
     /* The 16 rows v[k] never overlap each other or d: ivdep lets the loop vectorise over t. */
@@ -313,6 +425,44 @@ static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride,
             v[4 + j][t] = u[1][j] + u[2][j];
             v[8 + j][t] = u[2][j] - u[1][j];
             v[12 + j][t] = u[1][j] - u[3][j];
+        }
+    }
+}
+
+/* F(4x4, 3x3): as wino_input_chunk, 6x6 patches at input (4 ty - ph, 4 tx - pw), 36 rows of V
+ * cstride apart. Two passes over the chunk, each a loop over its tiles that vectorises: each
+ * patch row through B^T into u, then each column of u through B^T into V. (One loop doing both
+ * holds 36 values and 36 row pointers per tile and ran no faster than F(2x2, 3x3)'s transform
+ * per input value.) */
+static inline ISA_BODY void wino4_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
+                                              const float *restrict x, const ConvGeom *g,
+                                              int64_t ty, int64_t tx0, int64_t nt) {
+    float d[6][4 * WINO_CHUNK + 2];
+    float u[6][6][WINO_CHUNK]; /* u[i][k][t] = (d_t B)[i][k], d_t the patch of tile t */
+    wino_patch_rows(d[0], 4 * WINO_CHUNK + 2, 6, x, g, 4 * ty - g->pad_h, 4 * tx0 - g->pad_w,
+                    4 * nt + 2);
+    for (int i = 0; i < 6; i++) { /* d B: each patch row through B^T */
+        float *ui0 = u[i][0], *ui1 = u[i][1], *ui2 = u[i][2], *ui3 = u[i][3], *ui4 = u[i][4],
+              *ui5 = u[i][5];
+        for (int64_t t = 0; t < nt; t++) {
+            const float *r = d[i] + 4 * t;
+            float b[6];
+            wino4_bt(b, r[0], r[1], r[2], r[3], r[4], r[5]);
+            ui0[t] = b[0], ui1[t] = b[1], ui2[t] = b[2], ui3[t] = b[3], ui4[t] = b[4];
+            ui5[t] = b[5];
+        }
+    }
+    for (int j = 0; j < 6; j++) { /* B^T (d B): each column through B^T */
+        float *v0 = V + j * cstride + col0, *v1 = v0 + 6 * cstride, *v2 = v1 + 6 * cstride,
+              *v3 = v2 + 6 * cstride, *v4 = v3 + 6 * cstride, *v5 = v4 + 6 * cstride;
+        /* the six rows of V never overlap each other or u */
+#if !defined(__clang__)
+#pragma GCC ivdep
+#endif
+        for (int64_t t = 0; t < nt; t++) {
+            float b[6];
+            wino4_bt(b, u[0][j][t], u[1][j][t], u[2][j][t], u[3][j][t], u[4][j][t], u[5][j][t]);
+            v0[t] = b[0], v1[t] = b[1], v2[t] = b[2], v3[t] = b[3], v4[t] = b[4], v5[t] = b[5];
         }
     }
 }
@@ -338,9 +488,9 @@ static inline ISA_BODY void wino_store_row(float *restrict dst, const float *res
         for (int64_t j = 0; j < w; j++) dst[j] = r[j] + b;
 }
 
-/* out rows 2ty, 2ty + 1 of one (n, o) plane y (OH, OW), tiles tx0 .. tx0 + nt - 1, from
- * M[xi][o][col0 + t], through wino_store_row (bias, residual, ReLU) — assigns, or accumulates
- * with `residual`. */
+/* F(2x2, 3x3): out rows 2ty, 2ty + 1 of one (n, o) plane y (OH, OW), tiles tx0 .. tx0 + nt - 1,
+ * from M[xi][o][col0 + t], through wino_store_row (bias, residual, ReLU) — assigns, or
+ * accumulates with `residual`. */
 static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *restrict M,
                                               int64_t ostride, int64_t col0, float bias,
                                               bool residual, bool relu, const ConvGeom *g,
@@ -366,39 +516,75 @@ static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *re
         wino_store_row(y + (2 * ty + 1) * g->ow + ow0, r1, w, bias, residual, relu);
 }
 
-/* Tiles per Winograd block: wino_rows rows of ceil(OW/2) tiles. */
-static int64_t wino_tiles_per_block(const ConvGeom *g) { return g->wino_rows * ((g->ow + 1) / 2); }
+/* F(4x4, 3x3): out rows 4ty .. 4ty + 3 (those below OH), as wino_output_chunk. */
+static inline ISA_BODY void wino4_output_chunk(float *restrict y, const float *restrict M,
+                                               int64_t ostride, int64_t col0, float bias,
+                                               bool residual, bool relu, const ConvGeom *g,
+                                               int64_t ty, int64_t tx0, int64_t nt) {
+    float r[4][4 * WINO_CHUNK];
+    const float *m[36];
+    for (int k = 0; k < 36; k++) m[k] = M + k * ostride + col0;
+    for (int64_t t = 0; t < nt; t++) {
+        float s[4][6]; /* A^T m: each column of m through A^T */
+#pragma GCC unroll 6
+        for (int j = 0; j < 6; j++) {
+            float a[4];
+            wino4_at(a, m[j][t], m[6 + j][t], m[12 + j][t], m[18 + j][t], m[24 + j][t],
+                     m[30 + j][t]);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) s[i][j] = a[i];
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) /* (A^T m) A: each row through A^T */
+            wino4_at(r[i] + 4 * t, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
+    }
+    const int64_t ow0 = 4 * tx0;
+    const int64_t w = 4 * nt < g->ow - ow0 ? 4 * nt : g->ow - ow0; /* drop columns past OW */
+    for (int i = 0; i < 4 && 4 * ty + i < g->oh; i++)
+        wino_store_row(y + (4 * ty + i) * g->ow + ow0, r[i], w, bias, residual, relu);
+}
+
+/* Tiles per Winograd block: wino_rows rows of wino_tiles_w tiles. */
+static int64_t wino_tiles_per_block(const ConvGeom *g) { return g->wino_rows * wino_tiles_w(g); }
 
 /* Tile row r0 + r (flattened (n, ty)) of channel c into columns [r*TW, (r+1)*TW) of V's rows
- * (V[xi] is (C, T), the 16 matrices sv apart) — assigns. */
+ * (V[xi] is (C, T), the nxi matrices sv apart) — assigns. */
 static inline ISA_BODY void wino_input_row_body(float *V, int64_t sv, int64_t T,
                                                 const float *inp, const ConvGeom *g, int64_t r0,
                                                 int64_t r, int64_t c) {
-    const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
+    const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g);
     const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
     const float *x = inp + (n * g->c + c) * g->h * g->w;
-    for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
-        wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0,
-                         TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
+    for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK) {
+        const int64_t nt = TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK;
+        if (g->wino_m == 4)
+            wino4_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0, nt);
+        else
+            wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0, nt);
+    }
 }
 ISA_VARIANTS(wino_input_row, (float *V, int64_t sv, int64_t T, const float *inp,
                               const ConvGeom *g, int64_t r0, int64_t r, int64_t c),
              (V, sv, T, inp, g, r0, r, c))
 
-/* Output rows of tile row r0 + r for output channel o0 + o, from M (M[xi] is (ob, T), the 16
+/* Output rows of tile row r0 + r for output channel o0 + o, from M (M[xi] is (ob, T), the nxi
  * matrices sm apart), plus its bias, the residual and the ReLU as asked — assigns (accumulates
  * with `residual`). */
 static inline ISA_BODY void wino_output_row_body(float *out, const float *M, int64_t sm,
                                                  int64_t T, const float *bias, bool residual,
                                                  bool relu, const ConvGeom *g, int64_t r0,
                                                  int64_t r, int64_t o0, int64_t o) {
-    const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2;
+    const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g);
     const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
     float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
     const float b = bias ? bias[o0 + o] : 0.0f;
-    for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK)
-        wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, residual, relu, g, ty, tx0,
-                          TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK);
+    for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK) {
+        const int64_t nt = TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK;
+        if (g->wino_m == 4)
+            wino4_output_chunk(y, M + o * T, sm, r * TW + tx0, b, residual, relu, g, ty, tx0, nt);
+        else
+            wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, residual, relu, g, ty, tx0, nt);
+    }
 }
 ISA_VARIANTS(wino_output_row, (float *out, const float *M, int64_t sm, int64_t T,
                                const float *bias, bool residual, bool relu, const ConvGeom *g,
@@ -406,18 +592,18 @@ ISA_VARIANTS(wino_output_row, (float *out, const float *M, int64_t sm, int64_t T
              (out, M, sm, T, bias, residual, relu, g, r0, r, o0, o))
 
 /* One block of tile rows [r0, r0 + R) through the whole pipeline on the calling thread: input
- * transform into V (16, C, T), 16 single-threaded GEMMs into M (16, ob, T), output transform
+ * transform into V (nxi, C, T), nxi single-threaded GEMMs into M (nxi, ob, T), output transform
  * into out for output channels [o0, o0 + ob) — assigns. */
 static void wino_block(float *out, const float *inp, const float *bias, bool residual, bool relu,
                        const float *U, float *V, float *M, const ConvGeom *g, int64_t r0,
                        int64_t R, int64_t o0, int64_t ob) {
-    const int64_t C = g->c, T = R * ((g->ow + 1) / 2);
+    const int64_t C = g->c, T = R * wino_tiles_w(g), nxi = wino_nxi(g);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, r0, r, c);
     /* M[xi] (ob, T) = U[xi] (ob, C) @ V[xi] (C, T); inside the parallel region each GEMM runs
      * on this thread alone. */
-    for (int xi = 0; xi < 16; xi++)
+    for (int64_t xi = 0; xi < nxi; xi++)
         gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
                  T, T, 0, 0, 0);
     for (int64_t o = 0; o < ob; o++)
@@ -431,16 +617,17 @@ static void wino_block(float *out, const float *inp, const float *bias, bool res
 static void wino_block_shared(float *out, const float *inp, const float *bias, bool residual,
                               bool relu, const float *U, float *V, float *M, const ConvGeom *g,
                               int64_t o0, int64_t ob, bool transform_input) {
-    const int64_t C = g->c, R = g->n * ((g->oh + 1) / 2), T = R * ((g->ow + 1) / 2);
+    const int64_t C = g->c, R = g->n * wino_tiles_h(g), T = R * wino_tiles_w(g);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
+    const int64_t nxi = wino_nxi(g);
     if (transform_input) {
 #pragma omp parallel for collapse(2) schedule(static)
         for (int64_t c = 0; c < C; c++)
             for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, 0, r, c);
     }
-    /* the 16 products split across the threads, each GEMM on one thread */
+    /* the nxi products split across the threads, each GEMM on one thread */
 #pragma omp parallel for schedule(static)
-    for (int xi = 0; xi < 16; xi++)
+    for (int64_t xi = 0; xi < nxi; xi++)
         gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
                  T, T, 0, 0, 0);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -453,10 +640,11 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
                                     const float *bias, float *col, float *ybuf,
                                     const ConvGeom *g, bool residual, bool relu) {
     /* out (N,O,OH,OW), inp (N,C,H,W), weight (O,C,3,3), bias (O) or NULL; scratch col holds
-     * U (16, wino_o, C) then V (16, C, Tb), ybuf holds M (16, wino_o, Tb), one V and one M per
-     * thread when blocks are per thread; Tb = wino_tiles_per_block, each of the 16 matrices
-     * wino_stride apart — assigns out = act(conv + bias), or with `residual` accumulates
-     * out = act((out + conv) + bias), act = ReLU when `relu` (the output transform applies it).
+     * U (nxi, wino_o, C) then V (nxi, C, Tb), ybuf holds M (nxi, wino_o, Tb), one V and one M
+     * per thread when blocks are per thread; nxi = (wino_m + 2)^2, Tb = wino_tiles_per_block,
+     * each of the nxi matrices wino_stride apart — assigns out = act(conv + bias), or with
+     * `residual` accumulates out = act((out + conv) + bias), act = ReLU when `relu` (the output
+     * transform applies it).
      *
      * Large images: each thread takes whole blocks of tile rows through the whole pipeline in
      * its own V and M, so the only barriers are the two around each slice of output channels.
@@ -464,14 +652,17 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
      * and on the development VM a barrier can cost milliseconds when a vCPU is descheduled:
      * 2-3x slower at 224 px.) Small images (all tiles in one block): every stage is split
      * across the threads instead, which keeps the GEMMs as wide as the whole batch. */
-    const int64_t C = g->c, O = g->o, TH = (g->oh + 1) / 2;
-    const int64_t rows_total = g->n * TH, blocks = (rows_total + g->wino_rows - 1) / g->wino_rows;
+    CHECK(g->wino_m == 2 || g->wino_m == 4, "conv2d Winograd: tiles of %lld outputs (2 or 4)",
+          (long long)g->wino_m);
+    const int64_t C = g->c, O = g->o, nxi = wino_nxi(g);
+    const int64_t rows_total = g->n * wino_tiles_h(g);
+    const int64_t blocks = (rows_total + g->wino_rows - 1) / g->wino_rows;
     const int64_t tb = wino_tiles_per_block(g);
-    float *U = col, *V0 = col + 16 * wino_stride(g->wino_o * C), *M0 = ybuf;
+    float *U = col, *V0 = col + nxi * wino_stride(g->wino_o * C), *M0 = ybuf;
     for (int64_t o0 = 0; o0 < O; o0 += g->wino_o) {
         /* Output channels in slices of wino_o so that U stays within its budget. */
         const int64_t ob = g->wino_o < O - o0 ? g->wino_o : O - o0;
-        wino_weights(U, weight, o0, ob, C);
+        wino_weights(U, weight, g->wino_m, o0, ob, C);
         if (!g->wino_per_thread) { /* one block; its input transform serves every slice */
             wino_block_shared(out, inp, bias, residual, relu, U, V0, M0, g, o0, ob, o0 == 0);
             continue;
@@ -482,8 +673,8 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            float *V = V0 + tid * 16 * wino_stride(C * tb);
-            float *M = M0 + tid * 16 * wino_stride(g->wino_o * tb);
+            float *V = V0 + tid * nxi * wino_stride(C * tb);
+            float *M = M0 + tid * nxi * wino_stride(g->wino_o * tb);
 #pragma omp for schedule(dynamic, 1)
             for (int64_t blk = 0; blk < blocks; blk++) {
                 const int64_t r0 = blk * g->wino_rows;
@@ -494,13 +685,13 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
     }
 }
 
-/* The Winograd forward under PRECISION_BF16 (a frozen weight, tensor/ops/gemm_bf16.h): the 16
- * products of each block go through the bf16 GEMM, which rounds U and V to bf16 as it packs
- * them and sums in float32; the transforms stay float32. All output channels at once (wino_o =
- * O, so each block's input transform serves every output channel) and blocks of wino_rows tile
- * rows across images, with every stage split across the threads: the bf16 GEMM runs on all of
- * them (the 16 products in one batched call), and wide blocks amortise its packing of U[xi]
- * (O x C pairs per block). Scratch: col holds
+/* The Winograd forward under PRECISION_BF16 (a frozen weight, tensor/ops/gemm_bf16.h), always
+ * F(2x2, 3x3): the 16 products of each block go through the bf16 GEMM, which rounds U and V to
+ * bf16 as it packs them and sums in float32; the transforms stay float32. All output channels
+ * at once (wino_o = O, so each block's input transform serves every output channel) and blocks
+ * of wino_rows tile rows across images, with every stage split across the threads: the bf16
+ * GEMM runs on all of them (the 16 products in one batched call), and wide blocks amortise its
+ * packing of U[xi] (O x C pairs per block). Scratch: col holds
  * U (16, O, C) then V (16, C, Tb), ybuf M (16, O, Tb), Tb = wino_tiles_per_block, each of the 16
  * matrices wino_stride apart; packs gemm_bf16_batched_scratch_bytes(16, false, O, Tb, C) —
  * assigns
@@ -509,13 +700,14 @@ static void conv2d_forward_winograd_bf16(float *out, const float *inp, const flo
                                          const float *bias, float *col, float *ybuf,
                                          const ConvGeom *g, bool residual, bool relu,
                                          void *packs) {
-    const int64_t C = g->c, O = g->o, TW = (g->ow + 1) / 2;
-    const int64_t rows_total = g->n * ((g->oh + 1) / 2), su = wino_stride(O * C);
-    CHECK(g->wino_o == O && !g->wino_per_thread, "conv2d bf16 Winograd: blocks of %lld of %lld "
-          "output channels, per thread %lld (expected all channels in shared blocks)",
-          (long long)g->wino_o, (long long)O, (long long)g->wino_per_thread);
+    const int64_t C = g->c, O = g->o, TW = wino_tiles_w(g);
+    const int64_t rows_total = g->n * wino_tiles_h(g), su = wino_stride(O * C);
+    CHECK(g->wino_o == O && !g->wino_per_thread && g->wino_m == 2, "conv2d bf16 Winograd: blocks "
+          "of %lld of %lld output channels, per thread %lld, tiles of %lld (expected all channels "
+          "in shared blocks, tiles of 2)", (long long)g->wino_o, (long long)O,
+          (long long)g->wino_per_thread, (long long)g->wino_m);
     float *U = col, *V = col + 16 * su, *M = ybuf;
-    wino_weights(U, weight, 0, O, C);
+    wino_weights(U, weight, 2, 0, O, C);
     for (int64_t r0 = 0; r0 < rows_total; r0 += g->wino_rows) {
         const int64_t R = g->wino_rows < rows_total - r0 ? g->wino_rows : rows_total - r0;
         const int64_t T = R * TW, sv = wino_stride(C * T), sm = wino_stride(O * T);
@@ -682,15 +874,15 @@ static size_t conv_ybuf_floats(const ConvGeom *g) {
     return (size_t)(g->o * g->tile_imgs * g->oh * g->ow);
 }
 
-/* The forward's scratch: im2col's, or on the Winograd path col = U (16,wino_o,C) and
- * V (16,C,Tb), ybuf = M (16,wino_o,Tb), V and M once per thread when blocks are per thread. */
+/* The forward's scratch: im2col's, or on the Winograd path col = U (nxi,wino_o,C) and
+ * V (nxi,C,Tb), ybuf = M (nxi,wino_o,Tb), V and M once per thread when blocks are per thread. */
 static void conv_forward_scratch(const ConvGeom *g, size_t *col, size_t *ybuf) {
     if (g->wino_rows > 0) {
-        const int64_t tb = wino_tiles_per_block(g);
+        const int64_t tb = wino_tiles_per_block(g), nxi = wino_nxi(g);
         const int64_t copies = g->wino_per_thread ? g->wino_threads : 1;
-        *col = (size_t)(16 * wino_stride(g->wino_o * g->c) +
-                        copies * 16 * wino_stride(g->c * tb));
-        *ybuf = (size_t)(copies * 16 * wino_stride(g->wino_o * tb));
+        *col = (size_t)(nxi * wino_stride(g->wino_o * g->c) +
+                        copies * nxi * wino_stride(g->c * tb));
+        *ybuf = (size_t)(copies * nxi * wino_stride(g->wino_o * tb));
     } else {
         *col = conv_col_floats(g);
         *ybuf = conv_ybuf_floats(g);
@@ -761,16 +953,40 @@ ConvWinograd conv_set_winograd(ConvWinograd mode) {
     return prev;
 }
 
-/* Whether g's CPU forward takes the Winograd path, and its blocks: output channels in slices
- * whose transformed weights U fit WINO_U_BYTES (all of them up to 256x256 channels); one block
- * of all tiles, stages split across threads, when its V and M fit WINO_SHARED_BYTES; otherwise
- * per thread as many rows of tiles as keep its V and M within WINO_BYTES, but at least
- * WINO_MIN_TILES tiles (each GEMM call packs all of U[xi], so narrower blocks pay that packing
- * for little work: 28 tiles at 512 channels ran 1.4x im2col's time).
- * Below WINO_MIN_CHANNELS input or output channels the 16 GEMMs (K = C) are too thin to beat
+/* The fp32 Winograd tile (conv.h); starts from TRMML_CONV_WINOGRAD_TILE: "2" F(2x2, 3x3),
+ * anything else (or unset) F(4x4, 3x3). */
+static int g_winograd_tile = -1; /* -1: not read from the environment yet */
+
+static ConvWinogradTile conv_winograd_tile(void) {
+    if (g_winograd_tile < 0) {
+        const char *env = getenv("TRMML_CONV_WINOGRAD_TILE");
+        g_winograd_tile = env && strcmp(env, "2") == 0 ? CONV_WINOGRAD_F2 : CONV_WINOGRAD_F4;
+    }
+    return (ConvWinogradTile)g_winograd_tile;
+}
+
+ConvWinogradTile conv_set_winograd_tile(ConvWinogradTile tile) {
+    CHECK(tile == CONV_WINOGRAD_F2 || tile == CONV_WINOGRAD_F4,
+          "conv_set_winograd_tile: tile %d (CONV_WINOGRAD_F2 or CONV_WINOGRAD_F4)", (int)tile);
+    const ConvWinogradTile prev = conv_winograd_tile();
+    g_winograd_tile = tile;
+    return prev;
+}
+
+/* Whether g's CPU forward takes the Winograd path, its tile and its blocks. The tile: F(4x4, 3x3)
+ * unless conv_set_winograd_tile chose F(2x2, 3x3) or the weight is a bf16 one (which stays on
+ * F(2x2, 3x3), conv2d_forward_winograd_bf16). Output channels in slices whose U[xi] fit
+ * WINO_U_BYTES / 16 each (all of them up to 256x256 channels; U is WINO_U_BYTES for F(2x2, 3x3),
+ * 36/16 of it for F(4x4, 3x3)); one block of all tiles, stages split across threads, when its V
+ * and M fit WINO_SHARED_BYTES; otherwise per thread as many rows of tiles as keep its V and M
+ * within WINO_BYTES, but at least WINO_MIN_TILES tiles (each GEMM call packs all of U[xi], so
+ * narrower blocks pay that packing for little work: 28 tiles at 512 channels ran 1.4x im2col's
+ * time).
+ * Below WINO_MIN_CHANNELS input or output channels the GEMMs (K = C) are too thin to beat
  * im2col's one GEMM with K = 9C, and below WINO_MIN_TILES tiles in all (512 channels at 14x14,
- * batch 1: 49) too narrow (measured 2.2x im2col's time there). A frozen weight under bf16 takes
- * the same thresholds and its own blocks (WINO_BF16_BYTES below). */
+ * batch 1: 49 of F(2x2, 3x3)) too narrow (measured 2.2x im2col's time there). Under AUTO a
+ * convolution with too few 4x4 tiles takes F(2x2, 3x3) if it has enough 2x2 ones. A frozen
+ * weight under bf16 takes the same thresholds and its own blocks (WINO_BF16_BYTES below). */
 #define WINO_BYTES ((int64_t)2 << 20)
 #define WINO_SHARED_BYTES ((int64_t)16 << 20)
 #define WINO_U_BYTES ((int64_t)4 << 20)
@@ -780,15 +996,25 @@ ConvWinograd conv_set_winograd(ConvWinograd mode) {
  * tile rows whose V and M fit WINO_BF16_BYTES, shared by the threads. */
 #define WINO_BF16_BYTES ((int64_t)16 << 20)
 static void conv_pick_winograd(ConvGeom *g, DeviceKind dev, bool bf16) {
-    g->wino_rows = g->wino_o = g->wino_threads = g->wino_per_thread = 0;
+    g->wino_rows = g->wino_o = g->wino_threads = g->wino_per_thread = g->wino_m = 0;
     const ConvWinograd mode = conv_winograd_mode();
     if (!device_runs_cpu_kernels(dev) || mode == CONV_WINOGRAD_OFF || g->kh != 3 || g->kw != 3 ||
         g->stride_h != 1 || g->stride_w != 1)
         return;
-    const int64_t TH = (g->oh + 1) / 2, TW = (g->ow + 1) / 2, F = (int64_t)sizeof(float);
-    if (mode == CONV_WINOGRAD_AUTO && (g->c < WINO_MIN_CHANNELS || g->o < WINO_MIN_CHANNELS ||
-                                       g->n * TH * TW < WINO_MIN_TILES))
-        return;
+    g->wino_m = bf16 ? CONV_WINOGRAD_F2 : conv_winograd_tile();
+    if (mode == CONV_WINOGRAD_AUTO) {
+        if (g->c < WINO_MIN_CHANNELS || g->o < WINO_MIN_CHANNELS) {
+            g->wino_m = 0;
+            return;
+        }
+        if (g->n * wino_tiles_h(g) * wino_tiles_w(g) < WINO_MIN_TILES) g->wino_m = 2;
+        if (g->n * wino_tiles_h(g) * wino_tiles_w(g) < WINO_MIN_TILES) {
+            g->wino_m = 0;
+            return;
+        }
+    }
+    const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g), F = (int64_t)sizeof(float);
+    const int64_t nxi = wino_nxi(g);
     g->wino_threads = 1;
 #ifdef _OPENMP
     g->wino_threads = omp_get_max_threads();
@@ -805,7 +1031,7 @@ static void conv_pick_winograd(ConvGeom *g, DeviceKind dev, bool bf16) {
     if (g->wino_o < WINO_MIN_CHANNELS) g->wino_o = WINO_MIN_CHANNELS;
     if (g->wino_o > g->o) g->wino_o = g->o;
     if (g->wino_o < 1) g->wino_o = 1;
-    const int64_t row_bytes = 16 * (g->c + g->wino_o) * TW * F; /* V and M of one tile row */
+    const int64_t row_bytes = nxi * (g->c + g->wino_o) * TW * F; /* V and M of one tile row */
     if (g->n * TH * row_bytes <= WINO_SHARED_BYTES) {
         g->wino_rows = g->n * TH;
         return;

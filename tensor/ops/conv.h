@@ -30,11 +30,18 @@ Tensor *tensor_conv2d_add_relu_(Tensor *acc, Tensor *x, Tensor *weight, Tensor *
                                 int64_t stride, int64_t padding);
 
 /* Which CPU forward a 3x3 stride-1 convolution takes (docs/ops/conv.md). CONV_WINOGRAD_AUTO,
- * the default: Winograd F(2x2, 3x3) where it measured faster than im2col (at least 32 input
- * and output channels and 128 tiles of 2x2 outputs), im2col + GEMM otherwise. OFF: always
- * im2col. ALWAYS: Winograd for every 3x3 stride-1 convolution, whatever its size (tests run
- * small shapes through it). The environment variable TRMML_CONV_WINOGRAD=0 or =always sets
- * OFF or ALWAYS at start.
+ * the default: Winograd where it measured faster than im2col (at least 32 input and output
+ * channels and 128 tiles), im2col + GEMM otherwise. OFF: always im2col. ALWAYS: Winograd for
+ * every 3x3 stride-1 convolution, whatever its size (tests run small shapes through it). The
+ * environment variable TRMML_CONV_WINOGRAD=0 or =always sets OFF or ALWAYS at start.
  * Backward and the CUDA backend always use im2col + GEMM. Returns the previous mode. */
 typedef enum { CONV_WINOGRAD_OFF, CONV_WINOGRAD_AUTO, CONV_WINOGRAD_ALWAYS } ConvWinograd;
 ConvWinograd conv_set_winograd(ConvWinograd mode);
+
+/* The tile of the fp32 Winograd forward: CONV_WINOGRAD_F4, the default, F(4x4, 3x3) (36
+ * products per 16 outputs; where AUTO finds too few 4x4 tiles it falls back to F(2x2, 3x3));
+ * CONV_WINOGRAD_F2: F(2x2, 3x3) (16 products per 4 outputs, the smaller rounding error:
+ * docs/ops/conv.md). A bf16 weight always takes F(2x2, 3x3). TRMML_CONV_WINOGRAD_TILE=2 sets
+ * F2 at start. Returns the previous tile; another value is a CHECK failure. */
+typedef enum { CONV_WINOGRAD_F2 = 2, CONV_WINOGRAD_F4 = 4 } ConvWinogradTile;
+ConvWinogradTile conv_set_winograd_tile(ConvWinogradTile tile);

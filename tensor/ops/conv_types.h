@@ -15,11 +15,11 @@ typedef struct {
     int64_t pad_h, pad_w;
     int64_t tile_rows;         /* output rows per im2col block, 1..OH */
     int64_t tile_imgs;         /* images per im2col block, 1..N */
-    /* Winograd F(2x2, 3x3) forward (CPU only; the wrapper sets it for 3x3 stride-1 convolutions
-     * on the CPU, docs/ops/conv.md): wino_rows = 0 is the im2col/GEMM forward; otherwise tiles
-     * of 2x2 outputs go in blocks of wino_rows tile rows (across images), for output channels in
-     * slices of wino_o. wino_per_thread = 1: each of up to wino_threads threads takes whole
-     * blocks; 0: a single block of all tiles, each stage split across the threads. Backward
-     * always takes the im2col path. */
-    int64_t wino_rows, wino_o, wino_threads, wino_per_thread;
+    /* Winograd F(m x m, 3x3) forward (CPU only; the wrapper sets it for 3x3 stride-1
+     * convolutions on the CPU, docs/ops/conv.md): wino_rows = 0 is the im2col/GEMM forward;
+     * otherwise tiles of wino_m x wino_m outputs (wino_m 2 or 4) go in blocks of wino_rows tile
+     * rows (across images), for output channels in slices of wino_o. wino_per_thread = 1: each
+     * of up to wino_threads threads takes whole blocks; 0: a single block of all tiles, each
+     * stage split across the threads. Backward always takes the im2col path. */
+    int64_t wino_rows, wino_o, wino_threads, wino_per_thread, wino_m;
 } ConvGeom;
