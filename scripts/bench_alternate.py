@@ -120,11 +120,12 @@ def main():
     if version is None:
         sys.exit(f"bench_alternate: torch does not import with {args.python} "
                  "(scripts/install-deps.sh --torch installs Debian's python3-torch)")
+    # KEY$: the row itself, not the rows whose keys extend it (its bf16 twin).
     ours = [args.bin, "--device", "cpu", "--threads", str(args.threads), "bench", name, "--case",
-            args.case]
+            args.case + "$"]
     theirs = [args.python, os.path.join(HERE, TORCH_SCRIPTS[name]), str(args.threads)]
     if TORCH_SCRIPTS[name] == "bench_torch.py":
-        theirs += ["--case", args.case]  # the other scripts time their one row
+        theirs += ["--case", args.case + "$"]  # the other scripts time their one row
     rows = []
     for r in range(args.rounds):
         t = bench_ms(ours, args.case)
