@@ -14,7 +14,7 @@
 # Environment: TRMML (default build/trmml, built with MPI), ARCH (rn50|rn101, default rn50),
 # WORLD_TRAIN / WORLD_TEST (default 64 / 32), SIZE (input pixels, default 224), ROUNDS
 # (dist-check rounds, default 20), REPEATS (runs of each timed job, default 2), BATCH (training
-# batch, default the recipe's 32: two steps of 32 on 64 images). --quick is a smoke test of the
+# batch, default 32: two steps on 64 images). --quick is a smoke test of the
 # plumbing (8 training and 4 test images, batches of 4, 2 rounds, 1 repeat): its numbers mean
 # nothing.
 #
@@ -46,8 +46,8 @@ if [ $QUICK = 1 ]; then
     REPEATS=${REPEATS:-1}; BATCH=${BATCH:-4}
 else
     WORLD_TRAIN=${WORLD_TRAIN:-64}; WORLD_TEST=${WORLD_TEST:-32}; ROUNDS=${ROUNDS:-20}
-    REPEATS=${REPEATS:-2}
-fi
+    REPEATS=${REPEATS:-2}; BATCH=${BATCH:-32} # the configuration's own batch (128) would make
+fi                                            # one step of the 64 images: too few for OneCycle
 
 command -v mpirun >/dev/null || { echo "dist-measure: no mpirun (Open MPI: scripts/install-deps.sh)" >&2; exit 1; }
 "$TRMML" version | grep -q '^mpi: .* compiled in' ||

@@ -652,6 +652,18 @@ TEST(train_e2e_commands) {
     EXPECT(test_run_capture(cmd, out, sizeof out) == 1 && strstr(out, "none.pt") &&
                strstr(out, "HINT"),
            "missing model: %s", out);
+    /* One optimizer step in all (a batch larger than the split, one epoch) leaves OneCycle no
+     * room to rise and fall: a usage error that says what to change, and no run directory. */
+    snprintf(cmd, sizeof cmd,
+             "'%s' --threads 1 train --method pvlr --dataset voc2007 --root '%s' --class-list '%s' "
+             "--model '%s' --out '%s/one-step' --cached '%s' --cached-test '%s' --epochs 1 "
+             "--batch 100000 --set input_size=64 --set ffn_hidden=32 --set pvlr_heads=4 2>&1",
+             exe, w.root, w.classes, w.model, run, w.train_feat, w.test_feat);
+    char one_step[300];
+    snprintf(one_step, sizeof one_step, "%s/one-step", run);
+    EXPECT(test_run_capture(cmd, out, sizeof out) == 2 && strstr(out, "OneCycle") &&
+               strstr(out, "--epochs") && access(one_step, F_OK) != 0,
+           "one optimizer step: %s", out);
     /* PVLR from the feature caches, then its text->visual attention maps. */
     snprintf(cmd, sizeof cmd,
              "'%s' --threads 1 train --method pvlr --dataset voc2007 --root '%s' --class-list '%s' "

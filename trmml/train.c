@@ -687,6 +687,14 @@ static Status open_inputs(Run *r) {
         return st;
     r->opt = trmml_optim_create(&r->model);
     r->iters = (N + rc->tc.batch_size - 1) / rc->tc.batch_size;
+    /* OneCycle rises and falls over the run's steps: it needs two at least. */
+    if (r->opt->adamw && rc->tc.epochs * r->iters < 2)
+        return error_set(STATUS_ERR_USAGE,
+                         "train: %lld epoch(s) of %lld step(s) (%lld training images, batch %lld) "
+                         "make %lld optimizer step(s), and the OneCycle schedule needs at least 2: "
+                         "use more --epochs or a smaller --batch",
+                         (long long)rc->tc.epochs, (long long)r->iters, (long long)N,
+                         (long long)rc->tc.batch_size, (long long)(rc->tc.epochs * r->iters));
     return STATUS_OK;
 }
 
