@@ -189,7 +189,9 @@ def main():
             "row (`--precision bf16`) is compared with PyTorch's float32 time of the same case. "
             "All rows here are the CPU's (`--device cpu`); GPU rows, trmml against PyTorch on "
             "the same GPU, come from scripts/gpu-check.sh and are recorded in "
-            "docs/gpu-validation.md.", ""]
+            "docs/gpu-validation.md. Where the CLIP rows' time goes (the GEMMs against the "
+            "rest, by kernel and by instruction set, against the GEMM kernel's peak) is in "
+            "docs/profile.md, with its commands (`TRMML_GEMM_CLOCK=1`, `TRMML_PROFILE=1`).", ""]
 
     sections = {}
     benches = []
