@@ -159,7 +159,15 @@ static StridedCopyGeom permute_geom(const Tensor *x, const int64_t *perm) {
 
 static void reshape_backward(Node *n) {
     Tensor *x = n->in[0];
-    /* out and x are the same numbers in the same order: dx += dout element by element. */
+    /* out and x are the same numbers in the same order. An intermediate x (made by a recorded
+     * op) with no gradient yet takes out's gradient buffer as its own: out's gradient is complete
+     * when this node runs, and every node that reads it ran before (they were recorded after).
+     * A leaf (a parameter, whose gradient lives in its store) or an x that has a gradient
+     * already: dx += dout element by element. */
+    if (!x->grad && x->node) {
+        x->grad = tensor_wrap(DT_F32, x->device, x->ndim, x->shape, n->out->grad->data);
+        return;
+    }
     KERNEL_RUN(x->device, accumulate, ag_grad(x)->data, n->out->grad->data, x->numel);
 }
 
