@@ -248,9 +248,10 @@ static inline int64_t wino_nxi(const ConvGeom *g) { return (g->wino_m + 2) * (g-
 static inline int64_t wino_stride(int64_t n) { return (n + 15) / 16 * 16 + 16; }
 
 /* The transforms below run through the variant of the chosen instruction-set level
- * (tensor/isa.h): a dispatch per row of the caller's parallel loop. Each m = 4 transform is a
- * 1-D one applied to rows, then to columns, with its coefficients multiplied in a fixed order
- * (no FMA contraction in ISO C, so every level rounds alike). */
+ * (tensor/isa.h): a dispatch per row of U, or per channel of a block of tile rows, in the
+ * caller's parallel loop. Each m = 4 transform is a 1-D one applied to rows, then to columns,
+ * with its coefficients multiplied in a fixed order (no FMA contraction in ISO C, so every level
+ * rounds alike). */
 
 /* F(2x2, 3x3): row o of U (16, ob, C), the 16 matrices S apart, from output channel o0 + o of
  * weight (O, C, 3, 3): U[xi][o][c] = (G g G^T)[xi / 4][xi % 4] with g = weight[o0 + o, c]
@@ -430,26 +431,52 @@ static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride,
 }
 
 /* F(4x4, 3x3): as wino_input_chunk, 6x6 patches at input (4 ty - ph, 4 tx - pw), 36 rows of V
- * cstride apart. Two passes over the chunk, each a loop over its tiles that vectorises: each
+ * cstride apart, for the tiles tx0 .. tx0 + nt - 1 of nr successive tile rows rf .. rf + nr - 1
+ * (flattened (n, ty)) of input channel c of inp (N, C, H, W): tile t of row rf + rr goes to
+ * column col0 + rr nt + t (so nr > 1 needs whole rows, nt = TW), nr nt <= WINO_CHUNK — assigns.
+ * Two passes over the chunk, each one loop over all its nr nt tiles, which vectorises: each
  * patch row through B^T into u, then each column of u through B^T into V. (One loop doing both
  * holds 36 values and 36 row pointers per tile and ran no faster than F(2x2, 3x3)'s transform
- * per input value.) */
+ * per input value; loops over the tiles of one tile row, 7 at 28x28, ran mostly in their scalar
+ * remainders.) The patch rows of tile row rr lie 4 nt floats after those of row rr - 1, so that
+ * tile q of the chunk starts at 4q; the two columns that each row reads past its last tile
+ * (4 nt, 4 nt + 1) are kept in `e` before the next row's copy overwrites them, and the last tile
+ * of each row but the last is recomputed from them after the vector loop. */
 static inline ISA_BODY void wino4_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
-                                              const float *restrict x, const ConvGeom *g,
-                                              int64_t ty, int64_t tx0, int64_t nt) {
+                                              const float *restrict inp, const ConvGeom *g,
+                                              int64_t c, int64_t rf, int64_t nr, int64_t tx0,
+                                              int64_t nt) {
     float d[6][4 * WINO_CHUNK + 2];
-    float u[6][6][WINO_CHUNK]; /* u[i][k][t] = (d_t B)[i][k], d_t the patch of tile t */
-    wino_patch_rows(d[0], 4 * WINO_CHUNK + 2, 6, x, g, 4 * ty - g->pad_h, 4 * tx0 - g->pad_w,
-                    4 * nt + 2);
+    float e[6][WINO_CHUNK][2]; /* e[i][rr] = d[i][4 nt (rr + 1) + 0, 1] as row rr copied them */
+    float u[6][6][WINO_CHUNK]; /* u[i][k][q] = (d_q B)[i][k], d_q the patch of tile q */
+    const int64_t TH = wino_tiles_h(g), nq = nr * nt;
+    for (int64_t rr = 0; rr < nr; rr++) {
+        const int64_t n = (rf + rr) / TH, ty = (rf + rr) % TH;
+        if (rr > 0)
+            for (int i = 0; i < 6; i++) {
+                e[i][rr - 1][0] = d[i][4 * nt * rr];
+                e[i][rr - 1][1] = d[i][4 * nt * rr + 1];
+            }
+        wino_patch_rows(d[0] + 4 * nt * rr, 4 * WINO_CHUNK + 2, 6,
+                        inp + (n * g->c + c) * g->h * g->w, g, 4 * ty - g->pad_h,
+                        4 * tx0 - g->pad_w, 4 * nt + 2);
+    }
     for (int i = 0; i < 6; i++) { /* d B: each patch row through B^T */
         float *ui0 = u[i][0], *ui1 = u[i][1], *ui2 = u[i][2], *ui3 = u[i][3], *ui4 = u[i][4],
               *ui5 = u[i][5];
-        for (int64_t t = 0; t < nt; t++) {
-            const float *r = d[i] + 4 * t;
+        for (int64_t q = 0; q < nq; q++) {
+            const float *r = d[i] + 4 * q;
             float b[6];
             wino4_bt(b, r[0], r[1], r[2], r[3], r[4], r[5]);
-            ui0[t] = b[0], ui1[t] = b[1], ui2[t] = b[2], ui3[t] = b[3], ui4[t] = b[4];
-            ui5[t] = b[5];
+            ui0[q] = b[0], ui1[q] = b[1], ui2[q] = b[2], ui3[q] = b[3], ui4[q] = b[4];
+            ui5[q] = b[5];
+        }
+        for (int64_t rr = 0; rr + 1 < nr; rr++) { /* the last tile of each row, from e */
+            const int64_t q = rr * nt + nt - 1;
+            const float *r = d[i] + 4 * q;
+            float b[6];
+            wino4_bt(b, r[0], r[1], r[2], r[3], e[i][rr][0], e[i][rr][1]);
+            for (int k = 0; k < 6; k++) u[i][k][q] = b[k];
         }
     }
     for (int j = 0; j < 6; j++) { /* B^T (d B): each column through B^T */
@@ -459,10 +486,10 @@ static inline ISA_BODY void wino4_input_chunk(float *restrict V, int64_t cstride
 #if !defined(__clang__)
 #pragma GCC ivdep
 #endif
-        for (int64_t t = 0; t < nt; t++) {
+        for (int64_t q = 0; q < nq; q++) {
             float b[6];
-            wino4_bt(b, u[0][j][t], u[1][j][t], u[2][j][t], u[3][j][t], u[4][j][t], u[5][j][t]);
-            v0[t] = b[0], v1[t] = b[1], v2[t] = b[2], v3[t] = b[3], v4[t] = b[4], v5[t] = b[5];
+            wino4_bt(b, u[0][j][q], u[1][j][q], u[2][j][q], u[3][j][q], u[4][j][q], u[5][j][q]);
+            v0[q] = b[0], v1[q] = b[1], v2[q] = b[2], v3[q] = b[3], v4[q] = b[4], v5[q] = b[5];
         }
     }
 }
@@ -516,80 +543,116 @@ static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *re
         wino_store_row(y + (2 * ty + 1) * g->ow + ow0, r1, w, bias, residual, relu);
 }
 
-/* F(4x4, 3x3): out rows 4ty .. 4ty + 3 (those below OH), as wino_output_chunk. */
-static inline ISA_BODY void wino4_output_chunk(float *restrict y, const float *restrict M,
+/* F(4x4, 3x3): out rows 4ty .. 4ty + 3 (those below OH) of output channel oc of out
+ * (N, O, OH, OW), as wino_output_chunk, for the tiles tx0 .. tx0 + nt - 1 of nr successive tile
+ * rows rf .. rf + nr - 1 (flattened (n, ty)) from columns col0 + rr nt + t of M, nr nt <=
+ * WINO_CHUNK (nr > 1 needs whole rows) — assigns, or accumulates with `residual`. One loop over
+ * all nr nt tiles of the chunk, which vectorises, then the rows stored. */
+static inline ISA_BODY void wino4_output_chunk(float *restrict out, const float *restrict M,
                                                int64_t ostride, int64_t col0, float bias,
                                                bool residual, bool relu, const ConvGeom *g,
-                                               int64_t ty, int64_t tx0, int64_t nt) {
-    float r[4][4 * WINO_CHUNK];
+                                               int64_t oc, int64_t rf, int64_t nr, int64_t tx0,
+                                               int64_t nt) {
+    float r[4][4 * WINO_CHUNK]; /* r[i][4 nt rr + x]: output row 4 ty + i, column 4 tx0 + x */
     const float *m[36];
+    const int64_t TH = wino_tiles_h(g), nq = nr * nt;
     for (int k = 0; k < 36; k++) m[k] = M + k * ostride + col0;
-    for (int64_t t = 0; t < nt; t++) {
+    for (int64_t q = 0; q < nq; q++) {
         float s[4][6]; /* A^T m: each column of m through A^T */
 #pragma GCC unroll 6
         for (int j = 0; j < 6; j++) {
             float a[4];
-            wino4_at(a, m[j][t], m[6 + j][t], m[12 + j][t], m[18 + j][t], m[24 + j][t],
-                     m[30 + j][t]);
+            wino4_at(a, m[j][q], m[6 + j][q], m[12 + j][q], m[18 + j][q], m[24 + j][q],
+                     m[30 + j][q]);
 #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) s[i][j] = a[i];
         }
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) /* (A^T m) A: each row through A^T */
-            wino4_at(r[i] + 4 * t, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
+            wino4_at(r[i] + 4 * q, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
     }
     const int64_t ow0 = 4 * tx0;
     const int64_t w = 4 * nt < g->ow - ow0 ? 4 * nt : g->ow - ow0; /* drop columns past OW */
-    for (int i = 0; i < 4 && 4 * ty + i < g->oh; i++)
-        wino_store_row(y + (4 * ty + i) * g->ow + ow0, r[i], w, bias, residual, relu);
+    for (int64_t rr = 0; rr < nr; rr++) {
+        const int64_t n = (rf + rr) / TH, ty = (rf + rr) % TH;
+        float *y = out + (n * g->o + oc) * g->oh * g->ow;
+        for (int i = 0; i < 4 && 4 * ty + i < g->oh; i++)
+            wino_store_row(y + (4 * ty + i) * g->ow + ow0, r[i] + 4 * nt * rr, w, bias, residual,
+                           relu);
+    }
 }
 
 /* Tiles per Winograd block: wino_rows rows of wino_tiles_w tiles. */
 static int64_t wino_tiles_per_block(const ConvGeom *g) { return g->wino_rows * wino_tiles_w(g); }
 
-/* Tile row r0 + r (flattened (n, ty)) of channel c into columns [r*TW, (r+1)*TW) of V's rows
- * (V[xi] is (C, T), the nxi matrices sv apart) — assigns. */
-static inline ISA_BODY void wino_input_row_body(float *V, int64_t sv, int64_t T,
-                                                const float *inp, const ConvGeom *g, int64_t r0,
-                                                int64_t r, int64_t c) {
+/* Tile rows r0 .. r0 + R - 1 (flattened (n, ty)) of channel c into columns [0, R*TW) of V's
+ * rows (V[xi] is (C, T), the nxi matrices sv apart) — assigns. F(4x4, 3x3) takes as many whole
+ * tile rows per chunk as WINO_CHUNK holds, so its loops run over up to 64 tiles however narrow
+ * the image; F(2x2, 3x3) goes row by row. */
+static inline ISA_BODY void wino_input_rows_body(float *V, int64_t sv, int64_t T,
+                                                 const float *inp, const ConvGeom *g, int64_t r0,
+                                                 int64_t R, int64_t c) {
     const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g);
-    const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
-    const float *x = inp + (n * g->c + c) * g->h * g->w;
-    for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK) {
-        const int64_t nt = TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK;
-        if (g->wino_m == 4)
-            wino4_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0, nt);
-        else
-            wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0, nt);
+    if (g->wino_m == 4 && TW <= WINO_CHUNK) {
+        const int64_t rows = WINO_CHUNK / TW;
+        for (int64_t r = 0; r < R; r += rows) {
+            const int64_t nr = rows < R - r ? rows : R - r;
+            wino4_input_chunk(V + c * T, sv, r * TW, inp, g, c, r0 + r, nr, 0, TW);
+        }
+        return;
+    }
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
+        const float *x = inp + (n * g->c + c) * g->h * g->w;
+        for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK) {
+            const int64_t nt = TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK;
+            if (g->wino_m == 4)
+                wino4_input_chunk(V + c * T, sv, r * TW + tx0, inp, g, c, r0 + r, 1, tx0, nt);
+            else
+                wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0, nt);
+        }
     }
 }
-ISA_VARIANTS(wino_input_row, (float *V, int64_t sv, int64_t T, const float *inp,
-                              const ConvGeom *g, int64_t r0, int64_t r, int64_t c),
-             (V, sv, T, inp, g, r0, r, c))
+ISA_VARIANTS(wino_input_rows, (float *V, int64_t sv, int64_t T, const float *inp,
+                               const ConvGeom *g, int64_t r0, int64_t R, int64_t c),
+             (V, sv, T, inp, g, r0, R, c))
 
-/* Output rows of tile row r0 + r for output channel o0 + o, from M (M[xi] is (ob, T), the nxi
- * matrices sm apart), plus its bias, the residual and the ReLU as asked — assigns (accumulates
- * with `residual`). */
-static inline ISA_BODY void wino_output_row_body(float *out, const float *M, int64_t sm,
-                                                 int64_t T, const float *bias, bool residual,
-                                                 bool relu, const ConvGeom *g, int64_t r0,
-                                                 int64_t r, int64_t o0, int64_t o) {
+/* Output rows of tile rows r0 .. r0 + R - 1 for output channel o0 + o, from M (M[xi] is (ob, T),
+ * the nxi matrices sm apart), plus its bias, the residual and the ReLU as asked — assigns
+ * (accumulates with `residual`). Chunks as in wino_input_rows. */
+static inline ISA_BODY void wino_output_rows_body(float *out, const float *M, int64_t sm,
+                                                  int64_t T, const float *bias, bool residual,
+                                                  bool relu, const ConvGeom *g, int64_t r0,
+                                                  int64_t R, int64_t o0, int64_t o) {
     const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g);
-    const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
-    float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
     const float b = bias ? bias[o0 + o] : 0.0f;
-    for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK) {
-        const int64_t nt = TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK;
-        if (g->wino_m == 4)
-            wino4_output_chunk(y, M + o * T, sm, r * TW + tx0, b, residual, relu, g, ty, tx0, nt);
-        else
-            wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, residual, relu, g, ty, tx0, nt);
+    if (g->wino_m == 4 && TW <= WINO_CHUNK) {
+        const int64_t rows = WINO_CHUNK / TW;
+        for (int64_t r = 0; r < R; r += rows) {
+            const int64_t nr = rows < R - r ? rows : R - r;
+            wino4_output_chunk(out, M + o * T, sm, r * TW, b, residual, relu, g, o0 + o, r0 + r,
+                               nr, 0, TW);
+        }
+        return;
+    }
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
+        float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
+        for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK) {
+            const int64_t nt = TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK;
+            if (g->wino_m == 4)
+                wino4_output_chunk(out, M + o * T, sm, r * TW + tx0, b, residual, relu, g, o0 + o,
+                                   r0 + r, 1, tx0, nt);
+            else
+                wino_output_chunk(y, M + o * T, sm, r * TW + tx0, b, residual, relu, g, ty, tx0,
+                                  nt);
+        }
     }
 }
-ISA_VARIANTS(wino_output_row, (float *out, const float *M, int64_t sm, int64_t T,
-                               const float *bias, bool residual, bool relu, const ConvGeom *g,
-                               int64_t r0, int64_t r, int64_t o0, int64_t o),
-             (out, M, sm, T, bias, residual, relu, g, r0, r, o0, o))
+ISA_VARIANTS(wino_output_rows, (float *out, const float *M, int64_t sm, int64_t T,
+                                const float *bias, bool residual, bool relu, const ConvGeom *g,
+                                int64_t r0, int64_t R, int64_t o0, int64_t o),
+             (out, M, sm, T, bias, residual, relu, g, r0, R, o0, o))
 
 /* One block of tile rows [r0, r0 + R) through the whole pipeline on the calling thread: input
  * transform into V (nxi, C, T), nxi single-threaded GEMMs into M (nxi, ob, T), output transform
@@ -599,16 +662,14 @@ static void wino_block(float *out, const float *inp, const float *bias, bool res
                        int64_t R, int64_t o0, int64_t ob) {
     const int64_t C = g->c, T = R * wino_tiles_w(g), nxi = wino_nxi(g);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
-    for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, r0, r, c);
+    for (int64_t c = 0; c < C; c++) wino_input_rows(V, sv, T, inp, g, r0, R, c);
     /* M[xi] (ob, T) = U[xi] (ob, C) @ V[xi] (C, T); inside the parallel region each GEMM runs
      * on this thread alone. */
     for (int64_t xi = 0; xi < nxi; xi++)
         gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
                  T, T, 0, 0, 0);
     for (int64_t o = 0; o < ob; o++)
-        for (int64_t r = 0; r < R; r++)
-            wino_output_row(out, M, sm, T, bias, residual, relu, g, r0, r, o0, o);
+        wino_output_rows(out, M, sm, T, bias, residual, relu, g, r0, R, o0, o);
 }
 
 /* The stages of wino_block for one block of all tiles, each stage split across the threads:
@@ -621,19 +682,17 @@ static void wino_block_shared(float *out, const float *inp, const float *bias, b
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
     const int64_t nxi = wino_nxi(g);
     if (transform_input) {
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, 0, r, c);
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < C; c++) wino_input_rows(V, sv, T, inp, g, 0, R, c);
     }
     /* the nxi products split across the threads, each GEMM on one thread */
 #pragma omp parallel for schedule(static)
     for (int64_t xi = 0; xi < nxi; xi++)
         gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
                  T, T, 0, 0, 0);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < ob; o++)
-        for (int64_t r = 0; r < R; r++)
-            wino_output_row(out, M, sm, T, bias, residual, relu, g, 0, r, o0, o);
+        wino_output_rows(out, M, sm, T, bias, residual, relu, g, 0, R, o0, o);
 }
 
 static void conv2d_forward_winograd(float *out, const float *inp, const float *weight,
@@ -711,17 +770,15 @@ static void conv2d_forward_winograd_bf16(float *out, const float *inp, const flo
     for (int64_t r0 = 0; r0 < rows_total; r0 += g->wino_rows) {
         const int64_t R = g->wino_rows < rows_total - r0 ? g->wino_rows : rows_total - r0;
         const int64_t T = R * TW, sv = wino_stride(C * T), sm = wino_stride(O * T);
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t r = 0; r < R; r++) wino_input_row(V, sv, T, inp, g, r0, r, c);
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < C; c++) wino_input_rows(V, sv, T, inp, g, r0, R, c);
         /* M[xi] (O, T) = U[xi] (O, C) @ V[xi] (C, T): the 16 products in one batched call
          * on all the threads */
         gemm_bf16_batched_cpu(M, U, V, 16, O, T, C, false, false, 1.0f, 0.0f, C, T, T, su, sv, sm,
                               packs, NULL);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for schedule(static)
         for (int64_t o = 0; o < O; o++)
-            for (int64_t r = 0; r < R; r++)
-                wino_output_row(out, M, sm, T, bias, residual, relu, g, r0, r, 0, o);
+            wino_output_rows(out, M, sm, T, bias, residual, relu, g, r0, R, 0, o);
     }
 }
 
