@@ -382,6 +382,15 @@ TEST(core_bench_case_filter) {
            "--case without a value: %s", out);
 }
 
+/* The log (stderr) of `trmml --threads 1 bench gemm --quick --case 'gemm 512x'` run with the
+ * environment assignments env ("" for none) into out; returns the exit status. */
+static int bench_gemm_512_log(const char *exe, const char *env, char *out, size_t cap) {
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd,
+             "%s '%s' --threads 1 bench gemm --quick --case 'gemm 512x' 2>&1 >/dev/null", env, exe);
+    return test_run_capture(cmd, out, cap);
+}
+
 /* TRMML_GEMM_CLOCK=1: bench's log line adds the time per call spent in the CPU GEMMs; a bench of
  * GEMMs alone spends nearly all of it there (at least half, leaving room for a loaded machine's
  * clock reads). Without the variable no clock is read and the line says nothing of it. */
@@ -389,20 +398,15 @@ TEST(core_bench_gemm_clock) {
     char exe[4200];
     if (!test_trmml_path(exe, sizeof exe)) return;
     static char out[1 << 14];
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd,
-             "TRMML_GEMM_CLOCK=1 '%s' --threads 1 bench gemm --quick --case 'gemm 512x' 2>&1 "
-             ">/dev/null", exe);
-    EXPECT(test_run_capture(cmd, out, sizeof out) == 0, "bench with the GEMM clock: %s", out);
+    EXPECT(bench_gemm_512_log(exe, "TRMML_GEMM_CLOCK=1", out, sizeof out) == 0,
+           "bench with the GEMM clock: %s", out);
     const char *line = strstr(out, "gemm 512x512x512");
     const char *cpu = line ? strstr(line, "cpu ") : NULL;
     const char *clk = line ? strstr(line, "GEMM clock: ") : NULL;
     const double cpu_ms = cpu ? atof(cpu + 4) : -1, gemm_ms = clk ? atof(clk + 12) : -1;
     EXPECT(cpu_ms > 0 && gemm_ms >= 0.5 * cpu_ms && gemm_ms <= 1.5 * cpu_ms + 0.5,
            "GEMM clock %.2f ms against cpu %.2f ms per call: %s", gemm_ms, cpu_ms, out);
-    snprintf(cmd, sizeof cmd,
-             "'%s' --threads 1 bench gemm --quick --case 'gemm 512x' 2>&1 >/dev/null", exe);
-    EXPECT(test_run_capture(cmd, out, sizeof out) == 0 && !strstr(out, "GEMM clock") &&
+    EXPECT(bench_gemm_512_log(exe, "", out, sizeof out) == 0 && !strstr(out, "GEMM clock") &&
                !strstr(out, "kernels per call"),
            "the GEMM clock or the profile without TRMML_GEMM_CLOCK / TRMML_PROFILE: %s", out);
 }
@@ -413,11 +417,8 @@ TEST(core_bench_kernel_profile) {
     char exe[4200];
     if (!test_trmml_path(exe, sizeof exe)) return;
     static char out[1 << 14];
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd,
-             "TRMML_PROFILE=1 '%s' --threads 1 bench gemm --quick --case 'gemm 512x' 2>&1 "
-             ">/dev/null", exe);
-    EXPECT(test_run_capture(cmd, out, sizeof out) == 0, "bench with the profiler: %s", out);
+    EXPECT(bench_gemm_512_log(exe, "TRMML_PROFILE=1", out, sizeof out) == 0,
+           "bench with the profiler: %s", out);
     const char *p = strstr(out, "kernels per call");
     const char *g = p ? strstr(p, ": gemm ") : NULL;
     double ms = -1, share = -1, calls = -1;
