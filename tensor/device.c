@@ -224,10 +224,12 @@ static int64_t prof_calls[N_KERNELS];
 static int prof_stack[PROF_DEPTH]; /* the kernels running, innermost last */
 static int prof_depth;
 static uint64_t prof_last; /* when the innermost kernel's time was last charged */
+static _Thread_local bool prof_thread; /* the thread that turned the profiler on */
 
 void device_init_profiler(void) {
     const char *e = getenv("TRMML_PROFILE");
     kernel_prof_on = e && strcmp(e, "1") == 0;
+    prof_thread = true;
 }
 
 const char *device_kernel_name(int slot) {
@@ -241,12 +243,13 @@ static uint64_t prof_now(DeviceKind dev) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The totals and the stack are one thread's: kernels run by other threads (inside an OpenMP
+ * region, or a loader worker) are not counted. */
 static bool prof_counted(void) {
 #ifdef _OPENMP
-    return !omp_in_parallel();
-#else
-    return true;
+    if (omp_in_parallel()) return false;
 #endif
+    return prof_thread;
 }
 
 void kernel_prof_begin(DeviceKind dev, int slot) {

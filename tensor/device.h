@@ -67,8 +67,8 @@ int device_kernel_count(void);
  * With TRMML_PROFILE=1 in the environment (read by device_init_profiler at start-up), every
  * KERNEL_RUN adds its wall time to its kernel's total: exclusive time (a kernel run by another
  * kernel is not counted twice) and the number of calls. On a GPU the device is synchronised
- * before and after each kernel, so the times are the kernels' own (and the run is slower). Calls
- * from inside an OpenMP parallel region are not counted. bench prints the largest per call
+ * before and after each kernel, so the times are the kernels' own (and the run is slower). Only
+ * the thread that called device_init_profiler counts, and not inside an OpenMP parallel region. bench prints the largest per call
  * (docs/profile.md). Off, a KERNEL_RUN reads one flag. */
 extern bool kernel_prof_on;
 void device_init_profiler(void);
