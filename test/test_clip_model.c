@@ -384,8 +384,10 @@ TEST(clip_model_text_layouts_change_nothing) {
     /* The causal mask makes the math identical, but the layouts change every GEMM's row count,
      * and a BLAS kernel may sum edge rows in another order: they round differently. Normwise
      * bounds (test/tolerance.h) for the fixture tower (2 layers, width 32, MLP 128, K <= 128):
-     * about 13 K-long stages to the features, 40 to dx. Measured (make test-matrix): 3.7e-7 of
-     * the scale (OpenBLAS Haswell, Zen), 2.8e-7 (Prescott), 0 (SkylakeX, Cooperlake, naive). */
+     * about 13 K-long stages to the features, 40 to dx. Measured (make test-matrix), truncated
+     * against full: 3.7e-7 of the scale (OpenBLAS Haswell, Zen), 2.8e-7 (Prescott), 0 (SkylakeX,
+     * Cooperlake, naive); by length has passed here (SkylakeX) and has not yet run in the
+     * matrix. */
     const struct {
         const char *name;
         Tensor *y, *dx;
