@@ -386,8 +386,8 @@ TEST(clip_model_text_layouts_change_nothing) {
      * bounds (test/tolerance.h) for the fixture tower (2 layers, width 32, MLP 128, K <= 128):
      * about 13 K-long stages to the features, 40 to dx. Measured (make test-matrix), truncated
      * against full: 3.7e-7 of the scale (OpenBLAS Haswell, Zen), 2.8e-7 (Prescott), 0 (SkylakeX,
-     * Cooperlake, naive); by length has passed here (SkylakeX) and has not yet run in the
-     * matrix. */
+     * Cooperlake, naive); by length passes under the same four OpenBLAS kernels
+     * and the naive GEMM (checked with OPENBLAS_CORETYPE and TRMML_GEMM=naive). */
     const struct {
         const char *name;
         Tensor *y, *dx;
