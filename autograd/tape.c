@@ -53,6 +53,19 @@ Tensor *ag_grad(Tensor *t) {
     return t->grad;
 }
 
+Tensor *ag_grad_fresh(Tensor *t, bool *fresh) {
+    CHECK(t->requires_grad, "gradient requested for a tensor %s that does not require one",
+          tensor_shape_str(t));
+    *fresh = !t->grad;
+    if (!t->grad) {
+        Tensor *g = tensor_empty(DT_F32, t->ndim, t->shape);
+        CHECK(g->device == t->device, "gradient of a %s tensor would be taken from a %s arena",
+              device_name(t->device), device_name(g->device));
+        t->grad = g;
+    }
+    return t->grad;
+}
+
 void ag_set_requires_grad(Tensor *t, Tensor *grad) {
     tensor_check_f32("ag_set_requires_grad", t, "t");
     CHECK(t->node == NULL, "only leaf tensors can be marked as requiring a gradient");

@@ -59,6 +59,13 @@ static inline bool ag_needs(const Tensor *t) { return t && t->requires_grad; }
  * first needed. Rules accumulate into it. */
 Tensor *ag_grad(Tensor *t);
 
+/* For a rule that writes a whole gradient contribution of t (every element): t's gradient
+ * buffer, with *fresh telling whether it was just made for this contribution. A fresh buffer is
+ * taken from the arena *without* zeroing it, and the rule must assign (a GEMM with beta 0, a
+ * copy) instead of accumulating; otherwise it accumulates as usual. Saves a zeroing pass over
+ * every intermediate's gradient (the text tower's backward zeroed about 1.4 GB per call). */
+Tensor *ag_grad_fresh(Tensor *t, bool *fresh);
+
 /* Backward from a scalar (seed 1) or from any tensor with an explicit upstream gradient `dout`
  * (same shape). Gradients accumulate into the leaves' buffers. Backward consumes the tape (as
  * PyTorch frees its graph): a second backward needs a new forward. */

@@ -265,56 +265,33 @@ static Tensor *mlp(const ClipTextBlock *b, Tensor *x) {
     return tensor_add(x, h);
 }
 
-/* The padded layout: x (B, T, C), every sequence T positions under the causal mask. */
+/* The padded layout: x (B, T, C), every sequence T positions under the causal mask: one run of
+ * B sequences of T rows for the packed attention. */
 static Tensor *block_forward(const ClipText *t, const ClipTextBlock *b, Tensor *x) {
-    const int64_t C = t->cfg.width, NH = t->cfg.heads, HS = C / NH;
+    const int64_t B = x->shape[0], T = x->shape[1], C = t->cfg.width, NH = t->cfg.heads;
+    const int64_t HS = C / NH;
     Tensor *h = tensor_layernorm(x, b->ln_1_weight, b->ln_1_bias, LN_EPS);
-    Tensor *qkv = tensor_linear(h, b->in_proj_weight, b->in_proj_bias); /* (B, T, 3C) */
-    Tensor *a = tensor_attention(tensor_attention_heads_split_cols(qkv, 0, NH, HS),
-                                 tensor_attention_heads_split_cols(qkv, C, NH, HS),
-                                 tensor_attention_heads_split_cols(qkv, 2 * C, NH, HS), true,
-                                 1.0f / sqrtf((float)HS));
-    a = tensor_linear(tensor_attention_heads_merge(a), b->out_proj_weight, b->out_proj_bias);
-    return mlp(b, tensor_add(x, a));
+    Tensor *qkv = tensor_linear(tensor_reshape(h, 2, SHAPE(B * T, C)), b->in_proj_weight,
+                                b->in_proj_bias); /* (B*T, 3C) */
+    Tensor *a = tensor_attention_packed(qkv, 0, qkv, C, 2 * C, &(AttentionGroup){B, T}, 1, NH, HS,
+                                        false, 1.0f / sqrtf((float)HS));
+    a = tensor_linear(a, b->out_proj_weight, b->out_proj_bias);
+    return mlp(b, tensor_add(x, tensor_reshape(a, 3, SHAPE(B, T, C))));
 }
 
-/* Attention of the packed layout, group by group. The queries are columns [0, C) of q (Rq, .):
- * every row of each group's sequences (Rq = R, causal) or their last rows only (Rq = B, which see
- * every key: no mask); the keys and values are columns [kcol, kcol + C) and [kcol + C,
- * kcol + 2C) of kv (R, .). q and kv may be one tensor (in_proj's output, kcol = C), split once.
- * Returns (Rq, C), heads merged. */
+/* Attention of the packed layout: the queries are columns [0, C) of q (Rq, .), every row of each
+ * group's sequences (Rq = R, causal) or their last rows only (Rq = B, which see every key: no
+ * mask); the keys and values are columns [kcol, kcol + C) and [kcol + C, kcol + 2C) of kv
+ * (R, .). q may be kv (in_proj's output, kcol = C). Each head is read in place and the result
+ * comes back (Rq, C) with the heads merged (tensor_attention_packed: no copies). */
 static Tensor *packed_attention(const ClipText *t, const TextPlan *p, Tensor *q, Tensor *kv,
                                 int64_t kcol, bool last_rows) {
     const int64_t C = t->cfg.width, NH = t->cfg.heads, HS = C / NH;
-    const int G = p->ngroups;
-    int64_t *qn = xmalloc((size_t)G * sizeof *qn), *kn = xmalloc((size_t)G * sizeof *kn);
-    for (int k = 0; k < G; k++) {
-        kn[k] = p->g[k].n * p->g[k].len;
-        qn[k] = last_rows ? p->g[k].n : kn[k];
-    }
-    Tensor **qs = xmalloc((size_t)G * sizeof *qs), **kvs = xmalloc((size_t)G * sizeof *kvs);
-    if (G > 1) {
-        tensor_split(kv, 0, kn, G, kvs);
-        if (q == kv) memcpy(qs, kvs, (size_t)G * sizeof *qs);
-        else tensor_split(q, 0, qn, G, qs);
-    } else {
-        qs[0] = q, kvs[0] = kv;
-    }
-    for (int k = 0; k < G; k++) {
-        const int64_t n = p->g[k].n, len = p->g[k].len, tq = last_rows ? 1 : len;
-        Tensor *qg = tensor_reshape(qs[k], 3, SHAPE(n, tq, q->shape[1]));
-        Tensor *kvg = tensor_reshape(kvs[k], 3, SHAPE(n, len, kv->shape[1]));
-        Tensor *a = tensor_attention(tensor_attention_heads_split_cols(qg, 0, NH, HS),
-                                     tensor_attention_heads_split_cols(kvg, kcol, NH, HS),
-                                     tensor_attention_heads_split_cols(kvg, kcol + C, NH, HS),
-                                     !last_rows, 1.0f / sqrtf((float)HS)); /* (n, NH, tq, HS) */
-        qs[k] = tensor_reshape(tensor_attention_heads_merge(a), 2, SHAPE(n * tq, C));
-    }
-    Tensor *a = G > 1 ? tensor_concat(qs, G, 0) : qs[0];
-    free(qn);
-    free(kn);
-    free(qs);
-    free(kvs);
+    AttentionGroup *g = xmalloc((size_t)p->ngroups * sizeof *g);
+    for (int k = 0; k < p->ngroups; k++) g[k] = (AttentionGroup){p->g[k].n, p->g[k].len};
+    Tensor *a = tensor_attention_packed(q, 0, kv, kcol, kcol + C, g, p->ngroups, NH, HS,
+                                        last_rows, 1.0f / sqrtf((float)HS));
+    free(g);
     return a;
 }
 

@@ -56,4 +56,43 @@ fx.op_case("split_cols", lambda x: x[:, :, 12:24].reshape(2, 5, 3, 4).permute(0,
            {"x": qkv})
 h = fx.randn(2, 3, 5, 4)
 fx.op_case("merge", lambda x: x.permute(0, 2, 1, 3).reshape(2, 5, 12), {"x": h})
+
+
+def packed(q, kv, groups, NH, HS, cols, last, scale):
+    """tensor_attention_packed by parts: each sequence sliced out of the packed rows, its heads
+    read from the column ranges cols = (q, k, v), attended, merged, concatenated."""
+    C = NH * HS
+    outs, qr, kr = [], 0, 0
+    for n, L in groups:
+        for _ in range(n):
+            tq = 1 if last else L
+            heads = lambda x, r, t, c: x[r:r + t, c:c + C].reshape(t, NH, HS).permute(1, 0, 2)
+            qs, ks, vs = heads(q, qr, tq, cols[0]), heads(kv, kr, L, cols[1]), heads(kv, kr, L, cols[2])
+            P = attention_probs(qs, ks, not last, scale)
+            outs.append((P @ vs).permute(1, 0, 2).reshape(tq, C))
+            qr, kr = qr + tq, kr + L
+    return torch.cat(outs)
+
+
+def packed_case(case, groups, NH, HS, cols, last, scale, Wq, Wkv):
+    scale = float(np.float32(scale))
+    R = sum(n * L for n, L in groups)
+    meta = {"groups": torch.tensor(groups, dtype=torch.int64).reshape(-1),
+            "heads": torch.tensor([NH, HS, *cols, int(last)], dtype=torch.int64),
+            "scale": torch.tensor([scale], dtype=torch.float64)}
+    if last:
+        q, kv = fx.randn(sum(n for n, _ in groups), Wq), fx.randn(R, Wkv)
+        fx.op_case(case, lambda q, kv: packed(q, kv, groups, NH, HS, cols, True, scale),
+                   {"q": q, "kv": kv}, extra=meta)
+    else:
+        qkv = fx.randn(R, Wq)
+        fx.op_case(case, lambda qkv: packed(qkv, qkv, groups, NH, HS, cols, False, scale),
+                   {"qkv": qkv}, extra=meta)
+
+
+# Sequences of four lengths packed row after row (CLIP's text tower, by length): a fused
+# (R, 3C) projection with every row a causal query, and the last rows only against a separate
+# keys-and-values matrix at column offsets.
+packed_case("packed_fused", [(2, 3), (1, 5), (3, 4), (1, 1)], 2, 4, (0, 8, 16), False, 0.41, 24, 24)
+packed_case("packed_last", [(2, 3), (1, 5), (3, 4), (1, 1)], 2, 4, (1, 2, 10), True, 0.5, 9, 18)
 fx.save()

@@ -300,3 +300,173 @@ TEST(attention_backward_accumulates) {
         ag_tape_reset();
     }
 }
+
+/* ---- packed sequences, heads in place ------------------------------------------------------ */
+
+#include "tensor/ops/shape.h"
+
+typedef struct {
+    const AttentionGroup *g;
+    int ng;
+    int64_t NH, HS, qcol, kcol, vcol;
+    bool last;
+    float scale;
+} PackedCase;
+
+static Tensor *packed_op(Tensor *q, Tensor *kv, const PackedCase *c) {
+    return tensor_attention_packed(q, c->qcol, kv, c->kcol, c->vcol, c->g, c->ng, c->NH, c->HS,
+                                   c->last, c->scale);
+}
+
+/* The reference: every sequence on its own, sliced out, split into heads, through
+ * tensor_attention, merged, and the results concatenated: the ops tested above. */
+static Tensor *packed_by_parts(Tensor *q, Tensor *kv, const PackedCase *c) {
+    const int64_t C = c->NH * c->HS, Wq = q->shape[1], Wkv = kv->shape[1];
+    int64_t nseq = 0, qr = 0, kr = 0;
+    for (int k = 0; k < c->ng; k++) nseq += c->g[k].n;
+    Tensor **outs = malloc((size_t)nseq * sizeof *outs);
+    int s = 0;
+    for (int k = 0; k < c->ng; k++)
+        for (int64_t i = 0; i < c->g[k].n; i++) {
+            const int64_t len = c->g[k].len, tq = c->last ? 1 : len;
+            Tensor *qs = tensor_reshape(tensor_slice(q, 0, qr, tq), 3, SHAPE(1, tq, Wq));
+            Tensor *ks = tensor_reshape(tensor_slice(kv, 0, kr, len), 3, SHAPE(1, len, Wkv));
+            Tensor *a = tensor_attention(tensor_attention_heads_split_cols(qs, c->qcol, c->NH, c->HS),
+                                         tensor_attention_heads_split_cols(ks, c->kcol, c->NH, c->HS),
+                                         tensor_attention_heads_split_cols(ks, c->vcol, c->NH, c->HS),
+                                         !c->last, c->scale);
+            outs[s++] = tensor_reshape(tensor_attention_heads_merge(a), 2, SHAPE(tq, C));
+            qr += tq;
+            kr += len;
+        }
+    Tensor *out = tensor_concat(outs, s, 0);
+    free(outs);
+    return out;
+}
+
+/* A fused (R, 3C) projection, every row a causal query; and separate last-row queries against a
+ * keys-and-values matrix, both at column offsets inside wider matrices. */
+static const AttentionGroup packed_groups[] = {{2, 3}, {1, 5}, {3, 4}, {1, 1}};
+static const PackedCase packed_fused = {packed_groups, 4, 2, 3, 0, 6, 12, false, 0.45f};
+static const PackedCase packed_last = {packed_groups, 4, 2, 3, 1, 2, 8, true, 0.6f};
+#define PACKED_R (2 * 3 + 5 + 3 * 4 + 1)
+#define PACKED_B 7
+
+/* out and the inputs' gradients for upstream dout, by `op` or by parts; q == kv when fused. */
+static void packed_run(bool by_parts, const PackedCase *c, uint64_t seed, Tensor **out,
+                       Tensor **dq, Tensor **dkv) {
+    const bool fused = !c->last;
+    Tensor *kv = test_randn(seed, 2, SHAPE(PACKED_R, fused ? 18 : 14));
+    Tensor *q = fused ? kv : test_randn(seed + 1, 2, SHAPE(PACKED_B, 8));
+    ag_set_requires_grad(kv, NULL);
+    if (!fused) ag_set_requires_grad(q, NULL);
+    *out = by_parts ? packed_by_parts(q, kv, c) : packed_op(q, kv, c);
+    ag_backward_with(*out, test_randn(seed + 2, 2, (*out)->shape));
+    *dq = q->grad;
+    *dkv = kv->grad;
+    ag_tape_reset();
+}
+
+TEST(attention_packed_matches_by_parts) {
+    const PackedCase *cases[2] = {&packed_fused, &packed_last};
+    GemmPath start = gemm_path();
+    GemmPath paths[2] = {start, GEMM_NAIVE};
+    for (int p = 0; p < (start == GEMM_NAIVE ? 1 : 2); p++) {
+        gemm_set_path(paths[p]);
+        for (int c = 0; c < 2; c++) {
+            Tensor *out[2], *dq[2], *dkv[2];
+            for (int by = 0; by < 2; by++)
+                packed_run(by, cases[c], 111 + 10 * c, &out[by], &dq[by], &dkv[by]);
+            char what[96];
+            const char *tag = c ? "last rows" : "fused causal";
+            /* The same sums over the same terms (len <= 5 keys, HS = 3); only the GEMM's blocking
+             * may differ between a head read in place and a copied one. */
+            double atol = tol_matmul_atol(5);
+            EXPECT(out[0]->shape[0] == out[1]->shape[0] && out[0]->shape[1] == 6,
+                   "attention_packed %s: out %s, by parts %s", tag, tensor_shape_str(out[0]),
+                   tensor_shape_str(out[1]));
+            snprintf(what, sizeof what, "attention_packed %s out", tag);
+            EXPECT_CLOSE_N(what, tensor_f32(out[0]), tensor_f32(out[1]), out[1]->numel, atol,
+                           TOL_MATMUL_RTOL);
+            snprintf(what, sizeof what, "attention_packed %s dkv", tag);
+            EXPECT_CLOSE_N(what, tensor_f32(dkv[0]), tensor_f32(dkv[1]), dkv[1]->numel, atol,
+                           TOL_MATMUL_RTOL);
+            snprintf(what, sizeof what, "attention_packed %s dq", tag);
+            EXPECT_CLOSE_N(what, tensor_f32(dq[0]), tensor_f32(dq[1]), dq[1]->numel, atol,
+                           TOL_MATMUL_RTOL);
+        }
+    }
+    gemm_set_path(start);
+}
+
+static Tensor *gc_packed(Tensor *const *in, void *ctx) {
+    const PackedCase *c = ctx;
+    return packed_op(in[0], c->last ? in[1] : in[0], c);
+}
+
+TEST(attention_packed_gradcheck) {
+    Tensor *qkv = test_randn(121, 2, SHAPE(PACKED_R, 18));
+    EXPECT_GRADCHECK("attention_packed fused causal", gc_packed, (void *)&packed_fused, &qkv, 1,
+                     NULL, NULL);
+    Tensor *q = test_randn(122, 2, SHAPE(PACKED_B, 8)), *kv = test_randn(123, 2, SHAPE(PACKED_R, 14));
+    EXPECT_GRADCHECK("attention_packed last rows", gc_packed, (void *)&packed_last,
+                     ((Tensor *[]){q, kv}), 2, NULL, NULL);
+}
+
+TEST(attention_packed_frozen_keys_and_no_tape) {
+    /* Queries that learn against frozen keys and values: only q gets a buffer. */
+    Tensor *q = test_randn(131, 2, SHAPE(PACKED_B, 8)), *kv = test_randn(132, 2, SHAPE(PACKED_R, 14));
+    ag_set_requires_grad(q, NULL);
+    Tensor *out = packed_op(q, kv, &packed_last);
+    ag_backward_with(out, test_randn(133, 2, out->shape));
+    EXPECT(q->grad && !kv->grad, "attention_packed: q grad %p, frozen kv grad %p",
+           (void *)q->grad, (void *)kv->grad);
+    ag_tape_reset();
+    /* Nothing requires a gradient: no node, and the probabilities are scratch. */
+    Tensor *qkv = test_randn(134, 2, SHAPE(PACKED_R, 18));
+    size_t before = arena_used(tensor_arena());
+    out = packed_op(qkv, qkv, &packed_fused);
+    size_t used = arena_used(tensor_arena()) - before;
+    EXPECT(ag_tape_length() == 0 && !out->requires_grad && used < 2 * (size_t)out->numel *
+           sizeof(float) + 256, "attention_packed without a tape: %d nodes, %zu bytes kept",
+           ag_tape_length(), used);
+}
+
+/* The PyTorch fixtures: the same packing written out by parts in float64. */
+TEST(attention_packed_fixtures) {
+    Fixture *fx = fixture_open("attention");
+    if (!fx) return;
+    const char *cases[] = {"packed_fused", "packed_last"};
+    for (int c = 0; c < 2; c++) {
+        const char *cs = cases[c];
+        const FixtureTensor *fg = fx_ref(fx, cs, "groups"), *fh = fx_ref(fx, cs, "heads");
+        const FixtureTensor *fs = fx_ref(fx, cs, "scale");
+        if (!fg || !fh || !fs) return;
+        AttentionGroup g[8];
+        const int ng = (int)(fg->numel / 2);
+        EXPECT(ng >= 1 && ng <= 8, "attention %s: %d runs in the fixture", cs, ng);
+        if (ng < 1 || ng > 8) return;
+        for (int k = 0; k < ng; k++) g[k] = (AttentionGroup){fg->i64[2 * k], fg->i64[2 * k + 1]};
+        const int64_t *h = fh->i64;
+        const bool last = h[5] != 0;
+        Tensor *q = fx_input(fx, cs, last ? "q" : "qkv", true);
+        Tensor *kv = last ? fx_input(fx, cs, "kv", true) : q;
+        if (!q || !kv) return;
+        Tensor *out = tensor_attention_packed(q, h[2], kv, h[3], h[4], g, ng, h[0], h[1], last,
+                                              fs->f32[0]);
+        int64_t maxlen = h[1];
+        for (int k = 0; k < ng; k++) maxlen = g[k].len > maxlen ? g[k].len : maxlen;
+        const double atol = tol_matmul_atol(maxlen);
+        char what[96];
+        snprintf(what, sizeof what, "attention %s out", cs);
+        EXPECT_TENSOR(what, out, fx_ref(fx, cs, "out"), atol, TOL_MATMUL_RTOL);
+        ag_backward_with(out, fx_input(fx, cs, "dout", false));
+        snprintf(what, sizeof what, "attention %s d%s", cs, last ? "q" : "qkv");
+        EXPECT_TENSOR(what, q->grad, fx_ref(fx, cs, last ? "dq" : "dqkv"), atol, TOL_MATMUL_RTOL);
+        if (last) {
+            snprintf(what, sizeof what, "attention %s dkv", cs);
+            EXPECT_TENSOR(what, kv->grad, fx_ref(fx, cs, "dkv"), atol, TOL_MATMUL_RTOL);
+        }
+        ag_tape_reset();
+    }
+}

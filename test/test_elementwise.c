@@ -111,6 +111,47 @@ TEST(elementwise_grad_accumulates_over_uses) {
     EXPECT_CLOSE_N("dx", tensor_f32(x->grad), ref, 6, TOL_ELEMENTWISE_ATOL, TOL_ELEMENTWISE_RTOL);
 }
 
+/* An addition's backward hands dout's buffer to one intermediate operand with no gradient yet
+ * and copies or accumulates for the other (add_pass_gradient): the shapes of graph that could
+ * break that — the same intermediate twice, an intermediate used again after the addition, a
+ * leaf beside an intermediate, a residual chain — against the closed forms, and by gradcheck. */
+static Tensor *gc_add_shapes(Tensor *const *in, void *ctx) {
+    Tensor *e = tensor_exp(in[0]);                   /* an intermediate */
+    Tensor *r = tensor_add(e, e);                    /* the same one twice: 2 e */
+    r = tensor_add(r, tensor_tanh(e));               /* e used again, after the hand-over */
+    r = tensor_add(in[1], r);                        /* a leaf beside an intermediate */
+    return tensor_add(tensor_sigmoid(r), r);         /* a residual: r read by both operands */
+}
+
+TEST(elementwise_add_hands_over_gradient) {
+    Tensor *x = test_randn(7, 2, SHAPE(3, 5)), *w = test_randn(8, 2, SHAPE(3, 5));
+    EXPECT_GRADCHECK("add hand-over shapes", gc_add_shapes, NULL, ((Tensor *[]){x, w}), 2, NULL,
+                     NULL);
+    /* The same graph once more with a known upstream gradient: dx and dw in closed form. */
+    ag_set_requires_grad(x, NULL);
+    ag_set_requires_grad(w, NULL);
+    Tensor *y = gc_add_shapes((Tensor *[]){x, w}, NULL);
+    Tensor *dout = test_randn(9, 2, SHAPE(3, 5));
+    ag_backward_with(y, dout);
+    float rx[15], rw[15];
+    for (int i = 0; i < 15; i++) {
+        const double xv = tensor_f32(x)[i], e = exp(xv), t = tanh(e);
+        const double r = tensor_f32(w)[i] + 2 * e + t, s = 1 / (1 + exp(-r));
+        const double dr = tensor_f32(dout)[i] * (1 + s * (1 - s));
+        rw[i] = (float)dr;
+        rx[i] = (float)(dr * (2 + (1 - t * t)) * e);
+    }
+    EXPECT_CLOSE_N("add hand-over dw", tensor_f32(w->grad), rw, 15, TOL_ELEMENTWISE_ATOL,
+                   TOL_ELEMENTWISE_RTOL);
+    /* dx goes through four float32 functions and three sums (a few ulps each, rtol 1e-5 is
+     * ~80 ulps); its absolute floor is the elementwise atol times the largest factor, |2 + 1 -
+     * t²| e <= 3 e^2.5 ~ 37 for these |x| < 2.5: 1e-5 covers it. */
+    EXPECT_CLOSE_N("add hand-over dx", tensor_f32(x->grad), rx, 15, 1e-5, TOL_ELEMENTWISE_RTOL);
+    /* The caller's upstream gradient is untouched (the hand-over uses the tape's own copy). */
+    Tensor *again = test_randn(9, 2, SHAPE(3, 5));
+    EXPECT_CLOSE_N("add hand-over dout unchanged", tensor_f32(dout), tensor_f32(again), 15, 0, 0);
+}
+
 TEST(elementwise_quick_gelu_accuracy) {
     /* QuickGELU computes its exponential with a polynomial (exp_poly in elementwise.c) so that
      * the loop vectorises. Against float64 evaluation of the same float32 argument 1.702f * x,

@@ -18,6 +18,7 @@
 #include "tensor/ops/attention.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "autograd/tape.h"
 #include "tensor/device.h"
@@ -237,5 +238,182 @@ Tensor *tensor_attention_heads_merge(Tensor *x) {
     Tensor *out = tensor_empty(DT_F32, 3, SHAPE(B, T, NH * HS));
     KERNEL_RUN(x->device, attention_heads_merge_forward, out->data, x->data, B, T, NH, HS);
     AG_RECORD("attention_heads_merge", out, heads_merge_backward, x);
+    return out;
+}
+
+/* ---- packed sequences, heads in place ------------------------------------------------------ */
+
+/* tensor_attention_packed runs the same three steps as tensor_attention for every (sequence,
+ * head), but finds each head's (len, HS) block inside the packed 2-D inputs through the GEMM's
+ * leading dimension instead of copying it out: the queries of head h of a run's i-th sequence
+ * start at row q0 + i*tq, column qcol + h*HS, with rows Wq floats apart. One batched GEMM per
+ * (run, head) covers the run's n sequences (their blocks are a fixed stride apart), and the
+ * softmax runs once per run over its NH*n probability matrices. The probabilities are laid out
+ * run by run, head-major within a run: P[run][h][i] is (tq, len). */
+typedef struct {
+    const AttentionGroup *g;
+    int ngroups;
+    int64_t NH, HS, qcol, kcol, vcol, Wq, Wkv;
+    bool last_only;
+    float scale;
+} PackedGeom;
+
+/* Where run k's pieces start: its first query row, key row, and probability. */
+typedef struct {
+    int64_t q0, k0, p0, tq;
+} PackedRun;
+
+static PackedRun packed_run_next(const PackedGeom *pg, PackedRun r, int k) {
+    const AttentionGroup *g = &pg->g[k];
+    r.q0 += g->n * r.tq;
+    r.k0 += g->n * g->len;
+    r.p0 += pg->NH * g->n * r.tq * g->len;
+    r.tq = k + 1 < pg->ngroups ? (pg->last_only ? 1 : pg->g[k + 1].len) : 0;
+    return r;
+}
+
+static PackedRun packed_run_first(const PackedGeom *pg) {
+    return (PackedRun){0, 0, 0, pg->last_only ? 1 : pg->g[0].len};
+}
+
+static void attention_packed_backward(Node *nd) {
+    const PackedGeom *pg = nd->extra;
+    Tensor *q = nd->in[0], *kv = nd->nin > 1 ? nd->in[1] : nd->in[0];
+    const DeviceKind dev = nd->out->device;
+    const int64_t NH = pg->NH, HS = pg->HS, C = NH * HS, Wq = pg->Wq, Wkv = pg->Wkv;
+    const float *P = nd->saved[0]->data, *dout = nd->out->grad->data;
+    const float *qd = q->data, *kvd = kv->data;
+    /* q == kv: one buffer takes dq, dk and dv in its three column ranges. Every element of a
+     * range is written by exactly one GEMM below, so a buffer those ranges cover entirely (a
+     * fused projection, W = 3C; or q alone, W = C, and kv, W = 2C) is taken new and assigned
+     * (beta 0) instead of zeroed and accumulated into. */
+    const bool cover_q = pg->qcol == 0 && Wq == C;
+    const bool cover_kv = Wkv == 2 * C && ((pg->kcol == 0 && pg->vcol == C) ||
+                                           (pg->kcol == C && pg->vcol == 0));
+    const bool cover_qkv = Wq == 3 * C && pg->qcol % C == 0 && pg->kcol % C == 0 &&
+                           pg->vcol % C == 0 && pg->qcol != pg->kcol && pg->qcol != pg->vcol &&
+                           pg->kcol != pg->vcol;
+    bool fq = false, fkv = false;
+    float *dq = NULL, *dkv = NULL;
+    if (q == kv) {
+        if (ag_needs(q))
+            dq = dkv = (cover_qkv ? ag_grad_fresh(q, &fq) : ag_grad(q))->data;
+        fkv = fq;
+    } else {
+        if (ag_needs(q)) dq = (cover_q ? ag_grad_fresh(q, &fq) : ag_grad(q))->data;
+        if (ag_needs(kv)) dkv = (cover_kv ? ag_grad_fresh(kv, &fkv) : ag_grad(kv))->data;
+    }
+    const float bq = fq ? 0.0f : 1.0f, bkv = fkv ? 0.0f : 1.0f;
+    Arena *arena = tensor_arena();
+    size_t mark = arena_mark(arena);
+    float *dS = arena_alloc(arena, (size_t)nd->saved[0]->numel * sizeof(float));
+    PackedRun r = packed_run_first(pg);
+    for (int k = 0; k < pg->ngroups; r = packed_run_next(pg, r, k), k++) {
+        const int64_t n = pg->g[k].n, len = pg->g[k].len, tq = r.tq;
+        for (int64_t h = 0; h < NH; h++) {
+            const float *Ph = P + r.p0 + h * n * tq * len, *doh = dout + r.q0 * C + h * HS;
+            float *dSh = dS + r.p0 + h * n * tq * len;
+            const float *vh = kvd + r.k0 * Wkv + pg->vcol + h * HS;
+            /* out = P v  =>  dv (len,HS) += Pᵀ (len,tq) dout (tq,HS) */
+            if (dkv)
+                KERNEL_RUN(dev, gemm, dkv + r.k0 * Wkv + pg->vcol + h * HS, Ph, doh, n, len, HS,
+                           tq, true, false, 1.0f, bkv, len, C, Wkv, tq * len, tq * C, len * Wkv);
+            /* ... and dP (tq,len) = dout (tq,HS) vᵀ (HS,len) */
+            KERNEL_RUN(dev, gemm, dSh, doh, vh, n, tq, len, HS, false, true, 1.0f, 0.0f, C, Wkv,
+                       len, tq * C, len * Wkv, tq * len);
+        }
+        /* P = softmax(scores): dscores over dP, in place, the run's NH*n matrices at once */
+        KERNEL_RUN(dev, attention_softmax_backward, dS + r.p0, dS + r.p0, P + r.p0, NH * n, tq,
+                   len);
+        for (int64_t h = 0; h < NH; h++) {
+            const float *dSh = dS + r.p0 + h * n * tq * len;
+            /* scores = q kᵀ * scale  =>  dq (tq,HS) += scale dS (tq,len) k (len,HS) */
+            if (dq)
+                KERNEL_RUN(dev, gemm, dq + r.q0 * Wq + pg->qcol + h * HS, dSh,
+                           kvd + r.k0 * Wkv + pg->kcol + h * HS, n, tq, HS, len, false, false,
+                           pg->scale, bq, len, Wkv, Wq, tq * len, len * Wkv, tq * Wq);
+            /* ... and dk (len,HS) += scale dSᵀ (len,tq) q (tq,HS) */
+            if (dkv)
+                KERNEL_RUN(dev, gemm, dkv + r.k0 * Wkv + pg->kcol + h * HS, dSh,
+                           qd + r.q0 * Wq + pg->qcol + h * HS, n, len, HS, tq, true, false,
+                           pg->scale, bkv, len, Wq, Wkv, tq * len, tq * Wq, len * Wkv);
+        }
+    }
+    arena_release(arena, mark);
+}
+
+Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kcol, int64_t vcol,
+                                const AttentionGroup *groups, int ngroups, int64_t NH, int64_t HS,
+                                bool last_only, float scale) {
+    const char *op = "attention_packed";
+    tensor_check_f32(op, q, "q");
+    tensor_check_f32(op, kv, "kv");
+    tensor_check_same_device(op, q, kv);
+    CHECK(q->ndim == 2 && kv->ndim == 2, "%s: q %s and kv %s must be 2-D (rows, columns)", op,
+          tensor_shape_str(q), tensor_shape_str(kv));
+    CHECK(groups && ngroups >= 1 && NH >= 1 && HS >= 1, "%s: needs >= 1 run of sequences, "
+          "heads and head size (got %d runs, NH %lld, HS %lld)", op, ngroups, (long long)NH,
+          (long long)HS);
+    CHECK(isfinite(scale), "%s: scale %g is not finite", op, scale);
+    int64_t R = 0, Rq = 0;
+    for (int k = 0; k < ngroups; k++) {
+        CHECK(groups[k].n >= 1 && groups[k].len >= 1, "%s: run %d has %lld sequences of %lld "
+              "rows (both must be >= 1)", op, k, (long long)groups[k].n,
+              (long long)groups[k].len);
+        R += groups[k].n * groups[k].len;
+        Rq += last_only ? groups[k].n : groups[k].n * groups[k].len;
+    }
+    const int64_t C = NH * HS, Wq = q->shape[1], Wkv = kv->shape[1];
+    CHECK(kv->shape[0] == R && q->shape[0] == Rq,
+          "%s: the runs hold %lld rows, so kv %s needs %lld rows and q %s %lld", op, (long long)R,
+          tensor_shape_str(kv), (long long)R, tensor_shape_str(q), (long long)Rq);
+    CHECK(qcol >= 0 && qcol + C <= Wq && kcol >= 0 && kcol + C <= Wkv && vcol >= 0 &&
+              vcol + C <= Wkv,
+          "%s: %lld heads x %lld from columns %lld of q %s, %lld and %lld of kv %s do not fit",
+          op, (long long)NH, (long long)HS, (long long)qcol, tensor_shape_str(q), (long long)kcol,
+          (long long)vcol, tensor_shape_str(kv));
+
+    PackedGeom geom = {groups, ngroups, NH, HS, qcol, kcol, vcol, Wq, Wkv, last_only, scale};
+    int64_t np = 0;
+    for (int k = 0; k < ngroups; k++)
+        np += NH * groups[k].n * (last_only ? 1 : groups[k].len) * groups[k].len;
+    Tensor *out = tensor_empty(DT_F32, 2, SHAPE(Rq, C));
+    Node *nd = q == kv ? AG_RECORD(op, out, attention_packed_backward, q)
+                       : AG_RECORD(op, out, attention_packed_backward, q, kv);
+    Arena *arena = tensor_arena();
+    size_t mark = arena_mark(arena);
+    float *P;
+    if (nd) {
+        /* The runs' table and the geometry ride in the node (host memory, read by backward). */
+        AttentionGroup *g = arena_alloc_host(arena, (size_t)ngroups * sizeof *g);
+        memcpy(g, groups, (size_t)ngroups * sizeof *g);
+        geom.g = g;
+        PackedGeom *pg = arena_alloc_host(arena, sizeof *pg);
+        *pg = geom;
+        nd->extra = pg;
+        nd->saved[0] = tensor_empty(DT_F32, 1, SHAPE(np));
+        P = nd->saved[0]->data;
+    } else {
+        P = arena_alloc(arena, (size_t)np * sizeof(float));
+    }
+    const DeviceKind dev = q->device;
+    const float *qd = q->data, *kvd = kv->data;
+    float *od = out->data;
+    PackedRun r = packed_run_first(&geom);
+    for (int k = 0; k < ngroups; r = packed_run_next(&geom, r, k), k++) {
+        const int64_t n = groups[k].n, len = groups[k].len, tq = r.tq;
+        /* scores (tq,len) = scale * q (tq,HS) kᵀ (HS,len), for the run's n sequences at once */
+        for (int64_t h = 0; h < NH; h++)
+            KERNEL_RUN(dev, gemm, P + r.p0 + h * n * tq * len, qd + r.q0 * Wq + qcol + h * HS,
+                       kvd + r.k0 * Wkv + kcol + h * HS, n, tq, len, HS, false, true, scale, 0.0f,
+                       Wq, Wkv, len, tq * Wq, len * Wkv, tq * len);
+        KERNEL_RUN(dev, attention_softmax_forward, P + r.p0, NH * n, tq, len, !last_only);
+        /* out (tq,HS) = P (tq,len) v (len,HS), written into head h's columns */
+        for (int64_t h = 0; h < NH; h++)
+            KERNEL_RUN(dev, gemm, od + r.q0 * C + h * HS, P + r.p0 + h * n * tq * len,
+                       kvd + r.k0 * Wkv + vcol + h * HS, n, tq, HS, len, false, false, 1.0f, 0.0f,
+                       len, Wkv, C, tq * len, len * Wkv, tq * C);
+    }
+    if (!nd) arena_release(arena, mark);
     return out;
 }

@@ -23,3 +23,27 @@ Tensor *tensor_attention_heads_split_cols(Tensor *x, int64_t col0, int64_t NH, i
 /* x (B,NH,T,HS) -> (B,T,NH*HS): heads concatenated along the channels (a copy); the inverse of
  * tensor_attention_heads_split. */
 Tensor *tensor_attention_heads_merge(Tensor *x);
+
+/* ---- packed sequences, heads in place ---------------------------------------------------- */
+
+/* A run of n consecutive sequences of len rows each (see tensor_attention_packed). */
+typedef struct {
+    int64_t n, len;
+} AttentionGroup;
+
+/* Multi-head attention over sequences of different lengths packed row after row, reading each
+ * head where a fused projection put it and writing the heads merged: no split, merge, slice or
+ * concatenation copies. The sequences come as ngroups runs: run g holds groups[g].n sequences of
+ * groups[g].len rows, R = sum n*len rows in all.
+ *   kv (R, Wkv):  keys in columns [kcol, kcol + NH*HS), values in [vcol, vcol + NH*HS).
+ *   q (Rq, Wq):   queries in columns [qcol, qcol + NH*HS). Either every row (last_only false:
+ *                 Rq = R, each row attends causally to the rows of its own sequence up to
+ *                 itself), or one row per sequence (last_only true: Rq = sum n, the sequence's
+ *                 last query, which sees all of its keys and needs no mask).
+ * Returns (Rq, NH*HS), head h in columns [h*HS, (h+1)*HS): what tensor_attention_heads_merge of
+ * per-sequence tensor_attention calls gives. q may be kv (one fused (R, 3C) projection); the
+ * gradient of a shared tensor collects all three column ranges. With a gradient to compute the
+ * probabilities of every (sequence, head) are kept in the arena for backward. */
+Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kcol, int64_t vcol,
+                                const AttentionGroup *groups, int ngroups, int64_t NH, int64_t HS,
+                                bool last_only, float scale);

@@ -353,10 +353,36 @@ void broadcast_geom(const char *op, const Tensor *a, const Tensor *b, BroadcastG
 
 static const char *binary_name[BINARY_COUNT] = {"add", "sub", "mul", "div"};
 
+/* The gradient of an operand x of out = a + b without broadcasting: dx = dout, element for
+ * element. An intermediate x (made by a recorded op) with no gradient yet takes dout's buffer
+ * as its own, as reshape's backward does (out's gradient is complete when this node runs and is
+ * read by no later one) — but only one operand may (*handed): two tensors must never share a
+ * buffer they both accumulate into. A new buffer gets a copy; one with values accumulates. */
+static void add_pass_gradient(Tensor *x, Tensor *dout, bool *handed) {
+    if (!ag_needs(x)) return;
+    if (!x->grad && x->node && !*handed) {
+        x->grad = tensor_wrap(DT_F32, x->device, x->ndim, x->shape, dout->data);
+        *handed = true;
+        return;
+    }
+    bool fresh;
+    float *dx = ag_grad_fresh(x, &fresh)->data;
+    if (fresh)
+        device_table(x->device)->copy_d2d(dx, dout->data, (size_t)x->numel * sizeof(float));
+    else /* dx may be dout itself (x + x after the hand-over): out[i] += in[i] is still right */
+        KERNEL_RUN(x->device, accumulate, dx, dout->data, x->numel);
+}
+
 static void binary_backward(Node *n) {
     Tensor *a = n->in[0], *b = n->in[1];
     BinaryOp op = (BinaryOp)n->iarg[0];
     BroadcastGeom *g = n->extra;
+    if (op == BINARY_ADD && tensor_same_shape(a, n->out) && tensor_same_shape(b, n->out)) {
+        bool handed = false;
+        add_pass_gradient(a, n->out->grad, &handed);
+        add_pass_gradient(b, n->out->grad, &handed);
+        return;
+    }
     float *da = ag_needs(a) ? ag_grad(a)->data : NULL;
     float *db = ag_needs(b) ? ag_grad(b)->data : NULL;
     KERNEL_RUN(n->out->device, binary_backward, da, db, n->out->grad->data, a->data, b->data, g, op);

@@ -166,9 +166,12 @@ static void linear_backward(Node *nd) {
     DeviceKind dev = nd->out->device;
     int64_t rows = nd->iarg[LIN_ROWS], in = nd->iarg[LIN_IN], out = nd->iarg[LIN_OUT];
     const float *dy = nd->out->grad->data;
-    if (ag_needs(x)) /* y = x W^T: dx (R,IN) = dy (R,OUT) @ W (OUT,IN) */
-        gemm_call(dev, ag_grad(x)->data, dy, w->data, 1, rows, in, out, false, false, 1.0f, out,
+    if (ag_needs(x)) { /* y = x W^T: dx (R,IN) = dy (R,OUT) @ W (OUT,IN), assigned when new */
+        bool fresh;
+        float *dx = ag_grad_fresh(x, &fresh)->data;
+        gemm_call(dev, dx, dy, w->data, 1, rows, in, out, false, false, fresh ? 0.0f : 1.0f, out,
                   in, in, 0, 0, 0);
+    }
     if (ag_needs(w)) /* dW (OUT,IN) = dy^T (OUT,R) @ x (R,IN) */
         gemm_call(dev, ag_grad(w)->data, dy, x->data, 1, out, in, rows, true, false, 1.0f, out,
                   in, in, 0, 0, 0);
