@@ -235,13 +235,16 @@ __device__ inline float unary_grad(UnaryOp op, float x, float y, float alpha, fl
 
 __global__ void unary_backward_kernel(float *dinp, const float *dout, const float *inp,
                                       const float *out, int64_t n, UnaryOp op, float alpha,
-                                      float beta) {
-    GRID_LOOP(i, n) dinp[i] += dout[i] * unary_grad(op, inp[i], out[i], alpha, beta);
+                                      float beta, bool accumulate) {
+    GRID_LOOP(i, n) {
+        const float d = dout[i] * unary_grad(op, inp[i], out[i], alpha, beta);
+        dinp[i] = accumulate ? dinp[i] + d : d;
+    }
 }
 
 void unary_backward_cuda(float *dinp, const float *dout, const float *inp, const float *out,
-                         int64_t n, UnaryOp op, float alpha, float beta) {
-    /* dinp (n), dout (n), inp (n), out (n) — accumulates */
+                         int64_t n, UnaryOp op, float alpha, float beta, bool accumulate) {
+    /* dinp (n), dout (n), inp (n), out (n) — accumulates, or assigns */
     LAUNCH(unary_backward_kernel, cuda_blocks(n), CUDA_THREADS, dinp, dout, inp, out, n, op, alpha,
-           beta);
+           beta, accumulate);
 }

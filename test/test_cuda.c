@@ -117,7 +117,7 @@ typedef struct {
     void *host; /* compared buffers: the result, copied back */
 } ParBuf;
 
-#define PAR_MAX_BUFS 64
+#define PAR_MAX_BUFS 96
 
 typedef struct {
     DeviceKind dev;
@@ -421,7 +421,9 @@ static void c_unary(Par *p) {
         float *x = pin(p, "x", N, lo[op], lo[op] < 0 ? -lo[op] : 3.0f), *y = pout(p, "y", N);
         KP(p, unary_forward, y, x, N, (UnaryOp)op, al[op], be[op]);
         float *dy = pin(p, "dy", N, -1, 1), *dx = pacc(p, "dx", N);
-        KP(p, unary_backward, dx, dy, x, y, N, (UnaryOp)op, al[op], be[op]);
+        KP(p, unary_backward, dx, dy, x, y, N, (UnaryOp)op, al[op], be[op], true);
+        float *dx2 = pout(p, "dx assigned", N);
+        KP(p, unary_backward, dx2, dy, x, y, N, (UnaryOp)op, al[op], be[op], false);
     }
 }
 

@@ -43,7 +43,9 @@ static int64_t run_kernels(float *out) {
         unary_forward_cpu(out + pos, xs, n, ops[k], 0.0f, 0.0f);
         pos += n;
         memcpy(out + pos, tensor_f32(y), (size_t)n * sizeof(float)); /* accumulates onto y */
-        unary_backward_cpu(out + pos, tensor_f32(y), xs, NULL, n, ops[k], 0.0f, 0.0f);
+        unary_backward_cpu(out + pos, tensor_f32(y), xs, NULL, n, ops[k], 0.0f, 0.0f, true);
+        pos += n;
+        unary_backward_cpu(out + pos, tensor_f32(y), xs, NULL, n, ops[k], 0.0f, 0.0f, false);
         pos += n;
     }
     /* binary: dense and a trailing row broadcast (bias add) */
