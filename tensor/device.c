@@ -7,6 +7,7 @@
 #include "tensor/device.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <time.h>
 #ifdef _OPENMP
@@ -16,9 +17,24 @@
 #include "tensor/kernels_cpu.h"
 #include "tensor/ops/gemm.h"
 
+/* Blocks of 4 MiB and more (the arenas' chunks, which hold the activations) are aligned to 2 MiB
+ * and asked for transparent huge pages: a GEMM packing rows of a (R, 3C) activation 6 KB apart
+ * touches a new 4 KiB page per row, and the TLB misses cost the CLIP text tower's products
+ * 5-7 % (docs/profile.md). Where the kernel's THP setting is "never" the advice is ignored;
+ * TRMML_HUGEPAGES=0 leaves them out (to measure the difference). */
+#define CPU_HUGE_BYTES ((size_t)4 << 20)
+static bool cpu_huge_pages(void) {
+    const char *e = getenv("TRMML_HUGEPAGES"); /* read per large block: a handful per pass */
+    return !(e && strcmp(e, "0") == 0);
+}
+
 static void *cpu_alloc(size_t bytes) {
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    const bool huge = bytes >= CPU_HUGE_BYTES && cpu_huge_pages();
+    if (posix_memalign(&p, huge ? (size_t)2 << 20 : 64, bytes ? bytes : 64) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (huge) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
     return p;
 }
 static void cpu_free(void *p) { free(p); }
