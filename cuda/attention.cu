@@ -105,3 +105,74 @@ void attention_heads_merge_backward_cuda(float *dinp, const float *dout, int64_t
     /* dinp (B,NH,T,HS), dout (B,T,NH*HS) — accumulates */
     heads_copy(dinp, dout, B, T, NH * HS, 0, NH, HS, true, true);
 }
+
+// ---- packed sequences (tensor_attention_packed) -------------------------------------------------
+// The GPU composes the three steps per run and head from cuBLAS products and the softmax kernels
+// above: each head's (len, HS) blocks are found inside the packed inputs through the GEMM's
+// leading dimension (the row width), one strided-batched product covering a run's n sequences.
+// The probabilities' layout is the CPU kernel's: run by run, head-major within a run.
+
+void attention_packed_forward_cuda(float *out, float *probs, const float *q, const float *kv,
+                                   const AttentionPackedGeom *g) {
+    /* out (Rq, NH*HS), probs (run by run), q (Rq, Wq), kv (R, Wkv) — assigns */
+    const int64_t NH = g->NH, HS = g->HS, C = NH * HS, Wq = g->Wq, Wkv = g->Wkv;
+    int64_t q0 = 0, k0 = 0, p0 = 0;
+    for (int k = 0; k < g->ngroups; k++) {
+        const int64_t n = g->g[k].n, len = g->g[k].len, tq = g->last_only ? 1 : len;
+        // scores (tq,len) = scale * q (tq,HS) k^T (HS,len), the run's n sequences at once
+        for (int64_t h = 0; h < NH; h++)
+            gemm_cuda(probs + p0 + h * n * tq * len, q + q0 * Wq + g->qcol + h * HS,
+                      kv + k0 * Wkv + g->kcol + h * HS, n, tq, len, HS, false, true, g->scale,
+                      0.0f, Wq, Wkv, len, tq * Wq, len * Wkv, tq * len);
+        attention_softmax_forward_cuda(probs + p0, NH * n, tq, len, !g->last_only);
+        // out (tq,HS) = P (tq,len) v (len,HS), into head h's columns
+        for (int64_t h = 0; h < NH; h++)
+            gemm_cuda(out + q0 * C + h * HS, probs + p0 + h * n * tq * len,
+                      kv + k0 * Wkv + g->vcol + h * HS, n, tq, HS, len, false, false, 1.0f, 0.0f,
+                      len, Wkv, C, tq * len, len * Wkv, tq * C);
+        q0 += n * tq;
+        k0 += n * len;
+        p0 += NH * n * tq * len;
+    }
+}
+
+void attention_packed_backward_cuda(float *dq, float *dkv, const float *dout, const float *probs,
+                                    const float *q, const float *kv, float *scratch,
+                                    const AttentionPackedGeom *g, bool acc_q, bool acc_kv) {
+    /* dq (Rq, Wq) query columns, dkv (R, Wkv) key and value columns, either NULL — accumulates
+     * (acc_*) or assigns those columns: each element is written by exactly one product */
+    const int64_t NH = g->NH, HS = g->HS, C = NH * HS, Wq = g->Wq, Wkv = g->Wkv;
+    const float bq = acc_q ? 1.0f : 0.0f, bkv = acc_kv ? 1.0f : 0.0f;
+    int64_t q0 = 0, k0 = 0, p0 = 0;
+    for (int k = 0; k < g->ngroups; k++) {
+        const int64_t n = g->g[k].n, len = g->g[k].len, tq = g->last_only ? 1 : len;
+        for (int64_t h = 0; h < NH; h++) {
+            const float *P = probs + p0 + h * n * tq * len, *dh = dout + q0 * C + h * HS;
+            // out = P v  =>  dv (len,HS) (+)= P^T (len,tq) dout (tq,HS)
+            if (dkv)
+                gemm_cuda(dkv + k0 * Wkv + g->vcol + h * HS, P, dh, n, len, HS, tq, true, false,
+                          1.0f, bkv, len, C, Wkv, tq * len, tq * C, len * Wkv);
+            // ... and dP (tq,len) = dout (tq,HS) v^T (HS,len)
+            gemm_cuda(scratch + p0 + h * n * tq * len, dh, kv + k0 * Wkv + g->vcol + h * HS, n,
+                      tq, len, HS, false, true, 1.0f, 0.0f, C, Wkv, len, tq * C, len * Wkv,
+                      tq * len);
+        }
+        attention_softmax_backward_cuda(scratch + p0, scratch + p0, probs + p0, NH * n, tq, len);
+        for (int64_t h = 0; h < NH; h++) {
+            const float *dS = scratch + p0 + h * n * tq * len;
+            // scores = q k^T * scale  =>  dq (tq,HS) (+)= scale dS (tq,len) k (len,HS)
+            if (dq)
+                gemm_cuda(dq + q0 * Wq + g->qcol + h * HS, dS, kv + k0 * Wkv + g->kcol + h * HS,
+                          n, tq, HS, len, false, false, g->scale, bq, len, Wkv, Wq, tq * len,
+                          len * Wkv, tq * Wq);
+            // ... and dk (len,HS) (+)= scale dS^T (len,tq) q (tq,HS)
+            if (dkv)
+                gemm_cuda(dkv + k0 * Wkv + g->kcol + h * HS, dS, q + q0 * Wq + g->qcol + h * HS,
+                          n, len, HS, tq, true, false, g->scale, bkv, len, Wq, Wkv, tq * len,
+                          tq * Wq, len * Wkv);
+        }
+        q0 += n * tq;
+        k0 += n * len;
+        p0 += NH * n * tq * len;
+    }
+}

@@ -243,102 +243,113 @@ Tensor *tensor_attention_heads_merge(Tensor *x) {
 
 /* ---- packed sequences, heads in place ------------------------------------------------------ */
 
-/* tensor_attention_packed runs the same three steps as tensor_attention for every (sequence,
- * head), but finds each head's (len, HS) block inside the packed 2-D inputs through the GEMM's
- * leading dimension instead of copying it out: the queries of head h of a run's i-th sequence
- * start at row q0 + i*tq, column qcol + h*HS, with rows Wq floats apart. One batched GEMM per
- * (run, head) covers the run's n sequences (their blocks are a fixed stride apart), and the
- * softmax runs once per run over its NH*n probability matrices. The probabilities are laid out
- * run by run, head-major within a run: P[run][h][i] is (tq, len). */
-typedef struct {
-    const AttentionGroup *g;
-    int ngroups;
-    int64_t NH, HS, qcol, kcol, vcol, Wq, Wkv;
-    bool last_only;
-    float scale;
-} PackedGeom;
+/* tensor_attention_packed computes what tensor_attention does for every (sequence, head), but
+ * finds each head's (len, HS) blocks inside the packed 2-D inputs through the GEMM's leading
+ * dimension (the row width) instead of copying them out, and writes its output rows straight
+ * into the merged (Rq, NH*HS) result. Per run and head, one strided-batched product covers the
+ * run's n sequences (their blocks are a fixed stride apart); the softmax runs once per run over
+ * its NH*n matrices. The probabilities are laid out run by run, head-major within a run:
+ * sequence i of run k, head h, is the (tq, len) matrix at p0(k) + (h*n + i)*tq*len, tq = len
+ * (every row a query) or 1 (the last row only). cuda/attention.cu runs the same steps with
+ * cuBLAS. (A hand-written CPU kernel doing a (sequence, head) at a time in L1 was measured
+ * slower than OpenBLAS's small-matrix products here: 150 ms against 109 ms per text-tower
+ * forward and backward at two threads; docs/profile.md.) */
 
-/* Where run k's pieces start: its first query row, key row, and probability. */
-typedef struct {
-    int64_t q0, k0, p0, tq;
-} PackedRun;
-
-static PackedRun packed_run_next(const PackedGeom *pg, PackedRun r, int k) {
-    const AttentionGroup *g = &pg->g[k];
-    r.q0 += g->n * r.tq;
-    r.k0 += g->n * g->len;
-    r.p0 += pg->NH * g->n * r.tq * g->len;
-    r.tq = k + 1 < pg->ngroups ? (pg->last_only ? 1 : pg->g[k + 1].len) : 0;
-    return r;
+void attention_packed_forward_cpu(float *out, float *probs, const float *q, const float *kv,
+                                   const AttentionPackedGeom *g) {
+    /* out (Rq, NH*HS), probs (run by run), q (Rq, Wq), kv (R, Wkv) — assigns */
+    const int64_t NH = g->NH, HS = g->HS, C = NH * HS, Wq = g->Wq, Wkv = g->Wkv;
+    int64_t q0 = 0, k0 = 0, p0 = 0;
+    for (int k = 0; k < g->ngroups; k++) {
+        const int64_t n = g->g[k].n, len = g->g[k].len, tq = g->last_only ? 1 : len;
+        /* scores (tq,len) = scale * q (tq,HS) k^T (HS,len), the run's n sequences at once */
+        for (int64_t h = 0; h < NH; h++)
+            gemm_cpu(probs + p0 + h * n * tq * len, q + q0 * Wq + g->qcol + h * HS,
+                     kv + k0 * Wkv + g->kcol + h * HS, n, tq, len, HS, false, true, g->scale,
+                     0.0f, Wq, Wkv, len, tq * Wq, len * Wkv, tq * len);
+        attention_softmax_forward_cpu(probs + p0, NH * n, tq, len, !g->last_only);
+        /* out (tq,HS) = P (tq,len) v (len,HS), into head h's columns */
+        for (int64_t h = 0; h < NH; h++)
+            gemm_cpu(out + q0 * C + h * HS, probs + p0 + h * n * tq * len,
+                     kv + k0 * Wkv + g->vcol + h * HS, n, tq, HS, len, false, false, 1.0f, 0.0f,
+                     len, Wkv, C, tq * len, len * Wkv, tq * C);
+        q0 += n * tq;
+        k0 += n * len;
+        p0 += NH * n * tq * len;
+    }
 }
 
-static PackedRun packed_run_first(const PackedGeom *pg) {
-    return (PackedRun){0, 0, 0, pg->last_only ? 1 : pg->g[0].len};
+void attention_packed_backward_cpu(float *dq, float *dkv, const float *dout, const float *probs,
+                                    const float *q, const float *kv, float *scratch,
+                                    const AttentionPackedGeom *g, bool acc_q, bool acc_kv) {
+    /* dq (Rq, Wq) query columns, dkv (R, Wkv) key and value columns, either NULL — accumulates
+     * (acc_*) or assigns those columns: each element is written by exactly one product */
+    const int64_t NH = g->NH, HS = g->HS, C = NH * HS, Wq = g->Wq, Wkv = g->Wkv;
+    const float bq = acc_q ? 1.0f : 0.0f, bkv = acc_kv ? 1.0f : 0.0f;
+    int64_t q0 = 0, k0 = 0, p0 = 0;
+    for (int k = 0; k < g->ngroups; k++) {
+        const int64_t n = g->g[k].n, len = g->g[k].len, tq = g->last_only ? 1 : len;
+        for (int64_t h = 0; h < NH; h++) {
+            const float *P = probs + p0 + h * n * tq * len, *dh = dout + q0 * C + h * HS;
+            /* out = P v  =>  dv (len,HS) (+)= P^T (len,tq) dout (tq,HS) */
+            if (dkv)
+                gemm_cpu(dkv + k0 * Wkv + g->vcol + h * HS, P, dh, n, len, HS, tq, true, false,
+                         1.0f, bkv, len, C, Wkv, tq * len, tq * C, len * Wkv);
+            /* ... and dP (tq,len) = dout (tq,HS) v^T (HS,len) */
+            gemm_cpu(scratch + p0 + h * n * tq * len, dh, kv + k0 * Wkv + g->vcol + h * HS, n,
+                     tq, len, HS, false, true, 1.0f, 0.0f, C, Wkv, len, tq * C, len * Wkv,
+                     tq * len);
+        }
+        attention_softmax_backward_cpu(scratch + p0, scratch + p0, probs + p0, NH * n, tq, len);
+        for (int64_t h = 0; h < NH; h++) {
+            const float *dS = scratch + p0 + h * n * tq * len;
+            /* scores = q k^T * scale  =>  dq (tq,HS) (+)= scale dS (tq,len) k (len,HS) */
+            if (dq)
+                gemm_cpu(dq + q0 * Wq + g->qcol + h * HS, dS, kv + k0 * Wkv + g->kcol + h * HS,
+                         n, tq, HS, len, false, false, g->scale, bq, len, Wkv, Wq, tq * len,
+                         len * Wkv, tq * Wq);
+            /* ... and dk (len,HS) (+)= scale dS^T (len,tq) q (tq,HS) */
+            if (dkv)
+                gemm_cpu(dkv + k0 * Wkv + g->kcol + h * HS, dS, q + q0 * Wq + g->qcol + h * HS,
+                         n, len, HS, tq, true, false, g->scale, bkv, len, Wq, Wkv, tq * len,
+                         tq * Wq, len * Wkv);
+        }
+        q0 += n * tq;
+        k0 += n * len;
+        p0 += NH * n * tq * len;
+    }
 }
+
+/* ---- packed sequences: wrapper and backward rule -------------------------------------------- */
 
 static void attention_packed_backward(Node *nd) {
-    const PackedGeom *pg = nd->extra;
+    const AttentionPackedGeom *g = nd->extra;
     Tensor *q = nd->in[0], *kv = nd->nin > 1 ? nd->in[1] : nd->in[0];
-    const DeviceKind dev = nd->out->device;
-    const int64_t NH = pg->NH, HS = pg->HS, C = NH * HS, Wq = pg->Wq, Wkv = pg->Wkv;
-    const float *P = nd->saved[0]->data, *dout = nd->out->grad->data;
-    const float *qd = q->data, *kvd = kv->data;
-    /* q == kv: one buffer takes dq, dk and dv in its three column ranges. Every element of a
-     * range is written by exactly one GEMM below, so a buffer those ranges cover entirely (a
-     * fused projection, W = 3C; or q alone, W = C, and kv, W = 2C) is taken new and assigned
-     * (beta 0) instead of zeroed and accumulated into. */
-    const bool cover_q = pg->qcol == 0 && Wq == C;
-    const bool cover_kv = Wkv == 2 * C && ((pg->kcol == 0 && pg->vcol == C) ||
-                                           (pg->kcol == C && pg->vcol == 0));
-    const bool cover_qkv = Wq == 3 * C && pg->qcol % C == 0 && pg->kcol % C == 0 &&
-                           pg->vcol % C == 0 && pg->qcol != pg->kcol && pg->qcol != pg->vcol &&
-                           pg->kcol != pg->vcol;
+    const int64_t C = g->NH * g->HS;
+    /* q == kv: one buffer takes dq, dk and dv in its three column ranges. The kernel writes
+     * every element of those ranges, so a buffer they cover entirely (a fused projection,
+     * W = 3C; or q alone, W = C, and kv, W = 2C) is taken new and assigned instead of zeroed
+     * and accumulated into. */
+    const bool cover_q = g->qcol == 0 && g->Wq == C;
+    const bool cover_kv = g->Wkv == 2 * C && ((g->kcol == 0 && g->vcol == C) ||
+                                             (g->kcol == C && g->vcol == 0));
+    const bool cover_qkv = g->Wq == 3 * C && g->qcol % C == 0 && g->kcol % C == 0 &&
+                           g->vcol % C == 0 && g->qcol != g->kcol && g->qcol != g->vcol &&
+                           g->kcol != g->vcol;
     bool fq = false, fkv = false;
     float *dq = NULL, *dkv = NULL;
     if (q == kv) {
-        if (ag_needs(q))
-            dq = dkv = (cover_qkv ? ag_grad_fresh(q, &fq) : ag_grad(q))->data;
+        if (ag_needs(q)) dq = dkv = (cover_qkv ? ag_grad_fresh(q, &fq) : ag_grad(q))->data;
         fkv = fq;
     } else {
         if (ag_needs(q)) dq = (cover_q ? ag_grad_fresh(q, &fq) : ag_grad(q))->data;
         if (ag_needs(kv)) dkv = (cover_kv ? ag_grad_fresh(kv, &fkv) : ag_grad(kv))->data;
     }
-    const float bq = fq ? 0.0f : 1.0f, bkv = fkv ? 0.0f : 1.0f;
     Arena *arena = tensor_arena();
     size_t mark = arena_mark(arena);
-    float *dS = arena_alloc(arena, (size_t)nd->saved[0]->numel * sizeof(float));
-    PackedRun r = packed_run_first(pg);
-    for (int k = 0; k < pg->ngroups; r = packed_run_next(pg, r, k), k++) {
-        const int64_t n = pg->g[k].n, len = pg->g[k].len, tq = r.tq;
-        for (int64_t h = 0; h < NH; h++) {
-            const float *Ph = P + r.p0 + h * n * tq * len, *doh = dout + r.q0 * C + h * HS;
-            float *dSh = dS + r.p0 + h * n * tq * len;
-            const float *vh = kvd + r.k0 * Wkv + pg->vcol + h * HS;
-            /* out = P v  =>  dv (len,HS) += Pᵀ (len,tq) dout (tq,HS) */
-            if (dkv)
-                KERNEL_RUN(dev, gemm, dkv + r.k0 * Wkv + pg->vcol + h * HS, Ph, doh, n, len, HS,
-                           tq, true, false, 1.0f, bkv, len, C, Wkv, tq * len, tq * C, len * Wkv);
-            /* ... and dP (tq,len) = dout (tq,HS) vᵀ (HS,len) */
-            KERNEL_RUN(dev, gemm, dSh, doh, vh, n, tq, len, HS, false, true, 1.0f, 0.0f, C, Wkv,
-                       len, tq * C, len * Wkv, tq * len);
-        }
-        /* P = softmax(scores): dscores over dP, in place, the run's NH*n matrices at once */
-        KERNEL_RUN(dev, attention_softmax_backward, dS + r.p0, dS + r.p0, P + r.p0, NH * n, tq,
-                   len);
-        for (int64_t h = 0; h < NH; h++) {
-            const float *dSh = dS + r.p0 + h * n * tq * len;
-            /* scores = q kᵀ * scale  =>  dq (tq,HS) += scale dS (tq,len) k (len,HS) */
-            if (dq)
-                KERNEL_RUN(dev, gemm, dq + r.q0 * Wq + pg->qcol + h * HS, dSh,
-                           kvd + r.k0 * Wkv + pg->kcol + h * HS, n, tq, HS, len, false, false,
-                           pg->scale, bq, len, Wkv, Wq, tq * len, len * Wkv, tq * Wq);
-            /* ... and dk (len,HS) += scale dSᵀ (len,tq) q (tq,HS) */
-            if (dkv)
-                KERNEL_RUN(dev, gemm, dkv + r.k0 * Wkv + pg->kcol + h * HS, dSh,
-                           qd + r.q0 * Wq + pg->qcol + h * HS, n, len, HS, tq, true, false,
-                           pg->scale, bkv, len, Wq, Wkv, tq * len, tq * Wq, len * Wkv);
-        }
-    }
+    float *scratch = arena_alloc(arena, (size_t)nd->saved[0]->numel * sizeof(float));
+    KERNEL_RUN(nd->out->device, attention_packed_backward, dq, dkv, nd->out->grad->data,
+               nd->saved[0]->data, q->data, kv->data, scratch, g, !fq, !fkv);
     arena_release(arena, mark);
 }
 
@@ -355,13 +366,15 @@ Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kco
           "heads and head size (got %d runs, NH %lld, HS %lld)", op, ngroups, (long long)NH,
           (long long)HS);
     CHECK(isfinite(scale), "%s: scale %g is not finite", op, scale);
-    int64_t R = 0, Rq = 0;
+    int64_t R = 0, Rq = 0, np = 0;
     for (int k = 0; k < ngroups; k++) {
         CHECK(groups[k].n >= 1 && groups[k].len >= 1, "%s: run %d has %lld sequences of %lld "
               "rows (both must be >= 1)", op, k, (long long)groups[k].n,
               (long long)groups[k].len);
+        const int64_t tq = last_only ? 1 : groups[k].len;
         R += groups[k].n * groups[k].len;
-        Rq += last_only ? groups[k].n : groups[k].n * groups[k].len;
+        Rq += groups[k].n * tq;
+        np += NH * groups[k].n * tq * groups[k].len;
     }
     const int64_t C = NH * HS, Wq = q->shape[1], Wkv = kv->shape[1];
     CHECK(kv->shape[0] == R && q->shape[0] == Rq,
@@ -373,10 +386,8 @@ Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kco
           op, (long long)NH, (long long)HS, (long long)qcol, tensor_shape_str(q), (long long)kcol,
           (long long)vcol, tensor_shape_str(kv));
 
-    PackedGeom geom = {groups, ngroups, NH, HS, qcol, kcol, vcol, Wq, Wkv, last_only, scale};
-    int64_t np = 0;
-    for (int k = 0; k < ngroups; k++)
-        np += NH * groups[k].n * (last_only ? 1 : groups[k].len) * groups[k].len;
+    AttentionPackedGeom geom = {groups, ngroups, NH, HS, qcol, kcol, vcol, Wq, Wkv, last_only,
+                                scale};
     Tensor *out = tensor_empty(DT_F32, 2, SHAPE(Rq, C));
     Node *nd = q == kv ? AG_RECORD(op, out, attention_packed_backward, q)
                        : AG_RECORD(op, out, attention_packed_backward, q, kv);
@@ -388,7 +399,7 @@ Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kco
         AttentionGroup *g = arena_alloc_host(arena, (size_t)ngroups * sizeof *g);
         memcpy(g, groups, (size_t)ngroups * sizeof *g);
         geom.g = g;
-        PackedGeom *pg = arena_alloc_host(arena, sizeof *pg);
+        AttentionPackedGeom *pg = arena_alloc_host(arena, sizeof *pg);
         *pg = geom;
         nd->extra = pg;
         nd->saved[0] = tensor_empty(DT_F32, 1, SHAPE(np));
@@ -396,24 +407,7 @@ Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kco
     } else {
         P = arena_alloc(arena, (size_t)np * sizeof(float));
     }
-    const DeviceKind dev = q->device;
-    const float *qd = q->data, *kvd = kv->data;
-    float *od = out->data;
-    PackedRun r = packed_run_first(&geom);
-    for (int k = 0; k < ngroups; r = packed_run_next(&geom, r, k), k++) {
-        const int64_t n = groups[k].n, len = groups[k].len, tq = r.tq;
-        /* scores (tq,len) = scale * q (tq,HS) kᵀ (HS,len), for the run's n sequences at once */
-        for (int64_t h = 0; h < NH; h++)
-            KERNEL_RUN(dev, gemm, P + r.p0 + h * n * tq * len, qd + r.q0 * Wq + qcol + h * HS,
-                       kvd + r.k0 * Wkv + kcol + h * HS, n, tq, len, HS, false, true, scale, 0.0f,
-                       Wq, Wkv, len, tq * Wq, len * Wkv, tq * len);
-        KERNEL_RUN(dev, attention_softmax_forward, P + r.p0, NH * n, tq, len, !last_only);
-        /* out (tq,HS) = P (tq,len) v (len,HS), written into head h's columns */
-        for (int64_t h = 0; h < NH; h++)
-            KERNEL_RUN(dev, gemm, od + r.q0 * C + h * HS, P + r.p0 + h * n * tq * len,
-                       kvd + r.k0 * Wkv + vcol + h * HS, n, tq, HS, len, false, false, 1.0f, 0.0f,
-                       len, Wkv, C, tq * len, len * Wkv, tq * C);
-    }
+    KERNEL_RUN(q->device, attention_packed_forward, out->data, P, q->data, kv->data, &geom);
     if (!nd) arena_release(arena, mark);
     return out;
 }
