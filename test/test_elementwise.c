@@ -152,6 +152,31 @@ TEST(elementwise_add_hands_over_gradient) {
     EXPECT_CLOSE_N("add hand-over dout unchanged", tensor_f32(dout), tensor_f32(again), 15, 0, 0);
 }
 
+/* The forward's repeated-block path (b dense over its last dims, repeated over the leading
+ * ones): a (HW+1, C) block onto every image of (B, HW+1, C) as CLIP's attention pool does, with
+ * and without a leading 1, and a block that is not a whole trailing part (b (4, 1, 5) has a
+ * broadcast dim inside: the per-element path), against the definition. */
+TEST(elementwise_repeated_block_broadcast) {
+    Tensor *a = test_randn(21, 3, SHAPE(4, 3, 5));
+    struct { int nd; int64_t shape[3]; } bs[] = {{2, {3, 5}}, {3, {1, 3, 5}}, {3, {4, 1, 5}},
+                                                 {1, {5}}};
+    for (int c = 0; c < 4; c++) {
+        Tensor *b = test_randn(22 + c, bs[c].nd, bs[c].shape);
+        Tensor *y = tensor_sub(a, b);
+        float ref[60];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 3; j++)
+                for (int k = 0; k < 5; k++) {
+                    const int64_t bi = c == 2 ? i * 5 + k : c == 3 ? k : j * 5 + k;
+                    ref[(i * 3 + j) * 5 + k] = tensor_f32(a)[(i * 3 + j) * 5 + k] -
+                                               tensor_f32(b)[bi];
+                }
+        char what[64];
+        snprintf(what, sizeof what, "a (4,3,5) - b case %d", c);
+        EXPECT_CLOSE_N(what, tensor_f32(y), ref, 60, 0, 0); /* one rounding, the same one */
+    }
+}
+
 TEST(elementwise_quick_gelu_accuracy) {
     /* QuickGELU computes its exponential with a polynomial (exp_poly in elementwise.c) so that
      * the loop vectorises. Against float64 evaluation of the same float32 argument 1.702f * x,

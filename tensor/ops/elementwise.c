@@ -92,17 +92,20 @@ void binary_forward_cpu(float *out, const float *a, const float *b, const Broadc
             binary_dense(out + i, a + i, b + i, ew_len(n, i), op);
         return;
     }
-    /* Common fast case: b is a trailing row broadcast over the leading dims (bias add). */
-    int64_t inner = g->ndim ? g->shape[g->ndim - 1] : 1;
-    if (da && inner > 0 && g->ndim >= 1 && g->bstride[g->ndim - 1] == 1) {
-        bool row = true;
-        for (int d = 0; d < g->ndim - 1; d++) row &= g->bstride[d] == 0;
-        if (row) {
+    /* Common fast case: b is a dense trailing block (its last dims, whole) repeated over the
+     * leading dims — a bias row, or CLIP's attention-pool positional embedding (HW+1, C) added
+     * to every image of (B, HW+1, C), which the per-element path below took 10 ns a float for.
+     * k: the first dim of the block; b's strides are 0 before it and dense from it on. */
+    int k = g->ndim;
+    for (int64_t dense = 1; k > 0 && g->bstride[k - 1] == dense; k--) dense *= g->shape[k - 1];
+    bool repeated = k < g->ndim;
+    for (int d = 0; d < k; d++) repeated &= g->bstride[d] == 0;
+    const int64_t inner = repeated ? shape_numel(g->ndim - k, g->shape + k) : 0;
+    if (da && inner > 0) {
 #pragma omp parallel for schedule(static) if (n > 32768)
-            for (int64_t r = 0; r < n / inner; r++)
-                binary_dense(out + r * inner, a + r * inner, b, inner, op);
-            return;
-        }
+        for (int64_t r = 0; r < n / inner; r++)
+            binary_dense(out + r * inner, a + r * inner, b, inner, op);
+        return;
     }
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++)
