@@ -6,6 +6,7 @@
  * CPU kernels on memory the host cannot touch, a test instrument) is in tensor/device_guard.c. */
 #include "tensor/device.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <string.h>
@@ -300,6 +301,45 @@ void kernel_prof_end(DeviceKind dev) {
     const uint64_t now = prof_now(dev);
     prof_ns[prof_stack[--prof_depth]] += now - prof_last;
     prof_last = now;
+}
+
+/* The layer table: a label per layer shape, linear search (a model has a few dozen shapes). */
+enum { PROF_LAYERS = 256, PROF_LABEL = 80 };
+static struct {
+    char label[PROF_LABEL];
+    uint64_t ns;
+    int64_t calls;
+    double flop;
+} prof_layers[PROF_LAYERS];
+static int prof_nlayers;
+
+uint64_t prof_layer_begin(DeviceKind dev) {
+    return kernel_prof_on && prof_counted() ? prof_now(dev) : 0;
+}
+
+void prof_layer_end(DeviceKind dev, uint64_t t0, const char *label, double flop) {
+    if (!t0) return;
+    const uint64_t ns = prof_now(dev) - t0;
+    int i = 0;
+    while (i < prof_nlayers && strcmp(prof_layers[i].label, label) != 0) i++;
+    if (i == prof_nlayers) {
+        if (prof_nlayers == PROF_LAYERS) return; /* full: later shapes go uncounted */
+        snprintf(prof_layers[i].label, PROF_LABEL, "%s", label);
+        prof_nlayers++;
+    }
+    prof_layers[i].ns += ns;
+    prof_layers[i].calls++;
+    prof_layers[i].flop += flop;
+}
+
+int prof_layer_read(int max, const char **labels, double *seconds, int64_t *calls, double *flop) {
+    for (int i = 0; i < prof_nlayers && i < max; i++) {
+        labels[i] = prof_layers[i].label;
+        seconds[i] = 1e-9 * (double)prof_layers[i].ns;
+        calls[i] = prof_layers[i].calls;
+        flop[i] = prof_layers[i].flop;
+    }
+    return prof_nlayers;
 }
 
 void kernel_prof_read(double *seconds, int64_t *calls) {

@@ -81,6 +81,18 @@ void kernel_prof_end(DeviceKind dev);
 void kernel_prof_read(double *seconds, int64_t *calls);
 const char *device_kernel_name(int slot);
 
+/* Per layer shape, under TRMML_PROFILE=1 too: an op that knows its shape and its floating-point
+ * operations (a convolution, a linear layer, packed attention) adds each call's wall time,
+ * inclusive of its kernels, under a label such as "conv 3x3/1 256->256 28x28 b8", so that bench
+ * can print where the time goes layer by layer against the GEMM's peak (docs/profile.md).
+ * prof_layer_begin returns 0 when nothing is counted (profiler off, another thread, inside a
+ * parallel region); prof_layer_end then does nothing. */
+uint64_t prof_layer_begin(DeviceKind dev);
+void prof_layer_end(DeviceKind dev, uint64_t t0, const char *label, double flop);
+/* Up to max entries, in order of first appearance: label, seconds, calls, operations. Returns
+ * how many there are. The labels stay valid for the life of the process. */
+int prof_layer_read(int max, const char **labels, double *seconds, int64_t *calls, double *flop);
+
 /* Parse "auto", "cpu", "cuda", "cuda:N" and "guard" (the test instrument, docs/guard.md; never
  * chosen by "auto"). On success sets *dev and *index. "auto" resolves to CUDA when a GPU answers
  * and the CPU otherwise. Returns STATUS_ERR_USAGE / STATUS_ERR_DEVICE with a message listing

@@ -11,7 +11,9 @@
 
 #include "tensor/clock.h"
 #include "tensor/device.h"
+#include "tensor/ops/conv.h"
 #include "tensor/ops/elementwise.h"
+#include "tensor/ops/matmul.h"
 #include "tensor/ops/reduce.h"
 #include "autograd/tape.h"
 #include "test/test.h"
@@ -425,6 +427,56 @@ TEST(core_bench_kernel_profile) {
     EXPECT(g && sscanf(g, ": gemm %lf ms (%lf%%, %lf calls)", &ms, &share, &calls) == 3 &&
                ms > 0 && share >= 90 && calls == 1,
            "gemm should lead the profile with one call per timed call: %s", out);
+}
+
+/* The layer profile (prof_layer_*, TRMML_PROFILE=1): a linear layer forward and backward and a
+ * convolution land under their shapes' labels, with one call each and the operations of the
+ * shape; with the profiler off nothing is counted. */
+static int layer_entry(const char *label, double *s, int64_t *calls, double *flop) {
+    const char *labels[256];
+    double ss[256], ff[256];
+    int64_t cc[256];
+    const int n = prof_layer_read(256, labels, ss, cc, ff);
+    for (int i = 0; i < n && i < 256; i++)
+        if (strcmp(labels[i], label) == 0) {
+            *s = ss[i], *calls = cc[i], *flop = ff[i];
+            return i;
+        }
+    return -1;
+}
+
+TEST(core_layer_profile) {
+    Tensor *x = test_randn(1, 2, SHAPE(6, 40)), *w = test_randn(2, 2, SHAPE(24, 40));
+    Tensor *img = test_randn(3, 4, SHAPE(2, 3, 9, 9)), *k = test_randn(4, 4, SHAPE(5, 3, 1, 1));
+    ag_set_requires_grad(x, NULL);
+    const bool was = kernel_prof_on;
+    device_init_profiler(); /* this thread is the one that counts */
+    kernel_prof_on = false; /* off: nothing counted */
+    double s0 = 0, f0 = 0;
+    int64_t c0 = 0;
+    Tensor *y = tensor_linear(x, w, NULL);
+    const int before = layer_entry("linear 40->24", &s0, &c0, &f0);
+    EXPECT(before < 0, "a linear layer was counted with the profiler off (%lld calls)",
+           (long long)c0);
+    kernel_prof_on = true;
+    y = tensor_linear(x, w, NULL);
+    ag_backward_with(y, test_randn(5, 2, SHAPE(6, 24)));
+    tensor_conv2d_ex(img, k, NULL, 1, 1, 0, 0);
+    kernel_prof_on = was;
+    struct { const char *label; double flop; } want[] = {
+        {"linear 40->24", 2.0 * 6 * 40 * 24},
+        {"linear 40->24 dx", 2.0 * 6 * 40 * 24},
+        {"conv 1x1/1 3->5 9x9 b2", 2.0 * 2 * 5 * 81 * 3},
+    };
+    for (int i = 0; i < 3; i++) {
+        double s = 0, f = 0;
+        int64_t c = 0;
+        const bool had = i == 0 && before >= 0;
+        EXPECT(layer_entry(want[i].label, &s, &c, &f) >= 0 && c == (had ? c0 : 0) + 1 &&
+                   f == (had ? f0 : 0) + want[i].flop && s > (had ? s0 : 0),
+               "layer profile '%s': %lld calls, %g operations, %g s (want one more call, %g "
+               "more operations)", want[i].label, (long long)c, f, s, want[i].flop);
+    }
 }
 
 TEST(core_bench_device) {

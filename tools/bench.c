@@ -81,6 +81,62 @@ static void prof_print(int n_calls_shown) {
     fputc('\n', stderr);
     free(shown);
 }
+/* TRMML_PROFILE=1: each layer shape's seconds, calls and operations over the timed calls, per
+ * call (prof_layer_* in tensor/device.h). */
+enum { BENCH_LAYERS = 256 };
+static const char *g_lay_label[BENCH_LAYERS];
+static double g_lay_s[BENCH_LAYERS], g_lay_flop[BENCH_LAYERS];
+static int64_t g_lay_calls[BENCH_LAYERS];
+static int g_lay_n;
+
+/* The CPU sgemm's peak here, for the layer table: the best of four 2048^3 products at the
+ * current thread count (measured once, ~0.3 s at one thread). */
+static double sgemm_peak_gflops(void) {
+    static double peak;
+    if (peak > 0) return peak;
+    const int64_t n = 2048;
+    float *a = xmalloc((size_t)(n * n) * sizeof *a), *b = xmalloc((size_t)(n * n) * sizeof *b);
+    float *c = xmalloc((size_t)(n * n) * sizeof *c);
+    for (int64_t i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.25f - 0.75f;
+    for (int r = 0; r < 4; r++) {
+        const double t0 = bench_clock();
+        KERNEL_RUN(DEVICE_CPU, gemm, c, a, b, 1, n, n, n, false, false, 1.0f, 0.0f, n, n, n, 0, 0,
+                   0);
+        const double g = 2.0 * (double)n * n * n * 1e-9 / (bench_clock() - t0);
+        peak = g > peak ? g : peak;
+    }
+    free(a), free(b), free(c);
+    return peak;
+}
+
+/* The layer shapes that took the most time per timed call, largest first, on stderr: time,
+ * calls, GFLOP/s and the share of the sgemm peak (a Winograd convolution counts the direct
+ * convolution's operations, so it can pass 100 %). */
+static void layers_print(int n_shown, bool cpu) {
+    bool shown[BENCH_LAYERS] = {false};
+    double total = 0;
+    for (int i = 0; i < g_lay_n; i++) total += g_lay_s[i];
+    if (total <= 0) return;
+    const double peak = cpu ? sgemm_peak_gflops() : 0;
+    fprintf(stderr, "    layers per call (TRMML_PROFILE=1; wall time with their kernels, %.1f ms "
+            "in all", total * 1e3);
+    if (peak > 0) fprintf(stderr, "; sgemm peak 2048^3 here %.1f GFLOP/s", peak);
+    fputs("):\n", stderr);
+    for (int k = 0; k < n_shown; k++) {
+        int best = -1;
+        for (int i = 0; i < g_lay_n; i++)
+            if (!shown[i] && g_lay_s[i] > 0 && (best < 0 || g_lay_s[i] > g_lay_s[best])) best = i;
+        if (best < 0) break;
+        shown[best] = true;
+        const double gfs = g_lay_flop[best] * 1e-9 / g_lay_s[best];
+        fprintf(stderr, "      %-40s %8.1f ms %5.1f%% %5lld calls %8.1f GFLOP/s", g_lay_label[best],
+                g_lay_s[best] * 1e3, 100 * g_lay_s[best] / total, (long long)g_lay_calls[best],
+                gfs);
+        if (peak > 0) fprintf(stderr, " %5.0f%% of peak", 100 * gfs / peak);
+        fputc('\n', stderr);
+    }
+}
+
 static double g_faults_per_call;
 static long g_warmup_faults;
 static bool g_have_call_stats; /* set by bench_time, used up by bench_report */
@@ -102,7 +158,13 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
     const double gemm0 = gemm_clock_seconds();
     double *prof0 = NULL;
     int64_t *calls0 = NULL;
-    if (kernel_prof_on) prof_snapshot(&prof0, &calls0);
+    static double lay_s0[BENCH_LAYERS], lay_f0[BENCH_LAYERS];
+    static int64_t lay_c0[BENCH_LAYERS];
+    int lay_n0 = 0;
+    if (kernel_prof_on) {
+        prof_snapshot(&prof0, &calls0);
+        lay_n0 = prof_layer_read(BENCH_LAYERS, g_lay_label, lay_s0, lay_c0, lay_f0);
+    }
     double start = bench_clock();
     while (n < 1000 && (n < min_reps || bench_clock() - start < min_seconds)) {
         double t0 = bench_clock();
@@ -123,6 +185,14 @@ double bench_time(void (*fn)(void *), void *arg, int min_reps, double min_second
         }
         free(prof0);
         free(calls0);
+        g_lay_n = prof_layer_read(BENCH_LAYERS, g_lay_label, g_lay_s, g_lay_calls, g_lay_flop);
+        if (g_lay_n > BENCH_LAYERS) g_lay_n = BENCH_LAYERS;
+        for (int i = 0; i < g_lay_n; i++) {
+            const bool old = i < lay_n0 && i < BENCH_LAYERS;
+            g_lay_s[i] = (g_lay_s[i] - (old ? lay_s0[i] : 0)) / n;
+            g_lay_flop[i] = (g_lay_flop[i] - (old ? lay_f0[i] : 0)) / n;
+            g_lay_calls[i] = (g_lay_calls[i] - (old ? lay_c0[i] : 0)) / n;
+        }
     }
     g_have_call_stats = true;
     qsort(times, n, sizeof *times, cmp_double);
@@ -151,7 +221,10 @@ void bench_report(const char *key, double seconds, double gflop) {
     if (g_have_call_stats && gemm_clock_enabled())
         fprintf(stderr, "  (GEMM clock: %.1f ms per call in the CPU GEMMs)", g_gemm_per_call * 1e3);
     fputc('\n', stderr);
-    if (g_have_call_stats && kernel_prof_on && g_prof_s) prof_print(16);
+    if (g_have_call_stats && kernel_prof_on && g_prof_s) {
+        prof_print(16);
+        layers_print(24, true);
+    }
     g_have_call_stats = false;
     fflush(stdout);
 }

@@ -348,8 +348,12 @@ static void attention_packed_backward(Node *nd) {
     Arena *arena = tensor_arena();
     size_t mark = arena_mark(arena);
     float *scratch = arena_alloc(arena, (size_t)nd->saved[0]->numel * sizeof(float));
+    const uint64_t prof = prof_layer_begin(nd->out->device);
     KERNEL_RUN(nd->out->device, attention_packed_backward, dq, dkv, nd->out->grad->data,
                nd->saved[0]->data, q->data, kv->data, scratch, g, !fq, !fkv);
+    /* the layer profile: four products of the forward's size (dv, dP, dq, dk) */
+    prof_layer_end(nd->out->device, prof, "attention packed backward",
+                   4.0 * (double)nd->saved[0]->numel * (double)g->HS * 2.0);
     arena_release(arena, mark);
 }
 
@@ -407,7 +411,10 @@ Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kco
     } else {
         P = arena_alloc(arena, (size_t)np * sizeof(float));
     }
+    const uint64_t prof = prof_layer_begin(q->device);
     KERNEL_RUN(q->device, attention_packed_forward, out->data, P, q->data, kv->data, &geom);
+    /* the layer profile: two products (scores, weighted sum) of np * HS multiply-adds each */
+    prof_layer_end(q->device, prof, "attention packed forward", 2.0 * (double)np * (double)HS * 2.0);
     if (!nd) arena_release(arena, mark);
     return out;
 }

@@ -1143,6 +1143,7 @@ static void conv_forward_into(Tensor *out, const Tensor *x, const Tensor *weight
      * goes through the bf16 GEMM — the 1x1 and im2col GEMMs, and the 16 products of the
      * Winograd path (conv2d_forward_winograd_bf16). Backward stays fp32. */
     const bool bf16 = tensor_bf16_forward(weight);
+    const uint64_t prof = prof_layer_begin(x->device);
     Arena *a = tensor_arena();
     size_t mark = arena_mark(a);
     size_t col_floats, ybuf_floats;
@@ -1170,6 +1171,15 @@ static void conv_forward_into(Tensor *out, const Tensor *x, const Tensor *weight
                                                residual, relu);
     }
     arena_release(a, mark);
+    if (prof) { /* the layer profile: the direct convolution's operations, as bench counts */
+        char label[80];
+        snprintf(label, sizeof label, "conv %lldx%lld/%lld %lld->%lld %lldx%lld b%lld%s%s",
+                 (long long)g->kh, (long long)g->kw, (long long)g->stride_h, (long long)g->c,
+                 (long long)g->o, (long long)g->oh, (long long)g->ow, (long long)g->n,
+                 g->wino_rows > 0 ? (g->wino_m == 4 ? " F4" : " F2") : "", bf16 ? " bf16" : "");
+        prof_layer_end(x->device, prof, label,
+                       2.0 * (double)(g->n * g->o * g->oh * g->ow) * (double)(g->c * g->kh * g->kw));
+    }
 }
 
 Tensor *tensor_conv2d_ex(Tensor *x, Tensor *weight, Tensor *bias, int64_t stride_h,

@@ -167,10 +167,16 @@ static void linear_backward(Node *nd) {
     int64_t rows = nd->iarg[LIN_ROWS], in = nd->iarg[LIN_IN], out = nd->iarg[LIN_OUT];
     const float *dy = nd->out->grad->data;
     if (ag_needs(x)) { /* y = x W^T: dx (R,IN) = dy (R,OUT) @ W (OUT,IN), assigned when new */
+        const uint64_t prof = prof_layer_begin(dev);
         bool fresh;
         float *dx = ag_grad_fresh(x, &fresh)->data;
         gemm_call(dev, dx, dy, w->data, 1, rows, in, out, false, false, fresh ? 0.0f : 1.0f, out,
                   in, in, 0, 0, 0);
+        if (prof) {
+            char label[80];
+            snprintf(label, sizeof label, "linear %lld->%lld dx", (long long)in, (long long)out);
+            prof_layer_end(dev, prof, label, 2.0 * (double)rows * (double)in * (double)out);
+        }
     }
     if (ag_needs(w)) /* dW (OUT,IN) = dy^T (OUT,R) @ x (R,IN) */
         gemm_call(dev, ag_grad(w)->data, dy, x->data, 1, out, in, rows, true, false, 1.0f, out,
@@ -199,8 +205,10 @@ Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias) {
     for (int d = 0; d < x->ndim - 1; d++) shape[d] = x->shape[d];
     shape[x->ndim - 1] = nout;
     Tensor *y = tensor_empty(DT_F32, x->ndim, shape);
+    const uint64_t prof = prof_layer_begin(x->device);
+    const bool bf16 = tensor_bf16_forward(weight);
 
-    if (tensor_bf16_forward(weight)) {
+    if (bf16) {
         /* A frozen weight under PRECISION_BF16: the same product, x and W rounded to bf16
          * (tensor/ops/gemm_bf16.h), the bias added as the GEMM stores y (its epilogue); the
          * backward below stays fp32. */
@@ -219,6 +227,12 @@ Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias) {
                   bias ? 1.0f : 0.0f, in, in, nout, 0, 0, 0);
     }
 
+    if (prof) { /* the layer profile (bias included in the time) */
+        char label[80];
+        snprintf(label, sizeof label, "linear %lld->%lld%s", (long long)in, (long long)nout,
+                 bf16 ? " bf16" : "");
+        prof_layer_end(x->device, prof, label, 2.0 * (double)rows * (double)in * (double)nout);
+    }
     Node *nd = AG_RECORD(op, y, linear_backward, x, weight, bias);
     if (nd) {
         nd->iarg[LIN_ROWS] = rows;
