@@ -251,9 +251,11 @@ Tensor *tensor_attention_heads_merge(Tensor *x) {
  * its NH*n matrices. The probabilities are laid out run by run, head-major within a run:
  * sequence i of run k, head h, is the (tq, len) matrix at p0(k) + (h*n + i)*tq*len, tq = len
  * (every row a query) or 1 (the last row only). cuda/attention.cu runs the same steps with
- * cuBLAS. (A hand-written CPU kernel doing a (sequence, head) at a time in L1 was measured
- * slower than OpenBLAS's small-matrix products here: 150 ms against 109 ms per text-tower
- * forward and backward at two threads; docs/profile.md.) */
+ * cuBLAS. (Hand-written CPU kernels doing a (sequence, head) at a time in L1 were measured
+ * slower than OpenBLAS's small-matrix products here, twice: per row dot products, 150 ms
+ * against 109 ms per text-tower forward and backward at two threads; scores along transposed
+ * keys and weighted sums along value rows in register blocks, 270 ms against 200 ms at one
+ * thread. docs/profile.md.) */
 
 void attention_packed_forward_cpu(float *out, float *probs, const float *q, const float *kv,
                                    const AttentionPackedGeom *g) {
