@@ -112,11 +112,15 @@ static inline ISA_BODY void layernorm_dinp_row_body(float *dinp, const float *do
         sg[k] += g;
         sgx[k] += (double)g * xh;
     }
-    double mg = LANES_TOTAL(sg) / (double)c, mgx = LANES_TOTAL(sgx) / (double)c;
+    /* The two means rounded to float once; the per-element step in float, like g and xhat
+     * themselves (in double it ran at half the vector width: 44 -> 40 ms per text pass). */
+    const float mg = (float)(LANES_TOTAL(sg) / (double)c);
+    const float mgx = (float)(LANES_TOTAL(sgx) / (double)c);
+    float *dx = dinp + r * c;
     for (int64_t j = 0; j < c; j++) {
         float xh = (x[j] - mu) * rs;
         float g = dy[j] * (weight ? weight[j] : 1.0f);
-        dinp[r * c + j] += (float)(rs * (g - mg - xh * mgx));
+        dx[j] += rs * (g - mg - xh * mgx);
     }
 }
 ISA_VARIANTS(layernorm_dinp_row, (float *dinp, const float *dout, const float *inp,
