@@ -41,18 +41,6 @@ Node *ag_record(const char *op, Tensor *out, BackwardFn fn, Tensor *const *in, i
     return n;
 }
 
-Tensor *ag_grad(Tensor *t) {
-    CHECK(t->requires_grad, "gradient requested for a tensor %s that does not require one",
-          tensor_shape_str(t));
-    if (!t->grad) {
-        Tensor *g = tensor_zeros(DT_F32, t->ndim, t->shape);
-        CHECK(g->device == t->device, "gradient of a %s tensor would be taken from a %s arena",
-              device_name(t->device), device_name(g->device));
-        t->grad = g;
-    }
-    return t->grad;
-}
-
 Tensor *ag_grad_fresh(Tensor *t, bool *fresh) {
     CHECK(t->requires_grad, "gradient requested for a tensor %s that does not require one",
           tensor_shape_str(t));
@@ -64,6 +52,13 @@ Tensor *ag_grad_fresh(Tensor *t, bool *fresh) {
         t->grad = g;
     }
     return t->grad;
+}
+
+Tensor *ag_grad(Tensor *t) {
+    bool fresh;
+    Tensor *g = ag_grad_fresh(t, &fresh);
+    if (fresh) device_table(g->device)->memset0(g->data, (size_t)g->numel * sizeof(float));
+    return g;
 }
 
 void ag_set_requires_grad(Tensor *t, Tensor *grad) {

@@ -683,25 +683,6 @@ static void c_attention(Par *p) {
     KP(p, attention_heads_merge_forward, pout(p, "merged", B * T * NH * HS), heads, B, T, NH, HS);
     KP(p, attention_heads_merge_backward, pacc(p, "dheads2", B * NH * T * HS), pin(p, "dmerged",
             B * T * NH * HS, -1, 1), B, T, NH, HS);
-    /* packed sequences: a fused (R, 3C) projection, every row a causal query, accumulating and
-     * assigning; then last rows against a separate kv at column offsets */
-    static const AttentionGroup runs[3] = {{2, 3}, {1, 5}, {2, 2}};
-    enum { R = 15, RQ = 5, PH = 2, PS = 3, PC = PH * PS, NP = 102, NPL = 30 };
-    const AttentionPackedGeom gf = {runs, 3, PH, PS, 0, PC, 2 * PC, 3 * PC, 3 * PC, false, 0.5f};
-    float *qkv = pin(p, "qkv", R * 3 * PC, -1, 1), *pp = pout(p, "packed probs", NP);
-    KP(p, attention_packed_forward, pout(p, "packed out", R * PC), pp, qkv, qkv, &gf);
-    float *dpo = pin(p, "dpacked", R * PC, -1, 1), *dqkv = pacc(p, "dqkv", R * 3 * PC);
-    KP(p, attention_packed_backward, dqkv, dqkv, dpo, pp, qkv, qkv, pscratch(p, NP), &gf, true,
-       true);
-    float *dqkv2 = pout(p, "dqkv assigned", R * 3 * PC);
-    KP(p, attention_packed_backward, dqkv2, dqkv2, dpo, pp, qkv, qkv, pscratch(p, NP), &gf, false,
-       false);
-    const AttentionPackedGeom gl = {runs, 3, PH, PS, 1, PC, 0, PC + 1, 2 * PC, true, 0.4f};
-    float *ql = pin(p, "q last", RQ * (PC + 1), -1, 1), *kvl = pin(p, "kv", R * 2 * PC, -1, 1);
-    float *pl = pout(p, "last probs", NPL);
-    KP(p, attention_packed_forward, pout(p, "last out", RQ * PC), pl, ql, kvl, &gl);
-    KP(p, attention_packed_backward, pacc(p, "dq last", RQ * (PC + 1)), pacc(p, "dkv", R * 2 * PC),
-       pin(p, "dlast", RQ * PC, -1, 1), pl, ql, kvl, pscratch(p, NPL), &gl, true, true);
 }
 
 /* loss */

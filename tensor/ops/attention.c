@@ -250,15 +250,26 @@ Tensor *tensor_attention_heads_merge(Tensor *x) {
  * run's n sequences (their blocks are a fixed stride apart); the softmax runs once per run over
  * its NH*n matrices. The probabilities are laid out run by run, head-major within a run:
  * sequence i of run k, head h, is the (tq, len) matrix at p0(k) + (h*n + i)*tq*len, tq = len
- * (every row a query) or 1 (the last row only). cuda/attention.cu runs the same steps with
- * cuBLAS. (Hand-written CPU kernels doing a (sequence, head) at a time in L1 were measured
- * slower than OpenBLAS's small-matrix products here, twice: per row dot products, 150 ms
- * against 109 ms per text-tower forward and backward at two threads; scores along transposed
- * keys and weighted sums along value rows in register blocks, 270 ms against 200 ms at one
- * thread. docs/profile.md.) */
+ * (every row a query) or 1 (the last row only). The steps are the device's `gemm` and softmax
+ * kernels, so the same code runs on the CPU (OpenBLAS) and the GPU (cuBLAS). Hand-written CPU
+ * code was measured slower than OpenBLAS's small-matrix products here three times: per-row dot
+ * products (150 ms against 109 ms per text-tower forward and backward at two threads); scores
+ * along transposed keys with register-blocked weighted sums (270 ms against 200 ms at one
+ * thread); one (sequence, head) per thread with single-threaded products (124 against 110 ms at
+ * two threads). docs/profile.md. */
 
-void attention_packed_forward_cpu(float *out, float *probs, const float *q, const float *kv,
-                                   const AttentionPackedGeom *g) {
+/* The layout of one call: the runs g (host memory), NH heads of HS columns, the column offsets
+ * and row widths of q and kv, every row a causal query or the last rows only. */
+typedef struct {
+    const AttentionGroup *g;
+    int ngroups;
+    int64_t NH, HS, qcol, kcol, vcol, Wq, Wkv;
+    bool last_only;
+    float scale;
+} PackedGeom;
+
+static void packed_forward(DeviceKind dev, float *out, float *probs, const float *q,
+                           const float *kv, const PackedGeom *g) {
     /* out (Rq, NH*HS), probs (run by run), q (Rq, Wq), kv (R, Wkv) — assigns */
     const int64_t NH = g->NH, HS = g->HS, C = NH * HS, Wq = g->Wq, Wkv = g->Wkv;
     int64_t q0 = 0, k0 = 0, p0 = 0;
@@ -266,24 +277,24 @@ void attention_packed_forward_cpu(float *out, float *probs, const float *q, cons
         const int64_t n = g->g[k].n, len = g->g[k].len, tq = g->last_only ? 1 : len;
         /* scores (tq,len) = scale * q (tq,HS) k^T (HS,len), the run's n sequences at once */
         for (int64_t h = 0; h < NH; h++)
-            gemm_cpu(probs + p0 + h * n * tq * len, q + q0 * Wq + g->qcol + h * HS,
-                     kv + k0 * Wkv + g->kcol + h * HS, n, tq, len, HS, false, true, g->scale,
-                     0.0f, Wq, Wkv, len, tq * Wq, len * Wkv, tq * len);
-        attention_softmax_forward_cpu(probs + p0, NH * n, tq, len, !g->last_only);
+            KERNEL_RUN(dev, gemm, probs + p0 + h * n * tq * len, q + q0 * Wq + g->qcol + h * HS,
+                       kv + k0 * Wkv + g->kcol + h * HS, n, tq, len, HS, false, true, g->scale,
+                       0.0f, Wq, Wkv, len, tq * Wq, len * Wkv, tq * len);
+        KERNEL_RUN(dev, attention_softmax_forward, probs + p0, NH * n, tq, len, !g->last_only);
         /* out (tq,HS) = P (tq,len) v (len,HS), into head h's columns */
         for (int64_t h = 0; h < NH; h++)
-            gemm_cpu(out + q0 * C + h * HS, probs + p0 + h * n * tq * len,
-                     kv + k0 * Wkv + g->vcol + h * HS, n, tq, HS, len, false, false, 1.0f, 0.0f,
-                     len, Wkv, C, tq * len, len * Wkv, tq * C);
+            KERNEL_RUN(dev, gemm, out + q0 * C + h * HS, probs + p0 + h * n * tq * len,
+                       kv + k0 * Wkv + g->vcol + h * HS, n, tq, HS, len, false, false, 1.0f, 0.0f,
+                       len, Wkv, C, tq * len, len * Wkv, tq * C);
         q0 += n * tq;
         k0 += n * len;
         p0 += NH * n * tq * len;
     }
 }
 
-void attention_packed_backward_cpu(float *dq, float *dkv, const float *dout, const float *probs,
-                                    const float *q, const float *kv, float *scratch,
-                                    const AttentionPackedGeom *g, bool acc_q, bool acc_kv) {
+static void packed_backward(DeviceKind dev, float *dq, float *dkv, const float *dout,
+                            const float *probs, const float *q, const float *kv, float *scratch,
+                            const PackedGeom *g, bool acc_q, bool acc_kv) {
     /* dq (Rq, Wq) query columns, dkv (R, Wkv) key and value columns, either NULL — accumulates
      * (acc_*) or assigns those columns: each element is written by exactly one product */
     const int64_t NH = g->NH, HS = g->HS, C = NH * HS, Wq = g->Wq, Wkv = g->Wkv;
@@ -291,45 +302,48 @@ void attention_packed_backward_cpu(float *dq, float *dkv, const float *dout, con
     int64_t q0 = 0, k0 = 0, p0 = 0;
     for (int k = 0; k < g->ngroups; k++) {
         const int64_t n = g->g[k].n, len = g->g[k].len, tq = g->last_only ? 1 : len;
+        const int64_t sp = tq * len, sq = tq * Wq, skv = len * Wkv; /* per-sequence strides */
         for (int64_t h = 0; h < NH; h++) {
-            const float *P = probs + p0 + h * n * tq * len, *dh = dout + q0 * C + h * HS;
+            const float *P = probs + p0 + h * n * sp, *dh = dout + q0 * C + h * HS;
+            const float *vh = kv + k0 * Wkv + g->vcol + h * HS;
             /* out = P v  =>  dv (len,HS) (+)= P^T (len,tq) dout (tq,HS) */
             if (dkv)
-                gemm_cpu(dkv + k0 * Wkv + g->vcol + h * HS, P, dh, n, len, HS, tq, true, false,
-                         1.0f, bkv, len, C, Wkv, tq * len, tq * C, len * Wkv);
+                KERNEL_RUN(dev, gemm, dkv + k0 * Wkv + g->vcol + h * HS, P, dh, n, len, HS, tq,
+                           true, false, 1.0f, bkv, len, C, Wkv, sp, tq * C, skv);
             /* ... and dP (tq,len) = dout (tq,HS) v^T (HS,len) */
-            gemm_cpu(scratch + p0 + h * n * tq * len, dh, kv + k0 * Wkv + g->vcol + h * HS, n,
-                     tq, len, HS, false, true, 1.0f, 0.0f, C, Wkv, len, tq * C, len * Wkv,
-                     tq * len);
+            KERNEL_RUN(dev, gemm, scratch + p0 + h * n * sp, dh, vh, n, tq, len, HS, false, true,
+                       1.0f, 0.0f, C, Wkv, len, tq * C, skv, sp);
         }
-        attention_softmax_backward_cpu(scratch + p0, scratch + p0, probs + p0, NH * n, tq, len);
+        /* P = softmax(scores): dscores over dP, in place, the run's NH*n matrices at once */
+        KERNEL_RUN(dev, attention_softmax_backward, scratch + p0, scratch + p0, probs + p0, NH * n,
+                   tq, len);
         for (int64_t h = 0; h < NH; h++) {
-            const float *dS = scratch + p0 + h * n * tq * len;
+            const float *dS = scratch + p0 + h * n * sp;
+            const float *qh = q + q0 * Wq + g->qcol + h * HS;
+            const float *kh = kv + k0 * Wkv + g->kcol + h * HS;
             /* scores = q k^T * scale  =>  dq (tq,HS) (+)= scale dS (tq,len) k (len,HS) */
             if (dq)
-                gemm_cpu(dq + q0 * Wq + g->qcol + h * HS, dS, kv + k0 * Wkv + g->kcol + h * HS,
-                         n, tq, HS, len, false, false, g->scale, bq, len, Wkv, Wq, tq * len,
-                         len * Wkv, tq * Wq);
+                KERNEL_RUN(dev, gemm, dq + q0 * Wq + g->qcol + h * HS, dS, kh, n, tq, HS, len,
+                           false, false, g->scale, bq, len, Wkv, Wq, sp, skv, sq);
             /* ... and dk (len,HS) (+)= scale dS^T (len,tq) q (tq,HS) */
             if (dkv)
-                gemm_cpu(dkv + k0 * Wkv + g->kcol + h * HS, dS, q + q0 * Wq + g->qcol + h * HS,
-                         n, len, HS, tq, true, false, g->scale, bkv, len, Wq, Wkv, tq * len,
-                         tq * Wq, len * Wkv);
+                KERNEL_RUN(dev, gemm, dkv + k0 * Wkv + g->kcol + h * HS, dS, qh, n, len, HS, tq,
+                           true, false, g->scale, bkv, len, Wq, Wkv, sp, sq, skv);
         }
         q0 += n * tq;
         k0 += n * len;
-        p0 += NH * n * tq * len;
+        p0 += NH * n * sp;
     }
 }
 
 /* ---- packed sequences: wrapper and backward rule -------------------------------------------- */
 
 static void attention_packed_backward(Node *nd) {
-    const AttentionPackedGeom *g = nd->extra;
+    const PackedGeom *g = nd->extra;
     Tensor *q = nd->in[0], *kv = nd->nin > 1 ? nd->in[1] : nd->in[0];
     const int64_t C = g->NH * g->HS;
-    /* q == kv: one buffer takes dq, dk and dv in its three column ranges. The kernel writes
-     * every element of those ranges, so a buffer they cover entirely (a fused projection,
+    /* q == kv: one buffer takes dq, dk and dv in its three column ranges. The products write
+     * every element of those ranges once, so a buffer they cover entirely (a fused projection,
      * W = 3C; or q alone, W = C, and kv, W = 2C) is taken new and assigned instead of zeroed
      * and accumulated into. */
     const bool cover_q = g->qcol == 0 && g->Wq == C;
@@ -351,8 +365,8 @@ static void attention_packed_backward(Node *nd) {
     size_t mark = arena_mark(arena);
     float *scratch = arena_alloc(arena, (size_t)nd->saved[0]->numel * sizeof(float));
     const uint64_t prof = prof_layer_begin(nd->out->device);
-    KERNEL_RUN(nd->out->device, attention_packed_backward, dq, dkv, nd->out->grad->data,
-               nd->saved[0]->data, q->data, kv->data, scratch, g, !fq, !fkv);
+    packed_backward(nd->out->device, dq, dkv, nd->out->grad->data, nd->saved[0]->data, q->data,
+                    kv->data, scratch, g, !fq, !fkv);
     /* the layer profile: four products of the forward's size (dv, dP, dq, dk) */
     prof_layer_end(nd->out->device, prof, "attention packed backward",
                    4.0 * (double)nd->saved[0]->numel * (double)g->HS * 2.0);
@@ -392,7 +406,7 @@ Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kco
           op, (long long)NH, (long long)HS, (long long)qcol, tensor_shape_str(q), (long long)kcol,
           (long long)vcol, tensor_shape_str(kv));
 
-    AttentionPackedGeom geom = {groups, ngroups, NH, HS, qcol, kcol, vcol, Wq, Wkv, last_only,
+    PackedGeom geom = {groups, ngroups, NH, HS, qcol, kcol, vcol, Wq, Wkv, last_only,
                                 scale};
     Tensor *out = tensor_empty(DT_F32, 2, SHAPE(Rq, C));
     Node *nd = q == kv ? AG_RECORD(op, out, attention_packed_backward, q)
@@ -405,7 +419,7 @@ Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kco
         AttentionGroup *g = arena_alloc_host(arena, (size_t)ngroups * sizeof *g);
         memcpy(g, groups, (size_t)ngroups * sizeof *g);
         geom.g = g;
-        AttentionPackedGeom *pg = arena_alloc_host(arena, sizeof *pg);
+        PackedGeom *pg = arena_alloc_host(arena, sizeof *pg);
         *pg = geom;
         nd->extra = pg;
         nd->saved[0] = tensor_empty(DT_F32, 1, SHAPE(np));
@@ -414,9 +428,10 @@ Tensor *tensor_attention_packed(Tensor *q, int64_t qcol, Tensor *kv, int64_t kco
         P = arena_alloc(arena, (size_t)np * sizeof(float));
     }
     const uint64_t prof = prof_layer_begin(q->device);
-    KERNEL_RUN(q->device, attention_packed_forward, out->data, P, q->data, kv->data, &geom);
+    packed_forward(q->device, out->data, P, q->data, kv->data, &geom);
     /* the layer profile: two products (scores, weighted sum) of np * HS multiply-adds each */
-    prof_layer_end(q->device, prof, "attention packed forward", 2.0 * (double)np * (double)HS * 2.0);
+    prof_layer_end(q->device, prof, "attention packed forward",
+                   2.0 * (double)np * (double)HS * 2.0);
     if (!nd) arena_release(arena, mark);
     return out;
 }

@@ -26,7 +26,11 @@ Tensor *tensor_attention_heads_merge(Tensor *x);
 
 /* ---- packed sequences, heads in place ---------------------------------------------------- */
 
-/* AttentionGroup, a run of n consecutive sequences of len rows each, is in attention_types.h. */
+/* A run of n consecutive sequences of len rows each (see tensor_attention_packed). */
+typedef struct {
+    int64_t n, len;
+} AttentionGroup;
+
 /* Multi-head attention over sequences of different lengths packed row after row, reading each
  * head where a fused projection put it and writing the heads merged: no split, merge, slice or
  * concatenation copies. The sequences come as ngroups runs: run g holds groups[g].n sequences of
