@@ -88,6 +88,7 @@ static const char *g_lay_label[BENCH_LAYERS];
 static double g_lay_s[BENCH_LAYERS], g_lay_flop[BENCH_LAYERS];
 static int64_t g_lay_calls[BENCH_LAYERS];
 static int g_lay_n;
+static DeviceKind g_bench_dev = DEVICE_CPU; /* the peak column is the CPU sgemm's: CPU runs only */
 
 /* The CPU sgemm's peak here, for the layer table: the best of four 2048^3 products at the
  * current thread count (measured once, ~0.3 s at one thread). */
@@ -112,12 +113,12 @@ static double sgemm_peak_gflops(void) {
 /* The layer shapes that took the most time per timed call, largest first, on stderr: time,
  * calls, GFLOP/s and the share of the sgemm peak (a Winograd convolution counts the direct
  * convolution's operations, so it can pass 100 %). */
-static void layers_print(int n_shown, bool cpu) {
+static void layers_print(int n_shown) {
     bool shown[BENCH_LAYERS] = {false};
     double total = 0;
     for (int i = 0; i < g_lay_n; i++) total += g_lay_s[i];
     if (total <= 0) return;
-    const double peak = cpu ? sgemm_peak_gflops() : 0;
+    const double peak = g_bench_dev == DEVICE_CPU ? sgemm_peak_gflops() : 0;
     fprintf(stderr, "    layers per call (TRMML_PROFILE=1; wall time with their kernels, %.1f ms "
             "in all", total * 1e3);
     if (peak > 0) fprintf(stderr, "; sgemm peak 2048^3 here %.1f GFLOP/s", peak);
@@ -223,7 +224,7 @@ void bench_report(const char *key, double seconds, double gflop) {
     fputc('\n', stderr);
     if (g_have_call_stats && kernel_prof_on && g_prof_s) {
         prof_print(16);
-        layers_print(24, true);
+        layers_print(24);
     }
     g_have_call_stats = false;
     fflush(stdout);
@@ -295,6 +296,7 @@ int bench_main(int argc, char **argv) {
     g_dev = dev;
     BenchCtx ctx = {.threads = tool_threads(), .quick = o.quick, .only_case = o.only_case,
                     .dev = dev};
+    g_bench_dev = dev;
     fprintf(stderr, "trmml bench: %s; running on %s\n", device_summary(), device_name(dev));
     /* The GEMM kernel in use and the device, for the report's header (scripts/bench_report.py):
      * on CUDA the GEMMs are cuBLAS's, the CPU kernel only serves host-side work. */
