@@ -23,7 +23,6 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "autograd/tape.h"
 #include "clip/model.h"
@@ -174,13 +173,9 @@ Tensor *clip_text_eot_positions(const Tensor *ids) {
  * without the rows after each end); attention runs per group of equal length, on that group's
  * contiguous rows. For learned prompts (ends 18-22 of 23) that drops about 9 % of the rows. */
 typedef struct {
-    int64_t first, n; /* the group's sequences are order[first .. first + n) */
-    int64_t len;      /* their length: end-of-text position + 1 */
-} TextGroup;
-
-typedef struct {
     int ngroups;
-    TextGroup *g;
+    AttentionGroup *g; /* group k: n sequences of len = end-of-text position + 1 rows, the next
+                        * n of `order`; the runs tensor_attention_packed takes as they are */
     int64_t *order; /* (B) sequence indices by end-of-text position (stable) */
     int64_t rows;   /* R: packed rows */
 } TextPlan;
@@ -203,7 +198,7 @@ static void text_plan(TextPlan *p, const int64_t *eot, int64_t B, int64_t T) {
     *p = (TextPlan){.g = xmalloc((size_t)T * sizeof *p->g)};
     for (int64_t l = 0; l < T; l++) {
         if (start[l + 1]) {
-            p->g[p->ngroups++] = (TextGroup){.first = start[l], .n = start[l + 1], .len = l + 1};
+            p->g[p->ngroups++] = (AttentionGroup){.n = start[l + 1], .len = l + 1};
             p->rows += start[l + 1] * (l + 1);
         }
         start[l + 1] += start[l];
@@ -237,16 +232,14 @@ static TextIndex text_index(const TextPlan *p, int64_t B, int64_t T) {
     int64_t *src = xmalloc((size_t)p->rows * sizeof *src);
     int64_t *pos = xmalloc((size_t)p->rows * sizeof *pos);
     int64_t *ends = xmalloc((size_t)B * sizeof *ends), *inv = xmalloc((size_t)B * sizeof *inv);
-    int64_t r = 0;
-    for (int k = 0; k < p->ngroups; k++) {
-        const TextGroup *g = &p->g[k];
-        for (int64_t i = 0; i < g->n; i++) {
-            const int64_t b = p->order[g->first + i];
-            for (int64_t j = 0; j < g->len; j++, r++) src[r] = b * T + j, pos[r] = j;
-            ends[g->first + i] = r - 1;
-            inv[b] = g->first + i;
+    int64_t r = 0, s = 0; /* packed row, sequence in packed order */
+    for (int k = 0; k < p->ngroups; k++)
+        for (int64_t i = 0; i < p->g[k].n; i++, s++) {
+            const int64_t b = p->order[s];
+            for (int64_t j = 0; j < p->g[k].len; j++, r++) src[r] = b * T + j, pos[r] = j;
+            ends[s] = r - 1;
+            inv[b] = s;
         }
-    }
     TextIndex ix = {index_tensor(src, p->rows), index_tensor(pos, p->rows),
                     index_tensor(ends, B), index_tensor(inv, B)};
     free(src);
@@ -287,12 +280,8 @@ static Tensor *block_forward(const ClipText *t, const ClipTextBlock *b, Tensor *
 static Tensor *packed_attention(const ClipText *t, const TextPlan *p, Tensor *q, Tensor *kv,
                                 int64_t kcol, bool last_rows) {
     const int64_t C = t->cfg.width, NH = t->cfg.heads, HS = C / NH;
-    AttentionGroup *g = xmalloc((size_t)p->ngroups * sizeof *g);
-    for (int k = 0; k < p->ngroups; k++) g[k] = (AttentionGroup){p->g[k].n, p->g[k].len};
-    Tensor *a = tensor_attention_packed(q, 0, kv, kcol, kcol + C, g, p->ngroups, NH, HS,
-                                        last_rows, 1.0f / sqrtf((float)HS));
-    free(g);
-    return a;
+    return tensor_attention_packed(q, 0, kv, kcol, kcol + C, p->g, p->ngroups, NH, HS, last_rows,
+                                   1.0f / sqrtf((float)HS));
 }
 
 /* A block of the packed layout: x (R, C) -> (R, C). The queries are the first third of in_proj,

@@ -9,6 +9,7 @@
 #include "tensor/device.h"
 #include "tensor/ops/attention.h"
 #include "tensor/ops/gemm.h"
+#include "tensor/ops/shape.h"
 #include "test/test.h"
 
 static const char *attention_cases[] = {"odd", "odd_causal", "value_hs", "single_query",
@@ -303,7 +304,6 @@ TEST(attention_backward_accumulates) {
 
 /* ---- packed sequences, heads in place ------------------------------------------------------ */
 
-#include "tensor/ops/shape.h"
 
 typedef struct {
     const AttentionGroup *g;

@@ -41,6 +41,7 @@
  * text tower (C = 512: ~2,000 cycles per sum); the lanes vectorise. Being explicit, not a
  * compiler reassociation, they give the same result at every instruction-set level. */
 #define ROW_LANES 8
+_Static_assert(ROW_LANES == 8, "LANES_TOTAL combines exactly 8 lanes");
 #define LANES_TOTAL(a) \
     ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + ((a)[6] + (a)[7])))
 
