@@ -208,7 +208,7 @@ static void epilogue_cases(void) {
         gemm_bf16_cpu(tensor_f32(plain), tensor_f32(a), tensor_f32(b), m, n, k, cs->ta, cs->tb,
                       cs->alpha, cs->beta, lda, ldb, ldc, scratch, NULL);
         for (int v = 0; v < 4; v++) { /* row bias + ReLU, column bias, both, both + ReLU */
-            const GemmBf16Epilogue ep = {.row_bias = v != 1 ? tensor_f32(rb) : NULL,
+            const GemmEpilogue ep = {.row_bias = v != 1 ? tensor_f32(rb) : NULL,
                                          .col_bias = v >= 1 ? tensor_f32(cb) : NULL,
                                          .relu = v == 0 || v == 3};
             memcpy(got->data, c0->data, (size_t)(m * ldc) * sizeof(float));
@@ -255,7 +255,7 @@ static void batched_cases(void) {
         Tensor *b = test_randn(1110 + i, 1, SHAPE(B * sb));
         Tensor *c0 = test_randn(1120 + i, 1, SHAPE(B * sc));
         Tensor *rb = test_randn(1130 + i, 1, SHAPE(m));
-        const GemmBf16Epilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
+        const GemmEpilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
         Tensor *want = TENSOR_F32(B * sc), *got = TENSOR_F32(B * sc);
         memcpy(want->data, c0->data, (size_t)(B * sc) * sizeof(float));
         memcpy(got->data, c0->data, (size_t)(B * sc) * sizeof(float));

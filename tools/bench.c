@@ -10,6 +10,7 @@
 #include "tensor/clock.h"
 #include "tensor/device.h"
 #include "tensor/ops/gemm.h"
+#include "tensor/ops/gemm_f32.h"
 #include "tools/command.h"
 #include "tools/flags.h"
 
@@ -328,10 +329,17 @@ typedef struct {
     DeviceKind dev;
     float *a, *b, *c; /* device memory of dev */
     int64_t m, n, k;
+    bool own;      /* the project's fp32 GEMM (gemm_f32.h) instead of the device's gemm kernel */
+    void *scratch; /* its packing scratch */
 } GemmArgs;
 
 static void run_gemm(void *p) {
     GemmArgs *g = p;
+    if (g->own) {
+        gemm_f32_batched_cpu(g->c, g->a, g->b, 1, g->m, g->n, g->k, false, false, 1.0f, 0.0f,
+                             g->k, g->n, g->n, 0, 0, 0, g->scratch, NULL);
+        return;
+    }
     KERNEL_RUN(g->dev, gemm, g->c, g->a, g->b, 1, g->m, g->n, g->k, false, false, 1.0f, 0.0f,
                g->k, g->n, g->n, 0, 0, 0);
 }
@@ -348,19 +356,23 @@ static float *device_uniform(const DeviceTable *dt, Rng *r, int64_t n) {
 }
 
 BENCH(gemm, "sgemm C = A B (row-major, no transposes) through the device's gemm kernel (the "
-            "CPU's, or cuBLAS)") {
+            "CPU's, or cuBLAS), and on an AVX-512 CPU the project's own fp32 GEMM ('gemm own')") {
     /* Square sizes find the peak; the others are the shapes CLIP RN50/RN101 convolutions and the
-     * text transformer produce (M = rows of im2col or tokens). */
+     * text transformer produce (M = rows of im2col or tokens), then one image of RN101's 1x1
+     * convolutions at 448 px (M = output channels, N = pixels, K = input channels). */
     static const int64_t shapes[][3] = {
-        {256, 256, 256}, {512, 512, 512}, {1024, 1024, 1024}, {2048, 2048, 2048},
-        {1568, 2048, 512}, {6272, 64, 576}, {616, 2048, 512}, {616, 512, 2048},
+        {256, 256, 256},    {512, 512, 512},   {1024, 1024, 1024}, {2048, 2048, 2048},
+        {1568, 2048, 512},  {6272, 64, 576},   {616, 2048, 512},   {616, 512, 2048},
+        {256, 12544, 64},   {64, 12544, 256},  {256, 784, 1024},   {1024, 784, 256},
     };
     int nshapes = ctx->quick ? 2 : (int)(sizeof shapes / sizeof shapes[0]);
-    for (int s = 0; s < nshapes; s++) {
-        GemmArgs g = {.m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2]};
+    for (int s = 0; s < 2 * nshapes; s++) {
+        GemmArgs g = {.m = shapes[s / 2][0], .n = shapes[s / 2][1], .k = shapes[s / 2][2],
+                      .own = s % 2 == 1};
+        if (g.own && !(device_runs_cpu_kernels(ctx->dev) && gemm_f32_available())) continue;
         char key[96];
-        snprintf(key, sizeof key, "gemm %lldx%lldx%lld", (long long)g.m, (long long)g.n,
-                 (long long)g.k);
+        snprintf(key, sizeof key, "gemm %s%lldx%lldx%lld", g.own ? "own " : "", (long long)g.m,
+                 (long long)g.n, (long long)g.k);
         if (!bench_wanted(ctx, key)) continue;
         const DeviceTable *dt = device_table(ctx->dev);
         g.dev = ctx->dev;
@@ -370,7 +382,9 @@ BENCH(gemm, "sgemm C = A B (row-major, no transposes) through the device's gemm 
         g.b = device_uniform(dt, &r, g.k * g.n);
         g.c = dt->alloc((size_t)(g.m * g.n) * sizeof *g.c);
         CHECK(g.c, "bench gemm: no memory for C (%s)", key);
+        if (g.own) g.scratch = xmalloc(gemm_f32_batched_scratch_bytes(1, true, g.m, g.n, g.k));
         double t = bench_time(run_gemm, &g, ctx->quick ? 2 : 5, ctx->quick ? 0.05 : 1.0);
+        free(g.scratch);
         bench_report(key, t, 2.0 * g.m * g.n * g.k * 1e-9);
         dt->free(g.a);
         dt->free(g.b);

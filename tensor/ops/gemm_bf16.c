@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "tensor/isa.h"
+#include "tensor/ops/gemm_epilogue.h"
 #include "tensor/ops/gemm.h"
 #include "tensor/device.h"
 #include "tensor/tensor.h"
@@ -248,52 +249,6 @@ BF16_TARGET static void pack_b_panel_t(uint32_t *restrict bp, const float *restr
     }
 }
 
-/* The epilogue both kernels share: row ci of C (its first nr <= NR columns) gets
- * alpha (t0 | t1) + beta ci (beta 0: ci is not read, so NaN in C does not leak in), then, when
- * ep is not NULL (the last slice of k), + rowb (the row's bias, ep->row_bias given), + colb[j]
- * (colb: ep->col_bias at the tile's first column) and the ReLU (ep->relu; max(x, 0) maps NaN to
- * 0, as the ReLU op), in that order. */
-static inline __attribute__((always_inline, target("arch=x86-64-v4"))) void
-store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta,
-            const GemmBf16Epilogue *ep, float rowb, const float *colb) {
-    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
-                         : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1)
-                                   : (__mmask16)0;
-    if (alpha != 1.0f) {
-        const __m512 va = _mm512_set1_ps(alpha);
-        t0 = _mm512_mul_ps(va, t0);
-        t1 = _mm512_mul_ps(va, t1);
-    }
-    if (beta != 0.0f) {
-        __m512 c0 = _mm512_maskz_loadu_ps(m0, ci), c1 = _mm512_maskz_loadu_ps(m1, ci + 16);
-        if (beta != 1.0f) {
-            const __m512 vb = _mm512_set1_ps(beta);
-            c0 = _mm512_mul_ps(vb, c0);
-            c1 = _mm512_mul_ps(vb, c1);
-        }
-        t0 = _mm512_add_ps(t0, c0);
-        t1 = _mm512_add_ps(t1, c1);
-    }
-    if (ep) {
-        if (ep->row_bias) {
-            const __m512 vr = _mm512_set1_ps(rowb);
-            t0 = _mm512_add_ps(t0, vr);
-            t1 = _mm512_add_ps(t1, vr);
-        }
-        if (ep->col_bias) {
-            t0 = _mm512_add_ps(t0, _mm512_maskz_loadu_ps(m0, colb));
-            t1 = _mm512_add_ps(t1, _mm512_maskz_loadu_ps(m1, colb + 16));
-        }
-        if (ep->relu) {
-            t0 = _mm512_max_ps(t0, _mm512_setzero_ps());
-            t1 = _mm512_max_ps(t1, _mm512_setzero_ps());
-        }
-    }
-    _mm512_mask_storeu_ps(ci, m0, t0);
-    _mm512_mask_storeu_ps(ci + 16, m1, t1);
-}
-
 /* The micro-kernel: tile (mr, nr) of C, rows ldc apart, = alpha * (A panel (kp, MR) @
  * B panel (kp, NR)) + beta * tile — assigns (beta = 0: C not read) or accumulates. The 24
  * accumulators live in zmm registers for the whole loop over k. Then the epilogue ep (NULL but
@@ -301,7 +256,7 @@ store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta
 BF16_TARGET static void micro_kernel(int64_t kp, const uint32_t *restrict ap,
                                      const uint32_t *restrict bp, float *c, int64_t ldc, int64_t mr,
                                      int64_t nr, float alpha, float beta,
-                                     const GemmBf16Epilogue *ep, int64_t i0, int64_t j0) {
+                                     const GemmEpilogue *ep, int64_t i0, int64_t j0) {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -389,7 +344,7 @@ AMX_TARGET static void amx_release(void) { _tile_release(); }
 AMX_TARGET static void amx_block(int64_t kpp, int64_t ksub, const uint32_t *ap, int64_t q0,
                                  int64_t q1, const uint32_t *bp, float *c, int64_t ldc,
                                  int64_t m, int64_t nr, float alpha, float beta,
-                                 const GemmBf16Epilogue *ep, int64_t j0) {
+                                 const GemmEpilogue *ep, int64_t j0) {
     float cbuf[AMX_MAX_PANELS * AMX_MR * NR] __attribute__((aligned(64)));
     /* Rows of an A panel are kpp + 16 words apart: with exactly kpp (often a power of two) the
      * 32 rows of two A tiles would fall into one or two sets of L1 and evict each other. */
@@ -453,7 +408,7 @@ size_t gemm_bf16_batched_scratch_bytes(int64_t batch, bool shared_a, int64_t m, 
 static void batched_run(float *c, const float *a, const float *b, int64_t batch, int64_t m,
                         int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha, float beta,
                         int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a, int64_t stride_b,
-                        int64_t stride_c, void *scratch, const GemmBf16Epilogue *ep) {
+                        int64_t stride_c, void *scratch, const GemmEpilogue *ep) {
     /* c (batch,M,N), a (batch,M,K) or (batch,K,M) when trans_a (stride_a 0: one A for all),
      * b (batch,K,N) or (batch,N,K) when trans_b, scratch of
      * gemm_bf16_batched_scratch_bytes(batch, stride_a == 0, m, n, k) bytes, ep NULL or its
@@ -504,7 +459,7 @@ static void batched_run(float *c, const float *a, const float *b, int64_t batch,
             /* The first slice applies beta; later slices add their partial sums to C; the last
              * one applies the epilogue. */
             const float beta_k = k0 == 0 ? beta : 1.0f;
-            const GemmBf16Epilogue *ep_k = k0 + kc >= k ? ep : NULL;
+            const GemmEpilogue *ep_k = k0 + kc >= k ? ep : NULL;
 #pragma omp for collapse(2) schedule(static)
             for (int64_t pa = 0; pa < a_packs; pa++)
                 for (int64_t q = 0; q < a_panels; q++) {
@@ -566,7 +521,7 @@ void gemm_bf16_batched_cpu(float *c, const float *a, const float *b, int64_t bat
                            int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha,
                            float beta, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
                            int64_t stride_b, int64_t stride_c, void *scratch,
-                           const GemmBf16Epilogue *ep) {
+                           const GemmEpilogue *ep) {
     const uint64_t clk = gemm_clock_begin();
     batched_run(c, a, b, batch, m, n, k, trans_a, trans_b, alpha, beta, lda, ldb, ldc, stride_a,
                 stride_b, stride_c, scratch, ep);
@@ -575,7 +530,7 @@ void gemm_bf16_batched_cpu(float *c, const float *a, const float *b, int64_t bat
 
 void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
                    bool trans_a, bool trans_b, float alpha, float beta, int64_t lda, int64_t ldb,
-                   int64_t ldc, void *scratch, const GemmBf16Epilogue *ep) {
+                   int64_t ldc, void *scratch, const GemmEpilogue *ep) {
     /* c (M,N), a (M,K) or (K,M) when trans_a, b (K,N) or (N,K) when trans_b, scratch of
      * gemm_bf16_scratch_bytes(m, n, k) bytes, ep NULL or its row_bias (M) and col_bias (N) —
      * assigns (beta = 0) or accumulates, then the epilogue */

@@ -48,14 +48,14 @@ typedef struct {
     const float *row_bias; /* (M) or NULL */
     const float *col_bias; /* (N) or NULL */
     bool relu;
-} GemmBf16Epilogue;
+} GemmEpilogue;
 
 /* C = alpha * op(A) op(B) + beta * C as above, then the epilogue `ep` (NULL: none); scratch
  * holds gemm_bf16_scratch_bytes(m, n, k) bytes (the caller owns it). Runs on the OpenMP threads.
  * Assigns (beta = 0) or accumulates. */
 void gemm_bf16_cpu(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
                    bool trans_a, bool trans_b, float alpha, float beta, int64_t lda, int64_t ldb,
-                   int64_t ldc, void *scratch, const GemmBf16Epilogue *ep);
+                   int64_t ldc, void *scratch, const GemmEpilogue *ep);
 
 /* `batch` products of the same shape at once, C_p = alpha op(A_p) op(B_p) + beta C_p then the
  * epilogue, matrices stride_a/b/c elements apart (stride_a 0: one A shared by all, packed once;
@@ -69,7 +69,7 @@ void gemm_bf16_batched_cpu(float *c, const float *a, const float *b, int64_t bat
                            int64_t n, int64_t k, bool trans_a, bool trans_b, float alpha,
                            float beta, int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a,
                            int64_t stride_b, int64_t stride_c, void *scratch,
-                           const GemmBf16Epilogue *ep);
+                           const GemmEpilogue *ep);
 
 /* ---- Precision of the frozen towers' products -------------------------------------------
  * PRECISION_BF16 routes the forward products of conv2d and linear whose weight is frozen

@@ -215,7 +215,7 @@ Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias) {
         Arena *a = tensor_arena();
         size_t mark = arena_mark(a);
         void *scratch = arena_alloc(a, gemm_bf16_scratch_bytes(rows, nout, in));
-        const GemmBf16Epilogue ep = {.row_bias = NULL, .col_bias = bias ? bias->data : NULL,
+        const GemmEpilogue ep = {.row_bias = NULL, .col_bias = bias ? bias->data : NULL,
                                      .relu = false};
         gemm_bf16_cpu(y->data, x->data, weight->data, rows, nout, in, false, true, 1.0f, 0.0f, in,
                       in, nout, scratch, &ep);

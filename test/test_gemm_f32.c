@@ -1,0 +1,219 @@
+/* test_gemm_f32.c — the project's fp32 GEMM (tensor/ops/gemm_f32.c) against double precision.
+ *
+ * The bound (docs/ops/gemm_f32.md), per element (i, j) with T_ij = sum_l |a_il b_lj| in double:
+ * every FMA rounds once, so the sum of a slice of K terms errs by at most gamma_kc * T (Higham,
+ * Thm 3.1); alpha, beta and each later slice adding its partial sum to C add two roundings each:
+ *     |C - ref| <= gamma_{K + 2 slices + 2} * (|alpha| T + |beta C0|).
+ * Shapes: 1x1x1, sizes not multiples of the 12x32 tile, K over several KC slices, N over several
+ * NC blocks, a single product split into row blocks across the threads, all four transposes,
+ * row strides wider than the matrices (whose padding must stay untouched), alpha/beta, and
+ * beta = 0 over a C full of NaN (C must not be read). Then the epilogue and the batched form,
+ * bit for bit against what they stand for, and the refusal below the avx512 level. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor/isa.h"
+#include "tensor/ops/gemm.h"
+#include "tensor/ops/gemm_f32.h"
+#include "test/test.h"
+
+#define U32 5.9604644775390625e-8 /* 2^-24 */
+
+static double gamma_n(double n) { return n * U32 / (1.0 - n * U32); }
+
+typedef struct {
+    int64_t m, n, k;
+    bool ta, tb;
+    float alpha, beta;
+    int64_t pad; /* extra elements per row beyond the matrix (lda/ldb/ldc wider) */
+} F32Case;
+
+static void run_case(const F32Case *cs, uint64_t seed) {
+    const int64_t m = cs->m, n = cs->n, k = cs->k;
+    const int64_t ar = cs->ta ? k : m, ac = cs->ta ? m : k; /* stored shapes */
+    const int64_t br = cs->tb ? n : k, bc = cs->tb ? k : n;
+    const int64_t lda = ac + cs->pad, ldb = bc + cs->pad, ldc = n + cs->pad;
+    float *a = xcalloc((size_t)(ar * lda), sizeof(float));
+    float *b = xcalloc((size_t)(br * ldb), sizeof(float));
+    float *c = xcalloc((size_t)(m * ldc), sizeof(float));
+    float *c0 = xcalloc((size_t)(m * ldc), sizeof(float));
+    Rng r;
+    rng_seed(&r, seed);
+    for (int64_t i = 0; i < ar * lda; i++) a[i] = rng_normal(&r);
+    for (int64_t i = 0; i < br * ldb; i++) b[i] = rng_normal(&r);
+    for (int64_t i = 0; i < m * ldc; i++) c0[i] = cs->beta == 0.0f ? NAN : rng_normal(&r);
+    memcpy(c, c0, (size_t)(m * ldc) * sizeof(float));
+    /* from the guarded test arena: a write past the scratch is caught after the test */
+    void *scratch = arena_alloc(tensor_arena(), gemm_f32_batched_scratch_bytes(1, true, m, n, k));
+    gemm_f32_batched_cpu(c, a, b, 1, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc,
+                         0, 0, 0, scratch, NULL);
+    const GemmF32Blocking bl = gemm_f32_blocking();
+    const double slices = (double)((k + bl.kc - 1) / bl.kc);
+    const double g = gamma_n((double)k + 2.0 * slices + 2.0);
+    double worst = 0.0;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0.0, t = 0.0;
+            for (int64_t l = 0; l < k; l++) {
+                const double p = (double)(cs->ta ? a[l * lda + i] : a[i * lda + l]) *
+                                 (cs->tb ? b[j * ldb + l] : b[l * ldb + j]);
+                s += p;
+                t += fabs(p);
+            }
+            const double cb = cs->beta == 0.0f ? 0.0 : (double)cs->beta * c0[i * ldc + j];
+            const double ref = cs->alpha * s + cb;
+            const double tol = g * (fabs(cs->alpha) * t + fabs(cb));
+            const double err = fabs(c[i * ldc + j] - ref);
+            if (!(err <= tol) && bad++ < 5)
+                test_fail(__FILE__, __LINE__,
+                          "gemm_f32 %lldx%lldx%lld ta=%d tb=%d [%lld,%lld]: got %.9g, exact "
+                          "%.9g (tol %.3g)",
+                          (long long)m, (long long)n, (long long)k, cs->ta, cs->tb, (long long)i,
+                          (long long)j, (double)c[i * ldc + j], ref, tol);
+            if (tol > 0 && err / tol > worst) worst = err / tol;
+        }
+    for (int64_t i = 0; i < m; i++) /* the padding between rows of C must be untouched */
+        for (int64_t j = n; j < ldc; j++)
+            if (memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(float)) != 0) {
+                test_fail(__FILE__, __LINE__, "write into C's row padding at [%lld,%lld]",
+                          (long long)i, (long long)j);
+                i = m;
+                break;
+            }
+    if (getenv("TRMML_TEST_MEASURE"))
+        printf("  gemm_f32 %lldx%lldx%lld ta=%d tb=%d: max err/bound %.3f\n", (long long)m,
+               (long long)n, (long long)k, cs->ta, cs->tb, worst);
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+}
+
+static bool need_f32(void) {
+    if (gemm_f32_available()) return true;
+    test_skip("the own fp32 GEMM runs only at the avx512 level, with OpenBLAS as gemm_cpu");
+    return false;
+}
+
+TEST(gemm_f32_shapes_vs_double) {
+    if (!need_f32()) return;
+    const GemmF32Blocking bl = gemm_f32_blocking();
+    const F32Case cases[] = {
+        {1, 1, 1, false, false, 1.0f, 0.0f, 0},
+        {12, 32, 16, false, false, 1.0f, 0.0f, 0},           /* exactly one tile */
+        {13, 37, 7, false, false, 1.0f, 0.0f, 3},            /* edge tiles, wide rows */
+        {25, 65, 33, false, false, 1.0f, 0.0f, 0},           /* split into row blocks */
+        {7, 5, 2 * bl.kc + 3, false, false, 1.0f, 0.0f, 0}, /* three slices of K */
+        {3, 17, 4001, false, false, 1.0f, 0.0f, 0},          /* long sums */
+        {30, 2 * bl.nc + 7, 5, false, false, 1.0f, 0.0f, 0}, /* three NC blocks */
+        {64, 3 * 196, 256, false, false, 1.0f, 1.0f, 0},     /* a 1x1 convolution's, residual */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i], 100 + i);
+}
+
+TEST(gemm_f32_transposes_alpha_beta) {
+    if (!need_f32()) return;
+    for (int t = 0; t < 4; t++) {
+        F32Case cs = {29, 45, 51, t & 1, (t >> 1) & 1, 1.0f, 0.0f, 2};
+        run_case(&cs, 200 + t);
+        cs.alpha = 0.5f;
+        cs.beta = 1.0f; /* accumulate */
+        run_case(&cs, 300 + t);
+        cs.alpha = -1.5f;
+        cs.beta = 2.0f;
+        cs.k = gemm_f32_blocking().kc + 1; /* the second slice adds alpha * its partial sum */
+        run_case(&cs, 400 + t);
+    }
+}
+
+/* The epilogue (row bias, column bias, ReLU) against the same GEMM without it, then the
+ * epilogue written out here: the same float operations in the same order, so bit for bit — and
+ * only after the last slice of k (a case with two slices and beta = 1), with edge tiles, a
+ * transposed operand and wide rows whose padding must stay untouched. A batched call against
+ * one call per product: bit for bit too, with A per product and shared (stride 0, packed once),
+ * and nothing written in the gaps between the matrices. */
+TEST(gemm_f32_epilogue_and_batch_bit_exact) {
+    if (!need_f32()) return;
+    const int64_t kc = gemm_f32_blocking().kc;
+    const F32Case cases[] = {
+        {37, 45, 19, false, false, 1.0f, 0.0f, 3},
+        {13, 70, kc + 5, true, false, 0.5f, 1.0f, 0},
+        {32, 32, 64, false, true, 1.0f, 0.0f, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const F32Case *cs = &cases[i];
+        const int64_t m = cs->m, n = cs->n, k = cs->k;
+        const int64_t lda = (cs->ta ? m : k) + cs->pad, ldb = (cs->tb ? k : n) + cs->pad;
+        const int64_t ldc = n + cs->pad;
+        Tensor *a = test_randn(1000 + i, 1, SHAPE((cs->ta ? k : m) * lda));
+        Tensor *b = test_randn(1010 + i, 1, SHAPE((cs->tb ? n : k) * ldb));
+        Tensor *c0 = test_randn(1020 + i, 1, SHAPE(m * ldc));
+        Tensor *rb = test_randn(1030 + i, 1, SHAPE(m)), *cb = test_randn(1040 + i, 1, SHAPE(n));
+        void *scratch =
+            arena_alloc(tensor_arena(), gemm_f32_batched_scratch_bytes(1, true, m, n, k));
+        Tensor *plain = TENSOR_F32(m * ldc), *got = TENSOR_F32(m * ldc);
+        memcpy(plain->data, c0->data, (size_t)(m * ldc) * sizeof(float));
+        gemm_f32_batched_cpu(tensor_f32(plain), tensor_f32(a), tensor_f32(b), 1, m, n, k, cs->ta,
+                             cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0, scratch, NULL);
+        for (int v = 0; v < 4; v++) { /* row bias + ReLU, column bias, both, both + ReLU */
+            const GemmEpilogue ep = {.row_bias = v != 1 ? tensor_f32(rb) : NULL,
+                                     .col_bias = v >= 1 ? tensor_f32(cb) : NULL,
+                                     .relu = v == 0 || v == 3};
+            memcpy(got->data, c0->data, (size_t)(m * ldc) * sizeof(float));
+            gemm_f32_batched_cpu(tensor_f32(got), tensor_f32(a), tensor_f32(b), 1, m, n, k,
+                                 cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0,
+                                 scratch, &ep);
+            Tensor *want = TENSOR_F32(m * ldc);
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t j = 0; j < ldc; j++) {
+                    float x = tensor_f32(plain)[r * ldc + j];
+                    if (j < n) {
+                        if (ep.row_bias) x = x + ep.row_bias[r];
+                        if (ep.col_bias) x = x + ep.col_bias[j];
+                        if (ep.relu) x = x > 0.0f ? x : 0.0f;
+                    }
+                    tensor_f32(want)[r * ldc + j] = x;
+                }
+            char what[96];
+            snprintf(what, sizeof what, "gemm_f32 epilogue case %zu variant %d", i, v);
+            EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), m * ldc, 0, 0);
+        }
+        /* batched: 3 products, matrices with gaps, A per product or shared */
+        for (int shared = 0; shared < 2; shared++) {
+            const int64_t B = 3, amat = (cs->ta ? k : m) * lda, sa = shared ? 0 : amat + 7;
+            const int64_t sb = (cs->tb ? n : k) * ldb + 5, sc = m * ldc + 3;
+            Tensor *ab = test_randn(1050 + i, 1, SHAPE(shared ? amat : B * sa));
+            Tensor *bb = test_randn(1060 + i, 1, SHAPE(B * sb));
+            Tensor *cc = test_randn(1070 + i, 1, SHAPE(B * sc));
+            const GemmEpilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
+            Tensor *want = TENSOR_F32(B * sc), *gotb = TENSOR_F32(B * sc);
+            memcpy(want->data, cc->data, (size_t)(B * sc) * sizeof(float));
+            memcpy(gotb->data, cc->data, (size_t)(B * sc) * sizeof(float));
+            for (int64_t p = 0; p < B; p++)
+                gemm_f32_batched_cpu(tensor_f32(want) + p * sc, tensor_f32(ab) + p * sa,
+                                     tensor_f32(bb) + p * sb, 1, m, n, k, cs->ta, cs->tb,
+                                     cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0, scratch, &ep);
+            void *all = arena_alloc(tensor_arena(),
+                                    gemm_f32_batched_scratch_bytes(B, shared, m, n, k));
+            gemm_f32_batched_cpu(tensor_f32(gotb), tensor_f32(ab), tensor_f32(bb), B, m, n, k,
+                                 cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, sa, sb, sc,
+                                 all, &ep);
+            char what[96];
+            snprintf(what, sizeof what, "gemm_f32 batched case %zu, shared A %d", i, shared);
+            EXPECT_CLOSE_N(what, tensor_f32(gotb), tensor_f32(want), B * sc, 0, 0);
+        }
+    }
+}
+
+TEST(gemm_f32_only_at_avx512) {
+    if (!isa_supported(ISA_AVX512)) {
+        EXPECT(!gemm_f32_available(), "no AVX-512: the own fp32 GEMM must not be offered");
+        return;
+    }
+    const IsaLevel prev = isa_set_level(ISA_AVX2);
+    const bool avail = gemm_f32_available();
+    isa_set_level(prev);
+    EXPECT(!avail, "at TRMML_ISA=avx2 the own fp32 GEMM must not be offered");
+}
