@@ -217,3 +217,40 @@ TEST(gemm_f32_only_at_avx512) {
     isa_set_level(prev);
     EXPECT(!avail, "at TRMML_ISA=avx2 the own fp32 GEMM must not be offered");
 }
+
+/* A packed once (gemm_f32_pack_a) then single-thread products against it, as the Winograd
+ * convolution uses them: the same panels, slices and order as the batched call, so bit for bit,
+ * over two slices of k, several column blocks, edge tiles, transposed A and B, and an epilogue. */
+TEST(gemm_f32_packed_a_matches_batched) {
+    if (!need_f32()) return;
+    const GemmF32Blocking bl = gemm_f32_blocking();
+    const struct {
+        int64_t m, n, k;
+        bool ta, tb;
+        float beta;
+    } cases[] = {{29, 45, 51, false, false, 0.0f},
+                 {13, bl.nc + 37, bl.kc + 5, true, false, 1.0f},
+                 {25, 70, 33, false, true, 0.0f}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
+        const bool ta = cases[i].ta, tb = cases[i].tb;
+        const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+        Tensor *a = test_randn(1200 + i, 1, SHAPE(m * k)), *b = test_randn(1210 + i, 1, SHAPE(k * n));
+        Tensor *c0 = test_randn(1220 + i, 1, SHAPE(m * n)), *rb = test_randn(1230 + i, 1, SHAPE(m));
+        const GemmEpilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
+        Tensor *want = TENSOR_F32(m * n), *got = TENSOR_F32(m * n);
+        memcpy(want->data, c0->data, (size_t)(m * n) * sizeof(float));
+        memcpy(got->data, c0->data, (size_t)(m * n) * sizeof(float));
+        void *s = arena_alloc(tensor_arena(), gemm_f32_batched_scratch_bytes(1, true, m, n, k));
+        gemm_f32_batched_cpu(tensor_f32(want), tensor_f32(a), tensor_f32(b), 1, m, n, k, ta, tb,
+                             1.0f, cases[i].beta, lda, ldb, n, 0, 0, 0, s, &ep);
+        float *ap = arena_alloc(tensor_arena(), (size_t)gemm_f32_packed_a_floats(m, k) * 4);
+        float *bs = arena_alloc(tensor_arena(), (size_t)gemm_f32_b_scratch_floats(n, k) * 4);
+        gemm_f32_pack_a(ap, tensor_f32(a), m, k, ta, lda);
+        gemm_f32_packed_single(tensor_f32(got), ap, tensor_f32(b), m, n, k, tb, 1.0f,
+                               cases[i].beta, ldb, n, bs, &ep);
+        char what[64];
+        snprintf(what, sizeof what, "gemm_f32 packed A case %zu", i);
+        EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), m * n, 0, 0);
+    }
+}
