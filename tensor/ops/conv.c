@@ -38,6 +38,7 @@
 #include "tensor/kernels_cpu.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/gemm_bf16.h"
+#include "tensor/ops/gemm_f32.h"
 
 /* Scratch budgets for one im2col block's col matrix. A block of output rows of a large image
  * stays small enough to remain in cache between the im2col that writes it and the GEMM that
@@ -654,20 +655,53 @@ ISA_VARIANTS(wino_output_rows, (float *out, const float *M, int64_t sm, int64_t 
                                 int64_t r0, int64_t R, int64_t o0, int64_t o),
              (out, M, sm, T, bias, residual, relu, g, r0, R, o0, o))
 
+/* The own fp32 GEMM's share of a Winograd forward (g->gemm_f32_floats > 0): the nxi matrices
+ * U[xi] packed once per slice of output channels, wino_f32_pa floats apart, then one B scratch
+ * per thread (wino_threads of them, for blocks of up to wino_tiles_per_block tiles). */
+static int64_t wino_f32_pa(const ConvGeom *g) {
+    return (gemm_f32_packed_a_floats(g->wino_o, g->c) + 15) / 16 * 16;
+}
+static int64_t wino_f32_bs(const ConvGeom *g, int64_t T) {
+    return (gemm_f32_b_scratch_floats(T, g->c) + 15) / 16 * 16;
+}
+typedef struct {
+    float *up; /* packed U[0], or NULL: gemm_cpu */
+    float *bs; /* B scratch of thread 0; thread t's at bs + t * bsw */
+    int64_t pa, bsw;
+} WinoF32;
+
+/* M[xi] (ob, T) = U[xi] (ob, C) @ V[xi] (C, T) on the calling thread (thread tid): the own
+ * fp32 GEMM with U[xi] packed beforehand, or the core GEMM — assigns. */
+static void wino_product(float *M, const float *U, const float *V, const WinoF32 *f,
+                         int64_t xi, int64_t ob, int64_t T, int64_t C, int tid) {
+    if (f->up)
+        gemm_f32_packed_single(M, f->up + xi * f->pa, V, ob, T, C, false, 1.0f, 0.0f, T, T,
+                               f->bs + tid * f->bsw, NULL);
+    else
+        gemm_cpu(M, U, V, 1, ob, T, C, false, false, 1.0f, 0.0f, C, T, T, 0, 0, 0);
+}
+
+static int thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* One block of tile rows [r0, r0 + R) through the whole pipeline on the calling thread: input
  * transform into V (nxi, C, T), nxi single-threaded GEMMs into M (nxi, ob, T), output transform
  * into out for output channels [o0, o0 + ob) — assigns. */
 static void wino_block(float *out, const float *inp, const float *bias, bool residual, bool relu,
-                       const float *U, float *V, float *M, const ConvGeom *g, int64_t r0,
-                       int64_t R, int64_t o0, int64_t ob) {
+                       const float *U, float *V, float *M, const WinoF32 *f, const ConvGeom *g,
+                       int64_t r0, int64_t R, int64_t o0, int64_t ob) {
     const int64_t C = g->c, T = R * wino_tiles_w(g), nxi = wino_nxi(g);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
     for (int64_t c = 0; c < C; c++) wino_input_rows(V, sv, T, inp, g, r0, R, c);
-    /* M[xi] (ob, T) = U[xi] (ob, C) @ V[xi] (C, T); inside the parallel region each GEMM runs
-     * on this thread alone. */
+    /* inside the parallel region each GEMM runs on this thread alone */
+    const int tid = thread_num();
     for (int64_t xi = 0; xi < nxi; xi++)
-        gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
-                 T, T, 0, 0, 0);
+        wino_product(M + xi * sm, U + xi * su, V + xi * sv, f, xi, ob, T, C, tid);
     for (int64_t o = 0; o < ob; o++)
         wino_output_rows(out, M, sm, T, bias, residual, relu, g, r0, R, o0, o);
 }
@@ -676,8 +710,8 @@ static void wino_block(float *out, const float *inp, const float *bias, bool res
  * for small images, where per-thread blocks would make the GEMMs too thin. The input transform
  * is skipped when V already holds it (a later slice of output channels). */
 static void wino_block_shared(float *out, const float *inp, const float *bias, bool residual,
-                              bool relu, const float *U, float *V, float *M, const ConvGeom *g,
-                              int64_t o0, int64_t ob, bool transform_input) {
+                              bool relu, const float *U, float *V, float *M, const WinoF32 *f,
+                              const ConvGeom *g, int64_t o0, int64_t ob, bool transform_input) {
     const int64_t C = g->c, R = g->n * wino_tiles_h(g), T = R * wino_tiles_w(g);
     const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
     const int64_t nxi = wino_nxi(g);
@@ -688,8 +722,7 @@ static void wino_block_shared(float *out, const float *inp, const float *bias, b
     /* the nxi products split across the threads, each GEMM on one thread */
 #pragma omp parallel for schedule(static)
     for (int64_t xi = 0; xi < nxi; xi++)
-        gemm_cpu(M + xi * sm, U + xi * su, V + xi * sv, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
-                 T, T, 0, 0, 0);
+        wino_product(M + xi * sm, U + xi * su, V + xi * sv, f, xi, ob, T, C, thread_num());
 #pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < ob; o++)
         wino_output_rows(out, M, sm, T, bias, residual, relu, g, 0, R, o0, o);
@@ -718,12 +751,26 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
     const int64_t blocks = (rows_total + g->wino_rows - 1) / g->wino_rows;
     const int64_t tb = wino_tiles_per_block(g);
     float *U = col, *V0 = col + nxi * wino_stride(g->wino_o * C), *M0 = ybuf;
+    const int64_t copies = g->wino_per_thread ? g->wino_threads : 1;
+    WinoF32 f = {0};
+    if (g->gemm_f32_floats > 0) { /* after U and the V copies */
+        f.pa = wino_f32_pa(g);
+        f.bsw = wino_f32_bs(g, tb);
+        f.up = V0 + copies * nxi * wino_stride(C * tb);
+        f.bs = f.up + nxi * f.pa;
+    }
     for (int64_t o0 = 0; o0 < O; o0 += g->wino_o) {
         /* Output channels in slices of wino_o so that U stays within its budget. */
         const int64_t ob = g->wino_o < O - o0 ? g->wino_o : O - o0;
         wino_weights(U, weight, g->wino_m, o0, ob, C);
+        if (f.up) {
+            const int64_t su = wino_stride(ob * C);
+#pragma omp parallel for schedule(static)
+            for (int64_t xi = 0; xi < nxi; xi++)
+                gemm_f32_pack_a(f.up + xi * f.pa, U + xi * su, ob, C, false, C);
+        }
         if (!g->wino_per_thread) { /* one block; its input transform serves every slice */
-            wino_block_shared(out, inp, bias, residual, relu, U, V0, M0, g, o0, ob, o0 == 0);
+            wino_block_shared(out, inp, bias, residual, relu, U, V0, M0, &f, g, o0, ob, o0 == 0);
             continue;
         }
 #pragma omp parallel num_threads(g->wino_threads)
@@ -738,7 +785,7 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
             for (int64_t blk = 0; blk < blocks; blk++) {
                 const int64_t r0 = blk * g->wino_rows;
                 const int64_t R = g->wino_rows < rows_total - r0 ? g->wino_rows : rows_total - r0;
-                wino_block(out, inp, bias, residual, relu, U, V, M, g, r0, R, o0, ob);
+                wino_block(out, inp, bias, residual, relu, U, V, M, &f, g, r0, R, o0, ob);
             }
         }
     }
@@ -787,7 +834,7 @@ static void conv2d_forward_winograd_bf16(float *out, const float *inp, const flo
  * applies the epilogue ep (bias per row of C, ReLU) as it stores C. */
 static void conv_gemm(float *c, const float *a, const float *b, int64_t m, int64_t n, int64_t k,
                       float beta, int64_t lda, int64_t ldb, int64_t ldc, void *bf16_scratch,
-                      const GemmBf16Epilogue *ep) {
+                      const GemmEpilogue *ep) {
     if (bf16_scratch)
         gemm_bf16_cpu(c, a, b, m, n, k, false, false, 1.0f, beta, lda, ldb, ldc, bf16_scratch, ep);
     else
@@ -797,18 +844,24 @@ static void conv_gemm(float *c, const float *a, const float *b, int64_t m, int64
 /* The forward without Winograd: 1x1 GEMMs or im2col blocks, through conv_gemm, then the
  * epilogue (bias, ReLU) — assigns, or with `residual` adds the convolution to what out holds
  * (the GEMMs accumulate onto it, beta = 1). The bf16 GEMM applies the epilogue as it stores
- * each product that lands in out directly; the fp32 one (OpenBLAS) leaves it to one pass. */
+ * each product that lands in out directly, and so does the own fp32 GEMM of a 1x1 convolution
+ * at the avx512 level (g->gemm_f32_floats, col its scratch); OpenBLAS leaves it to one pass. */
 static void conv2d_forward_gemm(float *out, const float *inp, const float *weight,
                                 const float *bias, float *col, float *ybuf, const ConvGeom *g,
                                 bool residual, bool relu, void *bf16_scratch) {
     const int64_t K = g->c * g->kh * g->kw, P = g->oh * g->ow;
     const int64_t in_img = g->c * g->h * g->w, out_img = g->o * P;
     const float beta = residual ? 1.0f : 0.0f;
-    const GemmBf16Epilogue ep = {.row_bias = bias, .col_bias = NULL, .relu = relu};
+    const GemmEpilogue ep = {.row_bias = bias, .col_bias = NULL, .relu = relu};
     if (conv_pointwise(g)) {
         if (bf16_scratch) { /* one batched call: the weights packed once for every image */
             gemm_bf16_batched_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, beta,
                                   g->c, P, P, 0, in_img, out_img, bf16_scratch, &ep);
+            return;
+        }
+        if (g->gemm_f32_floats > 0) { /* the own fp32 GEMM, epilogue fused; col is its scratch */
+            gemm_f32_batched_cpu(out, weight, inp, g->n, g->o, P, g->c, false, false, 1.0f, beta,
+                                 g->c, P, P, 0, in_img, out_img, col, &ep);
             return;
         }
         /* one batched call: the weights shared by every image */
@@ -938,10 +991,10 @@ static void conv_forward_scratch(const ConvGeom *g, size_t *col, size_t *ybuf) {
         const int64_t tb = wino_tiles_per_block(g), nxi = wino_nxi(g);
         const int64_t copies = g->wino_per_thread ? g->wino_threads : 1;
         *col = (size_t)(nxi * wino_stride(g->wino_o * g->c) +
-                        copies * nxi * wino_stride(g->c * tb));
+                        copies * nxi * wino_stride(g->c * tb) + g->gemm_f32_floats);
         *ybuf = (size_t)(copies * nxi * wino_stride(g->wino_o * tb));
     } else {
-        *col = conv_col_floats(g);
+        *col = g->gemm_f32_floats > 0 ? (size_t)g->gemm_f32_floats : conv_col_floats(g);
         *ybuf = conv_ybuf_floats(g);
     }
 }
@@ -1131,7 +1184,18 @@ static ConvGeom conv_geom(const char *op, const Tensor *x, const Tensor *weight,
     g.oh = (g.h + 2 * pad_h - g.kh) / stride_h + 1;
     g.ow = (g.w + 2 * pad_w - g.kw) / stride_w + 1;
     conv_pick_blocks(&g, x->device);
-    conv_pick_winograd(&g, x->device, tensor_bf16_forward(weight));
+    const bool bf16 = tensor_bf16_forward(weight);
+    conv_pick_winograd(&g, x->device, bf16);
+    g.gemm_f32_floats = 0;
+    if (!bf16 && device_runs_cpu_kernels(x->device) && gemm_f32_available()) {
+        if (conv_pointwise(&g)) /* the batched call's scratch */
+            g.gemm_f32_floats = (int64_t)((gemm_f32_batched_scratch_bytes(g.n, true, g.o,
+                                                                           g.oh * g.ow, g.c) +
+                                           3) / 4);
+        else if (g.wino_rows > 0) /* packed U, and a B scratch per thread */
+            g.gemm_f32_floats = wino_nxi(&g) * wino_f32_pa(&g) +
+                                g.wino_threads * wino_f32_bs(&g, wino_tiles_per_block(&g));
+    }
     return g;
 }
 

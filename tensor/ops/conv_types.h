@@ -22,4 +22,9 @@ typedef struct {
      * of up to wino_threads threads takes whole blocks; 0: a single block of all tiles, each
      * stage split across the threads. Backward always takes the im2col path. */
     int64_t wino_rows, wino_o, wino_threads, wino_per_thread, wino_m;
+    /* 1x1 forward on the CPU at the avx512 level (the wrapper sets it, gemm_f32_available()):
+     * gemm_f32_floats > 0 is the scratch, in floats, of the project's own fp32 GEMM
+     * (tensor/ops/gemm_f32.h), which the forward then takes with its epilogue fused; passed to
+     * the kernel as `col`. 0: the device's GEMM and a separate epilogue pass. */
+    int64_t gemm_f32_floats;
 } ConvGeom;
