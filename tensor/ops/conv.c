@@ -435,62 +435,91 @@ static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride,
  * cstride apart, for the tiles tx0 .. tx0 + nt - 1 of nr successive tile rows rf .. rf + nr - 1
  * (flattened (n, ty)) of input channel c of inp (N, C, H, W): tile t of row rf + rr goes to
  * column col0 + rr nt + t (so nr > 1 needs whole rows, nt = TW), nr nt <= WINO_CHUNK — assigns.
- * Two passes over the chunk, each one loop over all its nr nt tiles, which vectorises: each
- * patch row through B^T into u, then each column of u through B^T into V. (One loop doing both
- * holds 36 values and 36 row pointers per tile and ran no faster than F(2x2, 3x3)'s transform
- * per input value; loops over the tiles of one tile row, 7 at 28x28, ran mostly in their scalar
- * remainders.) The patch rows of tile row rr lie 4 nt floats after those of row rr - 1, so that
- * tile q of the chunk starts at 4q; the two columns that each row reads past its last tile
- * (4 nt, 4 nt + 1) are kept in `e` before the next row's copy overwrites them, and the last tile
- * of each row but the last is recomputed from them after the vector loop. */
+ * V = B^T d B in two passes, each a loop that vectorises:
+ *   vertical: the six input rows of a tile row combined by B^T, read in place from x, column by
+ *     column (unit stride, every column of the chunk at once) into s (zeros where a row or a
+ *     column lies in the padding) — no copy of the patch first;
+ *   horizontal: each of those six rows through B^T along the columns, tile by tile (tile q
+ *     reads s[a][4q .. 4q + 5]), into the six rows of V of each a.
+ * To keep the horizontal loop running over all nr nt tiles of the chunk (loops over the 7 tiles
+ * of a 28x28 tile row ran mostly in their scalar remainders), the rows of s of tile row rr lie
+ * 4 nt floats after those of row rr - 1, so that tile q of the chunk starts at 4q; the two
+ * columns that each row reads past its last tile (4 nt, 4 nt + 1) are kept in `e` before the
+ * next row's pass overwrites them, and the last tile of each row but the last is recomputed
+ * from them after the vector loop. (The previous form copied each 6-row patch into a buffer,
+ * then combined columns and then rows: a third of its time was the copy, which ran at the same
+ * speed at every instruction-set level.) */
 static inline ISA_BODY void wino4_input_chunk(float *restrict V, int64_t cstride, int64_t col0,
                                               const float *restrict inp, const ConvGeom *g,
                                               int64_t c, int64_t rf, int64_t nr, int64_t tx0,
                                               int64_t nt) {
-    float d[6][4 * WINO_CHUNK + 2];
-    float e[6][WINO_CHUNK][2]; /* e[i][rr] = d[i][4 nt (rr + 1) + 0, 1] as row rr copied them */
-    float u[6][6][WINO_CHUNK]; /* u[i][k][q] = (d_q B)[i][k], d_q the patch of tile q */
-    const int64_t TH = wino_tiles_h(g), nq = nr * nt;
+    float s[6][4 * WINO_CHUNK + 2]; /* s[a][x] = (B^T d)[a] at chunk column x */
+    float e[6][WINO_CHUNK][2];      /* e[a][rr] = s[a][4 nt (rr + 1) + 0, 1] as row rr left them */
+    float zeros[4 * WINO_CHUNK + 2];
+    const int64_t TH = wino_tiles_h(g), nq = nr * nt, len = 4 * nt + 2;
+    const int64_t iw0 = 4 * tx0 - g->pad_w;
+    /* [lo, hi): the chunk columns j with 0 <= iw0 + j < W, both clamped to [0, len] */
+    int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->w - iw0;
+    if (lo > len) lo = len;
+    if (hi > len) hi = len;
+    if (hi < lo) hi = lo;
+    for (int64_t j = 0; j < len; j++) zeros[j] = 0.0f;
     for (int64_t rr = 0; rr < nr; rr++) {
-        const int64_t n = (rf + rr) / TH, ty = (rf + rr) % TH;
+        const int64_t n = (rf + rr) / TH, ty = (rf + rr) % TH, off = 4 * nt * rr;
+        const float *x = inp + (n * g->c + c) * g->h * g->w;
+        /* input row ih = 4 ty - ph + i, chunk column j at r[i][o[i] + j]; a row in the
+         * padding reads zeros instead (o = -lo: indices [0, hi - lo)) */
+        const float *r[6];
+        int64_t o[6];
+        for (int i = 0; i < 6; i++) {
+            const int64_t ih = 4 * ty - g->pad_h + i;
+            const bool in = ih >= 0 && ih < g->h;
+            r[i] = in ? x + ih * g->w : zeros;
+            o[i] = in ? iw0 : -lo;
+        }
         if (rr > 0)
-            for (int i = 0; i < 6; i++) {
-                e[i][rr - 1][0] = d[i][4 * nt * rr];
-                e[i][rr - 1][1] = d[i][4 * nt * rr + 1];
+            for (int a = 0; a < 6; a++) {
+                e[a][rr - 1][0] = s[a][off];
+                e[a][rr - 1][1] = s[a][off + 1];
             }
-        wino_patch_rows(d[0] + 4 * nt * rr, 4 * WINO_CHUNK + 2, 6,
-                        inp + (n * g->c + c) * g->h * g->w, g, 4 * ty - g->pad_h,
-                        4 * tx0 - g->pad_w, 4 * nt + 2);
-    }
-    for (int i = 0; i < 6; i++) { /* d B: each patch row through B^T */
-        float *ui0 = u[i][0], *ui1 = u[i][1], *ui2 = u[i][2], *ui3 = u[i][3], *ui4 = u[i][4],
-              *ui5 = u[i][5];
-        for (int64_t q = 0; q < nq; q++) {
-            const float *r = d[i] + 4 * q;
-            float b[6];
-            wino4_bt(b, r[0], r[1], r[2], r[3], r[4], r[5]);
-            ui0[q] = b[0], ui1[q] = b[1], ui2[q] = b[2], ui3[q] = b[3], ui4[q] = b[4];
-            ui5[q] = b[5];
+        for (int a = 0; a < 6; a++) {
+            for (int64_t j = 0; j < lo; j++) s[a][off + j] = 0.0f;
+            for (int64_t j = hi; j < len; j++) s[a][off + j] = 0.0f;
         }
-        for (int64_t rr = 0; rr + 1 < nr; rr++) { /* the last tile of each row, from e */
-            const int64_t q = rr * nt + nt - 1;
-            const float *r = d[i] + 4 * q;
+        float *s0 = s[0] + off, *s1 = s[1] + off, *s2 = s[2] + off, *s3 = s[3] + off,
+              *s4 = s[4] + off, *s5 = s[5] + off;
+        const float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5];
+        const int64_t o0 = o[0], o1 = o[1], o2 = o[2], o3 = o[3], o4 = o[4], o5 = o[5];
+        /* the six rows of s never overlap each other or the input */
+#if !defined(__clang__)
+#pragma GCC ivdep
+#endif
+        for (int64_t j = lo; j < hi; j++) {
             float b[6];
-            wino4_bt(b, r[0], r[1], r[2], r[3], e[i][rr][0], e[i][rr][1]);
-            for (int k = 0; k < 6; k++) u[i][k][q] = b[k];
+            wino4_bt(b, r0[o0 + j], r1[o1 + j], r2[o2 + j], r3[o3 + j], r4[o4 + j], r5[o5 + j]);
+            s0[j] = b[0], s1[j] = b[1], s2[j] = b[2], s3[j] = b[3], s4[j] = b[4], s5[j] = b[5];
         }
     }
-    for (int j = 0; j < 6; j++) { /* B^T (d B): each column through B^T */
-        float *v0 = V + j * cstride + col0, *v1 = v0 + 6 * cstride, *v2 = v1 + 6 * cstride,
-              *v3 = v2 + 6 * cstride, *v4 = v3 + 6 * cstride, *v5 = v4 + 6 * cstride;
-        /* the six rows of V never overlap each other or u */
+    for (int a = 0; a < 6; a++) { /* (B^T d) B: each row of s through B^T, tile by tile */
+        float *v0 = V + (a * 6) * cstride + col0, *v1 = v0 + cstride, *v2 = v1 + cstride,
+              *v3 = v2 + cstride, *v4 = v3 + cstride, *v5 = v4 + cstride;
+        const float *sa = s[a];
+        /* the six rows of V never overlap each other or s */
 #if !defined(__clang__)
 #pragma GCC ivdep
 #endif
         for (int64_t q = 0; q < nq; q++) {
+            const float *t = sa + 4 * q;
             float b[6];
-            wino4_bt(b, u[0][j][q], u[1][j][q], u[2][j][q], u[3][j][q], u[4][j][q], u[5][j][q]);
+            wino4_bt(b, t[0], t[1], t[2], t[3], t[4], t[5]);
             v0[q] = b[0], v1[q] = b[1], v2[q] = b[2], v3[q] = b[3], v4[q] = b[4], v5[q] = b[5];
+        }
+        for (int64_t rr = 0; rr + 1 < nr; rr++) { /* the last tile of each row, from e */
+            const int64_t q = rr * nt + nt - 1;
+            const float *t = sa + 4 * q;
+            float b[6];
+            wino4_bt(b, t[0], t[1], t[2], t[3], e[a][rr][0], e[a][rr][1]);
+            for (int k = 0; k < 6; k++) V[(a * 6 + k) * cstride + col0 + q] = b[k];
         }
     }
 }
@@ -655,38 +684,72 @@ ISA_VARIANTS(wino_output_rows, (float *out, const float *M, int64_t sm, int64_t 
                                 int64_t r0, int64_t R, int64_t o0, int64_t o),
              (out, M, sm, T, bias, residual, relu, g, r0, R, o0, o))
 
-/* The own fp32 GEMM's share of a Winograd forward (g->gemm_f32_floats > 0): the nxi matrices
- * U[xi] packed once per slice of output channels, wino_f32_pa floats apart, then one B scratch
- * per thread (wino_threads of them, for blocks of up to wino_tiles_per_block tiles). */
-static int64_t wino_f32_pa(const ConvGeom *g) {
-    return (gemm_f32_packed_a_floats(g->wino_o, g->c) + 15) / 16 * 16;
-}
-static int64_t wino_f32_bs(const ConvGeom *g, int64_t T) {
-    return (gemm_f32_b_scratch_floats(T, g->c) + 15) / 16 * 16;
-}
-typedef struct {
-    float *up; /* packed U[0], or NULL: gemm_cpu */
-    float *bs; /* B scratch of thread 0; thread t's at bs + t * bsw */
-    int64_t pa, bsw;
-} WinoF32;
-
-/* M[xi] (ob, T) = U[xi] (ob, C) @ V[xi] (C, T) on the calling thread (thread tid): the own
- * fp32 GEMM with U[xi] packed beforehand, or the core GEMM — assigns. */
-static void wino_product(float *M, const float *U, const float *V, const WinoF32 *f,
-                         int64_t xi, int64_t ob, int64_t T, int64_t C, int tid) {
-    if (f->up)
-        gemm_f32_packed_single(M, f->up + xi * f->pa, V, ob, T, C, false, 1.0f, 0.0f, T, T,
-                               f->bs + tid * f->bsw, NULL);
-    else
-        gemm_cpu(M, U, V, 1, ob, T, C, false, false, 1.0f, 0.0f, C, T, T, 0, 0, 0);
-}
-
 static int thread_num(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
 #else
     return 0;
 #endif
+}
+
+/* The own fp32 GEMM's share of a Winograd forward (g->gemm_f32_floats > 0), its whole scratch
+ * (U itself is not kept): the nxi matrices U[xi] packed once per slice of output channels,
+ * wino_f32_pa floats apart; per thread, a B scratch (for blocks of up to wino_tiles_per_block
+ * tiles) and the nxi matrices of one panel of output channels (wino_f32_ut), which the weight
+ * transform writes and the packing reads while they are in L2. */
+static int64_t wino_f32_pa(const ConvGeom *g) {
+    return (gemm_f32_packed_a_floats(g->wino_o, g->c) + 15) / 16 * 16;
+}
+static int64_t wino_f32_bs(const ConvGeom *g, int64_t T) {
+    return (gemm_f32_b_scratch_floats(T, g->c) + 15) / 16 * 16;
+}
+static int64_t wino_f32_ut(const ConvGeom *g) {
+    return wino_nxi(g) * wino_stride(gemm_f32_blocking().mr * g->c);
+}
+static int64_t wino_f32_floats(const ConvGeom *g) {
+    return wino_nxi(g) * wino_f32_pa(g) +
+           g->wino_threads * (wino_f32_bs(g, wino_tiles_per_block(g)) + wino_f32_ut(g));
+}
+typedef struct {
+    float *up; /* packed U[0], or NULL: gemm_cpu */
+    float *bs; /* B scratch of thread 0; thread t's at bs + t * bsw */
+    float *ut; /* a panel's U of thread 0; thread t's at ut + t * utw */
+    int64_t pa, bsw, utw;
+} WinoF32;
+
+/* U[xi] of output channels [o0, o0 + ob) packed for the own GEMM into f->up, a panel of mr
+ * output channels at a time on each thread: its nxi matrices (mr, C) transformed into the
+ * thread's f->ut, then packed from there — assigns. */
+static void wino_weights_packed(const WinoF32 *f, const float *weight, const ConvGeom *g,
+                                int64_t o0, int64_t ob) {
+    const int64_t C = g->c, nxi = wino_nxi(g), mr = gemm_f32_blocking().mr;
+    const int64_t S = wino_stride(mr * C), panels = (ob + mr - 1) / mr;
+#pragma omp parallel for schedule(static)
+    for (int64_t q = 0; q < panels; q++) {
+        float *ut = f->ut + thread_num() * f->utw;
+        const int64_t rows = mr < ob - q * mr ? mr : ob - q * mr;
+        for (int64_t o = 0; o < rows; o++) {
+            if (g->wino_m == 4)
+                wino4_weights_row(ut, S, weight, o0 + q * mr, o, C);
+            else
+                wino_weights_row(ut, S, weight, o0 + q * mr, o, C);
+        }
+        for (int64_t xi = 0; xi < nxi; xi++)
+            gemm_f32_pack_a_panel(f->up + xi * f->pa, ut + xi * S, ob, C, q, C);
+    }
+}
+
+/* M[xi] (ob, T) = U[xi] (ob, C) @ V[xi] (C, T) on the calling thread (thread tid): the own
+ * fp32 GEMM with U[xi] packed beforehand, or the core GEMM — assigns. */
+static void wino_product(float *M, const float *U, const float *V, const WinoF32 *f,
+                         int64_t xi, int64_t ob, int64_t T, int64_t C, int tid) {
+    /* U: all nxi matrices (NULL with the own GEMM) */
+    if (f->up)
+        gemm_f32_packed_single(M, f->up + xi * f->pa, V, ob, T, C, false, 1.0f, 0.0f, T, T,
+                               f->bs + tid * f->bsw, NULL);
+    else
+        gemm_cpu(M, U + xi * wino_stride(ob * C), V, 1, ob, T, C, false, false, 1.0f, 0.0f, C,
+                 T, T, 0, 0, 0);
 }
 
 /* One block of tile rows [r0, r0 + R) through the whole pipeline on the calling thread: input
@@ -696,12 +759,12 @@ static void wino_block(float *out, const float *inp, const float *bias, bool res
                        const float *U, float *V, float *M, const WinoF32 *f, const ConvGeom *g,
                        int64_t r0, int64_t R, int64_t o0, int64_t ob) {
     const int64_t C = g->c, T = R * wino_tiles_w(g), nxi = wino_nxi(g);
-    const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
+    const int64_t sv = wino_stride(C * T), sm = wino_stride(ob * T);
     for (int64_t c = 0; c < C; c++) wino_input_rows(V, sv, T, inp, g, r0, R, c);
     /* inside the parallel region each GEMM runs on this thread alone */
     const int tid = thread_num();
     for (int64_t xi = 0; xi < nxi; xi++)
-        wino_product(M + xi * sm, U + xi * su, V + xi * sv, f, xi, ob, T, C, tid);
+        wino_product(M + xi * sm, U, V + xi * sv, f, xi, ob, T, C, tid);
     for (int64_t o = 0; o < ob; o++)
         wino_output_rows(out, M, sm, T, bias, residual, relu, g, r0, R, o0, o);
 }
@@ -713,7 +776,7 @@ static void wino_block_shared(float *out, const float *inp, const float *bias, b
                               bool relu, const float *U, float *V, float *M, const WinoF32 *f,
                               const ConvGeom *g, int64_t o0, int64_t ob, bool transform_input) {
     const int64_t C = g->c, R = g->n * wino_tiles_h(g), T = R * wino_tiles_w(g);
-    const int64_t su = wino_stride(ob * C), sv = wino_stride(C * T), sm = wino_stride(ob * T);
+    const int64_t sv = wino_stride(C * T), sm = wino_stride(ob * T);
     const int64_t nxi = wino_nxi(g);
     if (transform_input) {
 #pragma omp parallel for schedule(static)
@@ -722,7 +785,7 @@ static void wino_block_shared(float *out, const float *inp, const float *bias, b
     /* the nxi products split across the threads, each GEMM on one thread */
 #pragma omp parallel for schedule(static)
     for (int64_t xi = 0; xi < nxi; xi++)
-        wino_product(M + xi * sm, U + xi * su, V + xi * sv, f, xi, ob, T, C, thread_num());
+        wino_product(M + xi * sm, U, V + xi * sv, f, xi, ob, T, C, thread_num());
 #pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < ob; o++)
         wino_output_rows(out, M, sm, T, bias, residual, relu, g, 0, R, o0, o);
@@ -750,25 +813,27 @@ static void conv2d_forward_winograd(float *out, const float *inp, const float *w
     const int64_t rows_total = g->n * wino_tiles_h(g);
     const int64_t blocks = (rows_total + g->wino_rows - 1) / g->wino_rows;
     const int64_t tb = wino_tiles_per_block(g);
-    float *U = col, *V0 = col + nxi * wino_stride(g->wino_o * C), *M0 = ybuf;
+    /* the own GEMM keeps no U: its packed copy and buffers follow the V copies */
+    const bool own = g->gemm_f32_floats > 0;
+    float *U = own ? NULL : col, *V0 = own ? col : col + nxi * wino_stride(g->wino_o * C);
+    float *M0 = ybuf;
     const int64_t copies = g->wino_per_thread ? g->wino_threads : 1;
     WinoF32 f = {0};
-    if (g->gemm_f32_floats > 0) { /* after U and the V copies */
+    if (own) {
         f.pa = wino_f32_pa(g);
         f.bsw = wino_f32_bs(g, tb);
+        f.utw = wino_f32_ut(g);
         f.up = V0 + copies * nxi * wino_stride(C * tb);
         f.bs = f.up + nxi * f.pa;
+        f.ut = f.bs + g->wino_threads * f.bsw;
     }
     for (int64_t o0 = 0; o0 < O; o0 += g->wino_o) {
         /* Output channels in slices of wino_o so that U stays within its budget. */
         const int64_t ob = g->wino_o < O - o0 ? g->wino_o : O - o0;
-        wino_weights(U, weight, g->wino_m, o0, ob, C);
-        if (f.up) {
-            const int64_t su = wino_stride(ob * C);
-#pragma omp parallel for schedule(static)
-            for (int64_t xi = 0; xi < nxi; xi++)
-                gemm_f32_pack_a(f.up + xi * f.pa, U + xi * su, ob, C, false, C);
-        }
+        if (own)
+            wino_weights_packed(&f, weight, g, o0, ob);
+        else
+            wino_weights(U, weight, g->wino_m, o0, ob, C);
         if (!g->wino_per_thread) { /* one block; its input transform serves every slice */
             wino_block_shared(out, inp, bias, residual, relu, U, V0, M0, &f, g, o0, ob, o0 == 0);
             continue;
@@ -990,8 +1055,9 @@ static void conv_forward_scratch(const ConvGeom *g, size_t *col, size_t *ybuf) {
     if (g->wino_rows > 0) {
         const int64_t tb = wino_tiles_per_block(g), nxi = wino_nxi(g);
         const int64_t copies = g->wino_per_thread ? g->wino_threads : 1;
-        *col = (size_t)(nxi * wino_stride(g->wino_o * g->c) +
-                        copies * nxi * wino_stride(g->c * tb) + g->gemm_f32_floats);
+        /* U, or with the own GEMM its packed copy and buffers (after V) instead */
+        const int64_t u = g->gemm_f32_floats > 0 ? 0 : nxi * wino_stride(g->wino_o * g->c);
+        *col = (size_t)(u + copies * nxi * wino_stride(g->c * tb) + g->gemm_f32_floats);
         *ybuf = (size_t)(copies * nxi * wino_stride(g->wino_o * tb));
     } else {
         *col = g->gemm_f32_floats > 0 ? (size_t)g->gemm_f32_floats : conv_col_floats(g);
@@ -1193,8 +1259,7 @@ static ConvGeom conv_geom(const char *op, const Tensor *x, const Tensor *weight,
                                                                            g.oh * g.ow, g.c) +
                                            3) / 4);
         else if (g.wino_rows > 0) /* packed U, and a B scratch per thread */
-            g.gemm_f32_floats = wino_nxi(&g) * wino_f32_pa(&g) +
-                                g.wino_threads * wino_f32_bs(&g, wino_tiles_per_block(&g));
+            g.gemm_f32_floats = wino_f32_floats(&g);
     }
     return g;
 }

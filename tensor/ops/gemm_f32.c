@@ -24,6 +24,7 @@
 #include "tensor/ops/gemm_f32.h"
 
 #include <immintrin.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -114,18 +115,57 @@ size_t gemm_f32_batched_scratch_bytes(int64_t batch, bool shared_a, int64_t m, i
     return (size_t)((shared_a ? 1 : batch) * aw + max_threads() * bw) * sizeof(float) + 64;
 }
 
-/* Panel q of op(A)'s slice [k0, k0 + kc) (element (i, l) at a[i*rs + l*cs]) into ap (kc, MR)
- * floats: ap[l*MR + i] — assigns; rows past m are zeros. */
-static void pack_a_panel(float *restrict ap, const float *restrict a, int64_t rs, int64_t cs,
-                         int64_t m, int64_t q, int64_t k0, int64_t kc) {
-    const int64_t i0 = q * MR;
-    for (int64_t i = 0; i < MR; i++) {
-        if (i0 + i >= m) {
-            for (int64_t l = 0; l < kc; l++) ap[l * MR + i] = 0.0f;
-            continue;
-        }
-        const float *row = a + (i0 + i) * rs + k0 * cs;
-        for (int64_t l = 0; l < kc; l++) ap[l * MR + i] = row[l * cs];
+/* r[0..15] (16 rows of 16 floats) transposed in registers: afterwards r[j] holds element j of
+ * every former row (four rounds of unpacks and shuffles, 64 in all). */
+F32_TARGET static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
+        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+    }
+}
+
+/* One panel of op(A)'s slice: its rows (rows <= MR of them) x kc columns, element (i, l) at
+ * src[i*rs + l*cs], into ap (kc, MR) floats: ap[l*MR + i] — assigns; rows past `rows` are zeros. Column l of the panel is 12 floats of
+ * op(A), stored with one 12-lane masked store: read with one masked load when they are
+ * contiguous (A stored transposed, rs = 1); otherwise A's rows are (cs = 1), and 16 columns go
+ * at a time, the 12 rows loaded as vectors and transposed in registers. (Element by element the
+ * stores ran 48 bytes apart, and packing a Winograd convolution's 36 weight matrices took half
+ * as long as its input transform; a gather per column was no faster.) */
+F32_TARGET static void pack_a_panel(float *restrict ap, const float *restrict src, int64_t rs,
+                                    int64_t cs, int64_t rows, int64_t kc) {
+    const __mmask16 store = (__mmask16)((1u << MR) - 1);
+    if (rs == 1) {
+        const __mmask16 valid = (__mmask16)((1u << rows) - 1);
+        for (int64_t l = 0; l < kc; l++)
+            _mm512_mask_storeu_ps(ap + l * MR, store, _mm512_maskz_loadu_ps(valid, src + l * cs));
+        return;
+    }
+    (void)cs; /* 1: op(A) is A, one of the two strides is always 1 */
+    for (int64_t l0 = 0; l0 < kc; l0 += 16) {
+        const int64_t w = min64(16, kc - l0);
+        const __mmask16 cols = w == 16 ? (__mmask16)0xffff : (__mmask16)((1u << w) - 1);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < rows ? _mm512_maskz_loadu_ps(cols, src + i * rs + l0) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int j = 0; j < w; j++) _mm512_mask_storeu_ps(ap + (l0 + j) * MR, store, r[j]);
     }
 }
 
@@ -216,7 +256,8 @@ static void empty_sum(float *c, int64_t batch, int64_t m, int64_t n, float beta,
 static void pack_a_at(float *ap, const float *a, int64_t rs, int64_t cs, int64_t m, int64_t k,
                       int64_t s, int64_t q, const GemmF32Blocking *bl) {
     const int64_t k0 = s * bl->kc, kc = min64(bl->kc, k - k0);
-    pack_a_panel(ap + k0 * ceil_div(m, MR) * MR + q * kc * MR, a, rs, cs, m, q, k0, kc);
+    pack_a_panel(ap + k0 * ceil_div(m, MR) * MR + q * kc * MR, a + q * MR * rs + k0 * cs, rs, cs,
+                 min64(MR, m - q * MR), kc);
 }
 
 /* The block of C at rows of A's panels [q0, q1) x columns [j0, j0 + nc) (nc <= NC), on the
@@ -312,6 +353,18 @@ void gemm_f32_pack_a(float *ap, const float *a, int64_t m, int64_t k, bool trans
     const int64_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1;
     for (int64_t s = 0; s < ceil_div(k, bl.kc); s++)
         for (int64_t q = 0; q < ceil_div(m, MR); q++) pack_a_at(ap, a, ars, acs, m, k, s, q, &bl);
+}
+
+void gemm_f32_pack_a_panel(float *ap, const float *rows, int64_t m, int64_t k, int64_t q,
+                           int64_t lda) {
+    /* ap (gemm_f32_packed_a_floats(m, k)), rows: rows [q MR, q MR + MR) of A (M,K) (those
+     * below m), lda apart — assigns panel q's part of ap */
+    const GemmF32Blocking bl = gemm_f32_blocking();
+    const int64_t mpad = ceil_div(m, MR) * MR;
+    for (int64_t k0 = 0; k0 < k; k0 += bl.kc) {
+        const int64_t kc = min64(bl.kc, k - k0);
+        pack_a_panel(ap + k0 * mpad + q * kc * MR, rows + k0, lda, 1, min64(MR, m - q * MR), kc);
+    }
 }
 
 int64_t gemm_f32_b_scratch_floats(int64_t n, int64_t k) {

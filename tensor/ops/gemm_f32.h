@@ -60,6 +60,11 @@ void gemm_f32_batched_cpu(float *c, const float *a, const float *b, int64_t batc
  *     gemm_f32_b_scratch_floats(n, k) floats — assigns (beta = 0) or accumulates. */
 int64_t gemm_f32_packed_a_floats(int64_t m, int64_t k);
 void gemm_f32_pack_a(float *ap, const float *a, int64_t m, int64_t k, bool trans_a, int64_t lda);
+/* One panel at a time, for a caller that makes A's rows in panels (GemmF32Blocking.mr rows):
+ * panel q of ap (as gemm_f32_pack_a(ap, a, m, k, false, lda) would write it) from `rows`, which
+ * points at row q * mr of A (M,K), rows lda apart — assigns that panel only. */
+void gemm_f32_pack_a_panel(float *ap, const float *rows, int64_t m, int64_t k, int64_t q,
+                           int64_t lda);
 int64_t gemm_f32_b_scratch_floats(int64_t n, int64_t k);
 void gemm_f32_packed_single(float *c, const float *ap, const float *b, int64_t m, int64_t n,
                             int64_t k, bool trans_b, float alpha, float beta, int64_t ldb,
