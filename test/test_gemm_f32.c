@@ -218,9 +218,10 @@ TEST(gemm_f32_only_at_avx512) {
     EXPECT(!avail, "at TRMML_ISA=avx2 the own fp32 GEMM must not be offered");
 }
 
-/* A packed once (gemm_f32_pack_a) then single-thread products against it, as the Winograd
- * convolution uses them: the same panels, slices and order as the batched call, so bit for bit,
- * over two slices of k, several column blocks, edge tiles, transposed A and B, and an epilogue. */
+/* A packed once (gemm_f32_pack_a, and panel by panel with gemm_f32_pack_a_panel: the same
+ * floats) then single-thread products against it, as the Winograd convolution uses them: the
+ * same panels, slices and order as the batched call, so bit for bit, over two slices of k,
+ * several column blocks, edge tiles, transposed A and B, and an epilogue. */
 TEST(gemm_f32_packed_a_matches_batched) {
     if (!need_f32()) return;
     const GemmF32Blocking bl = gemm_f32_blocking();
@@ -247,6 +248,15 @@ TEST(gemm_f32_packed_a_matches_batched) {
         float *ap = arena_alloc(tensor_arena(), (size_t)gemm_f32_packed_a_floats(m, k) * 4);
         float *bs = arena_alloc(tensor_arena(), (size_t)gemm_f32_b_scratch_floats(n, k) * 4);
         gemm_f32_pack_a(ap, tensor_f32(a), m, k, ta, lda);
+        if (!ta) { /* panel by panel (a Winograd convolution's U), the same packed floats */
+            const int64_t mr = gemm_f32_blocking().mr, na = gemm_f32_packed_a_floats(m, k);
+            float *ap2 = arena_alloc(tensor_arena(), (size_t)na * 4);
+            memset(ap2, 0xff, (size_t)na * 4);
+            for (int64_t q = 0; q * mr < m; q++)
+                gemm_f32_pack_a_panel(ap2, tensor_f32(a) + q * mr * lda, m, k, q, lda);
+            EXPECT(memcmp(ap, ap2, (size_t)na * 4) == 0,
+                   "gemm_f32_pack_a_panel differs from gemm_f32_pack_a (case %zu)", i);
+        }
         gemm_f32_packed_single(tensor_f32(got), ap, tensor_f32(b), m, n, k, tb, 1.0f,
                                cases[i].beta, ldb, n, bs, &ep);
         char what[64];
