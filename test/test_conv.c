@@ -480,7 +480,11 @@ TEST(conv_winograd_within_bound) {
         int64_t n, c, h, w, o, pad;
         bool relu_input;
     } shapes[] = {{2, 64, 9, 10, 24, 1, false}, {1, 256, 7, 6, 16, 0, true},
-                  {1, 64, 13, 12, 16, 1, true}};
+                  {1, 64, 13, 12, 16, 1, true},
+                  /* 1100 input channels: more than one slice of k of the own fp32 GEMM
+                   * (KC <= 512), whose Winograd weights are written straight into its panels
+                   * slice by slice; 13 output channels: a second panel with one row */
+                  {1, 1100, 6, 5, 13, 1, false}};
     const bool grad = ag_set_grad_enabled(false);
     const ConvWinograd prev = conv_set_winograd(CONV_WINOGRAD_ALWAYS);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
