@@ -695,8 +695,9 @@ static int thread_num(void) {
 /* The own fp32 GEMM's share of a Winograd forward (g->gemm_f32_floats > 0), its whole scratch
  * (U itself is not kept): the nxi matrices U[xi] packed once per slice of output channels,
  * wino_f32_pa floats apart; per thread, a B scratch (for blocks of up to wino_tiles_per_block
- * tiles) and the nxi matrices of one panel of output channels (wino_f32_ut), which the weight
- * transform writes and the packing reads while they are in L2. */
+ * tiles) and, for F(2x2, 3x3) only, the nxi matrices of one panel of output channels
+ * (wino_f32_ut), which its weight transform writes and the packing reads while they are in L2
+ * (F(4x4, 3x3) writes the panels directly). */
 static int64_t wino_f32_pa(const ConvGeom *g) {
     return (gemm_f32_packed_a_floats(g->wino_o, g->c) + 15) / 16 * 16;
 }
@@ -704,7 +705,7 @@ static int64_t wino_f32_bs(const ConvGeom *g, int64_t T) {
     return (gemm_f32_b_scratch_floats(T, g->c) + 15) / 16 * 16;
 }
 static int64_t wino_f32_ut(const ConvGeom *g) {
-    return wino_nxi(g) * wino_stride(gemm_f32_blocking().mr * g->c);
+    return g->wino_m == 4 ? 0 : wino_nxi(g) * wino_stride(gemm_f32_blocking().mr * g->c);
 }
 static int64_t wino_f32_floats(const ConvGeom *g) {
     return wino_nxi(g) * wino_f32_pa(g) +
@@ -734,8 +735,12 @@ ISA_TARGET_AVX512 static void wino4_weights_panel_packed(float *restrict up, int
     for (int64_t c = 0; c < C; c++) {
         float w[9][MRW], t[3][6][MRW]; /* t[j][i] = (G g)[i][j], per output channel */
         for (int o = 0; o < MRW; o++) {
+            if (o >= rows) { /* past the last output channel: zero rows of the panel */
+                for (int k = 0; k < 9; k++) w[k][o] = 0.0f;
+                continue;
+            }
             const float *src = weight + ((o0 + q * MRW + o) * C + c) * 9;
-            for (int k = 0; k < 9; k++) w[k][o] = o < rows ? src[k] : 0.0f;
+            for (int k = 0; k < 9; k++) w[k][o] = src[k];
         }
         for (int j = 0; j < 3; j++) /* G g: each column of g through G */
             for (int o = 0; o < MRW; o++) {
