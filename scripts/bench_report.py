@@ -22,6 +22,12 @@ import sys
 
 # What a table measures, where its rows need more than the general note.
 NOTES = {
+    "gemm": "sgemm C = A B through the device's GEMM (OpenBLAS on the CPU; tools/bench.c against "
+            "torch.mm), at square sizes, shapes of CLIP's convolutions and text tower, and one "
+            "image of RN101's 1x1 convolutions at 448 px (M = output channels, N = pixels, K = "
+            "input channels). An `own` row is the same product on the project's own fp32 GEMM "
+            "(docs/ops/gemm_f32.md; AVX-512 CPUs), which the CPU convolutions use at that level; "
+            "it has no PyTorch column: compare it with the row above it.",
     "train": "One TRM-ML training iteration (tools/bench_train.c against "
              "scripts/bench_torch_train.py): RN101-size CLIP with random weights, batch 32 of "
              "448 px, C = 20 and 80 classes, the full head with a full memory bank (256 entries "
@@ -40,7 +46,9 @@ NOTES = {
                 "training-mode forward of both towers, CLIP's symmetric loss, backward into every "
                 "parameter, gradient clipping, AdamW. Images/s = 128 / step time.",
     "conv": "conv2d at ResNet-50 shapes, batch 8 (tools/bench_conv.c). The 3x3 forwards take "
-            "the Winograd F(2x2, 3x3) path (docs/ops/conv.md); backward is im2col + GEMM. "
+            "the Winograd F(4x4, 3x3) path (docs/ops/conv.md); backward is im2col + GEMM. On a "
+            "CPU at the avx512 level the forwards' products (1x1, and Winograd's) run on the "
+            "project's own fp32 GEMM with the epilogue fused (docs/ops/gemm_f32.md). "
             "GFLOP/s counts the direct convolution's multiply-adds, so Winograd rows can exceed "
             "the sgemm peak. The trmml and PyTorch columns run minutes apart and this VM "
             "changes speed over minutes: docs/benchmarks-alternating.md has rows measured by "
@@ -137,7 +145,9 @@ def main():
     tuned, _ = read_rows(args.torch_tuned)
     if not ours:
         sys.exit(f"bench_report: no benchmark rows in {args.trmml}")
-    gemm = [(gf / (ms * 1e-3), key) for key, (ms, gf) in ours.items() if key.startswith("gemm ")]
+    # the device GEMM's rows (OpenBLAS on the CPU), not the own fp32 GEMM's ("gemm own ...")
+    gemm = [(gf / (ms * 1e-3), key) for key, (ms, gf) in ours.items()
+            if key.startswith("gemm ") and not key.startswith("gemm own ")]
     peak, peak_key = max(gemm) if gemm else (None, None)
     model, cpus, flags = machine()
     machine_line = f"- Machine: {model}, {cpus} cores; SIMD: {' '.join(flags) or 'none of note'}"

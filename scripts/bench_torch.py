@@ -54,6 +54,7 @@ import torch.nn.functional as F
 GEMM_SHAPES = [  # (M, N, K), the list in tools/bench.c
     (256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048),
     (1568, 2048, 512), (6272, 64, 576), (616, 2048, 512), (616, 512, 2048),
+    (256, 12544, 64), (64, 12544, 256), (256, 784, 1024), (1024, 784, 256),
 ]
 # (C, O, kernel, spatial), batch 8, stride 1, padding kernel//2 (tools/bench_conv.c)
 CONV_SHAPES = [
