@@ -247,9 +247,9 @@ TEST(conv_blocks_match_one_block) {
 /* The Winograd F(2x2, 3x3) and F(4x4, 3x3) forwards (CPU, 3x3 stride 1, >= 32 channels in and
  * out) against the im2col forward, kernel to kernel, on geometries that reach every edge of the
  * tilings: output sides of every remainder modulo 2 and 4 (the last tile row or column partly
- * outside), padding 0, 1, 2, 3, 70 and 140 (patches reading padding on both sides, patches and
- * a whole chunk of padding only), images wider than one 64-tile chunk, and blocks of 1, 2 and
- * 3 tile rows (blocks that cross from one image into the next, a short last block) times output
+ * outside), padding 0, 1, 2, 3, 70, 140 and 280 (patches reading padding on both sides,
+ * patches and a whole chunk of padding only), images wider than one chunk (64 tiles of 2, 128
+ * of 4), and blocks of 1, 2 and 3 tile rows (blocks that cross from one image into the next, a short last block) times output
  * channel slices of 16, 32 and all (a short last slice), on one thread and on two, with
  * per-thread blocks and with one shared block. */
 TEST(conv_winograd_matches_im2col) {
@@ -265,6 +265,10 @@ TEST(conv_winograd_matches_im2col) {
         {1, 32, 2, 2, 32, 70, false}, /* padding 70: the second chunk wholly right of the image */
         {1, 32, 3, 261, 32, 1, true}, /* OW 261: 66 tiles of 4, two chunks, the last tile 1 wide */
         {1, 32, 2, 2, 32, 140, false}, /* the same as padding 70 for tiles of 4 */
+        /* tiles of 4 take chunks of 128 tiles: OW 525, 132 tiles, two chunks, the last tile 1
+         * wide; padding 280, the second chunk wholly right of the image */
+        {1, 32, 3, 525, 32, 1, true},
+        {1, 32, 2, 2, 32, 280, false},
     };
     /* tile rows per block, output channels per slice, threads, per-thread blocks (else one
      * block of all tiles with each stage split across the threads) */

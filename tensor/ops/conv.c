@@ -231,6 +231,27 @@ static void im2col_block(float *col, const float *inp, const ConvGeom *g, const 
  * bound in docs/ops/conv.md). */
 
 #define WINO_CHUNK 64 /* tiles per inner loop: a chunk's input rows sit on the stack */
+/* F(4x4, 3x3)'s chunks: up to 128 tiles, as whole tile rows whose count is a multiple of 16
+ * where the row width allows (wino4_chunk_rows), so that its loops run in whole AVX-512 vectors */
+#define WINO4_CHUNK 128
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        const int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Tile rows of TW tiles per F(4x4, 3x3) chunk (TW <= WINO4_CHUNK): the most that fit
+ * WINO4_CHUNK, rounded down to a multiple of 16 / gcd(TW, 16) so that the chunk's tile count is
+ * a multiple of 16 (7 tiles at 28x28: 16 rows, 112 tiles, where 18 rows gave 126 = 7 vectors and
+ * a remainder of 14 run in scalar code); at least one. */
+static int64_t wino4_chunk_rows(int64_t TW) {
+    const int64_t fit = WINO4_CHUNK / TW, step = 16 / gcd64(TW, 16);
+    return fit >= step ? fit / step * step : fit;
+}
 
 /* Outputs per tile side m, tiles per output column and row, and transformed matrices
  * (m + 2)^2 of the Winograd choice in g. */
@@ -434,7 +455,7 @@ static inline ISA_BODY void wino_input_chunk(float *restrict V, int64_t cstride,
 /* F(4x4, 3x3): as wino_input_chunk, 6x6 patches at input (4 ty - ph, 4 tx - pw), 36 rows of V
  * cstride apart, for the tiles tx0 .. tx0 + nt - 1 of nr successive tile rows rf .. rf + nr - 1
  * (flattened (n, ty)) of input channel c of inp (N, C, H, W): tile t of row rf + rr goes to
- * column col0 + rr nt + t (so nr > 1 needs whole rows, nt = TW), nr nt <= WINO_CHUNK — assigns.
+ * column col0 + rr nt + t (so nr > 1 needs whole rows, nt = TW), nr nt <= WINO4_CHUNK — assigns.
  * V = B^T d B in two passes, each a loop that vectorises:
  *   vertical: the six input rows of a tile row combined by B^T, read in place from x, column by
  *     column (unit stride, every column of the chunk at once) into s (zeros where a row or a
@@ -453,9 +474,9 @@ static inline ISA_BODY void wino4_input_chunk(float *restrict V, int64_t cstride
                                               const float *restrict inp, const ConvGeom *g,
                                               int64_t c, int64_t rf, int64_t nr, int64_t tx0,
                                               int64_t nt) {
-    float s[6][4 * WINO_CHUNK + 2]; /* s[a][x] = (B^T d)[a] at chunk column x */
-    float e[6][WINO_CHUNK][2];      /* e[a][rr] = s[a][4 nt (rr + 1) + 0, 1] as row rr left them */
-    float zeros[4 * WINO_CHUNK + 2];
+    float s[6][4 * WINO4_CHUNK + 2]; /* s[a][x] = (B^T d)[a] at chunk column x */
+    float e[6][WINO4_CHUNK][2]; /* e[a][rr] = s[a][4 nt (rr + 1) + 0, 1] as row rr left them */
+    float zeros[4 * WINO4_CHUNK + 2];
     const int64_t TH = wino_tiles_h(g), nq = nr * nt, len = 4 * nt + 2;
     const int64_t iw0 = 4 * tx0 - g->pad_w;
     /* [lo, hi): the chunk columns j with 0 <= iw0 + j < W, both clamped to [0, len] */
@@ -576,14 +597,14 @@ static inline ISA_BODY void wino_output_chunk(float *restrict y, const float *re
 /* F(4x4, 3x3): out rows 4ty .. 4ty + 3 (those below OH) of output channel oc of out
  * (N, O, OH, OW), as wino_output_chunk, for the tiles tx0 .. tx0 + nt - 1 of nr successive tile
  * rows rf .. rf + nr - 1 (flattened (n, ty)) from columns col0 + rr nt + t of M, nr nt <=
- * WINO_CHUNK (nr > 1 needs whole rows) — assigns, or accumulates with `residual`. One loop over
+ * WINO4_CHUNK (nr > 1 needs whole rows) — assigns, or accumulates with `residual`. One loop over
  * all nr nt tiles of the chunk, which vectorises, then the rows stored. */
 static inline ISA_BODY void wino4_output_chunk(float *restrict out, const float *restrict M,
                                                int64_t ostride, int64_t col0, float bias,
                                                bool residual, bool relu, const ConvGeom *g,
                                                int64_t oc, int64_t rf, int64_t nr, int64_t tx0,
                                                int64_t nt) {
-    float r[4][4 * WINO_CHUNK]; /* r[i][4 nt rr + x]: output row 4 ty + i, column 4 tx0 + x */
+    float r[4][4 * WINO4_CHUNK]; /* r[i][4 nt rr + x]: output row 4 ty + i, column 4 tx0 + x */
     const float *m[36];
     const int64_t TH = wino_tiles_h(g), nq = nr * nt;
     for (int k = 0; k < 36; k++) m[k] = M + k * ostride + col0;
@@ -616,15 +637,16 @@ static inline ISA_BODY void wino4_output_chunk(float *restrict out, const float 
 static int64_t wino_tiles_per_block(const ConvGeom *g) { return g->wino_rows * wino_tiles_w(g); }
 
 /* Tile rows r0 .. r0 + R - 1 (flattened (n, ty)) of channel c into columns [0, R*TW) of V's
- * rows (V[xi] is (C, T), the nxi matrices sv apart) — assigns. F(4x4, 3x3) takes as many whole
- * tile rows per chunk as WINO_CHUNK holds, so its loops run over up to 64 tiles however narrow
- * the image; F(2x2, 3x3) goes row by row. */
+ * rows (V[xi] is (C, T), the nxi matrices sv apart) — assigns. F(4x4, 3x3) takes whole tile
+ * rows per chunk (wino4_chunk_rows), so its loops run over 112 or 128 tiles however narrow the
+ * image; F(2x2, 3x3), and F(4x4, 3x3) on rows wider than a chunk, go row by row. */
 static inline ISA_BODY void wino_input_rows_body(float *V, int64_t sv, int64_t T,
                                                  const float *inp, const ConvGeom *g, int64_t r0,
                                                  int64_t R, int64_t c) {
     const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g);
-    if (g->wino_m == 4 && TW <= WINO_CHUNK) {
-        const int64_t rows = WINO_CHUNK / TW;
+    const int64_t cw = g->wino_m == 4 ? WINO4_CHUNK : WINO_CHUNK; /* tiles per chunk */
+    if (g->wino_m == 4 && TW <= WINO4_CHUNK) {
+        const int64_t rows = wino4_chunk_rows(TW);
         for (int64_t r = 0; r < R; r += rows) {
             const int64_t nr = rows < R - r ? rows : R - r;
             wino4_input_chunk(V + c * T, sv, r * TW, inp, g, c, r0 + r, nr, 0, TW);
@@ -634,8 +656,8 @@ static inline ISA_BODY void wino_input_rows_body(float *V, int64_t sv, int64_t T
     for (int64_t r = 0; r < R; r++) {
         const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
         const float *x = inp + (n * g->c + c) * g->h * g->w;
-        for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK) {
-            const int64_t nt = TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK;
+        for (int64_t tx0 = 0; tx0 < TW; tx0 += cw) {
+            const int64_t nt = TW - tx0 < cw ? TW - tx0 : cw;
             if (g->wino_m == 4)
                 wino4_input_chunk(V + c * T, sv, r * TW + tx0, inp, g, c, r0 + r, 1, tx0, nt);
             else
@@ -655,9 +677,10 @@ static inline ISA_BODY void wino_output_rows_body(float *out, const float *M, in
                                                   bool relu, const ConvGeom *g, int64_t r0,
                                                   int64_t R, int64_t o0, int64_t o) {
     const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g);
+    const int64_t cw = g->wino_m == 4 ? WINO4_CHUNK : WINO_CHUNK; /* tiles per chunk */
     const float b = bias ? bias[o0 + o] : 0.0f;
-    if (g->wino_m == 4 && TW <= WINO_CHUNK) {
-        const int64_t rows = WINO_CHUNK / TW;
+    if (g->wino_m == 4 && TW <= WINO4_CHUNK) {
+        const int64_t rows = wino4_chunk_rows(TW);
         for (int64_t r = 0; r < R; r += rows) {
             const int64_t nr = rows < R - r ? rows : R - r;
             wino4_output_chunk(out, M + o * T, sm, r * TW, b, residual, relu, g, o0 + o, r0 + r,
@@ -668,8 +691,8 @@ static inline ISA_BODY void wino_output_rows_body(float *out, const float *M, in
     for (int64_t r = 0; r < R; r++) {
         const int64_t n = (r0 + r) / TH, ty = (r0 + r) % TH;
         float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
-        for (int64_t tx0 = 0; tx0 < TW; tx0 += WINO_CHUNK) {
-            const int64_t nt = TW - tx0 < WINO_CHUNK ? TW - tx0 : WINO_CHUNK;
+        for (int64_t tx0 = 0; tx0 < TW; tx0 += cw) {
+            const int64_t nt = TW - tx0 < cw ? TW - tx0 : cw;
             if (g->wino_m == 4)
                 wino4_output_chunk(out, M + o * T, sm, r * TW + tx0, b, residual, relu, g, o0 + o,
                                    r0 + r, 1, tx0, nt);
