@@ -26,37 +26,20 @@
 #include "tensor/ops/gemm_bf16.h"
 #include "tensor/convert.h"
 #include "tensor/ops/matmul.h"
+#include "test/gemm_case.h"
 #include "test/test.h"
 
-#define U32 5.9604644775390625e-8 /* 2^-24 */
-#define UBF16 3.90625e-3          /* 2^-8: bf16 keeps 8 significant bits */
+#define UBF16 3.90625e-3 /* 2^-8: bf16 keeps 8 significant bits */
 
-static double gamma_n(double n) { return n * U32 / (1.0 - n * U32); }
+static double gamma_n(double n) { return gemm_case_gamma(n); }
 
-typedef struct {
-    int64_t m, n, k;
-    bool ta, tb;
-    float alpha, beta;
-    int64_t pad; /* extra elements per row beyond the matrix (lda/ldb/ldc wider) */
-} Bf16Case;
-
-/* One case: random A, B, C0; the kernel's C against both references. */
-static void run_case(const Bf16Case *cs, uint64_t seed) {
+/* One case: random A, B, C0 (test/gemm_case.h); the kernel's C against both references. */
+static void run_case(const GemmCase *cs, uint64_t seed) {
     const int64_t m = cs->m, n = cs->n, k = cs->k;
-    const int64_t ar = cs->ta ? k : m, ac = cs->ta ? m : k; /* stored shapes */
-    const int64_t br = cs->tb ? n : k, bc = cs->tb ? k : n;
-    const int64_t lda = ac + cs->pad, ldb = bc + cs->pad, ldc = n + cs->pad;
-    float *a = xcalloc((size_t)(ar * lda), sizeof(float));
-    float *b = xcalloc((size_t)(br * ldb), sizeof(float));
-    float *c = xcalloc((size_t)(m * ldc), sizeof(float));
-    float *c0 = xcalloc((size_t)(m * ldc), sizeof(float));
+    GemmCaseData d = gemm_case_make(cs, seed);
+    float *a = d.a, *b = d.b, *c = d.c, *c0 = d.c0;
+    const int64_t lda = d.lda, ldb = d.ldb, ldc = d.ldc;
     float *cf = xcalloc((size_t)(m * ldc), sizeof(float));
-    Rng r;
-    rng_seed(&r, seed);
-    for (int64_t i = 0; i < ar * lda; i++) a[i] = rng_normal(&r);
-    for (int64_t i = 0; i < br * ldb; i++) b[i] = rng_normal(&r);
-    for (int64_t i = 0; i < m * ldc; i++) c0[i] = cs->beta == 0.0f ? NAN : rng_normal(&r);
-    memcpy(c, c0, (size_t)(m * ldc) * sizeof(float));
     memcpy(cf, c0, (size_t)(m * ldc) * sizeof(float));
     /* from the guarded test arena: a write past the scratch is caught after the test */
     void *scratch = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
@@ -104,24 +87,13 @@ static void run_case(const Bf16Case *cs, uint64_t seed) {
             if (tol2 > 0 && e2 / tol2 > worst2) worst2 = e2 / tol2;
             if (tol3 > 0 && e3 / tol3 > worst3) worst3 = e3 / tol3;
         }
-    /* the padding between rows of C must be untouched */
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = n; j < ldc; j++)
-            if (memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(float)) != 0) {
-                test_fail(__FILE__, __LINE__, "write into C's row padding at [%lld,%lld]",
-                          (long long)i, (long long)j);
-                i = m;
-                break;
-            }
+    gemm_case_check_padding(cs, &d); /* the padding between rows of C must be untouched */
     if (getenv("TRMML_TEST_MEASURE"))
         printf("  gemm_bf16 %s %lldx%lldx%lld ta=%d tb=%d: max err/bound %.3f (bf16 exact), %.3f "
                "(fp32 exact), %.3f (fp32 gemm)\n",
                gemm_bf16_kernel_name(gemm_bf16_kernel()), (long long)m, (long long)n,
                (long long)k, cs->ta, cs->tb, worst1, worst2, worst3);
-    free(a);
-    free(b);
-    free(c);
-    free(c0);
+    gemm_case_free(&d);
     free(cf);
 }
 
@@ -135,7 +107,7 @@ static bool need_bf16(void) {
 /* The cases of one kernel, sized from its own blocking. */
 static void odd_shapes(void) {
     const GemmBf16Blocking bl = gemm_bf16_blocking();
-    const Bf16Case cases[] = {
+    const GemmCase cases[] = {
         {1, 1, 1, false, false, 1.0f, 0.0f, 0},
         {1, 1, 2, false, false, 1.0f, 0.0f, 0},
         {12, 32, 16, false, false, 1.0f, 0.0f, 0},  /* exactly one 12x32 tile */
@@ -152,7 +124,7 @@ static void odd_shapes(void) {
 
 static void transposes(void) {
     for (int t = 0; t < 4; t++) {
-        Bf16Case cs = {29, 45, 51, t & 1, (t >> 1) & 1, 1.0f, 0.0f, 2};
+        GemmCase cs = {29, 45, 51, t & 1, (t >> 1) & 1, 1.0f, 0.0f, 2};
         run_case(&cs, 200 + t);
         cs.alpha = 0.5f;
         cs.beta = 1.0f; /* accumulate */
@@ -188,13 +160,13 @@ TEST(gemm_bf16_transposes_alpha_beta) {
  * transposed A and wide rows whose padding must stay untouched. */
 static void epilogue_cases(void) {
     const int64_t kc = gemm_bf16_blocking().kc;
-    const Bf16Case cases[] = {
+    const GemmCase cases[] = {
         {37, 45, 19, false, false, 1.0f, 0.0f, 3},
         {13, 70, kc + 5, true, false, 0.5f, 1.0f, 0},
         {32, 32, 64, false, true, 1.0f, 0.0f, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const Bf16Case *cs = &cases[i];
+        const GemmCase *cs = &cases[i];
         const int64_t m = cs->m, n = cs->n, k = cs->k;
         const int64_t lda = (cs->ta ? m : k) + cs->pad, ldb = (cs->tb ? k : n) + cs->pad;
         const int64_t ldc = n + cs->pad;

@@ -16,79 +16,48 @@
 #include "tensor/isa.h"
 #include "tensor/ops/gemm.h"
 #include "tensor/ops/gemm_f32.h"
+#include "test/gemm_case.h"
 #include "test/test.h"
 
-#define U32 5.9604644775390625e-8 /* 2^-24 */
-
-static double gamma_n(double n) { return n * U32 / (1.0 - n * U32); }
-
-typedef struct {
-    int64_t m, n, k;
-    bool ta, tb;
-    float alpha, beta;
-    int64_t pad; /* extra elements per row beyond the matrix (lda/ldb/ldc wider) */
-} F32Case;
-
-static void run_case(const F32Case *cs, uint64_t seed) {
+/* One case: random A, B, C0 (test/gemm_case.h); the kernel's C against the exact product. */
+static void run_case(const GemmCase *cs, uint64_t seed) {
     const int64_t m = cs->m, n = cs->n, k = cs->k;
-    const int64_t ar = cs->ta ? k : m, ac = cs->ta ? m : k; /* stored shapes */
-    const int64_t br = cs->tb ? n : k, bc = cs->tb ? k : n;
-    const int64_t lda = ac + cs->pad, ldb = bc + cs->pad, ldc = n + cs->pad;
-    float *a = xcalloc((size_t)(ar * lda), sizeof(float));
-    float *b = xcalloc((size_t)(br * ldb), sizeof(float));
-    float *c = xcalloc((size_t)(m * ldc), sizeof(float));
-    float *c0 = xcalloc((size_t)(m * ldc), sizeof(float));
-    Rng r;
-    rng_seed(&r, seed);
-    for (int64_t i = 0; i < ar * lda; i++) a[i] = rng_normal(&r);
-    for (int64_t i = 0; i < br * ldb; i++) b[i] = rng_normal(&r);
-    for (int64_t i = 0; i < m * ldc; i++) c0[i] = cs->beta == 0.0f ? NAN : rng_normal(&r);
-    memcpy(c, c0, (size_t)(m * ldc) * sizeof(float));
+    GemmCaseData d = gemm_case_make(cs, seed);
+    const int64_t ldc = d.ldc;
     /* from the guarded test arena: a write past the scratch is caught after the test */
     void *scratch = arena_alloc(tensor_arena(), gemm_f32_batched_scratch_bytes(1, true, m, n, k));
-    gemm_f32_batched_cpu(c, a, b, 1, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc,
-                         0, 0, 0, scratch, NULL);
+    gemm_f32_batched_cpu(d.c, d.a, d.b, 1, m, n, k, cs->ta, cs->tb, cs->alpha, cs->beta, d.lda,
+                         d.ldb, ldc, 0, 0, 0, scratch, NULL);
     const GemmF32Blocking bl = gemm_f32_blocking();
     const double slices = (double)((k + bl.kc - 1) / bl.kc);
-    const double g = gamma_n((double)k + 2.0 * slices + 2.0);
+    const double g = gemm_case_gamma((double)k + 2.0 * slices + 2.0);
     double worst = 0.0;
     int64_t bad = 0;
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
-            double s = 0.0, t = 0.0;
+            double sum = 0.0, t = 0.0;
             for (int64_t l = 0; l < k; l++) {
-                const double p = (double)(cs->ta ? a[l * lda + i] : a[i * lda + l]) *
-                                 (cs->tb ? b[j * ldb + l] : b[l * ldb + j]);
-                s += p;
+                const double p = (double)gemm_case_a(cs, &d, i, l) * gemm_case_b(cs, &d, l, j);
+                sum += p;
                 t += fabs(p);
             }
-            const double cb = cs->beta == 0.0f ? 0.0 : (double)cs->beta * c0[i * ldc + j];
-            const double ref = cs->alpha * s + cb;
+            const double cb = cs->beta == 0.0f ? 0.0 : (double)cs->beta * d.c0[i * ldc + j];
+            const double ref = cs->alpha * sum + cb;
             const double tol = g * (fabs(cs->alpha) * t + fabs(cb));
-            const double err = fabs(c[i * ldc + j] - ref);
+            const double err = fabs(d.c[i * ldc + j] - ref);
             if (!(err <= tol) && bad++ < 5)
                 test_fail(__FILE__, __LINE__,
                           "gemm_f32 %lldx%lldx%lld ta=%d tb=%d [%lld,%lld]: got %.9g, exact "
                           "%.9g (tol %.3g)",
                           (long long)m, (long long)n, (long long)k, cs->ta, cs->tb, (long long)i,
-                          (long long)j, (double)c[i * ldc + j], ref, tol);
+                          (long long)j, (double)d.c[i * ldc + j], ref, tol);
             if (tol > 0 && err / tol > worst) worst = err / tol;
         }
-    for (int64_t i = 0; i < m; i++) /* the padding between rows of C must be untouched */
-        for (int64_t j = n; j < ldc; j++)
-            if (memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(float)) != 0) {
-                test_fail(__FILE__, __LINE__, "write into C's row padding at [%lld,%lld]",
-                          (long long)i, (long long)j);
-                i = m;
-                break;
-            }
+    gemm_case_check_padding(cs, &d);
     if (getenv("TRMML_TEST_MEASURE"))
         printf("  gemm_f32 %lldx%lldx%lld ta=%d tb=%d: max err/bound %.3f\n", (long long)m,
                (long long)n, (long long)k, cs->ta, cs->tb, worst);
-    free(a);
-    free(b);
-    free(c);
-    free(c0);
+    gemm_case_free(&d);
 }
 
 static bool need_f32(void) {
@@ -100,7 +69,7 @@ static bool need_f32(void) {
 TEST(gemm_f32_shapes_vs_double) {
     if (!need_f32()) return;
     const GemmF32Blocking bl = gemm_f32_blocking();
-    const F32Case cases[] = {
+    const GemmCase cases[] = {
         {1, 1, 1, false, false, 1.0f, 0.0f, 0},
         {12, 32, 16, false, false, 1.0f, 0.0f, 0},           /* exactly one tile */
         {13, 37, 7, false, false, 1.0f, 0.0f, 3},            /* edge tiles, wide rows */
@@ -116,7 +85,7 @@ TEST(gemm_f32_shapes_vs_double) {
 TEST(gemm_f32_transposes_alpha_beta) {
     if (!need_f32()) return;
     for (int t = 0; t < 4; t++) {
-        F32Case cs = {29, 45, 51, t & 1, (t >> 1) & 1, 1.0f, 0.0f, 2};
+        GemmCase cs = {29, 45, 51, t & 1, (t >> 1) & 1, 1.0f, 0.0f, 2};
         run_case(&cs, 200 + t);
         cs.alpha = 0.5f;
         cs.beta = 1.0f; /* accumulate */
@@ -137,13 +106,13 @@ TEST(gemm_f32_transposes_alpha_beta) {
 TEST(gemm_f32_epilogue_and_batch_bit_exact) {
     if (!need_f32()) return;
     const int64_t kc = gemm_f32_blocking().kc;
-    const F32Case cases[] = {
+    const GemmCase cases[] = {
         {37, 45, 19, false, false, 1.0f, 0.0f, 3},
         {13, 70, kc + 5, true, false, 0.5f, 1.0f, 0},
         {32, 32, 64, false, true, 1.0f, 0.0f, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const F32Case *cs = &cases[i];
+        const GemmCase *cs = &cases[i];
         const int64_t m = cs->m, n = cs->n, k = cs->k;
         const int64_t lda = (cs->ta ? m : k) + cs->pad, ldb = (cs->tb ? k : n) + cs->pad;
         const int64_t ldc = n + cs->pad;
@@ -262,5 +231,31 @@ TEST(gemm_f32_packed_a_matches_batched) {
         char what[64];
         snprintf(what, sizeof what, "gemm_f32 packed A case %zu", i);
         EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), m * n, 0, 0);
+    }
+}
+
+/* K = 0: the empty sum, C = act(beta * C + biases), through the batched and the packed forms. */
+TEST(gemm_f32_empty_sum) {
+    if (!need_f32()) return;
+    const int64_t m = 5, n = 7;
+    Tensor *c0 = test_randn(1300, 1, SHAPE(m * n)), *rb = test_randn(1301, 1, SHAPE(m));
+    const GemmEpilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
+    Tensor *want = TENSOR_F32(m * n);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            const float v = 0.5f * tensor_f32(c0)[i * n + j] + tensor_f32(rb)[i];
+            tensor_f32(want)[i * n + j] = v > 0.0f ? v : 0.0f;
+        }
+    for (int form = 0; form < 2; form++) {
+        Tensor *got = TENSOR_F32(m * n);
+        memcpy(got->data, c0->data, (size_t)(m * n) * sizeof(float));
+        if (form == 0)
+            gemm_f32_batched_cpu(tensor_f32(got), NULL, NULL, 1, m, n, 0, false, false, 1.0f, 0.5f,
+                                 1, n, n, 0, 0, 0, NULL, &ep);
+        else
+            gemm_f32_packed_single(tensor_f32(got), NULL, NULL, m, n, 0, false, 1.0f, 0.5f, n, n,
+                                   NULL, &ep);
+        EXPECT_CLOSE_N(form ? "gemm_f32 packed, K = 0" : "gemm_f32 batched, K = 0",
+                       tensor_f32(got), tensor_f32(want), m * n, 0, 0);
     }
 }

@@ -418,17 +418,8 @@ static void batched_run(float *c, const float *a, const float *b, int64_t batch,
     if (batch <= 0 || m <= 0 || n <= 0) return;
     CHECK(batch == 1 || stride_c != 0, "gemm_bf16: batch %lld with stride_c = 0 would race on C",
           (long long)batch);
-    if (k <= 0) { /* empty sum: C = beta * C, then the epilogue */
-        for (int64_t p = 0; p < batch; p++)
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t j = 0; j < n; j++) {
-                    float *cij = c + p * stride_c + i * ldc + j;
-                    float v = beta == 0.0f ? 0.0f : beta * *cij;
-                    if (ep && ep->row_bias) v += ep->row_bias[i];
-                    if (ep && ep->col_bias) v += ep->col_bias[j];
-                    if (ep && ep->relu) v = v > 0.0f ? v : 0.0f;
-                    *cij = v;
-                }
+    if (k <= 0) {
+        gemm_empty_sum(c, batch, m, n, beta, ldc, stride_c, ep);
         return;
     }
     CHECK(scratch != NULL, "gemm_bf16: no scratch for %lld x %lldx%lldx%lld", (long long)batch,

@@ -1,6 +1,7 @@
 /* gemm_epilogue.h — how the project's own GEMMs (gemm_bf16.c, gemm_f32.c) store a row of their
  * register tile: alpha, beta and the epilogue (GemmEpilogue, gemm_bf16.h), with AVX-512 masks at
- * the right edge. Included by those two files only; compiled for AVX-512 wherever it is inlined. */
+ * the right edge; and their empty sum (k = 0). Included by those two files only; store_c_row is
+ * compiled for AVX-512 wherever it is inlined. */
 #pragma once
 #include <immintrin.h>
 #include <stdint.h>
@@ -51,4 +52,20 @@ store_c_row(float *ci, __m512 t0, __m512 t1, int64_t nr, float alpha, float beta
     }
     _mm512_mask_storeu_ps(ci, m0, t0);
     _mm512_mask_storeu_ps(ci + 16, m1, t1);
+}
+
+/* The empty sum (k = 0) of `batch` products: C = act(beta * C + row_bias[i] + col_bias[j]),
+ * matrices stride_c apart (beta = 0: C is not read) — assigns. */
+static inline void gemm_empty_sum(float *c, int64_t batch, int64_t m, int64_t n, float beta,
+                                  int64_t ldc, int64_t stride_c, const GemmEpilogue *ep) {
+    for (int64_t p = 0; p < batch; p++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                float *cij = c + p * stride_c + i * ldc + j;
+                float v = beta == 0.0f ? 0.0f : beta * *cij;
+                if (ep && ep->row_bias) v += ep->row_bias[i];
+                if (ep && ep->col_bias) v += ep->col_bias[j];
+                if (ep && ep->relu) v = v > 0.0f ? v : 0.0f;
+                *cij = v;
+            }
 }

@@ -235,21 +235,6 @@ F32_TARGET static void micro_kernel(int64_t kc, const float *restrict ap, const 
     }
 }
 
-/* The empty sum (k = 0): C = act(beta * C + biases). */
-static void empty_sum(float *c, int64_t batch, int64_t m, int64_t n, float beta, int64_t ldc,
-                      int64_t stride_c, const GemmEpilogue *ep) {
-    for (int64_t p = 0; p < batch; p++)
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) {
-                float *cij = c + p * stride_c + i * ldc + j;
-                float v = beta == 0.0f ? 0.0f : beta * *cij;
-                if (ep && ep->row_bias) v += ep->row_bias[i];
-                if (ep && ep->col_bias) v += ep->col_bias[j];
-                if (ep && ep->relu) v = v > 0.0f ? v : 0.0f;
-                *cij = v;
-            }
-}
-
 /* Slice s of panel q of op(A) (element (i, l) at a[i*rs + l*cs]) into its place in the packed
  * A ap: slice s (k0 = s KC, kc long) of panel q at ap + k0 * MRpad + q * kc * MR, MRpad = M
  * rounded up to MR — assigns. */
@@ -301,7 +286,7 @@ static void batched_run(float *c, const float *a, const float *b, int64_t batch,
     CHECK(batch == 1 || stride_c != 0, "gemm_f32: batch %lld with stride_c = 0 would race on C",
           (long long)batch);
     if (k <= 0) {
-        empty_sum(c, batch, m, n, beta, ldc, stride_c, ep);
+        gemm_empty_sum(c, batch, m, n, beta, ldc, stride_c, ep);
         return;
     }
     CHECK(scratch != NULL, "gemm_f32: no scratch for %lld x %lldx%lldx%lld", (long long)batch,
@@ -382,7 +367,7 @@ void gemm_f32_packed_single(float *c, const float *ap, const float *b, int64_t m
           isa_level_name(isa_level()));
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
-        empty_sum(c, 1, m, n, beta, ldc, 0, ep);
+        gemm_empty_sum(c, 1, m, n, beta, ldc, 0, ep);
         return;
     }
     const uint64_t clk = gemm_clock_begin();
