@@ -154,101 +154,16 @@ TEST(gemm_bf16_transposes_alpha_beta) {
     if (need_bf16()) each_kernel(transposes);
 }
 
-/* The epilogue (row bias, column bias, ReLU) against the same GEMM without it followed by the
- * epilogue written out here: the same float operations in the same order, so bit for bit — and
- * only after the last slice of k (a case with two slices and beta = 1), with edge tiles, a
- * transposed A and wide rows whose padding must stay untouched. */
-static void epilogue_cases(void) {
-    const int64_t kc = gemm_bf16_blocking().kc;
-    const GemmCase cases[] = {
-        {37, 45, 19, false, false, 1.0f, 0.0f, 3},
-        {13, 70, kc + 5, true, false, 0.5f, 1.0f, 0},
-        {32, 32, 64, false, true, 1.0f, 0.0f, 0},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const GemmCase *cs = &cases[i];
-        const int64_t m = cs->m, n = cs->n, k = cs->k;
-        const int64_t lda = (cs->ta ? m : k) + cs->pad, ldb = (cs->tb ? k : n) + cs->pad;
-        const int64_t ldc = n + cs->pad;
-        Tensor *a = test_randn(1000 + i, 1, SHAPE((cs->ta ? k : m) * lda));
-        Tensor *b = test_randn(1010 + i, 1, SHAPE((cs->tb ? n : k) * ldb));
-        Tensor *c0 = test_randn(1020 + i, 1, SHAPE(m * ldc));
-        Tensor *rb = test_randn(1030 + i, 1, SHAPE(m)), *cb = test_randn(1040 + i, 1, SHAPE(n));
-        void *scratch = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
-        Tensor *plain = TENSOR_F32(m * ldc), *got = TENSOR_F32(m * ldc);
-        memcpy(plain->data, c0->data, (size_t)(m * ldc) * sizeof(float));
-        gemm_bf16_cpu(tensor_f32(plain), tensor_f32(a), tensor_f32(b), m, n, k, cs->ta, cs->tb,
-                      cs->alpha, cs->beta, lda, ldb, ldc, scratch, NULL);
-        for (int v = 0; v < 4; v++) { /* row bias + ReLU, column bias, both, both + ReLU */
-            const GemmEpilogue ep = {.row_bias = v != 1 ? tensor_f32(rb) : NULL,
-                                         .col_bias = v >= 1 ? tensor_f32(cb) : NULL,
-                                         .relu = v == 0 || v == 3};
-            memcpy(got->data, c0->data, (size_t)(m * ldc) * sizeof(float));
-            gemm_bf16_cpu(tensor_f32(got), tensor_f32(a), tensor_f32(b), m, n, k, cs->ta, cs->tb,
-                          cs->alpha, cs->beta, lda, ldb, ldc, scratch, &ep);
-            Tensor *want = TENSOR_F32(m * ldc);
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t j = 0; j < ldc; j++) {
-                    float x = tensor_f32(plain)[r * ldc + j];
-                    if (j < n) {
-                        if (ep.row_bias) x = x + ep.row_bias[r];
-                        if (ep.col_bias) x = x + ep.col_bias[j];
-                        if (ep.relu) x = x > 0.0f ? x : 0.0f;
-                    }
-                    tensor_f32(want)[r * ldc + j] = x;
-                }
-            char what[128];
-            snprintf(what, sizeof what, "gemm_bf16 %s epilogue case %zu variant %d",
-                     gemm_bf16_kernel_name(gemm_bf16_kernel()), i, v);
-            EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), m * ldc, 0, 0);
-        }
-    }
+/* The epilogue and the batched form, bit for bit (test/gemm_case.h), on each micro-kernel. */
+static void epilogue_and_batch(void) {
+    char name[96];
+    snprintf(name, sizeof name, "gemm_bf16 %s", gemm_bf16_kernel_name(gemm_bf16_kernel()));
+    const GemmUnderTest gt = {name, gemm_bf16_batched_scratch_bytes, gemm_bf16_batched_cpu};
+    gemm_case_check_epilogue_and_batch(&gt, gemm_bf16_blocking().kc);
 }
 
-TEST(gemm_bf16_epilogue_bias_relu) {
-    if (need_bf16()) each_kernel(epilogue_cases);
-}
-
-/* A batched call against one gemm_bf16_cpu per product: each product is packed and multiplied
- * the same way, so bit for bit — with A per product and A shared (stride 0, packed once), two
- * slices of k, an epilogue, matrices with gaps between them, and nothing written in the gaps. */
-static void batched_cases(void) {
-    const int64_t kc = gemm_bf16_blocking().kc;
-    const struct {
-        int64_t batch, m, n, k;
-        bool shared_a, tb;
-    } cases[] = {{3, 37, 45, 19, false, false}, {4, 13, 70, kc + 5, true, false},
-                 {2, 33, 40, 64, true, true}};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const int64_t B = cases[i].batch, m = cases[i].m, n = cases[i].n, k = cases[i].k;
-        const bool tb = cases[i].tb;
-        const int64_t sa = cases[i].shared_a ? 0 : m * k + 7, sb = k * n + 5, sc = m * n + 3;
-        Tensor *a = test_randn(1100 + i, 1, SHAPE((cases[i].shared_a ? 1 : B) * (m * k + 7)));
-        Tensor *b = test_randn(1110 + i, 1, SHAPE(B * sb));
-        Tensor *c0 = test_randn(1120 + i, 1, SHAPE(B * sc));
-        Tensor *rb = test_randn(1130 + i, 1, SHAPE(m));
-        const GemmEpilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
-        Tensor *want = TENSOR_F32(B * sc), *got = TENSOR_F32(B * sc);
-        memcpy(want->data, c0->data, (size_t)(B * sc) * sizeof(float));
-        memcpy(got->data, c0->data, (size_t)(B * sc) * sizeof(float));
-        void *one = arena_alloc(tensor_arena(), gemm_bf16_scratch_bytes(m, n, k));
-        for (int64_t p = 0; p < B; p++)
-            gemm_bf16_cpu(tensor_f32(want) + p * sc, tensor_f32(a) + p * sa,
-                          tensor_f32(b) + p * sb, m, n, k, false, tb, 1.0f, 1.0f, k, tb ? k : n,
-                          n, one, &ep);
-        void *all = arena_alloc(tensor_arena(),
-                                gemm_bf16_batched_scratch_bytes(B, cases[i].shared_a, m, n, k));
-        gemm_bf16_batched_cpu(tensor_f32(got), tensor_f32(a), tensor_f32(b), B, m, n, k, false,
-                              tb, 1.0f, 1.0f, k, tb ? k : n, n, sa, sb, sc, all, &ep);
-        char what[128];
-        snprintf(what, sizeof what, "gemm_bf16 %s batched case %zu",
-                 gemm_bf16_kernel_name(gemm_bf16_kernel()), i);
-        EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), B * sc, 0, 0);
-    }
-}
-
-TEST(gemm_bf16_batched_matches_single) {
-    if (need_bf16()) each_kernel(batched_cases);
+TEST(gemm_bf16_epilogue_and_batch_bit_exact) {
+    if (need_bf16()) each_kernel(epilogue_and_batch);
 }
 
 TEST(gemm_bf16_rounding_to_nearest_even) {

@@ -97,83 +97,11 @@ TEST(gemm_f32_transposes_alpha_beta) {
     }
 }
 
-/* The epilogue (row bias, column bias, ReLU) against the same GEMM without it, then the
- * epilogue written out here: the same float operations in the same order, so bit for bit — and
- * only after the last slice of k (a case with two slices and beta = 1), with edge tiles, a
- * transposed operand and wide rows whose padding must stay untouched. A batched call against
- * one call per product: bit for bit too, with A per product and shared (stride 0, packed once),
- * and nothing written in the gaps between the matrices. */
+/* The epilogue and the batched form, bit for bit (test/gemm_case.h). */
 TEST(gemm_f32_epilogue_and_batch_bit_exact) {
     if (!need_f32()) return;
-    const int64_t kc = gemm_f32_blocking().kc;
-    const GemmCase cases[] = {
-        {37, 45, 19, false, false, 1.0f, 0.0f, 3},
-        {13, 70, kc + 5, true, false, 0.5f, 1.0f, 0},
-        {32, 32, 64, false, true, 1.0f, 0.0f, 0},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const GemmCase *cs = &cases[i];
-        const int64_t m = cs->m, n = cs->n, k = cs->k;
-        const int64_t lda = (cs->ta ? m : k) + cs->pad, ldb = (cs->tb ? k : n) + cs->pad;
-        const int64_t ldc = n + cs->pad;
-        Tensor *a = test_randn(1000 + i, 1, SHAPE((cs->ta ? k : m) * lda));
-        Tensor *b = test_randn(1010 + i, 1, SHAPE((cs->tb ? n : k) * ldb));
-        Tensor *c0 = test_randn(1020 + i, 1, SHAPE(m * ldc));
-        Tensor *rb = test_randn(1030 + i, 1, SHAPE(m)), *cb = test_randn(1040 + i, 1, SHAPE(n));
-        void *scratch =
-            arena_alloc(tensor_arena(), gemm_f32_batched_scratch_bytes(1, true, m, n, k));
-        Tensor *plain = TENSOR_F32(m * ldc), *got = TENSOR_F32(m * ldc);
-        memcpy(plain->data, c0->data, (size_t)(m * ldc) * sizeof(float));
-        gemm_f32_batched_cpu(tensor_f32(plain), tensor_f32(a), tensor_f32(b), 1, m, n, k, cs->ta,
-                             cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0, scratch, NULL);
-        for (int v = 0; v < 4; v++) { /* row bias + ReLU, column bias, both, both + ReLU */
-            const GemmEpilogue ep = {.row_bias = v != 1 ? tensor_f32(rb) : NULL,
-                                     .col_bias = v >= 1 ? tensor_f32(cb) : NULL,
-                                     .relu = v == 0 || v == 3};
-            memcpy(got->data, c0->data, (size_t)(m * ldc) * sizeof(float));
-            gemm_f32_batched_cpu(tensor_f32(got), tensor_f32(a), tensor_f32(b), 1, m, n, k,
-                                 cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0,
-                                 scratch, &ep);
-            Tensor *want = TENSOR_F32(m * ldc);
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t j = 0; j < ldc; j++) {
-                    float x = tensor_f32(plain)[r * ldc + j];
-                    if (j < n) {
-                        if (ep.row_bias) x = x + ep.row_bias[r];
-                        if (ep.col_bias) x = x + ep.col_bias[j];
-                        if (ep.relu) x = x > 0.0f ? x : 0.0f;
-                    }
-                    tensor_f32(want)[r * ldc + j] = x;
-                }
-            char what[96];
-            snprintf(what, sizeof what, "gemm_f32 epilogue case %zu variant %d", i, v);
-            EXPECT_CLOSE_N(what, tensor_f32(got), tensor_f32(want), m * ldc, 0, 0);
-        }
-        /* batched: 3 products, matrices with gaps, A per product or shared */
-        for (int shared = 0; shared < 2; shared++) {
-            const int64_t B = 3, amat = (cs->ta ? k : m) * lda, sa = shared ? 0 : amat + 7;
-            const int64_t sb = (cs->tb ? n : k) * ldb + 5, sc = m * ldc + 3;
-            Tensor *ab = test_randn(1050 + i, 1, SHAPE(shared ? amat : B * sa));
-            Tensor *bb = test_randn(1060 + i, 1, SHAPE(B * sb));
-            Tensor *cc = test_randn(1070 + i, 1, SHAPE(B * sc));
-            const GemmEpilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
-            Tensor *want = TENSOR_F32(B * sc), *gotb = TENSOR_F32(B * sc);
-            memcpy(want->data, cc->data, (size_t)(B * sc) * sizeof(float));
-            memcpy(gotb->data, cc->data, (size_t)(B * sc) * sizeof(float));
-            for (int64_t p = 0; p < B; p++)
-                gemm_f32_batched_cpu(tensor_f32(want) + p * sc, tensor_f32(ab) + p * sa,
-                                     tensor_f32(bb) + p * sb, 1, m, n, k, cs->ta, cs->tb,
-                                     cs->alpha, cs->beta, lda, ldb, ldc, 0, 0, 0, scratch, &ep);
-            void *all = arena_alloc(tensor_arena(),
-                                    gemm_f32_batched_scratch_bytes(B, shared, m, n, k));
-            gemm_f32_batched_cpu(tensor_f32(gotb), tensor_f32(ab), tensor_f32(bb), B, m, n, k,
-                                 cs->ta, cs->tb, cs->alpha, cs->beta, lda, ldb, ldc, sa, sb, sc,
-                                 all, &ep);
-            char what[96];
-            snprintf(what, sizeof what, "gemm_f32 batched case %zu, shared A %d", i, shared);
-            EXPECT_CLOSE_N(what, tensor_f32(gotb), tensor_f32(want), B * sc, 0, 0);
-        }
-    }
+    const GemmUnderTest gt = {"gemm_f32", gemm_f32_batched_scratch_bytes, gemm_f32_batched_cpu};
+    gemm_case_check_epilogue_and_batch(&gt, gemm_f32_blocking().kc);
 }
 
 TEST(gemm_f32_only_at_avx512) {
@@ -205,7 +133,8 @@ TEST(gemm_f32_packed_a_matches_batched) {
         const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
         const bool ta = cases[i].ta, tb = cases[i].tb;
         const int64_t lda = ta ? m : k, ldb = tb ? k : n;
-        Tensor *a = test_randn(1200 + i, 1, SHAPE(m * k)), *b = test_randn(1210 + i, 1, SHAPE(k * n));
+        Tensor *a = test_randn(1200 + i, 1, SHAPE(m * k));
+        Tensor *b = test_randn(1210 + i, 1, SHAPE(k * n));
         Tensor *c0 = test_randn(1220 + i, 1, SHAPE(m * n)), *rb = test_randn(1230 + i, 1, SHAPE(m));
         const GemmEpilogue ep = {.row_bias = tensor_f32(rb), .col_bias = NULL, .relu = true};
         Tensor *want = TENSOR_F32(m * n), *got = TENSOR_F32(m * n);

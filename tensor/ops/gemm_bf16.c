@@ -415,15 +415,8 @@ static void batched_run(float *c, const float *a, const float *b, int64_t batch,
      * row_bias (M) and col_bias (N) — assigns (beta = 0) or accumulates, then the epilogue */
     CHECK(gemm_bf16_available(), "gemm_bf16: %s",
           (gemm_bf16_check(), error_last()));
-    if (batch <= 0 || m <= 0 || n <= 0) return;
-    CHECK(batch == 1 || stride_c != 0, "gemm_bf16: batch %lld with stride_c = 0 would race on C",
-          (long long)batch);
-    if (k <= 0) {
-        gemm_empty_sum(c, batch, m, n, beta, ldc, stride_c, ep);
+    if (!gemm_own_prologue("gemm_bf16", c, batch, m, n, k, beta, ldc, stride_c, scratch, ep))
         return;
-    }
-    CHECK(scratch != NULL, "gemm_bf16: no scratch for %lld x %lldx%lldx%lld", (long long)batch,
-          (long long)m, (long long)n, (long long)k);
     const GemmBf16Kernel kern = gemm_bf16_kernel();
     const GemmBf16Blocking bl = blocking_for(kern);
     const bool amx = kern == GEMM_BF16_AMX;

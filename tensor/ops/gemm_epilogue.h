@@ -6,6 +6,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "tensor/error.h"
 #include "tensor/ops/gemm_bf16.h"
 
 /* Row ci of C (its first nr <= NR columns) gets
@@ -68,4 +69,23 @@ static inline void gemm_empty_sum(float *c, int64_t batch, int64_t m, int64_t n,
                 if (ep && ep->relu) v = v > 0.0f ? v : 0.0f;
                 *cij = v;
             }
+}
+
+/* What both own GEMMs check and do before any packing (`name` for messages): nothing for an
+ * empty C; a batch may not share one C; K = 0 is the empty sum; a product needs its scratch.
+ * Returns true when the products are left to run. */
+static inline bool gemm_own_prologue(const char *name, float *c, int64_t batch, int64_t m,
+                                     int64_t n, int64_t k, float beta, int64_t ldc,
+                                     int64_t stride_c, const void *scratch,
+                                     const GemmEpilogue *ep) {
+    if (batch <= 0 || m <= 0 || n <= 0) return false;
+    CHECK(batch == 1 || stride_c != 0, "%s: batch %lld with stride_c = 0 would race on C", name,
+          (long long)batch);
+    if (k <= 0) {
+        gemm_empty_sum(c, batch, m, n, beta, ldc, stride_c, ep);
+        return false;
+    }
+    CHECK(scratch != NULL, "%s: no scratch for %lld x %lldx%lldx%lld", name, (long long)batch,
+          (long long)m, (long long)n, (long long)k);
+    return true;
 }

@@ -107,11 +107,19 @@ static int64_t a_floats(int64_t m, int64_t k) { return ceil_div(m, MR) * MR * k;
 static int64_t b_floats(const GemmF32Blocking *bl, int64_t n, int64_t k) {
     return min64(bl->kc, k) * ceil_div(min64(bl->nc, n), NR) * NR;
 }
+/* The batched call's scratch: each packed A (aw floats) and each thread's B block (bw), both
+ * rounded up to 64 bytes. */
+static void scratch_floats(const GemmF32Blocking *bl, int64_t m, int64_t n, int64_t k,
+                           int64_t *aw, int64_t *bw) {
+    *aw = ceil_div(a_floats(m, k), 16) * 16;
+    *bw = ceil_div(b_floats(bl, n, k), 16) * 16;
+}
 
 size_t gemm_f32_batched_scratch_bytes(int64_t batch, bool shared_a, int64_t m, int64_t n,
                                       int64_t k) {
     const GemmF32Blocking bl = gemm_f32_blocking();
-    const int64_t aw = ceil_div(a_floats(m, k), 16) * 16, bw = ceil_div(b_floats(&bl, n, k), 16) * 16;
+    int64_t aw, bw;
+    scratch_floats(&bl, m, n, k, &aw, &bw);
     return (size_t)((shared_a ? 1 : batch) * aw + max_threads() * bw) * sizeof(float) + 64;
 }
 
@@ -142,12 +150,13 @@ F32_TARGET static inline void transpose16(__m512 r[16]) {
 }
 
 /* One panel of op(A)'s slice: its rows (rows <= MR of them) x kc columns, element (i, l) at
- * src[i*rs + l*cs], into ap (kc, MR) floats: ap[l*MR + i] — assigns; rows past `rows` are zeros. Column l of the panel is 12 floats of
- * op(A), stored with one 12-lane masked store: read with one masked load when they are
- * contiguous (A stored transposed, rs = 1); otherwise A's rows are (cs = 1), and 16 columns go
- * at a time, the 12 rows loaded as vectors and transposed in registers. (Element by element the
- * stores ran 48 bytes apart, and packing a Winograd convolution's 36 weight matrices took half
- * as long as its input transform; a gather per column was no faster.) */
+ * src[i*rs + l*cs], into ap (kc, MR) floats: ap[l*MR + i] — assigns; rows past `rows` are
+ * zeros. Column l of the panel is 12 floats of op(A), stored with one 12-lane masked store,
+ * read with one masked load when they are contiguous (A stored transposed, rs = 1); otherwise
+ * A's rows are (cs = 1), and 16 columns go at a time, the 12 rows loaded as vectors and
+ * transposed in registers. (Element by element the stores ran 48 bytes apart, and packing a
+ * Winograd convolution's 36 weight matrices took half as long as its input transform; a gather
+ * per column was no faster.) */
 F32_TARGET static void pack_a_panel(float *restrict ap, const float *restrict src, int64_t rs,
                                     int64_t cs, int64_t rows, int64_t kc) {
     const __mmask16 store = (__mmask16)((1u << MR) - 1);
@@ -282,18 +291,12 @@ static void batched_run(float *c, const float *a, const float *b, int64_t batch,
      * row_bias (M) and col_bias (N) — assigns (beta = 0) or accumulates, then the epilogue */
     CHECK(isa_level() == ISA_AVX512, "gemm_f32: needs the avx512 ISA level (chosen: %s)",
           isa_level_name(isa_level()));
-    if (batch <= 0 || m <= 0 || n <= 0) return;
-    CHECK(batch == 1 || stride_c != 0, "gemm_f32: batch %lld with stride_c = 0 would race on C",
-          (long long)batch);
-    if (k <= 0) {
-        gemm_empty_sum(c, batch, m, n, beta, ldc, stride_c, ep);
+    if (!gemm_own_prologue("gemm_f32", c, batch, m, n, k, beta, ldc, stride_c, scratch, ep))
         return;
-    }
-    CHECK(scratch != NULL, "gemm_f32: no scratch for %lld x %lldx%lldx%lld", (long long)batch,
-          (long long)m, (long long)n, (long long)k);
     const GemmF32Blocking bl = gemm_f32_blocking();
     const int64_t a_packs = stride_a == 0 ? 1 : batch, a_panels = ceil_div(m, MR);
-    const int64_t aw = ceil_div(a_floats(m, k), 16) * 16, bw = ceil_div(b_floats(&bl, n, k), 16) * 16;
+    int64_t aw, bw;
+    scratch_floats(&bl, m, n, k, &aw, &bw);
     float *ap0 = align64(scratch), *bp0 = ap0 + a_packs * aw;
     const int64_t ars = trans_a ? 1 : lda, acs = trans_a ? lda : 1; /* op(A) (i, l) */
     const int64_t brs = trans_b ? 1 : ldb, bcs = trans_b ? ldb : 1; /* op(B) (l, j) */
