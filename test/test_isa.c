@@ -85,6 +85,24 @@ static int64_t run_kernels(float *out) {
         memcpy(out + pos, tensor_f32(cy), (size_t)cy->numel * sizeof(float));
         pos += cy->numel;
     }
+    /* F(4x4, 3x3) at the shapes that exercise the avx512 form's masks (conv_wino_avx512.h):
+     * rows of 7 tiles, 16 to a chunk across three images (row ends at every lane position,
+     * some groups with three); rows of 133 tiles, wider than a chunk (a chunk of 5 at an
+     * offset, the right padding inside it); and the residual-and-ReLU store. */
+    const ConvWinogradTile prev_tile = conv_set_winograd_tile(CONV_WINOGRAD_F4);
+    Tensor *nx = test_randn(13, 4, SHAPE(3, 2, 26, 28));
+    Tensor *wx = test_randn(14, 4, SHAPE(1, 2, 3, 530));
+    Tensor *fw = test_randn(15, 4, SHAPE(3, 2, 3, 3)), *fb = test_randn(16, 1, SHAPE(3));
+    Tensor *ys[2] = {tensor_conv2d(nx, fw, fb, 1, 1), tensor_conv2d(wx, fw, fb, 1, 1)};
+    Tensor *acc = tensor_empty_like(ys[0]);
+    memcpy(acc->data, ys[0]->data, (size_t)acc->numel * sizeof(float));
+    tensor_conv2d_add_relu_(acc, nx, fw, fb, 1, 1);
+    conv_set_winograd_tile(prev_tile);
+    Tensor *fouts[3] = {ys[0], ys[1], acc};
+    for (int i = 0; i < 3; i++) {
+        memcpy(out + pos, tensor_f32(fouts[i]), (size_t)fouts[i]->numel * sizeof(float));
+        pos += fouts[i]->numel;
+    }
     ag_set_grad_enabled(g);
     conv_set_winograd(prev);
     return pos;

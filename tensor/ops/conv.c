@@ -36,6 +36,7 @@
 #include "tensor/device.h"
 #include "tensor/isa.h"
 #include "tensor/kernels_cpu.h"
+#include "tensor/ops/conv_wino_avx512.h"
 #include "tensor/ops/elementwise.h"
 #include "tensor/ops/gemm_bf16.h"
 #include "tensor/ops/gemm_f32.h"
@@ -231,9 +232,9 @@ static void im2col_block(float *col, const float *inp, const ConvGeom *g, const 
  * bound in docs/ops/conv.md). */
 
 #define WINO_CHUNK 64 /* tiles per inner loop: a chunk's input rows sit on the stack */
-/* F(4x4, 3x3)'s chunks: up to 128 tiles, as whole tile rows whose count is a multiple of 16
- * where the row width allows (wino4_chunk_rows), so that its loops run in whole AVX-512 vectors */
-#define WINO4_CHUNK 128
+/* F(4x4, 3x3)'s chunks: up to WINO4_CHUNK (conv_wino_avx512.h) tiles, as whole tile rows whose
+ * count is a multiple of 16 where the row width allows (wino4_chunk_rows), so that its loops
+ * run in whole AVX-512 vectors */
 
 static int64_t gcd64(int64_t a, int64_t b) {
     while (b) {
@@ -478,7 +479,7 @@ static inline ISA_BODY void wino4_input_chunk(float *restrict V, int64_t cstride
     float e[6][WINO4_CHUNK][2]; /* e[a][rr] = s[a][4 nt (rr + 1) + 0, 1] as row rr left them */
     float zeros[4 * WINO4_CHUNK + 2];
     const int64_t TH = wino_tiles_h(g), nq = nr * nt, len = 4 * nt + 2;
-    const int64_t iw0 = 4 * tx0 - g->pad_w;
+    const int64_t iw0 = 4 * tx0 - g->pad_w, plane = g->h * g->w;
     /* [lo, hi): the chunk columns j with 0 <= iw0 + j < W, both clamped to [0, len] */
     int64_t lo = iw0 < 0 ? -iw0 : 0, hi = g->w - iw0;
     if (lo > len) lo = len;
@@ -520,6 +521,14 @@ static inline ISA_BODY void wino4_input_chunk(float *restrict V, int64_t cstride
             wino4_bt(b, r0[o0 + j], r1[o1 + j], r2[o2 + j], r3[o3 + j], r4[o4 + j], r5[o5 + j]);
             s0[j] = b[0], s1[j] = b[1], s2[j] = b[2], s3[j] = b[3], s4[j] = b[4], s5[j] = b[5];
         }
+        /* The same rows of the next input channel, which the caller transforms next: one
+         * prefetch per cache line into L2, so that the next channel's loads do not wait on
+         * memory (they did: a third of the transform at 112x112). */
+        if (c + 1 < g->c)
+            for (int i = 0; i < 6; i++)
+                if (r[i] != zeros)
+                    for (int64_t j = lo; j < hi; j += 16)
+                        __builtin_prefetch(r[i] + o[i] + j + plane, 0, 2);
     }
     for (int a = 0; a < 6; a++) { /* (B^T d) B: each row of s through B^T, tile by tile */
         float *v0 = V + (a * 6) * cstride + col0, *v1 = v0 + cstride, *v2 = v1 + cstride,
@@ -608,7 +617,12 @@ static inline ISA_BODY void wino4_output_chunk(float *restrict out, const float 
     const float *m[36];
     const int64_t TH = wino_tiles_h(g), nq = nr * nt;
     for (int k = 0; k < 36; k++) m[k] = M + k * ostride + col0;
-    for (int64_t q = 0; q < nq; q++) {
+    for (int64_t q0 = 0; q0 < nq; q0 += 16) {
+      /* 64 tiles ahead in each of the 36 rows of M, which are more streams than the hardware
+       * prefetcher follows (measured at the avx512 level: a third of the transform) */
+      for (int k = 0; k < 36; k++) __builtin_prefetch(m[k] + q0 + 64, 0, 3);
+      const int64_t q1 = q0 + 16 < nq ? q0 + 16 : nq;
+      for (int64_t q = q0; q < q1; q++) {
         float s[4][6]; /* A^T m: each column of m through A^T */
 #pragma GCC unroll 6
         for (int j = 0; j < 6; j++) {
@@ -621,15 +635,20 @@ static inline ISA_BODY void wino4_output_chunk(float *restrict out, const float 
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) /* (A^T m) A: each row through A^T */
             wino4_at(r[i] + 4 * q, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
+      }
     }
-    const int64_t ow0 = 4 * tx0;
+    const int64_t ow0 = 4 * tx0, plane = g->oh * g->ow;
     const int64_t w = 4 * nt < g->ow - ow0 ? 4 * nt : g->ow - ow0; /* drop columns past OW */
     for (int64_t rr = 0; rr < nr; rr++) {
         const int64_t n = (rf + rr) / TH, ty = (rf + rr) % TH;
-        float *y = out + (n * g->o + oc) * g->oh * g->ow;
-        for (int i = 0; i < 4 && 4 * ty + i < g->oh; i++)
-            wino_store_row(y + (4 * ty + i) * g->ow + ow0, r[i] + 4 * nt * rr, w, bias, residual,
-                           relu);
+        float *y = out + (n * g->o + oc) * plane;
+        for (int i = 0; i < 4 && 4 * ty + i < g->oh; i++) {
+            float *dst = y + (4 * ty + i) * g->ow + ow0;
+            wino_store_row(dst, r[i] + 4 * nt * rr, w, bias, residual, relu);
+            /* the same row of the next output channel, which the caller stores next */
+            if (oc + 1 < g->o)
+                for (int64_t j = 0; j < w; j += 16) __builtin_prefetch(dst + plane + j, 0, 3);
+        }
     }
 }
 
@@ -645,11 +664,16 @@ static inline ISA_BODY void wino_input_rows_body(float *V, int64_t sv, int64_t T
                                                  int64_t R, int64_t c) {
     const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g);
     const int64_t cw = g->wino_m == 4 ? WINO4_CHUNK : WINO_CHUNK; /* tiles per chunk */
+    /* at the avx512 level F(4x4, 3x3) takes the intrinsics form (conv_wino_avx512.h) */
+    const bool avx512 = isa_level() == ISA_AVX512;
     if (g->wino_m == 4 && TW <= WINO4_CHUNK) {
         const int64_t rows = wino4_chunk_rows(TW);
         for (int64_t r = 0; r < R; r += rows) {
             const int64_t nr = rows < R - r ? rows : R - r;
-            wino4_input_chunk(V + c * T, sv, r * TW, inp, g, c, r0 + r, nr, 0, TW);
+            if (avx512)
+                wino4_input_chunk_avx512(V + c * T, sv, r * TW, inp, g, c, r0 + r, nr, 0, TW);
+            else
+                wino4_input_chunk(V + c * T, sv, r * TW, inp, g, c, r0 + r, nr, 0, TW);
         }
         return;
     }
@@ -658,7 +682,10 @@ static inline ISA_BODY void wino_input_rows_body(float *V, int64_t sv, int64_t T
         const float *x = inp + (n * g->c + c) * g->h * g->w;
         for (int64_t tx0 = 0; tx0 < TW; tx0 += cw) {
             const int64_t nt = TW - tx0 < cw ? TW - tx0 : cw;
-            if (g->wino_m == 4)
+            if (g->wino_m == 4 && avx512)
+                wino4_input_chunk_avx512(V + c * T, sv, r * TW + tx0, inp, g, c, r0 + r, 1, tx0,
+                                         nt);
+            else if (g->wino_m == 4)
                 wino4_input_chunk(V + c * T, sv, r * TW + tx0, inp, g, c, r0 + r, 1, tx0, nt);
             else
                 wino_input_chunk(V + c * T, sv, r * TW + tx0, x, g, ty, tx0, nt);
@@ -679,12 +706,17 @@ static inline ISA_BODY void wino_output_rows_body(float *out, const float *M, in
     const int64_t TH = wino_tiles_h(g), TW = wino_tiles_w(g);
     const int64_t cw = g->wino_m == 4 ? WINO4_CHUNK : WINO_CHUNK; /* tiles per chunk */
     const float b = bias ? bias[o0 + o] : 0.0f;
+    const bool avx512 = isa_level() == ISA_AVX512; /* conv_wino_avx512.h for F(4x4, 3x3) */
     if (g->wino_m == 4 && TW <= WINO4_CHUNK) {
         const int64_t rows = wino4_chunk_rows(TW);
         for (int64_t r = 0; r < R; r += rows) {
             const int64_t nr = rows < R - r ? rows : R - r;
-            wino4_output_chunk(out, M + o * T, sm, r * TW, b, residual, relu, g, o0 + o, r0 + r,
-                               nr, 0, TW);
+            if (avx512)
+                wino4_output_chunk_avx512(out, M + o * T, sm, r * TW, b, residual, relu, g,
+                                          o0 + o, r0 + r, nr, 0, TW);
+            else
+                wino4_output_chunk(out, M + o * T, sm, r * TW, b, residual, relu, g, o0 + o,
+                                   r0 + r, nr, 0, TW);
         }
         return;
     }
@@ -693,7 +725,10 @@ static inline ISA_BODY void wino_output_rows_body(float *out, const float *M, in
         float *y = out + (n * g->o + o0 + o) * g->oh * g->ow;
         for (int64_t tx0 = 0; tx0 < TW; tx0 += cw) {
             const int64_t nt = TW - tx0 < cw ? TW - tx0 : cw;
-            if (g->wino_m == 4)
+            if (g->wino_m == 4 && avx512)
+                wino4_output_chunk_avx512(out, M + o * T, sm, r * TW + tx0, b, residual, relu, g,
+                                          o0 + o, r0 + r, 1, tx0, nt);
+            else if (g->wino_m == 4)
                 wino4_output_chunk(out, M + o * T, sm, r * TW + tx0, b, residual, relu, g, o0 + o,
                                    r0 + r, 1, tx0, nt);
             else
@@ -718,9 +753,9 @@ static int thread_num(void) {
 /* The own fp32 GEMM's share of a Winograd forward (g->gemm_f32_floats > 0), its whole scratch
  * (U itself is not kept): the nxi matrices U[xi] packed once per slice of output channels,
  * wino_f32_pa floats apart; per thread, a B scratch (for blocks of up to wino_tiles_per_block
- * tiles) and, for F(2x2, 3x3) only, the nxi matrices of one panel of output channels
- * (wino_f32_ut), which its weight transform writes and the packing reads while they are in L2
- * (F(4x4, 3x3) writes the panels directly). */
+ * tiles) and wino_f32_ut floats for one panel of output channels: for F(2x2, 3x3) its nxi
+ * matrices, which its weight transform writes and the packing reads while they are in L2; for
+ * F(4x4, 3x3), which writes the panels directly, the panel's 9 C taps transposed. */
 static int64_t wino_f32_pa(const ConvGeom *g) {
     return (gemm_f32_packed_a_floats(g->wino_o, g->c) + 15) / 16 * 16;
 }
@@ -728,7 +763,9 @@ static int64_t wino_f32_bs(const ConvGeom *g, int64_t T) {
     return (gemm_f32_b_scratch_floats(T, g->c) + 15) / 16 * 16;
 }
 static int64_t wino_f32_ut(const ConvGeom *g) {
-    return g->wino_m == 4 ? 0 : wino_nxi(g) * wino_stride(gemm_f32_blocking().mr * g->c);
+    const int64_t mr = gemm_f32_blocking().mr;
+    return g->wino_m == 4 ? (9 * g->c * mr + 15) / 16 * 16
+                          : wino_nxi(g) * wino_stride(mr * g->c);
 }
 static int64_t wino_f32_floats(const ConvGeom *g) {
     return wino_nxi(g) * wino_f32_pa(g) +
@@ -737,7 +774,7 @@ static int64_t wino_f32_floats(const ConvGeom *g) {
 typedef struct {
     float *up; /* packed U[0], or NULL: gemm_cpu */
     float *bs; /* B scratch of thread 0; thread t's at bs + t * bsw */
-    float *ut; /* a panel's U of thread 0; thread t's at ut + t * utw */
+    float *ut; /* a panel's U (F2) or taps (F4) of thread 0; thread t's at ut + t * utw */
     int64_t pa, bsw, utw;
 } WinoF32;
 
@@ -749,22 +786,22 @@ typedef struct {
  * channels of the panel, so that each of the 36 results is one contiguous store where the
  * packing of a transformed U had to transpose it. AVX-512 only, like the own GEMM. */
 ISA_TARGET_AVX512 static void wino4_weights_panel_packed(float *restrict up, int64_t pa,
+                                                         float *restrict wt,
                                                          const float *restrict weight,
                                                          int64_t o0, int64_t q, int64_t rows,
                                                          int64_t ob, int64_t C) {
     enum { MRW = 12 };
     CHECK(gemm_f32_blocking().mr == MRW, "wino4_weights_panel_packed: panels of %d rows", MRW);
     const int64_t kcb = gemm_f32_blocking().kc, mpad = (ob + MRW - 1) / MRW * MRW;
+    /* wt (9 C, MRW) = the panel's rows of weight, (rows, 9 C), transposed (zeros past `rows`):
+     * the packing's in-register transposes, since a panel of one row is its rows transposed.
+     * Tap k of channel c for the MRW output channels is then MRW contiguous floats. (Read one
+     * float at a time from the MRW rows 9 C floats apart, the taps took 60 % of the
+     * transform.) */
+    gemm_f32_pack_a_panel(wt, weight + (o0 + q * MRW) * C * 9, rows, 9 * C, 0, 9 * C);
     for (int64_t c = 0; c < C; c++) {
-        float w[9][MRW], t[3][6][MRW]; /* t[j][i] = (G g)[i][j], per output channel */
-        for (int o = 0; o < MRW; o++) {
-            if (o >= rows) { /* past the last output channel: zero rows of the panel */
-                for (int k = 0; k < 9; k++) w[k][o] = 0.0f;
-                continue;
-            }
-            const float *src = weight + ((o0 + q * MRW + o) * C + c) * 9;
-            for (int k = 0; k < 9; k++) w[k][o] = src[k];
-        }
+        const float(*w)[MRW] = (const float(*)[MRW])(wt + c * 9 * MRW); /* w[k][o] */
+        float t[3][6][MRW]; /* t[j][i] = (G g)[i][j], per output channel */
         for (int j = 0; j < 3; j++) /* G g: each column of g through G */
             for (int o = 0; o < MRW; o++) {
                 float r[6];
@@ -799,7 +836,7 @@ static void wino_weights_packed(const WinoF32 *f, const float *weight, const Con
         float *ut = f->ut + thread_num() * f->utw;
         const int64_t rows = mr < ob - q * mr ? mr : ob - q * mr;
         if (g->wino_m == 4) {
-            wino4_weights_panel_packed(f->up, f->pa, weight, o0, q, rows, ob, C);
+            wino4_weights_panel_packed(f->up, f->pa, ut, weight, o0, q, rows, ob, C);
             continue;
         }
         for (int64_t o = 0; o < rows; o++) wino_weights_row(ut, S, weight, o0 + q * mr, o, C);
