@@ -226,7 +226,7 @@ TEST(matmul_cuda_parity) {
 #else
     const DeviceTable *cu = device_table(DEVICE_CUDA);
     if (!cu->available) { test_skip("no GPU answers"); return; }
-    if (!cu->gemm || !cu->linear_bias_forward || !cu->linear_bias_backward || !cu->accumulate ||
+    if (!cu->gemm || !cu->linear_forward || !cu->linear_bias_backward || !cu->accumulate ||
         !cu->fill) {
         test_skip("CUDA matmul kernels not implemented yet");
         return;

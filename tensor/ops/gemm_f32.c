@@ -202,16 +202,25 @@ F32_TARGET static void pack_b_block(float *restrict bp, const float *restrict b,
         }
         return;
     }
+    /* B stored transposed (rs = 1; a linear layer's weight (N, K)): column j of op(B) is
+     * contiguous along l, so 16 columns x 16 rows at a time are loaded as 16 vectors and
+     * transposed in registers, as pack_a_panel does (one float at a time, the stores 128
+     * bytes apart made this packing a quarter of a linear layer's time). */
+    (void)rs;
     for (int64_t r = 0; r < panels; r++) {
         float *dst = bp + r * kc * NR;
-        for (int64_t j = 0; j < NR; j++) {
-            const int64_t col = j0 + r * NR + j;
-            if (col >= n) {
-                for (int64_t l = 0; l < kc; l++) dst[l * NR + j] = 0.0f;
-                continue;
+        for (int h = 0; h < NR / 16; h++) {
+            const int64_t col0 = j0 + r * NR + h * 16;
+            for (int64_t l0 = 0; l0 < kc; l0 += 16) {
+                const int64_t w = min64(16, kc - l0);
+                const __mmask16 rows = w == 16 ? (__mmask16)0xffff : (__mmask16)((1u << w) - 1);
+                __m512 v[16];
+                for (int i = 0; i < 16; i++)
+                    v[i] = col0 + i < n ? _mm512_maskz_loadu_ps(rows, b + (col0 + i) * cs + k0 + l0)
+                                        : _mm512_setzero_ps();
+                transpose16(v);
+                for (int j = 0; j < w; j++) _mm512_store_ps(dst + (l0 + j) * NR + h * 16, v[j]);
             }
-            const float *src = b + col * cs + k0 * rs;
-            for (int64_t l = 0; l < kc; l++) dst[l * NR + j] = src[l * rs];
         }
     }
 }

@@ -18,14 +18,31 @@
 #include "tensor/device.h"
 #include "tensor/kernels_cpu.h"
 #include "tensor/ops/gemm_bf16.h"
+#include "tensor/ops/gemm_f32.h"
 
 /* ---- CPU kernels -------------------------------------------------------------------------- */
 
-void linear_bias_forward_cpu(float *out, const float *bias, int64_t rows, int64_t n) {
-    /* out (rows,N), bias (N) — assigns */
-#pragma omp parallel for schedule(static) if (rows * n > 32768)
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = 0; j < n; j++) out[r * n + j] = bias[j];
+void linear_forward_cpu(float *y, const float *x, const float *w, const float *bias,
+                        int64_t rows, int64_t in, int64_t out, void *scratch) {
+    /* y (rows,OUT), x (rows,IN), w (OUT,IN), bias (OUT) or NULL — assigns */
+    if (scratch) { /* the own GEMM (avx512 level): y written once, with its bias */
+        const GemmEpilogue ep = {.row_bias = NULL, .col_bias = bias, .relu = false};
+        gemm_f32_batched_cpu(y, x, w, 1, rows, out, in, false, true, 1.0f, 0.0f, in, in, out, 0,
+                             0, 0, scratch, &ep);
+        return;
+    }
+    if (bias) {
+#pragma omp parallel for schedule(static) if (rows * out > 32768)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < out; j++) y[r * out + j] = bias[j];
+    }
+    gemm_cpu(y, x, w, 1, rows, out, in, false, true, 1.0f, bias ? 1.0f : 0.0f, in, in, out, 0, 0,
+             0);
+}
+
+size_t linear_forward_scratch_bytes(DeviceKind dev, int64_t rows, int64_t in, int64_t out) {
+    if (!device_runs_cpu_kernels(dev) || !gemm_f32_available() || rows * out == 0) return 0;
+    return gemm_f32_batched_scratch_bytes(1, false, rows, out, in);
 }
 
 void linear_bias_backward_cpu(float *dbias, const float *dout, int64_t rows, int64_t n) {
@@ -221,10 +238,15 @@ Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias) {
                       in, nout, scratch, &ep);
         arena_release(a, mark);
     } else {
-        /* With a bias, y starts as the bias on every row and gemm accumulates x W^T onto it. */
-        if (bias) KERNEL_RUN(x->device, linear_bias_forward, y->data, bias->data, rows, nout);
-        gemm_call(x->device, y->data, x->data, weight->data, 1, rows, nout, in, false, true,
-                  bias ? 1.0f : 0.0f, in, in, nout, 0, 0, 0);
+        /* At the avx512 level on the CPU the own GEMM adds the bias as it stores y (y written
+         * once); otherwise y starts as the bias and gemm accumulates x W^T onto it. */
+        Arena *a = tensor_arena();
+        size_t mark = arena_mark(a);
+        const size_t bytes = linear_forward_scratch_bytes(x->device, rows, in, nout);
+        void *scratch = bytes ? arena_alloc(a, bytes) : NULL;
+        KERNEL_RUN(x->device, linear_forward, y->data, x->data, weight->data,
+                   bias ? bias->data : NULL, rows, in, nout, scratch);
+        arena_release(a, mark);
     }
 
     if (prof) { /* the layer profile (bias included in the time) */

@@ -18,3 +18,6 @@ Tensor *tensor_matmul_t(Tensor *a, Tensor *b, bool trans_a, bool trans_b);
 /* y (..., OUT) = x (..., IN) @ weight^T + bias, weight stored (OUT, IN) as in PyTorch checkpoints,
  * bias (OUT) or NULL. A frozen weight or bias (requires_grad false) costs no gradient work. */
 Tensor *tensor_linear(Tensor *x, Tensor *weight, Tensor *bias);
+/* The scratch of the linear_forward kernel (matmul.def) on device dev: on the CPU and the guard
+ * device at the avx512 level, the own fp32 GEMM's (tensor/ops/gemm_f32.h); 0 otherwise. */
+size_t linear_forward_scratch_bytes(DeviceKind dev, int64_t rows, int64_t in, int64_t out);
