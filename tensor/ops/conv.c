@@ -778,51 +778,6 @@ typedef struct {
     int64_t pa, bsw, utw;
 } WinoF32;
 
-/* F(4x4, 3x3) under the own GEMM: U[xi] of output channels o0 + q mr + o, o < rows, written
- * straight into panel q of the packed U[xi] (pa floats apart; gemm_f32.h's layout: for slice
- * [k0, k0 + kcs) of the C input channels, panel q at k0 mpad + q kcs mr, channel c's mr values
- * contiguous at (c - k0) mr, zeros for o >= rows) — assigns. One input channel at a time, the
- * arithmetic of wino4_weights_row_body (the same U, bit for bit) vectorised over the mr output
- * channels of the panel, so that each of the 36 results is one contiguous store where the
- * packing of a transformed U had to transpose it. AVX-512 only, like the own GEMM. */
-ISA_TARGET_AVX512 static void wino4_weights_panel_packed(float *restrict up, int64_t pa,
-                                                         float *restrict wt,
-                                                         const float *restrict weight,
-                                                         int64_t o0, int64_t q, int64_t rows,
-                                                         int64_t ob, int64_t C) {
-    enum { MRW = 12 };
-    CHECK(gemm_f32_blocking().mr == MRW, "wino4_weights_panel_packed: panels of %d rows", MRW);
-    const int64_t kcb = gemm_f32_blocking().kc, mpad = (ob + MRW - 1) / MRW * MRW;
-    /* wt (9 C, MRW) = the panel's rows of weight, (rows, 9 C), transposed (zeros past `rows`):
-     * the packing's in-register transposes, since a panel of one row is its rows transposed.
-     * Tap k of channel c for the MRW output channels is then MRW contiguous floats. (Read one
-     * float at a time from the MRW rows 9 C floats apart, the taps took 60 % of the
-     * transform.) */
-    gemm_f32_pack_a_panel(wt, weight + (o0 + q * MRW) * C * 9, rows, 9 * C, 0, 9 * C);
-    for (int64_t c = 0; c < C; c++) {
-        const float(*w)[MRW] = (const float(*)[MRW])(wt + c * 9 * MRW); /* w[k][o] */
-        float t[3][6][MRW]; /* t[j][i] = (G g)[i][j], per output channel */
-        for (int j = 0; j < 3; j++) /* G g: each column of g through G */
-            for (int o = 0; o < MRW; o++) {
-                float r[6];
-                wino4_g(r, w[j][o], w[3 + j][o], w[6 + j][o]);
-                for (int i = 0; i < 6; i++) t[j][i][o] = r[i];
-            }
-        const int64_t k0 = c / kcb * kcb, kcs = kcb < C - k0 ? kcb : C - k0;
-        float *dst = up + k0 * mpad + q * kcs * MRW + (c - k0) * MRW;
-        for (int i = 0; i < 6; i++) { /* (G g) G^T: each row of G g through G */
-            float u[6][MRW];
-            for (int o = 0; o < MRW; o++) {
-                float r[6];
-                wino4_g(r, t[0][i][o], t[1][i][o], t[2][i][o]);
-                for (int j = 0; j < 6; j++) u[j][o] = r[j];
-            }
-            for (int j = 0; j < 6; j++)
-                for (int o = 0; o < MRW; o++) dst[(i * 6 + j) * pa + o] = u[j][o];
-        }
-    }
-}
-
 /* U[xi] of output channels [o0, o0 + ob) packed for the own GEMM into f->up, a panel of mr
  * output channels at a time on each thread: F(4x4, 3x3) straight into the panels; F(2x2, 3x3)
  * its nxi matrices (mr, C) transformed into the thread's f->ut, then packed from there —
@@ -836,7 +791,7 @@ static void wino_weights_packed(const WinoF32 *f, const float *weight, const Con
         float *ut = f->ut + thread_num() * f->utw;
         const int64_t rows = mr < ob - q * mr ? mr : ob - q * mr;
         if (g->wino_m == 4) {
-            wino4_weights_panel_packed(f->up, f->pa, ut, weight, o0, q, rows, ob, C);
+            wino4_weights_panel_avx512(f->up, f->pa, ut, weight, o0, q, rows, ob, C);
             continue;
         }
         for (int64_t o = 0; o < rows; o++) wino_weights_row(ut, S, weight, o0 + q * mr, o, C);

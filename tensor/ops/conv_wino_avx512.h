@@ -1,6 +1,7 @@
-/* conv_wino_avx512.h — the F(4x4, 3x3) Winograd input and output transforms of the CPU
- * convolution (tensor/ops/conv.c) written for AVX-512 with intrinsics, for the avx512 level
- * (tensor/isa.h).
+/* conv_wino_avx512.h — the F(4x4, 3x3) Winograd transforms of the CPU convolution
+ * (tensor/ops/conv.c) written for AVX-512 with intrinsics, for the avx512 level (tensor/isa.h):
+ * the input and output transforms, and the weight transform written into the own fp32 GEMM's
+ * packed panels.
  *
  * conv.c's portable form of the transform, compiled for every level, runs its loops over the
  * columns of a tile row and over the tiles of a chunk; on narrow images (28x28: tile rows of 28
@@ -34,3 +35,13 @@ void wino4_input_chunk_avx512(float *V, int64_t cstride, int64_t col0, const flo
 void wino4_output_chunk_avx512(float *out, const float *M, int64_t ostride, int64_t col0,
                                float bias, bool residual, bool relu, const ConvGeom *g,
                                int64_t oc, int64_t rf, int64_t nr, int64_t tx0, int64_t nt);
+
+/* Under the own fp32 GEMM (tensor/ops/gemm_f32.h): U[xi] = G g G^T of output channels
+ * o0 + q mr + o, o < rows (mr = 12, the GEMM's panel height), written straight into panel q of
+ * the packed U[xi] (the 36 matrices pa floats apart; gemm_f32.h's layout: for the slice
+ * [k0, k0 + kcs) of the C input channels, panel q at k0 mpad + q kcs mr, channel c's mr values
+ * contiguous at (c - k0) mr, zeros for o >= rows; mpad = ob rounded up to mr) — assigns.
+ * wt: 9 C mr floats of scratch. The arithmetic of conv.c's wino4_weights_row_body, the same U
+ * bit for bit. */
+void wino4_weights_panel_avx512(float *up, int64_t pa, float *wt, const float *weight, int64_t o0,
+                                int64_t q, int64_t rows, int64_t ob, int64_t C);
