@@ -58,7 +58,7 @@ GEMM_SHAPES = [  # (M, N, K), the list in tools/bench.c
 ]
 # (C, O, kernel, spatial), batch 8, stride 1, padding kernel//2 (tools/bench_conv.c)
 CONV_SHAPES = [
-    (64, 64, 3, 112), (256, 128, 1, 112), (128, 128, 3, 56),
+    (64, 64, 3, 112), (256, 128, 1, 112), (128, 128, 3, 56), (256, 256, 3, 28),
     (512, 1024, 1, 28), (512, 512, 3, 14), (2048, 512, 1, 14),
 ]
 BATCH = 8

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tensor/device.h"
+#include "tensor/ops/gemm_f32.h"
 #include "tensor/ops/matmul.h"
 #include "test/test.h"
 
@@ -89,15 +90,24 @@ TEST(matmul_linear_fixtures) {
     if (!fx) return;
     const char *cases[] = {"linear_vec", "linear_2d", "linear_3d", "linear_vec_nobias",
                            "linear_2d_nobias", "linear_3d_nobias", "linear_clip"};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        bool has_bias = !strstr(cases[c], "nobias");
-        Tensor *in[3] = {test_case_input(fx, cases[c], "x", true), test_case_input(fx, cases[c], "w", true),
-                         has_bias ? test_case_input(fx, cases[c], "b", true) : NULL};
-        if (!in[0] || !in[1] || (has_bias && !in[2])) return;
-        int64_t rows = in[0]->numel / in[0]->shape[in[0]->ndim - 1];
-        check_case(fx, cases[c], &(OpCtx){.linear = true}, in, (const char *[]){"x", "w", "b"},
-                   has_bias ? 3 : 2,
-                   max3(in[1]->shape[0], in[1]->shape[1], rows));
+    /* Both forms of the CPU forward (matmul.def, linear_forward): at the avx512 level the own
+     * fp32 GEMM with the bias in its store, then (and at every other level) the bias fill and
+     * gemm. */
+    const bool own = gemm_f32_available();
+    for (int pass = 0; pass < (own ? 2 : 1); pass++) {
+        const bool prev = pass == 1 ? gemm_f32_set_enabled(false) : own;
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            bool has_bias = !strstr(cases[c], "nobias");
+            Tensor *in[3] = {test_case_input(fx, cases[c], "x", true),
+                             test_case_input(fx, cases[c], "w", true),
+                             has_bias ? test_case_input(fx, cases[c], "b", true) : NULL};
+            if (!in[0] || !in[1] || (has_bias && !in[2])) break;
+            int64_t rows = in[0]->numel / in[0]->shape[in[0]->ndim - 1];
+            check_case(fx, cases[c], &(OpCtx){.linear = true}, in,
+                       (const char *[]){"x", "w", "b"}, has_bias ? 3 : 2,
+                       max3(in[1]->shape[0], in[1]->shape[1], rows));
+        }
+        if (pass == 1) gemm_f32_set_enabled(prev);
     }
 }
 

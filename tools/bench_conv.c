@@ -33,7 +33,7 @@ BENCH(conv, "conv2d NCHW forward and backward at ResNet-50 shapes, batch 8") {
     static const struct {
         int64_t c, o, k, hw;
     } shapes[] = {
-        {64, 64, 3, 112}, {256, 128, 1, 112}, {128, 128, 3, 56},
+        {64, 64, 3, 112}, {256, 128, 1, 112}, {128, 128, 3, 56}, {256, 256, 3, 28},
         {512, 1024, 1, 28}, {512, 512, 3, 14}, {2048, 512, 1, 14},
     };
     const int64_t N = 8;

@@ -618,24 +618,24 @@ static inline ISA_BODY void wino4_output_chunk(float *restrict out, const float 
     const int64_t TH = wino_tiles_h(g), nq = nr * nt;
     for (int k = 0; k < 36; k++) m[k] = M + k * ostride + col0;
     for (int64_t q0 = 0; q0 < nq; q0 += 16) {
-      /* 64 tiles ahead in each of the 36 rows of M, which are more streams than the hardware
-       * prefetcher follows (measured at the avx512 level: a third of the transform) */
-      for (int k = 0; k < 36; k++) __builtin_prefetch(m[k] + q0 + 64, 0, 3);
-      const int64_t q1 = q0 + 16 < nq ? q0 + 16 : nq;
-      for (int64_t q = q0; q < q1; q++) {
-        float s[4][6]; /* A^T m: each column of m through A^T */
+        /* 64 tiles ahead in each of the 36 rows of M, which are more streams than the hardware
+         * prefetcher follows (measured at the avx512 level: a third of the transform) */
+        for (int k = 0; k < 36; k++) __builtin_prefetch(m[k] + q0 + 64, 0, 3);
+        const int64_t q1 = q0 + 16 < nq ? q0 + 16 : nq;
+        for (int64_t q = q0; q < q1; q++) {
+            float s[4][6]; /* A^T m: each column of m through A^T */
 #pragma GCC unroll 6
-        for (int j = 0; j < 6; j++) {
-            float a[4];
-            wino4_at(a, m[j][q], m[6 + j][q], m[12 + j][q], m[18 + j][q], m[24 + j][q],
-                     m[30 + j][q]);
+            for (int j = 0; j < 6; j++) {
+                float a[4];
+                wino4_at(a, m[j][q], m[6 + j][q], m[12 + j][q], m[18 + j][q], m[24 + j][q],
+                         m[30 + j][q]);
 #pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) s[i][j] = a[i];
+                for (int i = 0; i < 4; i++) s[i][j] = a[i];
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) /* (A^T m) A: each row through A^T */
+                wino4_at(r[i] + 4 * q, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
         }
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) /* (A^T m) A: each row through A^T */
-            wino4_at(r[i] + 4 * q, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
-      }
     }
     const int64_t ow0 = 4 * tx0, plane = g->oh * g->ow;
     const int64_t w = 4 * nt < g->ow - ow0 ? 4 * nt : g->ow - ow0; /* drop columns past OW */
