@@ -81,6 +81,23 @@ static inline void gemm_case_free(GemmCaseData *d) {
 
 /* A GEMM under test: its batched entry and scratch size (gemm_bf16_batched_cpu and
  * gemm_f32_batched_cpu have the same signature), and its name for messages. */
+/* Every transpose pair on a 29 x 45 x 51 product through run_case (each kernel's own check
+ * against double): assigning, accumulating with alpha 0.5, and alpha -1.5, beta 2 over kc + 1
+ * (the second slice of k adds alpha times its partial sum onto the first's store). */
+static inline void gemm_case_transposes(void (*run_case)(const GemmCase *, uint64_t), int64_t kc) {
+    for (int t = 0; t < 4; t++) {
+        GemmCase cs = {29, 45, 51, t & 1, (t >> 1) & 1, 1.0f, 0.0f, 2};
+        run_case(&cs, 200 + t);
+        cs.alpha = 0.5f;
+        cs.beta = 1.0f; /* accumulate */
+        run_case(&cs, 300 + t);
+        cs.alpha = -1.5f;
+        cs.beta = 2.0f;
+        cs.k = kc + 1;
+        run_case(&cs, 400 + t);
+    }
+}
+
 typedef struct {
     const char *name;
     size_t (*scratch_bytes)(int64_t batch, bool shared_a, int64_t m, int64_t n, int64_t k);

@@ -84,17 +84,7 @@ TEST(gemm_f32_shapes_vs_double) {
 
 TEST(gemm_f32_transposes_alpha_beta) {
     if (!need_f32()) return;
-    for (int t = 0; t < 4; t++) {
-        GemmCase cs = {29, 45, 51, t & 1, (t >> 1) & 1, 1.0f, 0.0f, 2};
-        run_case(&cs, 200 + t);
-        cs.alpha = 0.5f;
-        cs.beta = 1.0f; /* accumulate */
-        run_case(&cs, 300 + t);
-        cs.alpha = -1.5f;
-        cs.beta = 2.0f;
-        cs.k = gemm_f32_blocking().kc + 1; /* the second slice adds alpha * its partial sum */
-        run_case(&cs, 400 + t);
-    }
+    gemm_case_transposes(run_case, gemm_f32_blocking().kc);
 }
 
 /* The epilogue and the batched form, bit for bit (test/gemm_case.h). */

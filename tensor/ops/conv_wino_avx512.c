@@ -111,7 +111,6 @@ X16_TARGET void wino4_input_chunk_avx512(float *V, int64_t cstride, int64_t col0
     }
     for (int a = 0; a < 6; a++)
         for (int64_t x = 4 * nq + 2; x < 4 * nq + 82; x++) s[a][x] = 0.0f;
-    /* lane l of v4 moved to lane l - 1 (lane 15 of the result is not read) */
     for (int64_t q0 = 0; q0 < nq; q0 += 16) {
         /* lanes of the last tile of a row rr < nr - 1, whose words 4 and 5 are in e0, e1; the
          * first such row in this group is q0 / nt */
